@@ -1,0 +1,834 @@
+//! The simulated backend: a whole cluster of nodes inside the process, moving VMs in real time.
+//!
+//! Each action takes the time the [`DurationModel`] gives for the VM's memory, holds resources
+//! as a real VMM would (a VM being saved keeps its memory until written, a migrating VM occupies
+//! both nodes), and refuses to overcommit a node, so planner mistakes surface as errors instead of
+//! silently passing. A guest "runs" its program for `sim_runtime_ms` of running time, then ends
+//! with `sim_exit_code`, as a real guest powering itself off.
+//!
+//! The state is a pure function of what is persisted and the wall clock: every record holds the
+//! wall-clock time its pending operation ends and how much guest time was left when it last
+//! started running, and every call first *settles* the records up to now. So a process that is
+//! killed in the middle of a save finds, once restarted, the save finished and the image written,
+//! exactly as a real cluster keeps working while its controller is down.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DomainInfo, DomainState, DurationModel, HvError, Hypervisor, NodeStats, VmSpec};
+
+/// A node of the simulated cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimNodeConfig {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory: u64,
+}
+
+/// Milliseconds since the Unix epoch, the simulated cluster's clock.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Exec {
+    /// Executing since this wall-clock time.
+    Running { since: u64 },
+    Paused,
+    Ended { exit_code: i32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum PendingOp {
+    /// Booting or restoring; executes (or stays paused) once done.
+    Starting { done_at: u64, paused: bool },
+    /// Writing the memory to `image`; the VM leaves the node once done.
+    Saving { done_at: u64, image: PathBuf },
+    /// Live-migrating to node `to`; the VM moves once done.
+    Migrating { done_at: u64, to: String },
+}
+
+impl PendingOp {
+    fn done_at(&self) -> u64 {
+        match self {
+            PendingOp::Starting { done_at, .. }
+            | PendingOp::Saving { done_at, .. }
+            | PendingOp::Migrating { done_at, .. } => *done_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SimVm {
+    spec: VmSpec,
+    node: String,
+    exec: Exec,
+    /// Guest running time left as of the last change of `exec` (`None`: runs until destroyed).
+    remaining_ms: Option<u64>,
+    op: Option<PendingOp>,
+}
+
+/// What a saved image holds: the VM and its guest's progress.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedImage {
+    spec: VmSpec,
+    remaining_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SimNodeState {
+    vcpus: u32,
+    memory: u64,
+    up: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SimState {
+    nodes: BTreeMap<String, SimNodeState>,
+    vms: BTreeMap<String, SimVm>,
+}
+
+impl SimVm {
+    /// Stops the guest clock at `t`, keeping how much guest time is left.
+    fn freeze(&mut self, t: u64) {
+        if let Exec::Running { since } = self.exec {
+            if let Some(rem) = self.remaining_ms.as_mut() {
+                *rem = rem.saturating_sub(t.saturating_sub(since));
+            }
+            self.exec = Exec::Paused;
+        }
+    }
+
+    /// When the guest program would end if left running.
+    fn guest_end(&self) -> Option<u64> {
+        match self.exec {
+            Exec::Running { since } => self.remaining_ms.map(|r| since + r),
+            _ => None,
+        }
+    }
+
+    fn holds_resources(&self) -> bool {
+        !matches!(self.exec, Exec::Ended { .. })
+    }
+}
+
+impl SimState {
+    /// Applies every event (guest end, end of a pending operation) that happened up to `now`, in
+    /// time order per VM. Saved images are written here, so a save finished while the process was
+    /// down is found written afterwards.
+    fn settle(&mut self, now: u64) {
+        let names: Vec<String> = self.vms.keys().cloned().collect();
+        for name in names {
+            loop {
+                let Some(vm) = self.vms.get_mut(&name) else {
+                    break;
+                };
+                let guest_end = vm.guest_end().filter(|&t| t <= now);
+                let op_end = vm.op.as_ref().map(|o| o.done_at()).filter(|&t| t <= now);
+                match (guest_end, op_end) {
+                    (None, None) => break,
+                    (Some(g), o) if o.is_none_or(|o| g < o) => {
+                        vm.exec = Exec::Ended {
+                            exit_code: vm.spec.guest.sim_exit_code,
+                        };
+                        vm.remaining_ms = Some(0);
+                        // A guest that ends while migrating stays on its source node.
+                        if matches!(vm.op, Some(PendingOp::Migrating { .. })) {
+                            vm.op = None;
+                        }
+                        let _ = g;
+                    }
+                    (_, Some(t)) => {
+                        let op = vm.op.take().expect("op_end implies an op");
+                        match op {
+                            PendingOp::Starting { paused, .. } => {
+                                vm.exec = if paused {
+                                    Exec::Paused
+                                } else {
+                                    Exec::Running { since: t }
+                                };
+                            }
+                            PendingOp::Migrating { to, .. } => vm.node = to,
+                            PendingOp::Saving { image, .. } => {
+                                let saved = SavedImage {
+                                    spec: vm.spec.clone(),
+                                    remaining_ms: vm.remaining_ms,
+                                };
+                                // The image's directory was checked when the save began; a failure
+                                // here leaves the VM where it is, so nothing is lost.
+                                match write_atomically(&image, &serde_json::to_vec(&saved).unwrap())
+                                {
+                                    Ok(()) => {
+                                        self.vms.remove(&name);
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(vm = %name, image = %image.display(), error = %e, "simulated save could not write its image; the VM stays paused");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    (Some(_), None) => unreachable!("covered by the guard above"),
+                }
+            }
+        }
+    }
+
+    fn used(&self, node: &str) -> (u32, u64, u32) {
+        let (mut cpu, mut mem, mut n) = (0u32, 0u64, 0u32);
+        for vm in self.vms.values() {
+            let here = vm.node == node
+                || matches!(&vm.op, Some(PendingOp::Migrating { to, .. }) if to == node);
+            if here && vm.holds_resources() {
+                cpu += vm.spec.vcpus;
+                mem += vm.spec.memory;
+                if vm.node == node {
+                    n += 1;
+                }
+            }
+        }
+        (cpu, mem, n)
+    }
+
+    fn check_room(&self, node: &str, spec: &VmSpec, op: &'static str) -> Result<(), HvError> {
+        let n = self
+            .nodes
+            .get(node)
+            .ok_or_else(|| HvError::NoSuchNode(node.to_string()))?;
+        let (cpu, mem, _) = self.used(node);
+        let free_cpu = n.vcpus.saturating_sub(cpu);
+        if spec.vcpus > free_cpu {
+            return Err(HvError::NoRoom {
+                node: node.into(),
+                vm: spec.name.clone(),
+                op,
+                resource: "vcpus",
+                needed: spec.vcpus as u64,
+                free: free_cpu as u64,
+            });
+        }
+        let free_mem = n.memory.saturating_sub(mem);
+        if spec.memory > free_mem {
+            return Err(HvError::NoRoom {
+                node: node.into(),
+                vm: spec.name.clone(),
+                op,
+                resource: "memory",
+                needed: spec.memory,
+                free: free_mem,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+struct Shared {
+    state: Mutex<SimState>,
+    state_file: PathBuf,
+    durations: DurationModel,
+}
+
+/// The simulated cluster: owns the state of all nodes; hands out one [`SimNode`] per node.
+#[derive(Clone)]
+pub struct SimCluster {
+    shared: Arc<Shared>,
+}
+
+impl SimCluster {
+    /// Opens (or creates) the simulated cluster persisted in `dir`. The node list comes from the
+    /// configuration: nodes may be added or resized between runs; the VMs found are kept.
+    pub fn open(
+        dir: &Path,
+        nodes: &[SimNodeConfig],
+        durations: DurationModel,
+    ) -> std::io::Result<SimCluster> {
+        std::fs::create_dir_all(dir)?;
+        let state_file = dir.join("sim-cluster.json");
+        let mut state: SimState = match std::fs::read(&state_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: not a simulated cluster state ({e}); move it away to start afresh",
+                        state_file.display()
+                    ),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
+            Err(e) => return Err(e),
+        };
+        for n in nodes {
+            let up = state.nodes.get(&n.name).map(|s| s.up).unwrap_or(true);
+            state.nodes.insert(
+                n.name.clone(),
+                SimNodeState {
+                    vcpus: n.vcpus,
+                    memory: n.memory,
+                    up,
+                },
+            );
+        }
+        let cluster = SimCluster {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                state_file,
+                durations,
+            }),
+        };
+        let guard = cluster.lock();
+        cluster.persist(&guard);
+        drop(guard);
+        Ok(cluster)
+    }
+
+    /// A connection to one node.
+    pub fn node(&self, name: &str) -> Result<SimNode, HvError> {
+        if !self.lock().nodes.contains_key(name) {
+            return Err(HvError::NoSuchNode(name.to_string()));
+        }
+        Ok(SimNode {
+            cluster: self.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Simulates a node failure (or its repair): a node that is down answers every call with
+    /// [`HvError::Unreachable`].
+    pub fn set_node_up(&self, name: &str, up: bool) -> Result<(), HvError> {
+        let mut st = self.lock();
+        st.nodes
+            .get_mut(name)
+            .ok_or_else(|| HvError::NoSuchNode(name.to_string()))?
+            .up = up;
+        self.persist(&st);
+        Ok(())
+    }
+
+    pub fn durations(&self) -> &DurationModel {
+        &self.shared.durations
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        // A panic in another caller leaves consistent records (each change is a single assignment
+        // sequence under the lock), so a poisoned lock is still usable.
+        let mut st = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        st.settle(now_ms());
+        st
+    }
+
+    fn persist(&self, st: &SimState) {
+        let bytes = serde_json::to_vec(st).expect("sim state serializes");
+        if let Err(e) = write_atomically(&self.shared.state_file, &bytes) {
+            tracing::error!(file = %self.shared.state_file.display(), error = %e, "cannot persist the simulated cluster");
+        }
+    }
+}
+
+/// One node of a [`SimCluster`].
+pub struct SimNode {
+    cluster: SimCluster,
+    name: String,
+}
+
+fn sleep_until(t: u64) {
+    let now = now_ms();
+    if t > now {
+        std::thread::sleep(Duration::from_millis(t - now));
+    }
+}
+
+fn state_name(vm: &SimVm) -> String {
+    match (&vm.op, &vm.exec) {
+        (Some(PendingOp::Starting { .. }), _) => "starting".into(),
+        (Some(PendingOp::Saving { .. }), _) => "being saved".into(),
+        (Some(PendingOp::Migrating { to, .. }), _) => format!("migrating to {to}"),
+        (None, Exec::Running { .. }) => "running".into(),
+        (None, Exec::Paused) => "paused".into(),
+        (None, Exec::Ended { exit_code }) => format!("ended (exit code {exit_code})"),
+    }
+}
+
+impl SimNode {
+    fn locked(&self) -> Result<MutexGuard<'_, SimState>, HvError> {
+        let st = self.cluster.lock();
+        match st.nodes.get(&self.name) {
+            Some(n) if n.up => Ok(st),
+            Some(_) => Err(HvError::Unreachable {
+                node: self.name.clone(),
+            }),
+            None => Err(HvError::NoSuchNode(self.name.clone())),
+        }
+    }
+
+    /// Finds a VM of this node that no operation is busy with.
+    fn idle_vm<'a>(
+        &self,
+        st: &'a mut SimState,
+        vm: &str,
+        op: &'static str,
+    ) -> Result<&'a mut SimVm, HvError> {
+        match st.vms.get_mut(vm) {
+            Some(v) if v.node == self.name => {
+                if v.op.is_some() {
+                    return Err(HvError::WrongState {
+                        node: self.name.clone(),
+                        vm: vm.into(),
+                        op,
+                        state: state_name(v),
+                    });
+                }
+                Ok(v)
+            }
+            _ => Err(HvError::NoSuchVm {
+                node: self.name.clone(),
+                vm: vm.into(),
+            }),
+        }
+    }
+
+    /// Waits for the pending operation that ends at `done_at`, then reports whether the VM ended up
+    /// as `expect` says.
+    fn wait(
+        &self,
+        vm: &str,
+        done_at: u64,
+        op: &'static str,
+        expect: impl Fn(Option<&SimVm>) -> bool,
+    ) -> Result<(), HvError> {
+        sleep_until(done_at);
+        let st = self.cluster.lock();
+        let ok = expect(st.vms.get(vm));
+        self.cluster.persist(&st);
+        if ok {
+            Ok(())
+        } else {
+            Err(HvError::Backend {
+                node: self.name.clone(),
+                vm: vm.into(),
+                op,
+                message: match st.vms.get(vm) {
+                    Some(v) => format!("the VM is {} on {}", state_name(v), v.node),
+                    None => "the VM was destroyed meanwhile".into(),
+                },
+            })
+        }
+    }
+
+    fn begin_start(
+        &self,
+        spec: VmSpec,
+        remaining_ms: Option<u64>,
+        paused: bool,
+        duration_ms: u64,
+        op: &'static str,
+    ) -> Result<u64, HvError> {
+        let mut st = self.locked()?;
+        if let Some(existing) = st.vms.get(&spec.name) {
+            return Err(HvError::AlreadyExists {
+                node: existing.node.clone(),
+                vm: spec.name,
+            });
+        }
+        st.check_room(&self.name, &spec, op)?;
+        let done_at = now_ms() + duration_ms;
+        st.vms.insert(
+            spec.name.clone(),
+            SimVm {
+                spec,
+                node: self.name.clone(),
+                exec: Exec::Paused,
+                remaining_ms,
+                op: Some(PendingOp::Starting { done_at, paused }),
+            },
+        );
+        self.cluster.persist(&st);
+        Ok(done_at)
+    }
+}
+
+impl Hypervisor for SimNode {
+    fn node(&self) -> &str {
+        &self.name
+    }
+
+    fn migration_target(&self) -> String {
+        self.name.clone()
+    }
+
+    fn start(&self, spec: &VmSpec, paused: bool) -> Result<(), HvError> {
+        let d = self.cluster.durations().boot(spec.memory);
+        let done_at = self.begin_start(
+            spec.clone(),
+            spec.guest.sim_runtime_ms,
+            paused,
+            d,
+            "start",
+        )?;
+        let node = self.name.clone();
+        self.wait(&spec.name, done_at, "start", |v| {
+            v.is_some_and(|v| v.node == node && v.op.is_none())
+        })
+    }
+
+    fn pause(&self, vm: &str) -> Result<(), HvError> {
+        let mut st = self.locked()?;
+        let now = now_ms();
+        let v = self.idle_vm(&mut st, vm, "pause")?;
+        match v.exec {
+            Exec::Running { .. } => v.freeze(now),
+            Exec::Paused => {}
+            Exec::Ended { .. } => {
+                return Err(HvError::WrongState {
+                    node: self.name.clone(),
+                    vm: vm.into(),
+                    op: "pause",
+                    state: state_name(v),
+                })
+            }
+        }
+        self.cluster.persist(&st);
+        drop(st);
+        std::thread::sleep(Duration::from_millis(self.cluster.durations().pause()));
+        Ok(())
+    }
+
+    fn unpause(&self, vm: &str) -> Result<(), HvError> {
+        let mut st = self.locked()?;
+        let now = now_ms();
+        let v = self.idle_vm(&mut st, vm, "unpause")?;
+        match v.exec {
+            Exec::Paused => v.exec = Exec::Running { since: now },
+            Exec::Running { .. } => {}
+            Exec::Ended { .. } => {
+                return Err(HvError::WrongState {
+                    node: self.name.clone(),
+                    vm: vm.into(),
+                    op: "unpause",
+                    state: state_name(v),
+                })
+            }
+        }
+        self.cluster.persist(&st);
+        drop(st);
+        std::thread::sleep(Duration::from_millis(self.cluster.durations().pause()));
+        Ok(())
+    }
+
+    fn save(&self, vm: &str, image: &Path) -> Result<(), HvError> {
+        let mut st = self.locked()?;
+        let now = now_ms();
+        if let Some(dir) = image.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| HvError::Image {
+                path: image.to_path_buf(),
+                source,
+            })?;
+        }
+        let durations = *self.cluster.durations();
+        let v = self.idle_vm(&mut st, vm, "save")?;
+        if matches!(v.exec, Exec::Ended { .. }) {
+            return Err(HvError::WrongState {
+                node: self.name.clone(),
+                vm: vm.into(),
+                op: "save",
+                state: state_name(v),
+            });
+        }
+        v.freeze(now);
+        let done_at = now + durations.save(v.spec.memory);
+        v.op = Some(PendingOp::Saving {
+            done_at,
+            image: image.to_path_buf(),
+        });
+        self.cluster.persist(&st);
+        drop(st);
+        self.wait(vm, done_at, "save", |v| v.is_none())
+    }
+
+    fn restore(&self, image: &Path, paused: bool) -> Result<String, HvError> {
+        let bytes = std::fs::read(image).map_err(|source| HvError::Image {
+            path: image.to_path_buf(),
+            source,
+        })?;
+        let saved: SavedImage = serde_json::from_slice(&bytes).map_err(|e| HvError::Image {
+            path: image.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        let name = saved.spec.name.clone();
+        let d = self.cluster.durations().restore(saved.spec.memory);
+        let done_at = self.begin_start(saved.spec, saved.remaining_ms, paused, d, "restore")?;
+        let node = self.name.clone();
+        self.wait(&name, done_at, "restore", |v| {
+            v.is_some_and(|v| v.node == node && v.op.is_none())
+        })?;
+        Ok(name)
+    }
+
+    fn migrate(&self, vm: &str, target: &str) -> Result<(), HvError> {
+        let mut st = self.locked()?;
+        let now = now_ms();
+        if target == self.name {
+            return Err(HvError::Backend {
+                node: self.name.clone(),
+                vm: vm.into(),
+                op: "migrate",
+                message: "source and destination are the same node".into(),
+            });
+        }
+        match st.nodes.get(target) {
+            None => return Err(HvError::NoSuchNode(target.into())),
+            Some(n) if !n.up => {
+                return Err(HvError::Unreachable {
+                    node: target.into(),
+                })
+            }
+            Some(_) => {}
+        }
+        let spec = self.idle_vm(&mut st, vm, "migrate")?.spec.clone();
+        st.check_room(target, &spec, "migrate")?;
+        let durations = *self.cluster.durations();
+        let v = self.idle_vm(&mut st, vm, "migrate")?;
+        if matches!(v.exec, Exec::Ended { .. }) {
+            return Err(HvError::WrongState {
+                node: self.name.clone(),
+                vm: vm.into(),
+                op: "migrate",
+                state: state_name(v),
+            });
+        }
+        let done_at = now + durations.migrate(v.spec.memory);
+        v.op = Some(PendingOp::Migrating {
+            done_at,
+            to: target.into(),
+        });
+        self.cluster.persist(&st);
+        drop(st);
+        let target = target.to_string();
+        self.wait(vm, done_at, "migrate", |v| {
+            v.is_some_and(|v| v.node == target)
+        })
+    }
+
+    fn destroy(&self, vm: &str) -> Result<(), HvError> {
+        let mut st = self.locked()?;
+        let here = st.vms.get(vm).is_some_and(|v| v.node == self.name);
+        if here {
+            st.vms.remove(vm);
+            self.cluster.persist(&st);
+            drop(st);
+            std::thread::sleep(Duration::from_millis(
+                self.cluster.durations().destroy(0),
+            ));
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<DomainInfo>, HvError> {
+        let st = self.locked()?;
+        Ok(st
+            .vms
+            .values()
+            .filter(|v| v.node == self.name)
+            .map(|v| DomainInfo {
+                name: v.spec.name.clone(),
+                state: match v.exec {
+                    Exec::Running { .. } => DomainState::Running,
+                    Exec::Paused => DomainState::Paused,
+                    Exec::Ended { exit_code } => DomainState::Ended { exit_code },
+                },
+                vcpus: v.spec.vcpus,
+                memory: v.spec.memory,
+                busy: v.op.is_some(),
+            })
+            .collect())
+    }
+
+    fn stats(&self) -> Result<NodeStats, HvError> {
+        let st = self.locked()?;
+        let n = &st.nodes[&self.name];
+        let (cpu, mem, vms) = st.used(&self.name);
+        Ok(NodeStats {
+            vcpus_total: n.vcpus,
+            memory_total: n.memory,
+            vcpus_used: cpu,
+            memory_used: mem,
+            vms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GuestSpec;
+
+    const MIB: u64 = 1 << 20;
+
+    fn fast() -> DurationModel {
+        DurationModel {
+            boot_ms: 20,
+            destroy_ms: 0,
+            pause_ms: 0,
+            save_overhead_ms: 10,
+            save_bandwidth: 1 << 30,
+            restore_bandwidth: 1 << 30,
+            migrate_overhead_ms: 10,
+            migrate_bandwidth: 1 << 30,
+        }
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vjob-sim-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn cluster(dir: &Path) -> SimCluster {
+        let nodes = ["a", "b"].map(|n| SimNodeConfig {
+            name: n.into(),
+            vcpus: 4,
+            memory: 1024 * MIB,
+        });
+        SimCluster::open(dir, &nodes, fast()).unwrap()
+    }
+
+    fn spec(name: &str, vcpus: u32, runtime: Option<u64>) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            vcpus,
+            memory: 256 * MIB,
+            guest: GuestSpec {
+                sim_runtime_ms: runtime,
+                sim_exit_code: 3,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn guest_ends_after_its_running_time_with_its_exit_code() {
+        let dir = tmpdir("ends");
+        let c = cluster(&dir);
+        let a = c.node("a").unwrap();
+        a.start(&spec("v", 1, Some(50)), false).unwrap();
+        assert_eq!(a.list().unwrap()[0].state, DomainState::Running);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(
+            a.list().unwrap()[0].state,
+            DomainState::Ended { exit_code: 3 }
+        );
+        assert_eq!(a.stats().unwrap().vcpus_used, 0);
+    }
+
+    #[test]
+    fn save_then_restore_elsewhere_keeps_guest_progress() {
+        let dir = tmpdir("save");
+        let c = cluster(&dir);
+        let (a, b) = (c.node("a").unwrap(), c.node("b").unwrap());
+        a.start(&spec("v", 2, Some(300)), false).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let img = dir.join("img/v.img");
+        a.save("v", &img).unwrap();
+        assert!(a.list().unwrap().is_empty());
+        assert!(img.exists());
+        // Time spent on disk does not count as running time.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(b.restore(&img, false).unwrap(), "v");
+        assert_eq!(b.list().unwrap()[0].state, DomainState::Running);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(b.list().unwrap()[0].state, DomainState::Running);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(matches!(
+            b.list().unwrap()[0].state,
+            DomainState::Ended { .. }
+        ));
+    }
+
+    #[test]
+    fn refuses_to_overcommit_a_node() {
+        let dir = tmpdir("room");
+        let c = cluster(&dir);
+        let a = c.node("a").unwrap();
+        a.start(&spec("v1", 3, None), false).unwrap();
+        let err = a.start(&spec("v2", 2, None), false).unwrap_err();
+        assert!(matches!(err, HvError::NoRoom { resource: "vcpus", .. }), "{err}");
+        let b = c.node("b").unwrap();
+        b.start(&spec("v3", 2, None), false).unwrap();
+        let err = b.migrate("v3", "a").unwrap_err();
+        assert!(matches!(err, HvError::NoRoom { .. }), "{err}");
+    }
+
+    #[test]
+    fn migration_occupies_both_nodes_then_moves() {
+        let dir = tmpdir("mig");
+        let c = cluster(&dir);
+        let (a, b) = (c.node("a").unwrap(), c.node("b").unwrap());
+        a.start(&spec("v", 2, None), false).unwrap();
+        let b2 = c.node("b").unwrap();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3));
+            b2.stats().unwrap().vcpus_used
+        });
+        a.migrate("v", "b").unwrap();
+        assert_eq!(h.join().unwrap(), 2, "destination reserved during migration");
+        assert!(a.list().unwrap().is_empty());
+        assert_eq!(b.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn state_survives_reopening_and_pending_saves_complete() {
+        let dir = tmpdir("reopen");
+        {
+            let c = cluster(&dir);
+            let a = c.node("a").unwrap();
+            a.start(&spec("keep", 1, None), false).unwrap();
+            a.start(&spec("gone", 1, None), true).unwrap();
+            // Begin a save and "crash" before it finishes: only the record remains.
+            let mut st = c.lock();
+            let v = st.vms.get_mut("gone").unwrap();
+            v.op = Some(PendingOp::Saving {
+                done_at: now_ms() + 30,
+                image: dir.join("gone.img"),
+            });
+            c.persist(&st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let c = cluster(&dir);
+        let a = c.node("a").unwrap();
+        let names: Vec<_> = a.list().unwrap().into_iter().map(|d| d.name).collect();
+        assert_eq!(names, vec!["keep"]);
+        assert!(dir.join("gone.img").exists());
+    }
+
+    #[test]
+    fn a_node_that_is_down_is_unreachable() {
+        let dir = tmpdir("down");
+        let c = cluster(&dir);
+        c.set_node_up("b", false).unwrap();
+        let b = c.node("b").unwrap();
+        assert!(matches!(b.list(), Err(HvError::Unreachable { .. })));
+        let a = c.node("a").unwrap();
+        a.start(&spec("v", 1, None), false).unwrap();
+        assert!(matches!(
+            a.migrate("v", "b"),
+            Err(HvError::Unreachable { .. })
+        ));
+    }
+}
