@@ -109,7 +109,8 @@ pub struct JobQuery {
     pub full: bool,
 }
 
-/// A job's state. Letters in tables: Q H R S E C F X.
+/// A job's state. Letters in tables: Q H R S C F X, and E for a running job whose VMs are
+/// ending (see [`JobInfo::exiting`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -117,8 +118,6 @@ pub enum JobState {
     Held,
     Running,
     Suspended,
-    /// Ending: its VMs are being torn down.
-    Exiting,
     Completed,
     Failed,
     Cancelled,
@@ -131,7 +130,6 @@ impl JobState {
             JobState::Held => 'H',
             JobState::Running => 'R',
             JobState::Suspended => 'S',
-            JobState::Exiting => 'E',
             JobState::Completed => 'C',
             JobState::Failed => 'F',
             JobState::Cancelled => 'X',
@@ -144,7 +142,6 @@ impl JobState {
             JobState::Held => "held",
             JobState::Running => "running",
             JobState::Suspended => "suspended",
-            JobState::Exiting => "exiting",
             JobState::Completed => "completed",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
@@ -157,6 +154,17 @@ impl JobState {
             self,
             JobState::Completed | JobState::Failed | JobState::Cancelled
         )
+    }
+}
+
+impl JobInfo {
+    /// The state letter shown in tables.
+    pub fn letter(&self) -> char {
+        if self.exiting {
+            'E'
+        } else {
+            self.state.letter()
+        }
     }
 }
 
@@ -178,6 +186,9 @@ pub struct JobInfo {
     pub user: String,
     pub queue: String,
     pub state: JobState,
+    /// The job's VMs have ended and are being torn down; its final state comes next.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exiting: bool,
     pub priority: i32,
     pub exit_code: Option<i32>,
     /// Why the job is in its state (waiting for room, held by, failed because, ...).

@@ -1,1 +1,12 @@
+//! vjob's brain: the model of the cluster, job specs, the planner and the policies, the executor
+//! that turns plans into hypervisor calls, the durable store, and the `vjobd` daemon that wires
+//! them together.
+//!
+//! The planner ([`plan`]) and the policies ([`policy`]) are pure: a model in, a decision out. They
+//! never touch the store, the socket, a clock or a backend, so the daemon, the offline planner and
+//! the trace simulator all call the same code.
 
+pub mod config;
+pub mod spec;
+pub mod tomlfile;
+pub mod units;

@@ -1,0 +1,418 @@
+//! The cluster configuration file of `vjobd` (TOML): where state lives, who administers, which
+//! hypervisor backend drives which nodes, the initial queues and the scheduler's settings.
+//!
+//! Unknown keys are errors, and every error names the file, line and field. Queues listed here
+//! seed a new state directory; afterwards `vqmgr` manages them and its changes persist.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use vjob_hypervisor::DurationModel;
+
+use crate::tomlfile::{FileError, Source};
+use crate::units::{parse_bandwidth, parse_duration_ms, parse_size};
+
+/// A validated cluster configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    /// User names with every right.
+    pub admins: Vec<String>,
+    /// Members of these groups have every right too.
+    pub admin_groups: Vec<String>,
+    pub hypervisor: HypervisorConfig,
+    pub nodes: Vec<NodeConfig>,
+    pub queues: Vec<QueueConfig>,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HypervisorConfig {
+    pub backend: Backend,
+    /// Where suspended VMs' images are written; shared by all nodes.
+    pub image_dir: PathBuf,
+    pub durations: DurationModel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sim,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub name: String,
+    pub cpus: u32,
+    pub memory: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    pub name: String,
+    pub priority: i32,
+    pub default: bool,
+    pub enabled: bool,
+    pub started: bool,
+    pub max_running: Option<u32>,
+    pub max_user_running: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerConfig {
+    /// A vjob resumed after a preemption is not preempted again for this long.
+    pub quantum_ms: u64,
+    /// Finished jobs stay in the default `vstat` listing for this long.
+    pub keep_finished_ms: u64,
+    /// How often the nodes are polled for their VMs' states.
+    pub poll_ms: u64,
+    /// How many VM actions may run at once across the cluster.
+    pub max_parallel_actions: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            quantum_ms: 60_000,
+            keep_finished_ms: 300_000,
+            poll_ms: 500,
+            max_parallel_actions: 32,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Spanned<String>,
+    socket: Option<String>,
+    #[serde(default)]
+    admins: Vec<String>,
+    #[serde(default)]
+    admin_groups: Vec<String>,
+    hypervisor: Option<RawHypervisor>,
+    #[serde(default, rename = "node")]
+    nodes: Vec<RawNode>,
+    #[serde(default, rename = "queue")]
+    queues: Vec<RawQueue>,
+    scheduler: Option<RawScheduler>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHypervisor {
+    backend: Option<Spanned<String>>,
+    image_dir: Option<String>,
+    boot_time: Option<Spanned<String>>,
+    destroy_time: Option<Spanned<String>>,
+    pause_time: Option<Spanned<String>>,
+    save_overhead: Option<Spanned<String>>,
+    save_bandwidth: Option<Spanned<String>>,
+    restore_bandwidth: Option<Spanned<String>>,
+    migrate_overhead: Option<Spanned<String>>,
+    migrate_bandwidth: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Spanned<String>,
+    cpus: Spanned<u32>,
+    memory: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    name: Spanned<String>,
+    #[serde(default)]
+    priority: i32,
+    default: Option<Spanned<bool>>,
+    enabled: Option<bool>,
+    started: Option<bool>,
+    max_running: Option<u32>,
+    max_user_running: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    quantum: Option<Spanned<String>>,
+    keep_finished: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<String>>,
+    max_parallel_actions: Option<Spanned<usize>>,
+}
+
+/// Checks a name used in commands and VM names: letters, digits, `-`, `_`, `.`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("a name must be 1 to 64 characters long".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "`{name}` contains `{c}`; names may use letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, FileError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| FileError {
+            file: file.clone(),
+            line: None,
+            field: None,
+            message: format!("cannot read the configuration: {e}"),
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Validates a configuration's text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, FileError> {
+        let src = Source { file, text };
+        let raw: RawConfig = src.parse()?;
+        let duration = |v: &Option<Spanned<String>>, field: &str, default: u64| match v {
+            None => Ok(default),
+            Some(s) => parse_duration_ms(s.get_ref()).map_err(|m| src.at(s, field, m)),
+        };
+        let bandwidth = |v: &Option<Spanned<String>>, field: &str, default: u64| match v {
+            None => Ok(default),
+            Some(s) => match parse_bandwidth(s.get_ref()) {
+                Ok(0) => Err(src.at(s, field, "a bandwidth must be more than zero")),
+                r => r.map_err(|m| src.at(s, field, m)),
+            },
+        };
+
+        let state_dir = PathBuf::from(raw.state_dir.get_ref());
+        if !state_dir.is_absolute() {
+            return Err(src.at(
+                &raw.state_dir,
+                "state_dir",
+                "must be an absolute path, so that the daemon finds it whatever its working directory",
+            ));
+        }
+        let socket = raw
+            .socket
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(vjob_api::DEFAULT_SOCKET));
+
+        let hv = raw.hypervisor.unwrap_or_default();
+        let backend = match &hv.backend {
+            None => Backend::Sim,
+            Some(b) => match b.get_ref().as_str() {
+                "sim" => Backend::Sim,
+                "libvirt" => {
+                    return Err(src.at(
+                        b,
+                        "hypervisor.backend",
+                        "the libvirt backend is not available in this build of vjobd",
+                    ))
+                }
+                other => {
+                    return Err(src.at(
+                        b,
+                        "hypervisor.backend",
+                        format!("unknown backend `{other}` (expected `sim`)"),
+                    ))
+                }
+            },
+        };
+        let d = DurationModel::default();
+        let durations = DurationModel {
+            boot_ms: duration(&hv.boot_time, "hypervisor.boot_time", d.boot_ms)?,
+            destroy_ms: duration(&hv.destroy_time, "hypervisor.destroy_time", d.destroy_ms)?,
+            pause_ms: duration(&hv.pause_time, "hypervisor.pause_time", d.pause_ms)?,
+            save_overhead_ms: duration(&hv.save_overhead, "hypervisor.save_overhead", d.save_overhead_ms)?,
+            save_bandwidth: bandwidth(&hv.save_bandwidth, "hypervisor.save_bandwidth", d.save_bandwidth)?,
+            restore_bandwidth: bandwidth(
+                &hv.restore_bandwidth,
+                "hypervisor.restore_bandwidth",
+                d.restore_bandwidth,
+            )?,
+            migrate_overhead_ms: duration(
+                &hv.migrate_overhead,
+                "hypervisor.migrate_overhead",
+                d.migrate_overhead_ms,
+            )?,
+            migrate_bandwidth: bandwidth(
+                &hv.migrate_bandwidth,
+                "hypervisor.migrate_bandwidth",
+                d.migrate_bandwidth,
+            )?,
+        };
+        let image_dir = hv
+            .image_dir
+            .map(PathBuf::from)
+            .unwrap_or_else(|| state_dir.join("images"));
+
+        if raw.nodes.is_empty() {
+            return Err(src.error(None, "node", "the cluster has no node: add a [[node]] table with name, cpus and memory"));
+        }
+        let mut nodes: Vec<NodeConfig> = Vec::with_capacity(raw.nodes.len());
+        for n in &raw.nodes {
+            check_name(n.name.get_ref()).map_err(|m| src.at(&n.name, "node.name", m))?;
+            if nodes.iter().any(|o| &o.name == n.name.get_ref()) {
+                return Err(src.at(&n.name, "node.name", format!("node `{}` is listed twice", n.name.get_ref())));
+            }
+            if *n.cpus.get_ref() == 0 {
+                return Err(src.at(&n.cpus, "node.cpus", "a node needs at least one cpu"));
+            }
+            let memory = parse_size(n.memory.get_ref()).map_err(|m| src.at(&n.memory, "node.memory", m))?;
+            if memory == 0 {
+                return Err(src.at(&n.memory, "node.memory", "a node needs some memory"));
+            }
+            nodes.push(NodeConfig {
+                name: n.name.get_ref().clone(),
+                cpus: *n.cpus.get_ref(),
+                memory,
+            });
+        }
+
+        let mut queues: Vec<QueueConfig> = Vec::with_capacity(raw.queues.len());
+        for q in &raw.queues {
+            check_name(q.name.get_ref()).map_err(|m| src.at(&q.name, "queue.name", m))?;
+            if queues.iter().any(|o| &o.name == q.name.get_ref()) {
+                return Err(src.at(&q.name, "queue.name", format!("queue `{}` is listed twice", q.name.get_ref())));
+            }
+            let is_default = q.default.as_ref().is_some_and(|d| *d.get_ref());
+            if is_default && queues.iter().any(|o| o.default) {
+                let d = q.default.as_ref().expect("is_default implies a value");
+                return Err(src.at(d, "queue.default", "only one queue may be the default"));
+            }
+            queues.push(QueueConfig {
+                name: q.name.get_ref().clone(),
+                priority: q.priority,
+                default: is_default,
+                enabled: q.enabled.unwrap_or(true),
+                started: q.started.unwrap_or(true),
+                max_running: q.max_running.filter(|&m| m > 0),
+                max_user_running: q.max_user_running.filter(|&m| m > 0),
+            });
+        }
+        if queues.is_empty() {
+            queues.push(QueueConfig {
+                name: "batch".into(),
+                priority: 0,
+                default: true,
+                enabled: true,
+                started: true,
+                max_running: None,
+                max_user_running: None,
+            });
+        }
+        if !queues.iter().any(|q| q.default) {
+            queues[0].default = true;
+        }
+
+        let mut scheduler = SchedulerConfig::default();
+        if let Some(s) = &raw.scheduler {
+            scheduler.quantum_ms = duration(&s.quantum, "scheduler.quantum", scheduler.quantum_ms)?;
+            scheduler.keep_finished_ms =
+                duration(&s.keep_finished, "scheduler.keep_finished", scheduler.keep_finished_ms)?;
+            scheduler.poll_ms = duration(&s.poll_interval, "scheduler.poll_interval", scheduler.poll_ms)?;
+            if scheduler.poll_ms == 0 {
+                return Err(src.at(s.poll_interval.as_ref().unwrap(), "scheduler.poll_interval", "must be more than zero"));
+            }
+            if let Some(m) = &s.max_parallel_actions {
+                if *m.get_ref() == 0 {
+                    return Err(src.at(m, "scheduler.max_parallel_actions", "must be at least 1"));
+                }
+                scheduler.max_parallel_actions = *m.get_ref();
+            }
+        }
+
+        Ok(Config {
+            state_dir,
+            socket,
+            admins: raw.admins,
+            admin_groups: raw.admin_groups,
+            hypervisor: HypervisorConfig {
+                backend,
+                image_dir,
+                durations,
+            },
+            nodes,
+            queues,
+            scheduler,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration of the foundation issue, which must be accepted as is.
+    pub const DEMO: &str = r#"state_dir = "/tmp/vjob-demo/state"
+socket = "/tmp/vjob-demo/vjobd.sock"
+admins = ["root"]
+
+[hypervisor]
+backend = "sim"
+
+[[node]]
+name = "n1"
+cpus = 4
+memory = "8GiB"
+
+[[node]]
+name = "n2"
+cpus = 4
+memory = "8GiB"
+
+[[queue]]
+name = "batch"
+priority = 10
+default = true
+
+[[queue]]
+name = "express"
+priority = 100
+"#;
+
+    #[test]
+    fn accepts_the_demo_configuration() {
+        let c = Config::parse("demo.toml", DEMO).unwrap();
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.nodes[1].memory, 8 << 30);
+        assert_eq!(c.queues[0].name, "batch");
+        assert!(c.queues[0].default && !c.queues[1].default);
+        assert_eq!(c.queues[1].priority, 100);
+        assert_eq!(c.socket, PathBuf::from("/tmp/vjob-demo/vjobd.sock"));
+        assert_eq!(c.hypervisor.image_dir, PathBuf::from("/tmp/vjob-demo/state/images"));
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse("c.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rejects_mistakes_with_their_place() {
+        let base = "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n";
+        assert!(Config::parse("c.toml", base).is_ok());
+        assert_eq!(
+            err(&base.replace("\"1GiB\"", "\"1 parsec\"")),
+            "c.toml: line 5: field node.memory: `1 parsec`: unknown size unit `parsec` (use B, KiB, MiB, GiB or TiB)"
+        );
+        assert!(err(&format!("{base}colour = 1\n")).contains("unknown field `colour`"));
+        assert!(err(&format!("{base}[[node]]\nname = \"a\"\ncpus = 1\nmemory = \"1GiB\"\n"))
+            .starts_with("c.toml: line 7: field node.name: node `a` is listed twice"));
+        assert!(err("state_dir = \"rel\"\n").contains("absolute"));
+        assert!(err("state_dir = \"/s\"\n").contains("no node"));
+        assert!(err(&format!("{base}[hypervisor]\nbackend = \"xen\"\n")).contains("line 7: field hypervisor.backend: unknown backend"));
+        assert!(err(&format!("{base}[scheduler]\nquantum = \"soon\"\n")).contains("line 7: field scheduler.quantum"));
+    }
+
+    #[test]
+    fn a_default_queue_exists_even_when_none_is_configured() {
+        let c = Config::parse("c.toml", "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n").unwrap();
+        assert_eq!(c.queues.len(), 1);
+        assert!(c.queues[0].default);
+    }
+}
