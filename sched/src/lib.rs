@@ -10,3 +10,6 @@ pub mod config;
 pub mod spec;
 pub mod tomlfile;
 pub mod units;
+pub mod check;
+pub mod model;
+pub mod plan;

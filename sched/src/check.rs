@@ -1,0 +1,380 @@
+//! An independent plan checker: replays a plan on its instance and verifies every capacity at
+//! every instant, every action's precondition and dependency, and every constraint (continuous
+//! ones at every instant, the others on the final configuration).
+//!
+//! It deliberately shares no code with the planner's search ([`crate::plan::place`],
+//! [`crate::plan::schedule`]): only the data types. A planner bug cannot hide behind the same bug
+//! in its checker.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
+use crate::plan::{describe, ActionKind, Constraint, Instance, Plan};
+
+/// Everything wrong with a plan (empty: the plan is valid).
+pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
+    let mut errors = Vec::new();
+    let m = &inst.model;
+    let r = m.nres();
+    let name = |v: VmIdx| m.vm_name(v).to_string();
+    let node = |n: NodeIdx| if n == NO_NODE { "-".to_string() } else { m.node_name(n).to_string() };
+
+    for (i, a) in plan.actions.iter().enumerate() {
+        if a.end < a.start {
+            errors.push(format!("action {i} ({}) ends before it starts", a.kind.name()));
+        }
+        for &d in &a.deps {
+            match plan.actions.get(d as usize) {
+                None => errors.push(format!("action {i} depends on missing action {d}")),
+                Some(dep) if dep.end > a.start => errors.push(format!(
+                    "action {i} ({}) starts at {} before its dependency {d} ({}) ends at {}",
+                    a.kind.name(),
+                    a.start,
+                    dep.kind.name(),
+                    dep.end
+                )),
+                _ => {}
+            }
+        }
+    }
+
+    // Replay state.
+    let mut state: Vec<VmState> = (0..m.vms() as VmIdx).map(|v| m.state(v)).collect();
+    let mut host: Vec<NodeIdx> = (0..m.vms() as VmIdx).map(|v| m.host(v)).collect();
+    let mut demand: Vec<Vec<u64>> = (0..m.vms() as VmIdx).map(|v| m.demand(v).to_vec()).collect();
+    let mut online: Vec<bool> = (0..m.nodes() as NodeIdx).map(|n| m.is_online(n)).collect();
+    // Nodes each VM occupies right now (two during a migration).
+    let mut present: Vec<Vec<NodeIdx>> = (0..m.vms() as VmIdx)
+        .map(|v| if m.state(v) == VmState::Running { vec![m.host(v)] } else { vec![] })
+        .collect();
+    let mut occ: Vec<Vec<u64>> = vec![vec![0; r]; m.nodes()];
+    for v in 0..m.vms() {
+        for &n in &present[v] {
+            for k in 0..r {
+                occ[n as usize][k] += demand[v][k];
+            }
+        }
+    }
+    let target_demand = |v: VmIdx| plan.target.demand(v).to_vec();
+
+    // Events: ends before starts at the same instant.
+    let mut times: BTreeMap<u64, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        times.entry(a.start).or_default().1.push(i);
+        times.entry(a.end).or_default().0.push(i);
+    }
+    let mut touched_vms: HashMap<VmIdx, usize> = HashMap::new();
+    for (&t, (ends, starts)) in &times {
+        for &i in ends {
+            let a = &plan.actions[i];
+            match a.kind {
+                ActionKind::MigrateVm { vm, from, to } => {
+                    sub(&mut occ[from as usize], &demand_before(&demand, vm));
+                    present[vm as usize].retain(|&n| n != from);
+                    host[vm as usize] = to;
+                    demand[vm as usize] = target_demand(vm);
+                }
+                ActionKind::SuspendVm { vm, from } => {
+                    sub(&mut occ[from as usize], &demand[vm as usize]);
+                    present[vm as usize].clear();
+                    state[vm as usize] = VmState::Sleeping;
+                    host[vm as usize] = from;
+                }
+                ActionKind::ShutdownVm { vm, on } => {
+                    sub(&mut occ[on as usize], &demand[vm as usize]);
+                    present[vm as usize].clear();
+                    state[vm as usize] = VmState::Ready;
+                    host[vm as usize] = NO_NODE;
+                }
+                ActionKind::KillVm { vm, on } => {
+                    if on != NO_NODE && state[vm as usize] == VmState::Running {
+                        sub(&mut occ[on as usize], &demand[vm as usize]);
+                    }
+                    present[vm as usize].clear();
+                    state[vm as usize] = VmState::Killed;
+                    host[vm as usize] = NO_NODE;
+                }
+                ActionKind::BootVm { vm, on } | ActionKind::ResumeVm { vm, to: on, .. } => {
+                    state[vm as usize] = VmState::Running;
+                    host[vm as usize] = on;
+                }
+                ActionKind::BootNode { node } => online[node as usize] = true,
+                ActionKind::ShutdownNode { node } => online[node as usize] = false,
+                ActionKind::Allocate { .. } => {}
+            }
+        }
+        for &i in starts {
+            let a = &plan.actions[i];
+            if let Some(vm) = a.kind.vm() {
+                if let Some(prev) = touched_vms.insert(vm, i) {
+                    let p = &plan.actions[prev];
+                    if p.end > a.start && !matches!(a.kind, ActionKind::Allocate { .. }) {
+                        errors.push(format!("VM {} has two overlapping actions ({} and {})", name(vm), p.kind.name(), a.kind.name()));
+                    }
+                }
+            }
+            let pre = |want: VmState, at: Option<NodeIdx>, st: &[VmState], h: &[NodeIdx], vm: VmIdx| -> Option<String> {
+                let ok = st[vm as usize] == want && at.is_none_or(|n| h[vm as usize] == n);
+                (!ok).then(|| {
+                    format!(
+                        "{} of VM {} at {t}: the VM is {} on {}, expected {}{}",
+                        a.kind.name(),
+                        name(vm),
+                        st[vm as usize].as_str(),
+                        node(h[vm as usize]),
+                        want.as_str(),
+                        at.map(|n| format!(" on {}", node(n))).unwrap_or_default()
+                    )
+                })
+            };
+            let arrive = |vm: VmIdx, on: NodeIdx, errors: &mut Vec<String>, occ: &mut Vec<Vec<u64>>, present: &mut Vec<Vec<NodeIdx>>| {
+                if !online[on as usize] {
+                    errors.push(format!("{} of VM {} at {t}: node {} is offline", a.kind.name(), name(vm), node(on)));
+                }
+                add(&mut occ[on as usize], &target_demand(vm));
+                present[vm as usize].push(on);
+            };
+            match a.kind {
+                ActionKind::MigrateVm { vm, from, to } => {
+                    errors.extend(pre(VmState::Running, Some(from), &state, &host, vm));
+                    arrive(vm, to, &mut errors, &mut occ, &mut present);
+                }
+                ActionKind::BootVm { vm, on } => {
+                    errors.extend(pre(VmState::Ready, None, &state, &host, vm));
+                    arrive(vm, on, &mut errors, &mut occ, &mut present);
+                    demand[vm as usize] = target_demand(vm);
+                }
+                ActionKind::ResumeVm { vm, to, .. } => {
+                    errors.extend(pre(VmState::Sleeping, None, &state, &host, vm));
+                    arrive(vm, to, &mut errors, &mut occ, &mut present);
+                    demand[vm as usize] = target_demand(vm);
+                }
+                ActionKind::SuspendVm { vm, from } => errors.extend(pre(VmState::Running, Some(from), &state, &host, vm)),
+                ActionKind::ShutdownVm { vm, on } => errors.extend(pre(VmState::Running, Some(on), &state, &host, vm)),
+                ActionKind::KillVm { vm, .. } => {
+                    if state[vm as usize] == VmState::Killed {
+                        errors.push(format!("killVM of VM {} at {t}: already killed", name(vm)));
+                    }
+                }
+                ActionKind::Allocate { vm, on, rc, amount } => {
+                    errors.extend(pre(VmState::Running, Some(on), &state, &host, vm));
+                    let cur = demand[vm as usize][rc];
+                    if amount > cur {
+                        occ[on as usize][rc] += amount - cur;
+                    } else {
+                        occ[on as usize][rc] -= cur - amount;
+                    }
+                    demand[vm as usize][rc] = amount;
+                }
+                ActionKind::ShutdownNode { node: n } => {
+                    if let Some(v) = (0..m.vms()).find(|&v| present[v].contains(&n)) {
+                        errors.push(format!("shutdownNode {} at {t}: VM {} is still there", node(n), name(v as VmIdx)));
+                    }
+                }
+                ActionKind::BootNode { node: n } => {
+                    if online[n as usize] {
+                        errors.push(format!("bootNode {} at {t}: already online", node(n)));
+                    }
+                }
+            }
+        }
+        // Capacities at this instant.
+        for n in 0..m.nodes() {
+            for k in 0..r {
+                if occ[n][k] > m.capacity(n as NodeIdx)[k] {
+                    errors.push(format!(
+                        "at {t}: node {} uses {} {} of {}",
+                        node(n as NodeIdx),
+                        occ[n][k],
+                        m.resources()[k],
+                        m.capacity(n as NodeIdx)[k]
+                    ));
+                }
+            }
+        }
+        // Continuous constraints at this instant.
+        for c in &inst.constraints {
+            if let Some(msg) = continuous_violation(c, &present) {
+                errors.push(format!("at {t}: {} broken: {msg}", describe(c, m)));
+            }
+        }
+        if errors.len() > 50 {
+            errors.push("... (stopped after 50 errors)".into());
+            return errors;
+        }
+    }
+
+    // The final configuration is the announced target.
+    for v in 0..m.vms() as VmIdx {
+        let (s, h) = (state[v as usize], host[v as usize]);
+        let (ts, th) = (plan.target.state(v), plan.target.host(v));
+        let same_host = s != VmState::Running || h == th;
+        if s != ts || !same_host {
+            errors.push(format!(
+                "VM {} ends {} on {} but the target says {} on {}",
+                name(v),
+                s.as_str(),
+                node(h),
+                ts.as_str(),
+                node(th)
+            ));
+        }
+    }
+    let mut fin = m.clone();
+    for v in 0..m.vms() as VmIdx {
+        fin.set_vm(v, state[v as usize], host[v as usize]);
+        for k in 0..r {
+            fin.set_demand(v, k, demand[v as usize][k]);
+        }
+    }
+    for n in 0..m.nodes() as NodeIdx {
+        fin.set_online(n, online[n as usize]);
+    }
+    errors.extend(check_configuration(inst, &fin));
+    errors
+}
+
+fn demand_before(demand: &[Vec<u64>], vm: VmIdx) -> Vec<u64> {
+    demand[vm as usize].clone()
+}
+
+fn add(a: &mut [u64], b: &[u64]) {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+}
+
+fn sub(a: &mut [u64], b: &[u64]) {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x = x.saturating_sub(*y));
+}
+
+fn continuous_violation(c: &Constraint, present: &[Vec<NodeIdx>]) -> Option<String> {
+    match c {
+        Constraint::Spread { vms, continuous: true } => {
+            let mut seen: HashMap<NodeIdx, VmIdx> = HashMap::new();
+            for &v in vms {
+                for &n in &present[v as usize] {
+                    if let Some(u) = seen.insert(n, v) {
+                        if u != v {
+                            return Some(format!("VMs {u} and {v} share node {n}"));
+                        }
+                    }
+                }
+            }
+            None
+        }
+        Constraint::Gather { vms, continuous: true } => {
+            let mut nodes: Vec<NodeIdx> = vms.iter().flat_map(|&v| present[v as usize].iter().copied()).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            (nodes.len() > 1).then(|| format!("VMs on {} nodes", nodes.len()))
+        }
+        Constraint::Among { vms, parts, continuous: true } => {
+            let used: Vec<NodeIdx> = vms.iter().flat_map(|&v| present[v as usize].iter().copied()).collect();
+            (!used.is_empty() && !parts.iter().any(|p| used.iter().all(|n| p.contains(n))))
+                .then(|| "VMs span several groups".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Everything wrong with a configuration alone: capacities and every constraint's final state.
+pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
+    let m = &inst.model;
+    let mut errors = Vec::new();
+    let r = fin.nres();
+    let load = fin.load();
+    for n in 0..fin.nodes() as NodeIdx {
+        for k in 0..r {
+            if load[n as usize * r + k] > fin.capacity(n)[k] {
+                errors.push(format!("node {} is overloaded on {}", fin.node_name(n), fin.resources()[k]));
+            }
+        }
+        if !fin.is_online(n) && load[n as usize * r..(n as usize + 1) * r].iter().any(|&l| l > 0) {
+            errors.push(format!("node {} is offline but hosts VMs", fin.node_name(n)));
+        }
+    }
+    let running = |v: VmIdx| fin.state(v) == VmState::Running;
+    for c in &inst.constraints {
+        let broken = match c {
+            Constraint::Running { vm } => fin.state(*vm) != VmState::Running,
+            Constraint::Ready { vm } => fin.state(*vm) != VmState::Ready,
+            Constraint::Sleeping { vm } => fin.state(*vm) != VmState::Sleeping,
+            Constraint::Killed { vm } => fin.state(*vm) != VmState::Killed,
+            Constraint::Online { node } => !fin.is_online(*node),
+            Constraint::Offline { node } => fin.is_online(*node),
+            Constraint::Ban { vms, nodes } => vms.iter().any(|&v| running(v) && nodes.contains(&fin.host(v))),
+            Constraint::Fence { vms, nodes } => vms.iter().any(|&v| running(v) && !nodes.contains(&fin.host(v))),
+            Constraint::Spread { vms, .. } => {
+                let mut hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+                let n = hosts.len();
+                hosts.sort_unstable();
+                hosts.dedup();
+                hosts.len() != n
+            }
+            Constraint::Gather { vms, .. } => {
+                let mut hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+                hosts.sort_unstable();
+                hosts.dedup();
+                hosts.len() > 1
+            }
+            Constraint::Among { vms, parts, .. } => {
+                let hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+                !hosts.is_empty() && !parts.iter().any(|p| hosts.iter().all(|h| p.contains(h)))
+            }
+            Constraint::Root { vm } => {
+                m.state(*vm) == VmState::Running && running(*vm) && fin.host(*vm) != m.host(*vm)
+            }
+            Constraint::Preserve { vm, rc, amount } => running(*vm) && fin.demand(*vm)[*rc] < *amount,
+            Constraint::NoArrival { nodes } => (0..fin.vms() as VmIdx).any(|v| {
+                running(v)
+                    && nodes.contains(&fin.host(v))
+                    && !(m.state(v) == VmState::Running && m.host(v) == fin.host(v))
+            }),
+        };
+        if broken {
+            errors.push(format!("{} does not hold at the end", describe(c, m)));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{solve, Action};
+
+    fn inst() -> Instance {
+        let mut m = Model::new(vec!["cpu".into()]);
+        m.add_node("a", true, &[2]);
+        m.add_node("b", true, &[2]);
+        m.add_node("c", true, &[1]);
+        m.add_vm("v", VmState::Running, 0, &[2]);
+        m.add_vm("w", VmState::Running, 1, &[1]);
+        Instance::new(m, vec![Constraint::Ban { vms: vec![0], nodes: vec![0] }])
+    }
+
+    #[test]
+    fn accepts_the_planners_plan_and_catches_a_forged_one() {
+        let inst = inst();
+        // v (2 cpus) must leave a for b, where w (1 cpu) is: w has to make room (on c) first.
+        let plan = solve(&inst).unwrap();
+        assert_eq!(check(&inst, &plan), Vec::<String>::new());
+        // Start v's migration at once instead: b overflows.
+        let mut forged = plan.clone();
+        for a in &mut forged.actions {
+            if a.kind.vm() == Some(0) {
+                let d = a.end - a.start;
+                *a = Action { start: 0, end: d, deps: vec![], ..a.clone() };
+            }
+        }
+        let errors = check(&inst, &forged);
+        assert!(errors.iter().any(|e| e.contains("node b uses 3 cpu of 2")), "{errors:?}");
+    }
+
+    #[test]
+    fn final_constraints_are_checked() {
+        let inst = inst();
+        let empty = Plan { target: inst.model.clone(), actions: vec![] };
+        let errors = check(&inst, &empty);
+        assert_eq!(errors, vec!["ban({v}, {a}) does not hold at the end".to_string()]);
+    }
+}

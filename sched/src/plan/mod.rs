@@ -1,0 +1,359 @@
+//! The planner: from the current configuration and what must hold (constraints, wanted VM states),
+//! a viable target configuration and the reconfiguration plan that reaches it.
+//!
+//! Two steps, after Entropy and BtrPlace:
+//! 1. [`place`]: the target configuration. VMs that are well placed stay where they are; only the
+//!    VMs that must move (new, resumed, on a node going offline, on an overloaded node, breaking a
+//!    constraint) are placed, by filter and score, as close to the current configuration as
+//!    possible.
+//! 2. [`schedule`]: the plan. One action per VM that changes (boot, shutdown, migrate, suspend,
+//!    resume, kill, allocate) and per node that changes (bootNode, shutdownNode), each started as
+//!    early as capacities and continuous constraints allow, never exceeding a capacity at any
+//!    instant; cycles of migrations are broken through a pivot node, or by suspend and resume.
+//!
+//! The planner is pure: an [`Instance`] in, a [`Plan`] out. It is checked by [`crate::check`],
+//! which shares none of its code.
+
+pub mod place;
+pub mod schedule;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Model, NodeIdx, VmIdx, VmState};
+
+/// A placement constraint, after BtrPlace's catalog. Each one is an invariant on a configuration
+/// (and, when `continuous`, on every instant of the plan) that [`crate::check`] verifies alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "id", rename_all = "camelCase")]
+pub enum Constraint {
+    /// The VM runs at the end.
+    Running { vm: VmIdx },
+    /// The VM is defined but not running at the end.
+    Ready { vm: VmIdx },
+    /// The VM is suspended to disk at the end.
+    Sleeping { vm: VmIdx },
+    /// The VM is gone at the end.
+    Killed { vm: VmIdx },
+    /// The node is online at the end.
+    Online { node: NodeIdx },
+    /// The node is offline at the end (hosting no VM).
+    Offline { node: NodeIdx },
+    /// The VMs never run on these nodes at the end.
+    Ban { vms: Vec<VmIdx>, nodes: Vec<NodeIdx> },
+    /// The VMs run only on these nodes at the end.
+    Fence { vms: Vec<VmIdx>, nodes: Vec<NodeIdx> },
+    /// The running VMs are on pairwise distinct nodes.
+    Spread { vms: Vec<VmIdx>, continuous: bool },
+    /// The running VMs are all on one node.
+    Gather { vms: Vec<VmIdx>, continuous: bool },
+    /// The running VMs are all within one of the node groups.
+    Among {
+        vms: Vec<VmIdx>,
+        parts: Vec<Vec<NodeIdx>>,
+        continuous: bool,
+    },
+    /// The VM does not move (no migration).
+    Root { vm: VmIdx },
+    /// The VM has at least `amount` of resource `rc` at the end.
+    Preserve { vm: VmIdx, rc: usize, amount: u64 },
+    /// No VM arrives on these nodes (vjob's drain: VMs already there may stay or leave).
+    NoArrival { nodes: Vec<NodeIdx> },
+}
+
+/// How long each action takes, per VM and per node, in the instance's time unit.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActionCosts {
+    pub boot: Vec<u64>,
+    pub shutdown: Vec<u64>,
+    pub migrate: Vec<u64>,
+    pub suspend: Vec<u64>,
+    pub resume: Vec<u64>,
+    pub kill: Vec<u64>,
+    pub allocate: u64,
+    pub boot_node: Vec<u64>,
+    pub shutdown_node: Vec<u64>,
+}
+
+impl ActionCosts {
+    /// The same cost for every action of every VM and node.
+    pub fn uniform(model: &Model, cost: u64) -> ActionCosts {
+        let v = vec![cost; model.vms()];
+        let n = vec![cost; model.nodes()];
+        ActionCosts {
+            boot: v.clone(),
+            shutdown: v.clone(),
+            migrate: v.clone(),
+            suspend: v.clone(),
+            resume: v.clone(),
+            kill: v,
+            allocate: cost,
+            boot_node: n.clone(),
+            shutdown_node: n,
+        }
+    }
+}
+
+/// Planner options.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Options {
+    /// When a cycle of migrations has no pivot node, suspend one VM and resume it at its
+    /// destination once room is freed (the daemon allows it; a BtrPlace instance does not).
+    pub suspend_to_break_cycles: bool,
+}
+
+/// What the planner is given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub model: Model,
+    pub constraints: Vec<Constraint>,
+    /// VMs to place, in this order, before any other (the daemon: the vjobs in policy order).
+    pub place_first: Vec<VmIdx>,
+    pub costs: ActionCosts,
+    pub options: Options,
+}
+
+impl Instance {
+    pub fn new(model: Model, constraints: Vec<Constraint>) -> Instance {
+        let costs = ActionCosts::uniform(&model, 1);
+        Instance {
+            model,
+            constraints,
+            place_first: Vec::new(),
+            costs,
+            options: Options::default(),
+        }
+    }
+}
+
+/// One action of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "id")]
+pub enum ActionKind {
+    #[serde(rename = "bootVM")]
+    BootVm { vm: VmIdx, on: NodeIdx },
+    #[serde(rename = "shutdownVM")]
+    ShutdownVm { vm: VmIdx, on: NodeIdx },
+    #[serde(rename = "migrateVM")]
+    MigrateVm { vm: VmIdx, from: NodeIdx, to: NodeIdx },
+    #[serde(rename = "suspendVM")]
+    SuspendVm { vm: VmIdx, from: NodeIdx },
+    #[serde(rename = "resumeVM")]
+    ResumeVm { vm: VmIdx, from: NodeIdx, to: NodeIdx },
+    #[serde(rename = "killVM")]
+    KillVm { vm: VmIdx, on: NodeIdx },
+    #[serde(rename = "allocate")]
+    Allocate {
+        vm: VmIdx,
+        on: NodeIdx,
+        rc: usize,
+        amount: u64,
+    },
+    #[serde(rename = "bootNode")]
+    BootNode { node: NodeIdx },
+    #[serde(rename = "shutdownNode")]
+    ShutdownNode { node: NodeIdx },
+}
+
+impl ActionKind {
+    /// The VM this action is about, if any.
+    pub fn vm(&self) -> Option<VmIdx> {
+        match *self {
+            ActionKind::BootVm { vm, .. }
+            | ActionKind::ShutdownVm { vm, .. }
+            | ActionKind::MigrateVm { vm, .. }
+            | ActionKind::SuspendVm { vm, .. }
+            | ActionKind::ResumeVm { vm, .. }
+            | ActionKind::KillVm { vm, .. }
+            | ActionKind::Allocate { vm, .. } => Some(vm),
+            ActionKind::BootNode { .. } | ActionKind::ShutdownNode { .. } => None,
+        }
+    }
+
+    /// BtrPlace's name for the action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionKind::BootVm { .. } => "bootVM",
+            ActionKind::ShutdownVm { .. } => "shutdownVM",
+            ActionKind::MigrateVm { .. } => "migrateVM",
+            ActionKind::SuspendVm { .. } => "suspendVM",
+            ActionKind::ResumeVm { .. } => "resumeVM",
+            ActionKind::KillVm { .. } => "killVM",
+            ActionKind::Allocate { .. } => "allocate",
+            ActionKind::BootNode { .. } => "bootNode",
+            ActionKind::ShutdownNode { .. } => "shutdownNode",
+        }
+    }
+}
+
+/// An action with its estimated start and end, and the actions that must be over before it
+/// starts (the executor follows these, not the estimated times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub start: u64,
+    pub end: u64,
+    pub deps: Vec<u32>,
+}
+
+/// A reconfiguration plan: the target configuration and the actions that reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub target: Model,
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    /// When the last action ends.
+    pub fn duration(&self) -> u64 {
+        self.actions.iter().map(|a| a.end).max().unwrap_or(0)
+    }
+    /// The sum of the actions' completion times (BtrPlace's MTTR objective).
+    pub fn sum_completion(&self) -> u64 {
+        self.actions.iter().map(|a| a.end).sum()
+    }
+    /// How many actions of each kind, by BtrPlace name, in a stable order.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for a in &self.actions {
+            let name = a.kind.name();
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+        counts.sort();
+        counts
+    }
+    pub fn count(&self, name: &str) -> usize {
+        self.actions.iter().filter(|a| a.kind.name() == name).count()
+    }
+}
+
+/// Why no plan exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// Constraints that cannot hold together, named as in the instance.
+    Conflict { constraints: Vec<String>, reason: String },
+    /// Some VM has no node to go to.
+    NoRoom { vm: String, reason: String },
+    /// Migrations wait on each other and no pivot can break the cycle.
+    Cycle { vms: Vec<String> },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::Conflict { constraints, reason } => {
+                write!(f, "constraints in conflict: {}: {reason}", constraints.join(", "))
+            }
+            PlanError::NoRoom { vm, reason } => write!(f, "no node can host VM {vm}: {reason}"),
+            PlanError::Cycle { vms } => write!(
+                f,
+                "migrations of {} wait on each other and no node has room to break the cycle",
+                vms.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// Computes a viable target configuration and a plan to reach it.
+pub fn solve(inst: &Instance) -> Result<Plan, PlanError> {
+    let target = place::target(inst)?;
+    schedule::schedule(inst, &target)
+}
+
+/// Describes a constraint the way a user wrote it, for error messages.
+pub fn describe(c: &Constraint, m: &Model) -> String {
+    let vm = |v: &VmIdx| m.vm_name(*v).to_string();
+    let node = |n: &NodeIdx| m.node_name(*n).to_string();
+    let list = |vs: &[VmIdx]| vs.iter().map(vm).collect::<Vec<_>>().join(",");
+    let nodes = |ns: &[NodeIdx]| ns.iter().map(node).collect::<Vec<_>>().join(",");
+    match c {
+        Constraint::Running { vm: v } => format!("running({})", vm(v)),
+        Constraint::Ready { vm: v } => format!("ready({})", vm(v)),
+        Constraint::Sleeping { vm: v } => format!("sleeping({})", vm(v)),
+        Constraint::Killed { vm: v } => format!("killed({})", vm(v)),
+        Constraint::Online { node: n } => format!("online({})", node(n)),
+        Constraint::Offline { node: n } => format!("offline({})", node(n)),
+        Constraint::Ban { vms, nodes: ns } => format!("ban({{{}}}, {{{}}})", list(vms), nodes(ns)),
+        Constraint::Fence { vms, nodes: ns } => format!("fence({{{}}}, {{{}}})", list(vms), nodes(ns)),
+        Constraint::Spread { vms, .. } => format!("spread({{{}}})", list(vms)),
+        Constraint::Gather { vms, .. } => format!("gather({{{}}})", list(vms)),
+        Constraint::Among { vms, .. } => format!("among({{{}}})", list(vms)),
+        Constraint::Root { vm: v } => format!("root({})", vm(v)),
+        Constraint::Preserve { vm: v, rc, amount } => {
+            format!("preserve({}, {}, {amount})", vm(v), m.resources()[*rc])
+        }
+        Constraint::NoArrival { nodes: ns } => format!("noArrival({{{}}})", nodes(ns)),
+    }
+}
+
+/// The state each VM must reach: from the state constraints, else its current state.
+pub(crate) fn wanted_states(inst: &Instance) -> Result<Vec<VmState>, PlanError> {
+    let m = &inst.model;
+    let mut state: Vec<VmState> = (0..m.vms() as VmIdx).map(|v| m.state(v)).collect();
+    let mut set_by: Vec<Option<usize>> = vec![None; m.vms()];
+    for (i, c) in inst.constraints.iter().enumerate() {
+        let (vm, s) = match *c {
+            Constraint::Running { vm } => (vm, VmState::Running),
+            Constraint::Ready { vm } => (vm, VmState::Ready),
+            Constraint::Sleeping { vm } => (vm, VmState::Sleeping),
+            Constraint::Killed { vm } => (vm, VmState::Killed),
+            _ => continue,
+        };
+        if let Some(j) = set_by[vm as usize] {
+            if state[vm as usize] != s {
+                return Err(PlanError::Conflict {
+                    constraints: vec![describe(&inst.constraints[j], m), describe(c, m)],
+                    reason: format!("VM {} cannot end in two states", m.vm_name(vm)),
+                });
+            }
+        }
+        let cur = m.state(vm);
+        let reachable = match (cur, s) {
+            (a, b) if a == b => true,
+            (VmState::Killed, _) => false,
+            (VmState::Ready, VmState::Sleeping) => false,
+            (VmState::Sleeping, VmState::Ready) => false,
+            _ => true,
+        };
+        if !reachable {
+            return Err(PlanError::Conflict {
+                constraints: vec![describe(c, m)],
+                reason: format!("VM {} is {} and cannot become {}", m.vm_name(vm), cur.as_str(), s.as_str()),
+            });
+        }
+        state[vm as usize] = s;
+        set_by[vm as usize] = Some(i);
+    }
+    Ok(state)
+}
+
+/// Whether each node is online at the end.
+pub(crate) fn wanted_online(inst: &Instance) -> Result<Vec<bool>, PlanError> {
+    let m = &inst.model;
+    let mut online: Vec<bool> = (0..m.nodes() as NodeIdx).map(|n| m.is_online(n)).collect();
+    let mut set_by: Vec<Option<usize>> = vec![None; m.nodes()];
+    for (i, c) in inst.constraints.iter().enumerate() {
+        let (node, on) = match *c {
+            Constraint::Online { node } => (node, true),
+            Constraint::Offline { node } => (node, false),
+            _ => continue,
+        };
+        if let Some(j) = set_by[node as usize] {
+            if online[node as usize] != on {
+                return Err(PlanError::Conflict {
+                    constraints: vec![describe(&inst.constraints[j], m), describe(c, m)],
+                    reason: format!("node {} cannot be both online and offline", m.node_name(node)),
+                });
+            }
+        }
+        online[node as usize] = on;
+        set_by[node as usize] = Some(i);
+    }
+    Ok(online)
+}
