@@ -7,6 +7,8 @@
 //! the trace simulator all call the same code.
 
 pub mod config;
+pub mod jobs;
+pub mod store;
 pub mod spec;
 pub mod tomlfile;
 pub mod units;
