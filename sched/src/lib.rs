@@ -7,6 +7,7 @@
 //! the trace simulator all call the same code.
 
 pub mod config;
+pub mod exec;
 pub mod jobs;
 pub mod store;
 pub mod spec;
@@ -15,3 +16,4 @@ pub mod units;
 pub mod check;
 pub mod model;
 pub mod plan;
+pub mod policy;

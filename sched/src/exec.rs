@@ -1,0 +1,292 @@
+//! The executor: the only code that turns decisions into hypervisor calls.
+//!
+//! Hypervisor calls block (a save lasts as long as writing the memory), so they run on a pool of
+//! worker threads; each result comes back on a channel to the daemon's loop, which owns all
+//! state. [`Run`] follows a plan's dependencies: a step starts when every step it depends on has
+//! succeeded; when a step fails, every step that depends on it is skipped, and the daemon plans
+//! again from what it then observes. Nothing is retried blindly and nothing is left half done
+//! without the next plan knowing it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use vjob_hypervisor::{HvError, Hypervisor, VmSpec};
+
+/// One hypervisor call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Define and boot a VM, paused.
+    Boot { node: String, spec: Box<VmSpec> },
+    /// Restore a saved VM, paused, then remove its image.
+    Restore { node: String, vm: String, image: PathBuf },
+    Pause { node: String, vm: String },
+    Unpause { node: String, vm: String },
+    /// Save a VM to its image (it leaves the node).
+    Save { node: String, vm: String, image: PathBuf },
+    Migrate { node: String, vm: String, to: String },
+    Destroy { node: String, vm: String },
+    RemoveImage { vm: String, image: PathBuf },
+}
+
+impl Op {
+    /// The VM the call is about.
+    pub fn vm(&self) -> &str {
+        match self {
+            Op::Boot { spec, .. } => &spec.name,
+            Op::Restore { vm, .. }
+            | Op::Pause { vm, .. }
+            | Op::Unpause { vm, .. }
+            | Op::Save { vm, .. }
+            | Op::Migrate { vm, .. }
+            | Op::Destroy { vm, .. }
+            | Op::RemoveImage { vm, .. } => vm,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Op::Boot { node, spec } => format!("boot {} on {node}", spec.name),
+            Op::Restore { node, vm, .. } => format!("restore {vm} on {node}"),
+            Op::Pause { node, vm } => format!("pause {vm} on {node}"),
+            Op::Unpause { node, vm } => format!("unpause {vm} on {node}"),
+            Op::Save { node, vm, .. } => format!("save {vm} from {node}"),
+            Op::Migrate { node, vm, to } => format!("migrate {vm} from {node} to {to}"),
+            Op::Destroy { node, vm } => format!("destroy {vm} on {node}"),
+            Op::RemoveImage { vm, .. } => format!("remove the image of {vm}"),
+        }
+    }
+}
+
+/// The outcome of one call.
+#[derive(Debug)]
+pub struct OpDone {
+    pub id: u64,
+    pub op: Op,
+    pub result: Result<(), String>,
+    pub millis: u64,
+}
+
+/// The hypervisor connections, by node name.
+pub type Backends = Arc<HashMap<String, Arc<dyn Hypervisor>>>;
+
+/// A pool of worker threads making hypervisor calls.
+pub struct Executor {
+    tx: Sender<(u64, Op)>,
+    next_id: u64,
+}
+
+impl Executor {
+    /// Starts `threads` workers; results arrive on `done`.
+    pub fn start(backends: Backends, threads: usize, done: Sender<OpDone>) -> Executor {
+        let (tx, rx) = crossbeam_channel::unbounded::<(u64, Op)>();
+        for i in 0..threads {
+            let rx: Receiver<(u64, Op)> = rx.clone();
+            let done = done.clone();
+            let backends = backends.clone();
+            std::thread::Builder::new()
+                .name(format!("exec-{i}"))
+                .spawn(move || {
+                    for (id, op) in rx {
+                        let t0 = Instant::now();
+                        let result = perform(&backends, &op).map_err(|e| e.to_string());
+                        let millis = t0.elapsed().as_millis() as u64;
+                        if done.send(OpDone { id, op, result, millis }).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn an executor thread");
+        }
+        Executor { tx, next_id: 1 }
+    }
+
+    /// Queues a call; returns its id.
+    pub fn submit(&mut self, op: Op) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        tracing::debug!(id, op = %op.describe(), "submitting");
+        self.tx.send((id, op)).expect("executor threads live as long as the daemon");
+        id
+    }
+}
+
+fn backend<'a>(b: &'a Backends, node: &str) -> Result<&'a Arc<dyn Hypervisor>, HvError> {
+    b.get(node).ok_or_else(|| HvError::NoSuchNode(node.to_string()))
+}
+
+fn perform(b: &Backends, op: &Op) -> Result<(), HvError> {
+    match op {
+        Op::Boot { node, spec } => backend(b, node)?.start(spec, true),
+        Op::Restore { node, image, .. } => {
+            backend(b, node)?.restore(image, true)?;
+            remove_image(image)
+        }
+        Op::Pause { node, vm } => backend(b, node)?.pause(vm),
+        Op::Unpause { node, vm } => backend(b, node)?.unpause(vm),
+        Op::Save { node, vm, image } => backend(b, node)?.save(vm, image),
+        Op::Migrate { node, vm, to } => {
+            let target = backend(b, to)?.migration_target();
+            backend(b, node)?.migrate(vm, &target)
+        }
+        Op::Destroy { node, vm } => backend(b, node)?.destroy(vm),
+        Op::RemoveImage { image, .. } => remove_image(image),
+    }
+}
+
+fn remove_image(image: &Path) -> Result<(), HvError> {
+    match std::fs::remove_file(image) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(HvError::Image { path: image.to_path_buf(), source }),
+    }
+}
+
+/// The state of one step of a [`Run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Waiting,
+    Started(u64),
+    Done,
+    Failed,
+    Skipped,
+}
+
+/// A step: a call and the steps it waits for.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub op: Op,
+    pub deps: Vec<usize>,
+    pub state: StepState,
+}
+
+/// A plan being carried out, step by step, as dependencies allow.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub steps: Vec<Step>,
+    /// Steps each step unblocks.
+    dependents: Vec<Vec<usize>>,
+    missing: Vec<usize>,
+    by_call: HashMap<u64, usize>,
+    pub failures: Vec<String>,
+    pub started_at: Option<Instant>,
+}
+
+impl Run {
+    pub fn new(steps: Vec<Step>) -> Run {
+        let mut dependents = vec![Vec::new(); steps.len()];
+        for (i, s) in steps.iter().enumerate() {
+            for &d in &s.deps {
+                dependents[d].push(i);
+            }
+        }
+        let missing = steps.iter().map(|s| s.deps.len()).collect();
+        Run { steps, dependents, missing, by_call: HashMap::new(), failures: Vec::new(), started_at: Some(Instant::now()) }
+    }
+
+    /// Starts every step whose dependencies are all done, up to `max_in_flight` at once.
+    pub fn start_ready(&mut self, exec: &mut Executor, max_in_flight: usize) {
+        let mut in_flight = self.steps.iter().filter(|s| matches!(s.state, StepState::Started(_))).count();
+        for i in 0..self.steps.len() {
+            if in_flight >= max_in_flight {
+                break;
+            }
+            if self.steps[i].state == StepState::Waiting && self.missing[i] == 0 {
+                let id = exec.submit(self.steps[i].op.clone());
+                self.steps[i].state = StepState::Started(id);
+                self.by_call.insert(id, i);
+                in_flight += 1;
+            }
+        }
+    }
+
+    /// Records a call's outcome; returns the step it belonged to, if any.
+    pub fn finish(&mut self, done: &OpDone) -> Option<usize> {
+        let i = self.by_call.remove(&done.id)?;
+        match &done.result {
+            Ok(()) => {
+                self.steps[i].state = StepState::Done;
+                for j in self.dependents[i].clone() {
+                    self.missing[j] -= 1;
+                }
+            }
+            Err(e) => {
+                self.steps[i].state = StepState::Failed;
+                self.failures.push(format!("{}: {e}", done.op.describe()));
+                self.skip_dependents(i);
+            }
+        }
+        Some(i)
+    }
+
+    fn skip_dependents(&mut self, i: usize) {
+        let mut stack = self.dependents[i].clone();
+        while let Some(j) = stack.pop() {
+            if self.steps[j].state == StepState::Waiting {
+                self.steps[j].state = StepState::Skipped;
+                stack.extend(self.dependents[j].iter().copied());
+            }
+        }
+    }
+
+    /// No step is waiting or in flight.
+    pub fn is_over(&self) -> bool {
+        self.steps.iter().all(|s| matches!(s.state, StepState::Done | StepState::Failed | StepState::Skipped))
+    }
+
+    /// Whether a VM has a step not yet over.
+    pub fn touches(&self, vm: &str) -> bool {
+        self.steps.iter().any(|s| matches!(s.state, StepState::Waiting | StepState::Started(_)) && s.op.vm() == vm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vjob_hypervisor::sim::{SimCluster, SimNodeConfig};
+    use vjob_hypervisor::{DurationModel, GuestSpec};
+
+    fn backends(dir: &Path) -> Backends {
+        let nodes = ["a", "b"].map(|n| SimNodeConfig { name: n.into(), vcpus: 2, memory: 1 << 30 });
+        let fast = DurationModel { boot_ms: 5, destroy_ms: 0, pause_ms: 0, save_overhead_ms: 5, migrate_overhead_ms: 5, ..Default::default() };
+        let c = SimCluster::open(dir, &nodes, fast).unwrap();
+        let mut map: HashMap<String, Arc<dyn Hypervisor>> = HashMap::new();
+        for n in ["a", "b"] {
+            map.insert(n.into(), Arc::new(c.node(n).unwrap()));
+        }
+        Arc::new(map)
+    }
+
+    fn spec(name: &str) -> Box<VmSpec> {
+        Box::new(VmSpec { name: name.into(), vcpus: 2, memory: 1 << 20, guest: GuestSpec::default() })
+    }
+
+    #[test]
+    fn a_failed_step_skips_what_depends_on_it() {
+        let dir = std::env::temp_dir().join(format!("vjob-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut exec = Executor::start(backends(&dir), 2, tx);
+        let step = |op, deps| Step { op, deps, state: StepState::Waiting };
+        let mut run = Run::new(vec![
+            step(Op::Boot { node: "a".into(), spec: spec("v") }, vec![]),
+            step(Op::Unpause { node: "a".into(), vm: "v".into() }, vec![0]),
+            // b has 2 vcpus: a second 2-vcpu VM there fails...
+            step(Op::Boot { node: "b".into(), spec: spec("w") }, vec![]),
+            step(Op::Boot { node: "b".into(), spec: spec("x") }, vec![2]),
+            // ... and what depends on it is skipped.
+            step(Op::Unpause { node: "b".into(), vm: "x".into() }, vec![3]),
+        ]);
+        while !run.is_over() {
+            run.start_ready(&mut exec, 8);
+            let done = rx.recv().unwrap();
+            run.finish(&done);
+        }
+        let states: Vec<StepState> = run.steps.iter().map(|s| s.state).collect();
+        assert!(matches!(states[..], [StepState::Done, StepState::Done, StepState::Done, StepState::Failed, StepState::Skipped]), "{states:?}");
+        assert_eq!(run.failures.len(), 1);
+        assert!(run.failures[0].contains("boot x on b"), "{:?}", run.failures);
+    }
+}
