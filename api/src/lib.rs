@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod display;
+
 /// The version of this protocol. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 

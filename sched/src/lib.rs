@@ -7,6 +7,7 @@
 //! the trace simulator all call the same code.
 
 pub mod config;
+pub mod daemon;
 pub mod exec;
 pub mod jobs;
 pub mod store;

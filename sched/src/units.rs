@@ -109,32 +109,7 @@ pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
     parse_size(size)
 }
 
-/// Prints bytes with the largest binary unit that keeps the number readable (`4GiB`, `1.5GiB`).
-pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (name, size) in UNITS {
-        if bytes >= size {
-            let v = bytes as f64 / size as f64;
-            return if (v - v.round()).abs() < 0.005 {
-                format!("{}{name}", v.round() as u64)
-            } else {
-                format!("{v:.1}{name}")
-            };
-        }
-    }
-    format!("{bytes}B")
-}
-
-/// Prints seconds as `HH:MM:SS` (PBS style), with days when needed.
-pub fn format_hms(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    let (d, h, m, s) = (s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60);
-    if d > 0 {
-        format!("{d}-{h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h:02}:{m:02}:{s:02}")
-    }
-}
+pub use vjob_api::display::{hms as format_hms, size as format_size};
 
 #[cfg(test)]
 mod tests {
@@ -149,9 +124,6 @@ mod tests {
         assert!(parse_size("4").unwrap_err().contains("no unit"));
         assert!(parse_size("4XB").unwrap_err().contains("unknown size unit"));
         assert!(parse_size("GiB").is_err());
-        assert_eq!(format_size(4 << 30), "4GiB");
-        assert_eq!(format_size(3 << 29), "1.5GiB");
-        assert_eq!(format_size(10), "10B");
     }
 
     #[test]
@@ -167,8 +139,6 @@ mod tests {
         assert!(parse_duration_ms("soon").is_err());
         assert!(parse_duration_ms("5 parsecs").is_err());
         assert!(parse_duration_ms("").is_err());
-        assert_eq!(format_hms(3725.0), "01:02:05");
-        assert_eq!(format_hms(90_000.0), "1-01:00:00");
     }
 
     #[test]

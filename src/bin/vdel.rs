@@ -1,1 +1,5 @@
-fn main() {}
+//! `vdel`: see [`vjob_submit::vdel`].
+
+fn main() -> std::process::ExitCode {
+    vjob_submit::vdel::main()
+}

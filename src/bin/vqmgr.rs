@@ -1,1 +1,5 @@
-fn main() {}
+//! `vqmgr`: see [`vjob_submit::vqmgr`].
+
+fn main() -> std::process::ExitCode {
+    vjob_submit::vqmgr::main()
+}

@@ -1,0 +1,983 @@
+//! The core loop of `vjobd`: the single owner of all state.
+//!
+//! Each turn it takes what arrived: client commands (answered only once their changes are
+//! committed, all those of a turn in one transaction), the results of hypervisor calls, and the
+//! nodes' reports. Then, when something changed and no plan is being carried out, it decides:
+//! the policy picks the vjobs to run and suspend, the planner computes the plan, the executor
+//! carries it out. What the nodes report is the truth: records follow it ([`Core::reconcile`]),
+//! so a restart after `kill -9` adopts the VMs that still run and finishes what was half done.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use crossbeam_channel::{select, Receiver};
+use vjob_api::{ApiError, JobState, NodeAdminState, Response};
+use vjob_hypervisor::{DomainInfo, DomainState, GuestSpec, VmSpec};
+
+use super::{Command, Observation};
+use crate::config::{Config, NodeConfig};
+use crate::exec::{Backends, Executor, Op, OpDone, Run, Step, StepState};
+use crate::jobs::{parse_vm_name, Job, NodeRecord, Queue, VmPhase};
+use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
+use crate::plan::place::Placer;
+use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
+use crate::policy::{self, Candidate, CandidateVm, Limits, Standing};
+use crate::store::{Batch, Store};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Shortest time between two decisions: a burst of submissions is decided on together.
+const DECISION_SPACING: Duration = Duration::from_millis(100);
+/// Most commands handled (and committed) in one turn.
+const MAX_BATCH: usize = 4096;
+
+/// A node as the core knows it.
+pub struct NodeView {
+    pub cfg: NodeConfig,
+    pub admin: NodeAdminState,
+    /// Its last report succeeded.
+    pub up: bool,
+    pub domains: Vec<DomainInfo>,
+}
+
+/// What a step of a run changes in the records when it succeeds.
+#[derive(Debug, Clone)]
+enum Effect {
+    None,
+    Arrived { job: u64, vm: usize, node: String },
+    Saved { job: u64, vm: usize },
+    Destroyed { job: u64, vm: usize },
+}
+
+/// A cleanup call outside plans (destroying ended or cancelled VMs, removing images, unpausing).
+#[derive(Debug, Clone)]
+struct Cleanup {
+    job: u64,
+    vm: usize,
+    gone_after: bool,
+}
+
+pub struct Core {
+    pub(super) cfg: Config,
+    store: Store,
+    exec: Executor,
+    pub(super) jobs: BTreeMap<u64, Job>,
+    /// Jobs not final, or final with VMs or images left to clean up.
+    pub(super) active: BTreeSet<u64>,
+    pub(super) queues: BTreeMap<String, Queue>,
+    pub(super) nodes: Vec<NodeView>,
+    node_index: HashMap<String, NodeIdx>,
+    pub(super) next_id: u64,
+    run: Option<(Run, Vec<Effect>, BTreeSet<u64>)>,
+    /// Jobs being resumed by the current run after a preemption.
+    resuming: BTreeSet<u64>,
+    /// Jobs being suspended by the current run.
+    suspending: BTreeSet<u64>,
+    cleanups: HashMap<u64, Cleanup>,
+    busy: HashSet<String>,
+    changed_at: HashMap<String, Instant>,
+    pub(super) dirty_jobs: BTreeSet<u64>,
+    pub(super) dirty_queues: BTreeSet<String>,
+    pub(super) deleted_queues: Vec<String>,
+    pub(super) dirty_nodes: BTreeSet<String>,
+    pub(super) need_decision: bool,
+    last_decision: Instant,
+    last_run_end: Instant,
+    last_obs: Option<Instant>,
+    /// VMs an administrator asked to move: VM name -> node.
+    pub(super) manual_moves: BTreeMap<String, String>,
+    orphans_reported: HashSet<String>,
+}
+
+impl Core {
+    /// Loads the state and takes a first look at the nodes.
+    pub fn open(cfg: Config, exec: Executor, backends: &Backends) -> anyhow::Result<Core> {
+        let store = Store::open(&cfg.state_dir)?;
+        let mut queues = BTreeMap::new();
+        let initialized = store.initialized()?;
+        for q in store.queues()? {
+            queues.insert(q.name.clone(), q);
+        }
+        let mut dirty_queues = BTreeSet::new();
+        if !initialized {
+            for q in &cfg.queues {
+                queues.insert(
+                    q.name.clone(),
+                    Queue {
+                        name: q.name.clone(),
+                        priority: q.priority,
+                        enabled: q.enabled,
+                        started: q.started,
+                        default: q.default,
+                        max_running: q.max_running,
+                        max_user_running: q.max_user_running,
+                    },
+                );
+                dirty_queues.insert(q.name.clone());
+            }
+        }
+        let admin_states: HashMap<String, NodeAdminState> = store.nodes()?.into_iter().map(|n| (n.name, n.state)).collect();
+        let nodes: Vec<NodeView> = cfg
+            .nodes
+            .iter()
+            .map(|n| NodeView {
+                cfg: n.clone(),
+                admin: admin_states.get(&n.name).copied().unwrap_or(NodeAdminState::Online),
+                up: true,
+                domains: Vec::new(),
+            })
+            .collect();
+        let node_index = nodes.iter().enumerate().map(|(i, n)| (n.cfg.name.clone(), i as NodeIdx)).collect();
+        let mut jobs = BTreeMap::new();
+        let mut active = BTreeSet::new();
+        for j in store.jobs().context("loading the jobs")? {
+            if !j.state.is_final() || j.has_remains() {
+                active.insert(j.id);
+            }
+            jobs.insert(j.id, j);
+        }
+        let next_id = jobs.keys().next_back().map(|id| id + 1).unwrap_or(1);
+        tracing::info!(jobs = jobs.len(), active = active.len(), queues = queues.len(), nodes = nodes.len(), "state loaded");
+        let now = Instant::now();
+        let mut core = Core {
+            cfg,
+            store,
+            exec,
+            jobs,
+            active,
+            queues,
+            nodes,
+            node_index,
+            next_id,
+            run: None,
+            resuming: BTreeSet::new(),
+            suspending: BTreeSet::new(),
+            cleanups: HashMap::new(),
+            busy: HashSet::new(),
+            changed_at: HashMap::new(),
+            dirty_jobs: BTreeSet::new(),
+            dirty_queues,
+            deleted_queues: Vec::new(),
+            dirty_nodes: BTreeSet::new(),
+            need_decision: true,
+            last_decision: now - DECISION_SPACING,
+            last_run_end: now,
+            last_obs: None,
+            manual_moves: BTreeMap::new(),
+            orphans_reported: HashSet::new(),
+        };
+        // Adopt what runs before deciding anything.
+        let names: Vec<String> = core.nodes.iter().map(|n| n.cfg.name.clone()).collect();
+        let obs = super::observe(backends, &names);
+        core.reconcile(obs);
+        core.flush().context("writing the state after adopting the running VMs")?;
+        Ok(core)
+    }
+
+    /// The loop: runs until the command channel closes.
+    pub fn run(mut self, cmds: Receiver<Command>, obs: Receiver<Observation>, done: Receiver<OpDone>) {
+        let tick = Duration::from_millis(self.cfg.scheduler.poll_ms.max(10));
+        loop {
+            select! {
+                recv(cmds) -> c => match c {
+                    Ok(c) => {
+                        let mut batch = vec![c];
+                        while batch.len() < MAX_BATCH {
+                            match cmds.try_recv() {
+                                Ok(c) => batch.push(c),
+                                Err(_) => break,
+                            }
+                        }
+                        self.handle_batch(batch);
+                    }
+                    Err(_) => {
+                        tracing::info!("command channel closed: stopping");
+                        let _ = self.flush();
+                        return;
+                    }
+                },
+                recv(done) -> d => {
+                    if let Ok(d) = d {
+                        self.on_done(d);
+                        while let Ok(d) = done.try_recv() {
+                            self.on_done(d);
+                        }
+                    }
+                },
+                recv(obs) -> o => {
+                    if let Ok(o) = o {
+                        self.reconcile(o);
+                        self.check_walltimes();
+                    }
+                },
+                default(tick) => {}
+            }
+            self.maybe_decide();
+            if let Err(e) = self.flush() {
+                tracing::error!(error = %e, "cannot write the state; will retry");
+            }
+        }
+    }
+
+    fn handle_batch(&mut self, batch: Vec<Command>) {
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut submitted = Vec::new();
+        for c in batch {
+            let result = self.handle(&c.who, c.op);
+            if let Ok(vjob_api::Reply::Submitted { id }) = &result {
+                submitted.push(*id);
+            }
+            replies.push((c.reply, result));
+        }
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "cannot commit a batch of requests");
+            // Nothing of this batch is acknowledged: forget the jobs it created.
+            for id in submitted {
+                self.jobs.remove(&id);
+                self.active.remove(&id);
+                self.dirty_jobs.remove(&id);
+            }
+            for (reply, _) in replies {
+                let _ = reply.send(Response::new(Err(ApiError::unavailable(format!("the state could not be written: {e}")))));
+            }
+            return;
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(Response::new(result));
+        }
+    }
+
+    /// Writes every pending change in one transaction.
+    pub(super) fn flush(&mut self) -> Result<(), crate::store::StoreError> {
+        let jobs: Vec<&Job> = self.dirty_jobs.iter().filter_map(|id| self.jobs.get(id)).collect();
+        let queues: Vec<&Queue> = self.dirty_queues.iter().filter_map(|n| self.queues.get(n)).collect();
+        let node_records: Vec<NodeRecord> = self
+            .dirty_nodes
+            .iter()
+            .filter_map(|n| self.nodes.iter().find(|v| &v.cfg.name == n))
+            .map(|v| NodeRecord { name: v.cfg.name.clone(), state: v.admin })
+            .collect();
+        let batch = Batch { jobs, queues, deleted_queues: self.deleted_queues.clone(), nodes: node_records.iter().collect() };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.store.write(&batch)?;
+        self.dirty_jobs.clear();
+        self.dirty_queues.clear();
+        self.deleted_queues.clear();
+        self.dirty_nodes.clear();
+        Ok(())
+    }
+
+    pub(super) fn touch(&mut self, id: u64) {
+        self.dirty_jobs.insert(id);
+    }
+
+    pub(super) fn image_path(&self, vm: &str) -> PathBuf {
+        self.cfg.hypervisor.image_dir.join(format!("{vm}.img"))
+    }
+
+    pub(super) fn node_idx(&self, name: &str) -> Option<NodeIdx> {
+        self.node_index.get(name).copied()
+    }
+
+    /// Whether a VM has a call in flight.
+    fn is_busy(&self, vm: &str) -> bool {
+        self.busy.contains(vm) || self.run.as_ref().is_some_and(|(r, _, _)| r.touches(vm))
+    }
+
+    // ----- results of hypervisor calls -----
+
+    fn on_done(&mut self, d: OpDone) {
+        let vm = d.op.vm().to_string();
+        self.changed_at.insert(vm.clone(), Instant::now());
+        if let Err(e) = &d.result {
+            tracing::warn!(op = %d.op.describe(), error = %e, "hypervisor call failed");
+        } else {
+            tracing::debug!(op = %d.op.describe(), ms = d.millis, "hypervisor call done");
+        }
+        if let Some(c) = self.cleanups.remove(&d.id) {
+            self.busy.remove(&vm);
+            if d.result.is_ok() && c.gone_after {
+                if let Some(job) = self.jobs.get_mut(&c.job) {
+                    if let Some(v) = job.vms.get_mut(c.vm) {
+                        if v.phase != VmPhase::Ended || job.state.is_final() {
+                            v.phase = VmPhase::Gone;
+                        }
+                    }
+                    self.dirty_jobs.insert(c.job);
+                }
+            }
+            return;
+        }
+        let Some((run, effects, _)) = self.run.as_mut() else { return };
+        let Some(step) = run.finish(&d) else { return };
+        if d.result.is_ok() {
+            let effect = effects[step].clone();
+            self.apply_effect(effect);
+        }
+        let max = self.cfg.scheduler.max_parallel_actions;
+        let (run, _, _) = self.run.as_mut().expect("checked above");
+        run.start_ready(&mut self.exec, max);
+        if run.is_over() {
+            self.end_run();
+        }
+    }
+
+    fn apply_effect(&mut self, effect: Effect) {
+        let (job, vm) = match &effect {
+            Effect::None => return,
+            Effect::Arrived { job, vm, .. } | Effect::Saved { job, vm } | Effect::Destroyed { job, vm } => (*job, *vm),
+        };
+        let Some(j) = self.jobs.get_mut(&job) else { return };
+        let Some(v) = j.vms.get_mut(vm) else { return };
+        match effect {
+            Effect::Arrived { node, .. } => {
+                v.phase = VmPhase::Running;
+                v.node = Some(node);
+            }
+            Effect::Saved { .. } => v.phase = VmPhase::Sleeping,
+            Effect::Destroyed { .. } => v.phase = VmPhase::Gone,
+            Effect::None => {}
+        }
+        self.dirty_jobs.insert(job);
+    }
+
+    fn end_run(&mut self) {
+        let Some((run, _, touched)) = self.run.take() else { return };
+        let now = now_ms();
+        let took = run.started_at.map(|t| t.elapsed().as_millis()).unwrap_or(0);
+        if run.failures.is_empty() {
+            tracing::info!(steps = run.steps.len(), ms = took as u64, "plan carried out");
+        } else {
+            tracing::warn!(steps = run.steps.len(), failures = ?run.failures, "plan partly failed; planning again from what the nodes report");
+        }
+        for id in touched {
+            let resumed = self.resuming.remove(&id);
+            let quantum = self.cfg.scheduler.quantum_ms;
+            let suspending = self.suspending.remove(&id);
+            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            let before = job.state;
+            if suspending && job.vms.iter().all(|v| v.phase == VmPhase::Sleeping) {
+                job.event(now, "suspended to disk");
+            }
+            if job.settle_state(now) {
+                let nodes: Vec<&str> = job.vms.iter().filter_map(|v| v.node.as_deref()).collect();
+                let msg = match job.state {
+                    JobState::Running if before == JobState::Queued => format!("started on {}", nodes.join(",")),
+                    JobState::Running => format!("resumed on {}", nodes.join(",")),
+                    JobState::Suspended => "suspended to disk".to_string(),
+                    s => s.as_str().to_string(),
+                };
+                job.event(now, msg);
+                job.reason = None;
+            }
+            if job.state == JobState::Running && resumed {
+                job.protected_until = now + quantum;
+            }
+            let failed: Vec<String> = run.failures.iter().filter(|f| job.vms.iter().any(|v| f.contains(&v.name))).cloned().collect();
+            for f in failed {
+                job.event(now, format!("failed: {f}"));
+                job.reason = Some(f);
+            }
+            self.dirty_jobs.insert(id);
+        }
+        self.last_run_end = Instant::now();
+        self.need_decision = true;
+    }
+
+    // ----- what the nodes report -----
+
+    /// Brings the records in line with what the nodes report.
+    pub(super) fn reconcile(&mut self, obs: Observation) {
+        let now = now_ms();
+        let mut found: HashMap<String, (String, DomainInfo)> = HashMap::new();
+        let mut listed: HashSet<String> = HashSet::new();
+        for (node, result) in obs.nodes {
+            let Some(view) = self.nodes.iter_mut().find(|n| n.cfg.name == node) else { continue };
+            match result {
+                Ok(domains) => {
+                    if !view.up {
+                        tracing::info!(node = %node, "node answers again");
+                    }
+                    view.up = true;
+                    for d in &domains {
+                        found.insert(d.name.clone(), (node.clone(), d.clone()));
+                    }
+                    view.domains = domains;
+                    listed.insert(node);
+                }
+                Err(e) => {
+                    if view.up {
+                        tracing::warn!(node = %node, error = %e, "node does not answer; no new VMs go there");
+                    }
+                    view.up = false;
+                }
+            }
+        }
+        let all_listed = listed.len() == self.nodes.len();
+        let active: Vec<u64> = self.active.iter().copied().collect();
+        let mut ours: HashSet<String> = HashSet::new();
+        for id in active {
+            let Some(job) = self.jobs.get(&id) else { continue };
+            // Fast path: a job that never ran has nothing to reconcile.
+            if !job.state.is_final() && job.vms.iter().all(|v| v.phase == VmPhase::Ready && !found.contains_key(&v.name)) {
+                continue;
+            }
+            let mut job = self.jobs.remove(&id).expect("looked up above");
+            let final_state = job.state.is_final();
+            let mut ops: Vec<(Op, usize, bool)> = Vec::new();
+            let mut changed = false;
+            for (i, v) in job.vms.iter_mut().enumerate() {
+                ours.insert(v.name.clone());
+                if self.busy.contains(&v.name)
+                    || self.run.as_ref().is_some_and(|(r, _, _)| r.touches(&v.name))
+                    || self.changed_at.get(&v.name).is_some_and(|t| *t > obs.started)
+                {
+                    continue;
+                }
+                let here = found.get(&v.name);
+                let recorded_node_listed = v.node.as_ref().is_none_or(|n| listed.contains(n));
+                let image = self.image_path(&v.name);
+                if final_state {
+                    // Tear down what is left of a finished job.
+                    match here {
+                        Some((node, _)) => ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, true)),
+                        None if image.exists() => ops.push((Op::RemoveImage { vm: v.name.clone(), image }, i, true)),
+                        None if recorded_node_listed || all_listed => {
+                            if v.phase != VmPhase::Gone {
+                                v.phase = VmPhase::Gone;
+                                changed = true;
+                            }
+                        }
+                        None => {}
+                    }
+                    continue;
+                }
+                match (v.phase, here) {
+                    (VmPhase::Running | VmPhase::Ready | VmPhase::Sleeping, Some((node, d))) => match d.state {
+                        DomainState::Running | DomainState::Paused => {
+                            if v.phase != VmPhase::Running || v.node.as_deref() != Some(node) {
+                                tracing::info!(vm = %v.name, node = %node, "adopting a VM found running");
+                                v.phase = VmPhase::Running;
+                                v.node = Some(node.clone());
+                                changed = true;
+                            }
+                            if d.state == DomainState::Paused && !d.busy && job.state == JobState::Running {
+                                ops.push((Op::Unpause { node: node.clone(), vm: v.name.clone() }, i, false));
+                            }
+                        }
+                        DomainState::Ended { exit_code } => {
+                            v.phase = VmPhase::Ended;
+                            v.exit_code = Some(exit_code);
+                            v.node = Some(node.clone());
+                            changed = true;
+                            ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false));
+                        }
+                        DomainState::Crashed => {
+                            v.phase = VmPhase::Ended;
+                            v.exit_code = None;
+                            changed = true;
+                            job.reason = Some(format!("VM {} crashed on {node}", v.name));
+                            ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false));
+                        }
+                    },
+                    (VmPhase::Running, None) if recorded_node_listed => {
+                        if image.exists() {
+                            tracing::info!(vm = %v.name, "found saved while the daemon was away");
+                            v.phase = VmPhase::Sleeping;
+                        } else {
+                            tracing::error!(vm = %v.name, "VM vanished from its node");
+                            v.phase = VmPhase::Gone;
+                            job.reason = Some(format!("VM {} vanished from node {}", v.name, v.node.as_deref().unwrap_or("?")));
+                        }
+                        changed = true;
+                    }
+                    (VmPhase::Sleeping, None) if all_listed && !image.exists() => {
+                        tracing::error!(vm = %v.name, image = %image.display(), "saved image missing");
+                        v.phase = VmPhase::Gone;
+                        job.reason = Some(format!("the saved image of VM {} is missing", v.name));
+                        changed = true;
+                    }
+                    (VmPhase::Ended, Some((node, _))) => ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false)),
+                    (VmPhase::Gone, Some((node, _))) => ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false)),
+                    _ => {}
+                }
+            }
+            // A job whose VMs have all ended (or vanished) is over.
+            if !job.state.is_final()
+                && job.vms.iter().all(|v| matches!(v.phase, VmPhase::Ended | VmPhase::Gone))
+            {
+                let lost = job.vms.iter().any(|v| v.exit_code.is_none());
+                let code = job.vms_exit_code();
+                let (to, msg) = if lost {
+                    (JobState::Failed, format!("failed: {}", job.reason.clone().unwrap_or_else(|| "a VM was lost".into())))
+                } else if code == 0 {
+                    (JobState::Completed, "completed, exit code 0".to_string())
+                } else {
+                    (JobState::Failed, format!("failed, exit code {code}"))
+                };
+                if job.set_state(to, now).is_ok() {
+                    job.exit_code = (!lost).then_some(code);
+                    if to == JobState::Completed {
+                        job.reason = None;
+                    }
+                    job.event(now, msg);
+                    changed = true;
+                    self.need_decision = true;
+                }
+            } else if !job.state.is_final()
+                && job.state != JobState::Held
+                && !self.run.as_ref().is_some_and(|(_, _, touched)| touched.contains(&id))
+                && job.settle_state(now)
+            {
+                changed = true;
+            }
+            let done = job.state.is_final() && !job.has_remains() && ops.is_empty();
+            self.jobs.insert(id, job);
+            if changed {
+                self.dirty_jobs.insert(id);
+            }
+            for (op, vm, gone_after) in ops {
+                self.start_cleanup(id, vm, op, gone_after);
+            }
+            if done {
+                self.active.remove(&id);
+            }
+        }
+        // Domains that belong to no active job.
+        for (name, (node, _)) in &found {
+            if ours.contains(name) || self.orphans_reported.contains(name) {
+                continue;
+            }
+            let owner = parse_vm_name(name).and_then(|(id, _)| self.jobs.get(&id));
+            match owner {
+                Some(job) if job.state.is_final() => {
+                    let (id, idx) = parse_vm_name(name).expect("parsed above");
+                    if !self.is_busy(name) {
+                        self.start_cleanup(id, idx, Op::Destroy { node: node.clone(), vm: name.clone() }, true);
+                    }
+                }
+                _ => {
+                    tracing::warn!(vm = %name, node = %node, "orphan VM: it belongs to no job of this daemon; left alone");
+                    self.orphans_reported.insert(name.clone());
+                }
+            }
+        }
+        self.last_obs = Some(obs.started);
+        self.need_decision = true;
+    }
+
+    fn start_cleanup(&mut self, job: u64, vm: usize, op: Op, gone_after: bool) {
+        let name = op.vm().to_string();
+        if self.is_busy(&name) {
+            return;
+        }
+        self.busy.insert(name);
+        let id = self.exec.submit(op);
+        self.cleanups.insert(id, Cleanup { job, vm, gone_after });
+    }
+
+    fn check_walltimes(&mut self) {
+        let now = now_ms();
+        let over: Vec<u64> = self
+            .active
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .filter(|j| j.state == JobState::Running && j.spec.walltime_ms.is_some_and(|w| j.elapsed_ms(now) > w))
+            .map(|j| j.id)
+            .collect();
+        for id in over {
+            let job = self.jobs.get_mut(&id).expect("listed above");
+            let w = crate::units::format_hms(job.spec.walltime_ms.unwrap_or(0) as f64 / 1000.0);
+            if job.set_state(JobState::Failed, now).is_ok() {
+                job.reason = Some(format!("killed: walltime {w} exceeded"));
+                job.event(now, format!("killed: walltime {w} exceeded"));
+                tracing::info!(job = id, "walltime exceeded: killing");
+                self.dirty_jobs.insert(id);
+                self.need_decision = true;
+            }
+        }
+    }
+
+    // ----- deciding -----
+
+    fn maybe_decide(&mut self) {
+        let fresh = self.last_obs.is_some_and(|t| t > self.last_run_end);
+        if !self.need_decision || self.run.is_some() || !fresh || self.last_decision.elapsed() < DECISION_SPACING {
+            return;
+        }
+        self.need_decision = false;
+        self.last_decision = Instant::now();
+        self.decide();
+    }
+
+    /// Runs the policy and the planner and starts carrying the plan out.
+    fn decide(&mut self) {
+        let now = now_ms();
+        let r_cpu = 0usize;
+        let mut model = Model::new(vec!["cpu".into(), "memory".into()]);
+        for n in &self.nodes {
+            model.add_node(n.cfg.name.clone(), true, &[n.cfg.cpus as u64, n.cfg.memory]);
+        }
+        let _ = r_cpu;
+        let accepts = |n: &NodeView| n.up && n.admin == NodeAdminState::Online;
+
+        // Everything that occupies nodes without being a candidate: VMs of other jobs' remains,
+        // orphans. They are load, and do not move.
+        let mut vm_refs: Vec<Option<(u64, usize)>> = Vec::new();
+        let mut constraints: Vec<Constraint> = Vec::new();
+        let mut candidate_vm_names: HashSet<String> = HashSet::new();
+        let mut cands: Vec<Candidate> = Vec::new();
+        let mut admin_suspend: Vec<u64> = Vec::new();
+        for &id in &self.active {
+            let Some(job) = self.jobs.get(&id) else { continue };
+            if job.state.is_final() || job.vms.iter().any(|v| v.phase == VmPhase::Ended || v.phase == VmPhase::Gone) {
+                continue;
+            }
+            let Some(queue) = self.queues.get(&job.queue) else { continue };
+            let any_running = job.vms.iter().any(|v| v.phase == VmPhase::Running);
+            let standing = if any_running {
+                Standing::Running
+            } else if job.vms.iter().any(|v| v.phase == VmPhase::Sleeping) {
+                Standing::Suspended
+            } else {
+                Standing::Waiting
+            };
+            if job.admin_suspended && any_running {
+                admin_suspend.push(id);
+            }
+            let vms = job
+                .vms
+                .iter()
+                .map(|v| {
+                    let host = match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
+                        (VmPhase::Running, Some(h)) if self.nodes[h as usize].admin != NodeAdminState::Offline => Some(h),
+                        _ => None,
+                    };
+                    CandidateVm { demand: vec![job.spec.vm.vcpus as u64, job.spec.vm.memory], host }
+                })
+                .collect();
+            job.vms.iter().for_each(|v| {
+                candidate_vm_names.insert(v.name.clone());
+            });
+            cands.push(Candidate {
+                id,
+                queue: job.queue.clone(),
+                queue_priority: queue.priority,
+                priority: job.priority,
+                submit_ms: job.submit_ms,
+                user: job.user.clone(),
+                standing,
+                eligible: queue.started && job.state != JobState::Held && !job.admin_suspended,
+                protected: now < job.protected_until || job.admin_suspended,
+                vms,
+            });
+        }
+        // Load outside candidates: every domain on a node that no candidate owns.
+        for (n, view) in self.nodes.iter().enumerate() {
+            for d in &view.domains {
+                if candidate_vm_names.contains(&d.name) || matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed) {
+                    continue;
+                }
+                let v = model.add_vm(d.name.clone(), VmState::Running, n as NodeIdx, &[d.vcpus as u64, d.memory]);
+                constraints.push(Constraint::Root { vm: v });
+                vm_refs.push(None);
+            }
+        }
+
+        // The policy, over a placer holding the load of what runs.
+        let mut placer = {
+            let mut m = model.clone();
+            for c in &cands {
+                if admin_suspend.contains(&c.id) {
+                    continue;
+                }
+                for vm in &c.vms {
+                    if let Some(h) = vm.host {
+                        m.add_vm("", VmState::Running, h, &vm.demand);
+                    }
+                }
+            }
+            let mut p = Placer::from_model(&m);
+            for (i, n) in self.nodes.iter().enumerate() {
+                if !accepts(n) {
+                    p.close(i as NodeIdx);
+                }
+            }
+            p
+        };
+        let cands_for_policy: Vec<Candidate> = cands.iter().filter(|c| !admin_suspend.contains(&c.id)).cloned().collect();
+        let limits = Limits {
+            queues: self.queues.values().map(|q| (q.name.clone(), (q.max_running, q.max_user_running))).collect(),
+        };
+        let mut decision = policy::context_switch(&cands_for_policy, &mut placer, &limits);
+        for id in admin_suspend {
+            decision.suspend.push((id, None));
+        }
+        for (id, why) in &decision.waiting {
+            if let Some(job) = self.jobs.get_mut(id) {
+                if job.reason.as_deref() != Some(why) {
+                    job.reason = Some(why.clone());
+                    self.dirty_jobs.insert(*id);
+                }
+            }
+        }
+        let manual: Vec<(String, String)> = self.manual_moves.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        if decision.run.is_empty() && decision.suspend.is_empty() && manual.is_empty() && !self.misplaced() {
+            return;
+        }
+
+        // The planner: from what runs to what the policy wants.
+        let run_set: HashSet<u64> = decision.run.iter().copied().collect();
+        let suspend_set: HashSet<u64> = decision.suspend.iter().map(|(id, _)| *id).collect();
+        let mut vm_of: HashMap<String, VmIdx> = HashMap::new();
+        let mut place_first: Vec<VmIdx> = Vec::new();
+        let order: Vec<u64> = decision.run.clone();
+        let mut job_ids: Vec<u64> = cands.iter().map(|c| c.id).collect();
+        // Jobs to run first, in policy order, so the planner places them as the policy did.
+        job_ids.sort_by_key(|id| order.iter().position(|o| o == id).unwrap_or(usize::MAX));
+        for id in job_ids {
+            let job = &self.jobs[&id];
+            let wanted = if run_set.contains(&id) {
+                Some(VmState::Running)
+            } else if suspend_set.contains(&id) {
+                Some(VmState::Sleeping)
+            } else {
+                None
+            };
+            for (i, v) in job.vms.iter().enumerate() {
+                let demand = [job.spec.vm.vcpus as u64, job.spec.vm.memory];
+                let (state, host) = match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
+                    (VmPhase::Running, Some(h)) => (VmState::Running, h),
+                    (VmPhase::Sleeping, _) => (VmState::Sleeping, NO_NODE),
+                    (VmPhase::Ready, _) => (VmState::Ready, NO_NODE),
+                    _ => continue,
+                };
+                if state != VmState::Running && wanted != Some(VmState::Running) {
+                    continue;
+                }
+                let idx = model.add_vm(v.name.clone(), state, host, &demand);
+                vm_refs.push(Some((id, i)));
+                vm_of.insert(v.name.clone(), idx);
+                match wanted {
+                    Some(VmState::Running) => {
+                        constraints.push(Constraint::Running { vm: idx });
+                        place_first.push(idx);
+                    }
+                    Some(VmState::Sleeping) if state == VmState::Running => constraints.push(Constraint::Sleeping { vm: idx }),
+                    _ => {}
+                }
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.admin == NodeAdminState::Offline {
+                constraints.push(Constraint::Offline { node: i as NodeIdx });
+            } else if !accepts(n) {
+                constraints.push(Constraint::NoArrival { nodes: vec![i as NodeIdx] });
+            }
+        }
+        for (vm, node) in &manual {
+            if let (Some(&v), Some(n)) = (vm_of.get(vm), self.node_idx(node)) {
+                constraints.push(Constraint::Fence { vms: vec![v], nodes: vec![n] });
+            }
+        }
+        self.manual_moves.clear();
+        let d = &self.cfg.hypervisor.durations;
+        let mut costs = ActionCosts::uniform(&model, d.destroy_ms);
+        for v in 0..model.vms() as VmIdx {
+            let mem = model.demand(v)[1];
+            costs.boot[v as usize] = d.boot(mem);
+            costs.migrate[v as usize] = d.migrate(mem);
+            costs.suspend[v as usize] = d.save(mem);
+            costs.resume[v as usize] = d.restore(mem);
+        }
+        costs.allocate = 0;
+        let inst = Instance { model, constraints, place_first, costs, options: Options { suspend_to_break_cycles: true } };
+        let t0 = Instant::now();
+        let plan = match plan::solve(&inst) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "the planner found no plan; the policy's choice is dropped this round");
+                return;
+            }
+        };
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, actions = plan.actions.len(), "planned");
+        if plan.actions.is_empty() {
+            return;
+        }
+        if cfg!(debug_assertions) {
+            let errors = crate::check::check(&inst, &plan);
+            debug_assert!(errors.is_empty(), "the planner produced an invalid plan: {errors:?}");
+        }
+
+        // Record the decision on the jobs.
+        for (id, by) in &decision.suspend {
+            if let Some(job) = self.jobs.get_mut(id) {
+                let msg = match by {
+                    Some(b) => format!("preempted by job {b}: suspending"),
+                    None if job.admin_suspended => "suspended by an administrator".to_string(),
+                    None => "no room left for its VMs: suspending".to_string(),
+                };
+                if by.is_some() {
+                    job.preemptions += 1;
+                }
+                // Its VMs stop running now (paused, then saved): so does its clock.
+                if job.set_state(JobState::Suspended, now).is_ok() {
+                    self.suspending.insert(*id);
+                }
+                job.reason = Some(msg.clone());
+                job.event(now, msg);
+                self.dirty_jobs.insert(*id);
+            }
+        }
+        for id in &decision.run {
+            if let Some(job) = self.jobs.get(id) {
+                if job.state == JobState::Suspended && job.preemptions > 0 {
+                    self.resuming.insert(*id);
+                }
+            }
+        }
+        self.start_plan(&inst, &plan, &vm_refs);
+    }
+
+    /// Whether some running VM sits on a node that must be left.
+    fn misplaced(&self) -> bool {
+        self.active.iter().filter_map(|id| self.jobs.get(id)).any(|j| {
+            j.vms.iter().any(|v| {
+                v.phase == VmPhase::Running
+                    && v.node.as_deref().and_then(|n| self.node_idx(n)).is_some_and(|h| self.nodes[h as usize].admin == NodeAdminState::Offline)
+            })
+        })
+    }
+
+    /// Turns a plan into executor steps, with the vjob barriers: all VMs of a vjob pause before
+    /// any is saved, and none is unpaused before all are booted or restored.
+    fn start_plan(&mut self, inst: &Instance, plan: &plan::Plan, vm_refs: &[Option<(u64, usize)>]) {
+        let m = &inst.model;
+        let mut steps: Vec<Step> = Vec::new();
+        let mut effects: Vec<Effect> = Vec::new();
+        let mut step_of: Vec<Option<usize>> = vec![None; plan.actions.len()];
+        let mut saves: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut arrivals: BTreeMap<u64, Vec<(usize, String, String)>> = BTreeMap::new();
+        let mut touched = BTreeSet::new();
+        let node = |n: NodeIdx| m.node_name(n).to_string();
+        for (ai, a) in plan.actions.iter().enumerate() {
+            let Some(v) = a.kind.vm() else { continue };
+            let Some((job_id, idx)) = vm_refs[v as usize] else { continue };
+            let job = &self.jobs[&job_id];
+            let name = job.vms[idx].name.clone();
+            let (op, effect) = match a.kind {
+                ActionKind::BootVm { on, .. } => (
+                    Op::Boot { node: node(on), spec: Box::new(self.vm_spec(job, idx)) },
+                    Effect::Arrived { job: job_id, vm: idx, node: node(on) },
+                ),
+                ActionKind::ResumeVm { to, .. } => (
+                    Op::Restore { node: node(to), vm: name.clone(), image: self.image_path(&name) },
+                    Effect::Arrived { job: job_id, vm: idx, node: node(to) },
+                ),
+                ActionKind::SuspendVm { from, .. } => (
+                    Op::Save { node: node(from), vm: name.clone(), image: self.image_path(&name) },
+                    Effect::Saved { job: job_id, vm: idx },
+                ),
+                ActionKind::MigrateVm { from, to, .. } => (
+                    Op::Migrate { node: node(from), vm: name.clone(), to: node(to) },
+                    Effect::Arrived { job: job_id, vm: idx, node: node(to) },
+                ),
+                ActionKind::KillVm { on, .. } | ActionKind::ShutdownVm { on, .. } if on != NO_NODE => {
+                    (Op::Destroy { node: node(on), vm: name.clone() }, Effect::Destroyed { job: job_id, vm: idx })
+                }
+                _ => continue,
+            };
+            let s = steps.len();
+            match &op {
+                Op::Save { .. } => saves.entry(job_id).or_default().push(s),
+                Op::Boot { node, .. } | Op::Restore { node, .. } => {
+                    arrivals.entry(job_id).or_default().push((s, node.clone(), name.clone()))
+                }
+                _ => {}
+            }
+            step_of[ai] = Some(s);
+            steps.push(Step { op, deps: Vec::new(), state: StepState::Waiting });
+            effects.push(effect);
+            touched.insert(job_id);
+        }
+        for (ai, a) in plan.actions.iter().enumerate() {
+            if let Some(s) = step_of[ai] {
+                steps[s].deps = a.deps.iter().filter_map(|&d| step_of[d as usize]).collect();
+            }
+        }
+        // Pause every VM of a vjob before saving any of them.
+        for save_steps in saves.values() {
+            let pauses: Vec<usize> = save_steps
+                .iter()
+                .map(|&s| {
+                    let Op::Save { node, vm, .. } = &steps[s].op else { unreachable!() };
+                    let op = Op::Pause { node: node.clone(), vm: vm.clone() };
+                    steps.push(Step { op, deps: Vec::new(), state: StepState::Waiting });
+                    effects.push(Effect::None);
+                    steps.len() - 1
+                })
+                .collect();
+            for &s in save_steps {
+                steps[s].deps.extend(pauses.iter().copied());
+            }
+        }
+        // Unpause the VMs of a vjob together, once all have arrived.
+        for (job_id, arrived) in &arrivals {
+            let all: Vec<usize> = arrived.iter().map(|(s, _, _)| *s).collect();
+            let others_running: Vec<(String, String)> = self.jobs[job_id]
+                .vms
+                .iter()
+                .filter(|v| v.phase == VmPhase::Running && !arrived.iter().any(|(_, _, n)| n == &v.name))
+                .filter_map(|v| v.node.clone().map(|n| (n, v.name.clone())))
+                .collect();
+            let _ = others_running;
+            for (_, node, vm) in arrived {
+                steps.push(Step { op: Op::Unpause { node: node.clone(), vm: vm.clone() }, deps: all.clone(), state: StepState::Waiting });
+                effects.push(Effect::None);
+            }
+        }
+        tracing::info!(
+            actions = plan.actions.len(),
+            steps = steps.len(),
+            counts = ?plan.counts(),
+            "carrying out a plan"
+        );
+        let mut run = Run::new(steps);
+        run.start_ready(&mut self.exec, self.cfg.scheduler.max_parallel_actions);
+        let over = run.is_over();
+        self.run = Some((run, effects, touched));
+        if over {
+            self.end_run();
+        }
+    }
+
+    fn vm_spec(&self, job: &Job, idx: usize) -> VmSpec {
+        let env = vec![
+            ("VJOB_ID".to_string(), job.id.to_string()),
+            ("VJOB_NAME".to_string(), job.name.clone()),
+            ("VJOB_VM_INDEX".to_string(), idx.to_string()),
+            ("VJOB_VM_COUNT".to_string(), job.vms.len().to_string()),
+            ("VJOB_USER".to_string(), job.user.clone()),
+        ];
+        VmSpec {
+            name: job.vms[idx].name.clone(),
+            vcpus: job.spec.vm.vcpus,
+            memory: job.spec.vm.memory,
+            guest: GuestSpec {
+                image: job.spec.vm.image.clone(),
+                script: job.spec.run.script.clone(),
+                env,
+                output: job.spec.run.output.as_ref().map(PathBuf::from),
+                sim_runtime_ms: job.spec.run.sim_runtime_ms,
+                sim_exit_code: job.spec.run.sim_exit_code,
+            },
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `vjobd`: the resource manager's daemon. It wires the pieces together and nothing else:
+//! the API server (a Unix socket, [`server`]) feeds commands to the core loop ([`core`]), which
+//! owns all state, observes the nodes, decides with the policy and the planner, carries plans out
+//! with the executor and writes every change to the store.
+//!
+//! Threads: the tokio runtime serves clients; one thread runs the core loop; one polls the nodes;
+//! the executor's workers make the blocking hypervisor calls. They talk over channels only.
+
+pub mod core;
+mod requests;
+pub mod server;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::Sender;
+use vjob_api::Response;
+use vjob_hypervisor::sim::{SimCluster, SimNodeConfig};
+use vjob_hypervisor::{DomainInfo, Hypervisor};
+
+use crate::config::{Backend, Config};
+use crate::exec::Backends;
+
+/// Who is asking, as the kernel says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub user: String,
+    pub admin: bool,
+}
+
+/// A client request on its way to the core, with where to send the answer.
+pub struct Command {
+    pub who: Identity,
+    pub op: vjob_api::Op,
+    pub reply: tokio::sync::oneshot::Sender<Response>,
+}
+
+/// What the nodes reported in one polling round.
+pub struct Observation {
+    /// When the round began: changes made after it are not reflected.
+    pub started: Instant,
+    pub nodes: Vec<(String, Result<Vec<DomainInfo>, String>)>,
+}
+
+/// Opens the hypervisor connections of the configured nodes.
+pub fn open_backends(cfg: &Config) -> anyhow::Result<Backends> {
+    let mut map: HashMap<String, Arc<dyn Hypervisor>> = HashMap::new();
+    match cfg.hypervisor.backend {
+        Backend::Sim => {
+            let nodes: Vec<SimNodeConfig> = cfg
+                .nodes
+                .iter()
+                .map(|n| SimNodeConfig { name: n.name.clone(), vcpus: n.cpus, memory: n.memory })
+                .collect();
+            let dir = cfg.state_dir.join("sim");
+            let cluster = SimCluster::open(&dir, &nodes, cfg.hypervisor.durations)
+                .with_context(|| format!("opening the simulated cluster in {}", dir.display()))?;
+            for n in &cfg.nodes {
+                map.insert(n.name.clone(), Arc::new(cluster.node(&n.name)?));
+            }
+        }
+    }
+    Ok(Arc::new(map))
+}
+
+/// Polls every node's VMs forever, one round every `interval`.
+pub fn spawn_observer(backends: Backends, names: Vec<String>, interval: Duration, tx: Sender<Observation>) {
+    std::thread::Builder::new()
+        .name("observer".into())
+        .spawn(move || loop {
+            let obs = observe(&backends, &names);
+            if tx.send(obs).is_err() {
+                return;
+            }
+            std::thread::sleep(interval);
+        })
+        .expect("spawn the observer thread");
+}
+
+/// One polling round.
+pub fn observe(backends: &Backends, names: &[String]) -> Observation {
+    let started = Instant::now();
+    let nodes = names
+        .iter()
+        .map(|n| {
+            let r = match backends.get(n) {
+                Some(b) => b.list().map_err(|e| e.to_string()),
+                None => Err(format!("no connection to node {n}")),
+            };
+            (n.clone(), r)
+        })
+        .collect();
+    Observation { started, nodes }
+}
+
+/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating the state directory {}", cfg.state_dir.display()))?;
+    let backends = open_backends(&cfg)?;
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(65_536);
+    let (obs_tx, obs_rx) = crossbeam_channel::bounded::<Observation>(4);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let exec = crate::exec::Executor::start(backends.clone(), cfg.scheduler.max_parallel_actions, done_tx);
+    let core = core::Core::open(cfg.clone(), exec, &backends)?;
+    let names: Vec<String> = cfg.nodes.iter().map(|n| n.name.clone()).collect();
+    spawn_observer(backends, names, Duration::from_millis(cfg.scheduler.poll_ms), obs_tx);
+    let core_thread = std::thread::Builder::new()
+        .name("core".into())
+        .spawn(move || core.run(cmd_rx, obs_rx, done_rx))
+        .context("starting the core thread")?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(server::serve(cfg.clone(), cmd_tx));
+    // Dropping the command sender ends the core loop once it has drained what it holds.
+    drop(rt);
+    let _ = core_thread.join();
+    result
+}

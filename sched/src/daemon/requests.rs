@@ -1,0 +1,403 @@
+//! What each API request does, and who may ask it. Runs inside the core loop; every change is
+//! committed before the answer leaves (see [`super::core`]).
+
+use vjob_api::{ApiError, JobOutcome, JobQuery, JobState, NodeAdminState, NodeInfo, Op, QueueSettings, Reply, SubmitRequest};
+
+use super::core::{now_ms, Core};
+use super::Identity;
+use crate::config::check_name;
+use crate::jobs::{Job, Queue, VmPhase};
+use crate::model::{Model, NodeIdx, VmState};
+use crate::plan::place::Placer;
+use crate::spec::JobSpec;
+use crate::units::format_size;
+
+fn admin_only(who: &Identity, what: &str) -> Result<(), ApiError> {
+    if who.admin {
+        Ok(())
+    } else {
+        Err(ApiError::permission(format!(
+            "{what} needs an administrator; {} is not one (administrators are listed under `admins` in the cluster configuration)",
+            who.user
+        )))
+    }
+}
+
+impl Core {
+    pub(super) fn handle(&mut self, who: &Identity, op: Op) -> Result<Reply, ApiError> {
+        match op {
+            Op::Ping => Ok(Reply::Pong {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                user: who.user.clone(),
+                uid: who.uid,
+                admin: who.admin,
+            }),
+            Op::Submit(req) => self.submit(who, req),
+            Op::Jobs(q) => Ok(Reply::Jobs { jobs: self.list_jobs(&q) }),
+            Op::Delete { ids } => Ok(self.per_job(who, ids, "delete", Core::cancel)),
+            Op::Hold { ids } => Ok(self.per_job(who, ids, "hold", Core::hold)),
+            Op::Release { ids } => Ok(self.per_job(who, ids, "release", Core::release)),
+            Op::Nodes => Ok(Reply::Nodes { nodes: self.list_nodes() }),
+            Op::Queues => {
+                let jobs: Vec<&Job> = self.active.iter().filter_map(|id| self.jobs.get(id)).collect();
+                Ok(Reply::Queues { queues: self.queues.values().map(|q| q.info(&jobs)).collect() })
+            }
+            Op::QueueCreate(s) => {
+                admin_only(who, "creating a queue")?;
+                self.queue_create(s)
+            }
+            Op::QueueDelete { name } => {
+                admin_only(who, "deleting a queue")?;
+                self.queue_delete(&name)
+            }
+            Op::QueueSet(s) => {
+                admin_only(who, "changing a queue")?;
+                self.queue_set(s)
+            }
+            Op::NodeSet { name, state } => {
+                admin_only(who, "changing a node's state")?;
+                self.node_set(&name, state)
+            }
+            Op::Suspend { id } => {
+                admin_only(who, "suspending a vjob by hand")?;
+                self.admin_suspend(id)
+            }
+            Op::Resume { id } => {
+                admin_only(who, "resuming a vjob by hand")?;
+                self.admin_resume(id)
+            }
+            Op::Migrate { id, vm, to } => {
+                admin_only(who, "migrating a vjob by hand")?;
+                self.admin_migrate(id, vm, &to)
+            }
+        }
+    }
+
+    fn submit(&mut self, who: &Identity, req: SubmitRequest) -> Result<Reply, ApiError> {
+        let file = if req.file.is_empty() { "<spec>".to_string() } else { req.file.clone() };
+        let mut spec = JobSpec::parse(&file, &req.spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+        if let Some(name) = req.name {
+            check_name(&name).map_err(|m| ApiError::invalid(format!("-N {name}: {m}")))?;
+            spec.name = name;
+        }
+        if let Some(p) = req.priority {
+            spec.priority = p;
+        }
+        let queue_name = match req.queue.or_else(|| spec.queue.clone()) {
+            Some(q) => q,
+            None => self
+                .queues
+                .values()
+                .find(|q| q.default)
+                .map(|q| q.name.clone())
+                .ok_or_else(|| ApiError::invalid("no queue given and no default queue exists; name one with -q"))?,
+        };
+        let queue = self.queues.get(&queue_name).ok_or_else(|| {
+            let known: Vec<&str> = self.queues.keys().map(|s| s.as_str()).collect();
+            ApiError::invalid(format!("{file}: no queue named `{queue_name}` (queues: {})", known.join(", ")))
+        })?;
+        if !queue.enabled {
+            return Err(ApiError::invalid(format!("queue `{queue_name}` is disabled: it accepts no submissions")));
+        }
+        self.check_fits_cluster(&file, &spec)?;
+        spec.queue = Some(queue_name.clone());
+        let id = self.next_id;
+        self.next_id += 1;
+        let job = Job::new(id, who.user.clone(), who.uid, queue_name, spec, file, req.cwd, req.hold, now_ms());
+        self.jobs.insert(id, job);
+        self.active.insert(id);
+        self.touch(id);
+        self.need_decision = true;
+        Ok(Reply::Submitted { id })
+    }
+
+    /// Refuses a vjob that no configuration of the cluster could ever hold.
+    fn check_fits_cluster(&self, file: &str, spec: &JobSpec) -> Result<(), ApiError> {
+        let (cpus, mem) = (spec.vm.vcpus as u64, spec.vm.memory);
+        let usable: Vec<_> = self.nodes.iter().filter(|n| n.admin != NodeAdminState::Offline).collect();
+        let fits_one = usable.iter().any(|n| n.cfg.cpus as u64 >= cpus && n.cfg.memory >= mem);
+        if !fits_one {
+            let biggest = self
+                .nodes
+                .iter()
+                .map(|n| format!("{} cpus/{}", n.cfg.cpus, format_size(n.cfg.memory)))
+                .max()
+                .unwrap_or_default();
+            return Err(ApiError::invalid(format!(
+                "{file}: a VM of {cpus} vcpus and {} is bigger than every node (largest: {biggest}); no placement could ever run it",
+                format_size(mem)
+            )));
+        }
+        let mut empty = Model::new(vec!["cpu".into(), "memory".into()]);
+        for n in &usable {
+            empty.add_node(n.cfg.name.clone(), true, &[n.cfg.cpus as u64, n.cfg.memory]);
+        }
+        let mut placer = Placer::from_model(&empty);
+        let demand = [cpus, mem];
+        let group: Vec<&[u64]> = (0..spec.vm.count).map(|_| &demand[..]).collect();
+        if placer.place_group(&group).is_none() {
+            let total_cpus: u64 = usable.iter().map(|n| n.cfg.cpus as u64).sum();
+            let total_mem: u64 = usable.iter().map(|n| n.cfg.memory).sum();
+            return Err(ApiError::invalid(format!(
+                "{file}: {} VMs of {cpus} vcpus and {} cannot all fit in the whole cluster ({} nodes, {total_cpus} cpus, {}), even empty",
+                spec.vm.count,
+                format_size(mem),
+                usable.len(),
+                format_size(total_mem)
+            )));
+        }
+        Ok(())
+    }
+
+    fn list_jobs(&self, q: &JobQuery) -> Vec<vjob_api::JobInfo> {
+        let now = now_ms();
+        let keep = self.cfg.scheduler.keep_finished_ms;
+        let wanted = |j: &Job| q.user.as_ref().is_none_or(|u| &j.user == u);
+        if !q.ids.is_empty() {
+            return q.ids.iter().filter_map(|id| self.jobs.get(id)).filter(|j| wanted(j)).map(|j| j.info(now, q.full)).collect();
+        }
+        let recent = |j: &Job| !j.state.is_final() || j.end_ms.is_some_and(|e| now.saturating_sub(e) <= keep);
+        self.jobs.values().filter(|j| wanted(j) && (q.all || recent(j))).map(|j| j.info(now, q.full)).collect()
+    }
+
+    fn list_nodes(&self) -> Vec<NodeInfo> {
+        let mut use_of: std::collections::HashMap<&str, (u32, u64, Vec<String>)> = Default::default();
+        for job in self.active.iter().filter_map(|id| self.jobs.get(id)) {
+            for v in &job.vms {
+                if v.phase == VmPhase::Running {
+                    if let Some(n) = &v.node {
+                        let e = use_of.entry(n.as_str()).or_default();
+                        e.0 += job.spec.vm.vcpus;
+                        e.1 += job.spec.vm.memory;
+                        e.2.push(v.name.clone());
+                    }
+                }
+            }
+        }
+        self.nodes
+            .iter()
+            .map(|n| {
+                let (cpus_used, memory_used, vms) = use_of.remove(n.cfg.name.as_str()).unwrap_or_default();
+                NodeInfo {
+                    name: n.cfg.name.clone(),
+                    state: n.admin,
+                    up: n.up,
+                    cpus: n.cfg.cpus,
+                    memory: n.cfg.memory,
+                    cpus_used,
+                    memory_used,
+                    vms,
+                }
+            })
+            .collect()
+    }
+
+    fn per_job(&mut self, who: &Identity, ids: Vec<u64>, what: &str, f: fn(&mut Core, u64) -> Result<String, ApiError>) -> Reply {
+        let outcomes = ids
+            .into_iter()
+            .map(|id| {
+                let result = match self.jobs.get(&id) {
+                    None => Err(ApiError::not_found(format!("no job {id}"))),
+                    Some(j) if j.uid != who.uid && !who.admin => Err(ApiError::permission(format!(
+                        "job {id} belongs to {}: only its owner or an administrator may {what} it",
+                        j.user
+                    ))),
+                    Some(_) => f(self, id),
+                };
+                JobOutcome { id, result }
+            })
+            .collect();
+        Reply::PerJob { outcomes }
+    }
+
+    fn cancel(&mut self, id: u64) -> Result<String, ApiError> {
+        let now = now_ms();
+        let job = self.jobs.get_mut(&id).expect("checked by per_job");
+        if job.state.is_final() {
+            return Err(ApiError::conflict(format!("job {id} is already {}", job.state.as_str())));
+        }
+        job.set_state(JobState::Cancelled, now).map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+        job.reason = Some("cancelled".into());
+        job.event(now, "cancelled");
+        self.touch(id);
+        self.need_decision = true;
+        Ok(format!("job {id} cancelled"))
+    }
+
+    fn hold(&mut self, id: u64) -> Result<String, ApiError> {
+        let now = now_ms();
+        let job = self.jobs.get_mut(&id).expect("checked by per_job");
+        match job.state {
+            JobState::Queued | JobState::Suspended => {
+                job.set_state(JobState::Held, now).map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+                job.event(now, "held");
+                self.touch(id);
+                Ok(format!("job {id} held"))
+            }
+            JobState::Held => Ok(format!("job {id} was already held")),
+            s => Err(ApiError::conflict(format!("job {id} is {}: only queued or suspended jobs can be held", s.as_str()))),
+        }
+    }
+
+    fn release(&mut self, id: u64) -> Result<String, ApiError> {
+        let now = now_ms();
+        let job = self.jobs.get_mut(&id).expect("checked by per_job");
+        if job.state != JobState::Held {
+            return Err(ApiError::conflict(format!("job {id} is {}, not held", job.state.as_str())));
+        }
+        let to = if job.vms.iter().any(|v| v.phase == VmPhase::Sleeping) { JobState::Suspended } else { JobState::Queued };
+        job.set_state(to, now).map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+        job.event(now, "released");
+        self.touch(id);
+        self.need_decision = true;
+        Ok(format!("job {id} released"))
+    }
+
+    fn queue_create(&mut self, s: QueueSettings) -> Result<Reply, ApiError> {
+        check_name(&s.name).map_err(|m| ApiError::invalid(format!("queue name: {m}")))?;
+        if self.queues.contains_key(&s.name) {
+            return Err(ApiError::conflict(format!("queue `{}` already exists", s.name)));
+        }
+        let q = Queue {
+            name: s.name.clone(),
+            priority: s.priority.unwrap_or(0),
+            enabled: s.enabled.unwrap_or(true),
+            started: s.started.unwrap_or(true),
+            default: false,
+            max_running: s.max_running.filter(|&m| m > 0),
+            max_user_running: s.max_user_running.filter(|&m| m > 0),
+        };
+        self.queues.insert(q.name.clone(), q);
+        self.dirty_queues.insert(s.name.clone());
+        if s.default == Some(true) {
+            self.set_default_queue(&s.name);
+        }
+        Ok(Reply::Done { message: format!("queue {} created", s.name) })
+    }
+
+    fn set_default_queue(&mut self, name: &str) {
+        for q in self.queues.values_mut() {
+            let d = q.name == name;
+            if q.default != d {
+                q.default = d;
+                self.dirty_queues.insert(q.name.clone());
+            }
+        }
+    }
+
+    fn queue_delete(&mut self, name: &str) -> Result<Reply, ApiError> {
+        if !self.queues.contains_key(name) {
+            return Err(ApiError::not_found(format!("no queue named `{name}`")));
+        }
+        let holding = self.active.iter().filter_map(|id| self.jobs.get(id)).filter(|j| j.queue == name && !j.state.is_final()).count();
+        if holding > 0 {
+            return Err(ApiError::conflict(format!("queue `{name}` still holds {holding} unfinished jobs: delete or let them finish first")));
+        }
+        self.queues.remove(name);
+        self.dirty_queues.remove(name);
+        self.deleted_queues.push(name.to_string());
+        Ok(Reply::Done { message: format!("queue {name} deleted") })
+    }
+
+    fn queue_set(&mut self, s: QueueSettings) -> Result<Reply, ApiError> {
+        let q = self.queues.get_mut(&s.name).ok_or_else(|| ApiError::not_found(format!("no queue named `{}`", s.name)))?;
+        let mut changes = Vec::new();
+        if let Some(p) = s.priority {
+            q.priority = p;
+            changes.push(format!("priority={p}"));
+        }
+        if let Some(e) = s.enabled {
+            q.enabled = e;
+            changes.push(if e { "enabled" } else { "disabled" }.to_string());
+        }
+        if let Some(st) = s.started {
+            q.started = st;
+            changes.push(if st { "started" } else { "stopped" }.to_string());
+        }
+        if let Some(m) = s.max_running {
+            q.max_running = (m > 0).then_some(m);
+            changes.push(format!("max_running={m}"));
+        }
+        if let Some(m) = s.max_user_running {
+            q.max_user_running = (m > 0).then_some(m);
+            changes.push(format!("max_user_running={m}"));
+        }
+        self.dirty_queues.insert(s.name.clone());
+        if s.default == Some(true) {
+            self.set_default_queue(&s.name);
+            changes.push("default".into());
+        }
+        self.need_decision = true;
+        if changes.is_empty() {
+            return Err(ApiError::invalid("nothing to change: give at least one setting"));
+        }
+        Ok(Reply::Done { message: format!("queue {}: {}", s.name, changes.join(", ")) })
+    }
+
+    fn node_set(&mut self, name: &str, state: NodeAdminState) -> Result<Reply, ApiError> {
+        let n = self.nodes.iter_mut().find(|n| n.cfg.name == name).ok_or_else(|| ApiError::not_found(format!("no node named `{name}`")))?;
+        n.admin = state;
+        self.dirty_nodes.insert(name.to_string());
+        self.need_decision = true;
+        Ok(Reply::Done { message: format!("node {name} is now {}", state.as_str()) })
+    }
+
+    fn admin_suspend(&mut self, id: u64) -> Result<Reply, ApiError> {
+        let now = now_ms();
+        let job = self.jobs.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        if job.state != JobState::Running {
+            return Err(ApiError::conflict(format!("job {id} is {}: only a running vjob can be suspended", job.state.as_str())));
+        }
+        job.admin_suspended = true;
+        job.event(now, "suspension requested by an administrator");
+        self.touch(id);
+        self.need_decision = true;
+        Ok(Reply::Done { message: format!("job {id} will be suspended") })
+    }
+
+    fn admin_resume(&mut self, id: u64) -> Result<Reply, ApiError> {
+        let now = now_ms();
+        let job = self.jobs.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        if !job.admin_suspended {
+            return Err(ApiError::conflict(format!("job {id} was not suspended by hand")));
+        }
+        job.admin_suspended = false;
+        job.event(now, "resume allowed by an administrator");
+        self.touch(id);
+        self.need_decision = true;
+        Ok(Reply::Done { message: format!("job {id} may resume as soon as room allows") })
+    }
+
+    fn admin_migrate(&mut self, id: u64, vm: usize, to: &str) -> Result<Reply, ApiError> {
+        let job = self.jobs.get(&id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        if job.state != JobState::Running {
+            return Err(ApiError::conflict(format!("job {id} is {}: only a running vjob can be migrated", job.state.as_str())));
+        }
+        let v = job.vms.get(vm).ok_or_else(|| ApiError::invalid(format!("job {id} has {} VMs (0 to {})", job.vms.len(), job.vms.len() - 1)))?;
+        let dest: NodeIdx = self.node_idx(to).ok_or_else(|| ApiError::not_found(format!("no node named `{to}`")))?;
+        if v.node.as_deref() == Some(to) {
+            return Err(ApiError::conflict(format!("VM {} already runs on {to}", v.name)));
+        }
+        let n = &self.nodes[dest as usize];
+        if n.admin != NodeAdminState::Online || !n.up {
+            return Err(ApiError::conflict(format!("node {to} is {} and takes no VM", if n.up { n.admin.as_str() } else { "down" })));
+        }
+        // Room on the destination, counting what runs there now.
+        let mut m = Model::new(vec!["cpu".into(), "memory".into()]);
+        m.add_node(to, true, &[n.cfg.cpus as u64, n.cfg.memory]);
+        for j in self.active.iter().filter_map(|i| self.jobs.get(i)) {
+            for x in &j.vms {
+                if x.phase == VmPhase::Running && x.node.as_deref() == Some(to) {
+                    m.add_vm(x.name.clone(), VmState::Running, 0, &[j.spec.vm.vcpus as u64, j.spec.vm.memory]);
+                }
+            }
+        }
+        if !Placer::from_model(&m).fits(0, &[job.spec.vm.vcpus as u64, job.spec.vm.memory]) {
+            return Err(ApiError::conflict(format!("node {to} has no room for VM {} ({} vcpus, {})", v.name, job.spec.vm.vcpus, format_size(job.spec.vm.memory))));
+        }
+        let name = v.name.clone();
+        self.manual_moves.insert(name.clone(), to.to_string());
+        self.need_decision = true;
+        Ok(Reply::Done { message: format!("VM {name} will migrate to {to}") })
+    }
+}

@@ -1,0 +1,248 @@
+//! `vstat`: shows jobs (a table like qstat, every field with `-f`, JSON with `--json`), nodes
+//! (`-n`) and queues (`-Q`).
+//!
+//! Without ids, the job list holds active jobs and those that ended within the daemon's
+//! `keep_finished` window; `-x` adds every job that ever ended.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use vjob_api::display::timestamp;
+use vjob_api::{ApiError, JobInfo, JobQuery, NodeInfo, Op, QueueInfo, Reply};
+
+use crate::client::{socket_path, unexpected, Client, ClientError};
+use crate::table::{hms, render, size};
+use crate::{fail, out, Exit};
+
+/// Show vjobs, nodes or queues.
+#[derive(Parser, Debug)]
+#[command(name = "vstat", version)]
+pub struct Args {
+    /// Every field of the jobs named (or of all listed jobs), with their history.
+    #[arg(short = 'f', long = "full")]
+    pub full: bool,
+    /// Nodes: capacity, use and VMs.
+    #[arg(short = 'n', long = "nodes", conflicts_with_all = ["queues", "full"])]
+    pub nodes: bool,
+    /// Queues: settings and job counts.
+    #[arg(short = 'Q', long = "queues", conflicts_with = "full")]
+    pub queues: bool,
+    /// Include jobs that ended long ago.
+    #[arg(short = 'x', long = "all")]
+    pub all: bool,
+    /// Only this user's jobs.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's socket (default: $VJOB_SOCKET, else /run/vjob/vjobd.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Jobs to show (default: all).
+    pub ids: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawJobsResponse<'a> {
+    #[serde(borrow)]
+    ok: Option<RawJobs<'a>>,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct RawJobs<'a> {
+    #[serde(borrow)]
+    jobs: &'a RawValue,
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut client = match Client::connect(&socket_path(args.socket.as_deref())) {
+        Ok(c) => c,
+        Err(e) => return fail("vstat", &e),
+    };
+    match run(&args, &mut client) {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => fail("vstat", &e),
+    }
+}
+
+fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
+    if args.nodes {
+        let Reply::Nodes { nodes } = client.call(Op::Nodes)? else { return Err(ClientError::Io("unexpected answer".into())) };
+        out(&if args.json { json(&nodes) } else { nodes_table(&nodes) });
+        return Ok(());
+    }
+    if args.queues {
+        let Reply::Queues { queues } = client.call(Op::Queues)? else { return Err(ClientError::Io("unexpected answer".into())) };
+        out(&if args.json { json(&queues) } else { queues_table(&queues) });
+        return Ok(());
+    }
+    let query = JobQuery { ids: args.ids.clone(), all: args.all, user: args.user.clone(), full: args.full };
+    if args.json {
+        // Pass the daemon's JSON through untouched: no parsing of 100,000 jobs twice.
+        let line = client.call_raw(Op::Jobs(query))?;
+        let raw: RawJobsResponse = serde_json::from_str(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
+        if let Some(e) = raw.error {
+            return Err(ClientError::Api(e));
+        }
+        let jobs = raw.ok.ok_or_else(|| ClientError::Io("unexpected answer from vjobd".into()))?;
+        let mut text = jobs.jobs.get().to_string();
+        text.push('\n');
+        out(&text);
+        return Ok(());
+    }
+    let jobs = match client.call(Op::Jobs(query))? {
+        Reply::Jobs { jobs } => jobs,
+        other => return Err(unexpected(&other)),
+    };
+    for id in &args.ids {
+        if !jobs.iter().any(|j| j.id == *id) {
+            eprintln!("vstat: no job {id}");
+        }
+    }
+    out(&if args.full { full(&jobs) } else { jobs_table(&jobs) });
+    if !args.ids.is_empty() && jobs.len() < args.ids.len() {
+        return Err(ClientError::Io(format!("{} of the jobs asked for do not exist", args.ids.len() - jobs.len())));
+    }
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("serializes");
+    s.push('\n');
+    s
+}
+
+fn nodes_of(j: &JobInfo) -> String {
+    let mut nodes: Vec<&str> = j.vms.iter().filter(|v| v.state == "running").filter_map(|v| v.node.as_deref()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    if nodes.is_empty() {
+        "-".into()
+    } else {
+        nodes.join(",")
+    }
+}
+
+pub fn jobs_table(jobs: &[JobInfo]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.name.clone(),
+                j.user.clone(),
+                j.queue.clone(),
+                j.letter().to_string(),
+                j.vms.len().to_string(),
+                nodes_of(j),
+                hms(j.elapsed_s),
+            ]
+        })
+        .collect();
+    render(&["ID", "NAME", "USER", "QUEUE", "S", "VMS", "NODES", "ELAPSED"], &rows)
+}
+
+fn full(jobs: &[JobInfo]) -> String {
+    let mut s = String::new();
+    for j in jobs {
+        let field = |s: &mut String, k: &str, v: String| s.push_str(&format!("    {k} = {v}\n"));
+        s.push_str(&format!("Job {}\n", j.id));
+        field(&mut s, "name", j.name.clone());
+        match &j.detail {
+            Some(d) => field(&mut s, "user", format!("{} (uid {})", j.user, d.uid)),
+            None => field(&mut s, "user", j.user.clone()),
+        }
+        field(&mut s, "queue", j.queue.clone());
+        field(&mut s, "state", format!("{} ({})", j.state.as_str(), j.letter()));
+        field(&mut s, "priority", j.priority.to_string());
+        if let Some(r) = &j.reason {
+            field(&mut s, "reason", r.clone());
+        }
+        if let Some(c) = j.exit_code {
+            field(&mut s, "exit_code", c.to_string());
+        }
+        field(&mut s, "vms", format!("{} x {} vcpus, {}", j.vms.len(), j.vcpus, size(j.memory)));
+        field(&mut s, "submitted", timestamp(j.submit_time));
+        if let Some(t) = j.start_time {
+            field(&mut s, "started", timestamp(t));
+        }
+        if let Some(t) = j.end_time {
+            field(&mut s, "ended", timestamp(t));
+        }
+        field(&mut s, "elapsed", hms(j.elapsed_s));
+        if let Some(w) = j.walltime_s {
+            field(&mut s, "walltime", hms(w));
+        }
+        field(&mut s, "preemptions", j.preemptions.to_string());
+        if let Some(d) = &j.detail {
+            field(&mut s, "spec_file", d.spec_file.clone());
+            if let Some(i) = &d.image {
+                field(&mut s, "image", i.clone());
+            }
+            if let Some(o) = &d.output {
+                field(&mut s, "output", o.clone());
+            }
+        }
+        s.push_str("    vm_list:\n");
+        for v in &j.vms {
+            s.push_str(&format!("        {}  {}  {}\n", v.name, v.state, v.node.as_deref().unwrap_or("-")));
+        }
+        if let Some(d) = &j.detail {
+            s.push_str("    script:\n");
+            for line in d.script.lines() {
+                s.push_str(&format!("        {line}\n"));
+            }
+            s.push_str("    events:\n");
+            for e in &d.events {
+                s.push_str(&format!("        {}  {}\n", timestamp(e.time), e.message));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+pub fn nodes_table(nodes: &[NodeInfo]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                if n.up { n.state.as_str().to_string() } else { format!("{} (down)", n.state.as_str()) },
+                format!("{}/{}", n.cpus_used, n.cpus),
+                format!("{}/{}", size(n.memory_used), size(n.memory)),
+                n.vms.len().to_string(),
+                if n.vms.is_empty() { "-".into() } else { n.vms.join(",") },
+            ]
+        })
+        .collect();
+    render(&["NODE", "STATE", "CPUS", "MEMORY", "NVMS", "VMS"], &rows)
+}
+
+pub fn queues_table(queues: &[QueueInfo]) -> String {
+    let limit = |l: Option<u32>| l.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = queues
+        .iter()
+        .map(|q| {
+            vec![
+                format!("{}{}", q.name, if q.default { " *" } else { "" }),
+                q.priority.to_string(),
+                if q.enabled { "yes" } else { "no" }.into(),
+                if q.started { "yes" } else { "no" }.into(),
+                limit(q.max_running),
+                limit(q.max_user_running),
+                q.queued.to_string(),
+                q.running.to_string(),
+                q.suspended.to_string(),
+                q.held.to_string(),
+            ]
+        })
+        .collect();
+    render(&["QUEUE", "PRIO", "ENABLED", "STARTED", "MAX", "MAX/USER", "Q", "R", "S", "H"], &rows)
+}
