@@ -152,10 +152,7 @@ impl JobState {
 
     /// Completed, failed or cancelled: nothing will happen to this job any more.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Completed | JobState::Failed | JobState::Cancelled
-        )
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
     }
 }
 
@@ -452,10 +449,7 @@ mod tests {
 
     #[test]
     fn job_states_serialize_as_lowercase_words() {
-        assert_eq!(
-            serde_json::to_string(&JobState::Suspended).unwrap(),
-            "\"suspended\""
-        );
+        assert_eq!(serde_json::to_string(&JobState::Suspended).unwrap(), "\"suspended\"");
         assert_eq!(JobState::Cancelled.letter(), 'X');
     }
 }

@@ -40,9 +40,13 @@ fn now_ms() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Exec {
     /// Executing since this wall-clock time.
-    Running { since: u64 },
+    Running {
+        since: u64,
+    },
     Paused,
-    Ended { exit_code: i32 },
+    Ended {
+        exit_code: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,8 +167,7 @@ impl SimState {
                                 };
                                 // The image's directory was checked when the save began; a failure
                                 // here leaves the VM where it is, so nothing is lost.
-                                match write_atomically(&image, &serde_json::to_vec(&saved).unwrap())
-                                {
+                                match write_atomically(&image, &serde_json::to_vec(&saved).unwrap()) {
                                     Ok(()) => {
                                         self.vms.remove(&name);
                                     }
@@ -184,8 +187,7 @@ impl SimState {
     fn used(&self, node: &str) -> (u32, u64, u32) {
         let (mut cpu, mut mem, mut n) = (0u32, 0u64, 0u32);
         for vm in self.vms.values() {
-            let here = vm.node == node
-                || matches!(&vm.op, Some(PendingOp::Migrating { to, .. }) if to == node);
+            let here = vm.node == node || matches!(&vm.op, Some(PendingOp::Migrating { to, .. }) if to == node);
             if here && vm.holds_resources() {
                 cpu += vm.spec.vcpus;
                 mem += vm.spec.memory;
@@ -250,11 +252,7 @@ pub struct SimCluster {
 impl SimCluster {
     /// Opens (or creates) the simulated cluster persisted in `dir`. The node list comes from the
     /// configuration: nodes may be added or resized between runs; the VMs found are kept.
-    pub fn open(
-        dir: &Path,
-        nodes: &[SimNodeConfig],
-        durations: DurationModel,
-    ) -> std::io::Result<SimCluster> {
+    pub fn open(dir: &Path, nodes: &[SimNodeConfig], durations: DurationModel) -> std::io::Result<SimCluster> {
         std::fs::create_dir_all(dir)?;
         let state_file = dir.join("sim-cluster.json");
         let mut state: SimState = match std::fs::read(&state_file) {
@@ -378,12 +376,7 @@ impl SimNode {
     }
 
     /// Finds a VM of this node that no operation is busy with.
-    fn idle_vm<'a>(
-        &self,
-        st: &'a mut SimState,
-        vm: &str,
-        op: &'static str,
-    ) -> Result<&'a mut SimVm, HvError> {
+    fn idle_vm<'a>(&self, st: &'a mut SimState, vm: &str, op: &'static str) -> Result<&'a mut SimVm, HvError> {
         match st.vms.get_mut(vm) {
             Some(v) if v.node == self.name => {
                 if v.op.is_some() {
@@ -474,13 +467,7 @@ impl Hypervisor for SimNode {
 
     fn start(&self, spec: &VmSpec, paused: bool) -> Result<(), HvError> {
         let d = self.cluster.durations().boot(spec.memory);
-        let done_at = self.begin_start(
-            spec.clone(),
-            spec.guest.sim_runtime_ms,
-            paused,
-            d,
-            "start",
-        )?;
+        let done_at = self.begin_start(spec.clone(), spec.guest.sim_runtime_ms, paused, d, "start")?;
         let node = self.name.clone();
         self.wait(&spec.name, done_at, "start", |v| {
             v.is_some_and(|v| v.node == node && v.op.is_none())
@@ -593,11 +580,7 @@ impl Hypervisor for SimNode {
         }
         match st.nodes.get(target) {
             None => return Err(HvError::NoSuchNode(target.into())),
-            Some(n) if !n.up => {
-                return Err(HvError::Unreachable {
-                    node: target.into(),
-                })
-            }
+            Some(n) if !n.up => return Err(HvError::Unreachable { node: target.into() }),
             Some(_) => {}
         }
         let spec = self.idle_vm(&mut st, vm, "migrate")?.spec.clone();
@@ -620,9 +603,7 @@ impl Hypervisor for SimNode {
         self.cluster.persist(&st);
         drop(st);
         let target = target.to_string();
-        self.wait(vm, done_at, "migrate", |v| {
-            v.is_some_and(|v| v.node == target)
-        })
+        self.wait(vm, done_at, "migrate", |v| v.is_some_and(|v| v.node == target))
     }
 
     fn destroy(&self, vm: &str) -> Result<(), HvError> {
@@ -632,9 +613,7 @@ impl Hypervisor for SimNode {
             st.vms.remove(vm);
             self.cluster.persist(&st);
             drop(st);
-            std::thread::sleep(Duration::from_millis(
-                self.cluster.durations().destroy(0),
-            ));
+            std::thread::sleep(Duration::from_millis(self.cluster.durations().destroy(0)));
         }
         Ok(())
     }
@@ -730,10 +709,7 @@ mod tests {
         a.start(&spec("v", 1, Some(50)), false).unwrap();
         assert_eq!(a.list().unwrap()[0].state, DomainState::Running);
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(
-            a.list().unwrap()[0].state,
-            DomainState::Ended { exit_code: 3 }
-        );
+        assert_eq!(a.list().unwrap()[0].state, DomainState::Ended { exit_code: 3 });
         assert_eq!(a.stats().unwrap().vcpus_used, 0);
     }
 
@@ -755,10 +731,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(b.list().unwrap()[0].state, DomainState::Running);
         std::thread::sleep(Duration::from_millis(200));
-        assert!(matches!(
-            b.list().unwrap()[0].state,
-            DomainState::Ended { .. }
-        ));
+        assert!(matches!(b.list().unwrap()[0].state, DomainState::Ended { .. }));
     }
 
     #[test]
@@ -826,9 +799,6 @@ mod tests {
         assert!(matches!(b.list(), Err(HvError::Unreachable { .. })));
         let a = c.node("a").unwrap();
         a.start(&spec("v", 1, None), false).unwrap();
-        assert!(matches!(
-            a.migrate("v", "b"),
-            Err(HvError::Unreachable { .. })
-        ));
+        assert!(matches!(a.migrate("v", "b"), Err(HvError::Unreachable { .. })));
     }
 }

@@ -17,7 +17,13 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
     let m = &inst.model;
     let r = m.nres();
     let name = |v: VmIdx| m.vm_name(v).to_string();
-    let node = |n: NodeIdx| if n == NO_NODE { "-".to_string() } else { m.node_name(n).to_string() };
+    let node = |n: NodeIdx| {
+        if n == NO_NODE {
+            "-".to_string()
+        } else {
+            m.node_name(n).to_string()
+        }
+    };
 
     for (i, a) in plan.actions.iter().enumerate() {
         if a.end < a.start {
@@ -45,7 +51,13 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
     let mut online: Vec<bool> = (0..m.nodes() as NodeIdx).map(|n| m.is_online(n)).collect();
     // Nodes each VM occupies right now (two during a migration).
     let mut present: Vec<Vec<NodeIdx>> = (0..m.vms() as VmIdx)
-        .map(|v| if m.state(v) == VmState::Running { vec![m.host(v)] } else { vec![] })
+        .map(|v| {
+            if m.state(v) == VmState::Running {
+                vec![m.host(v)]
+            } else {
+                vec![]
+            }
+        })
         .collect();
     let mut occ: Vec<Vec<u64>> = vec![vec![0; r]; m.nodes()];
     for v in 0..m.vms() {
@@ -109,27 +121,42 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
                 if let Some(prev) = touched_vms.insert(vm, i) {
                     let p = &plan.actions[prev];
                     if p.end > a.start && !matches!(a.kind, ActionKind::Allocate { .. }) {
-                        errors.push(format!("VM {} has two overlapping actions ({} and {})", name(vm), p.kind.name(), a.kind.name()));
+                        errors.push(format!(
+                            "VM {} has two overlapping actions ({} and {})",
+                            name(vm),
+                            p.kind.name(),
+                            a.kind.name()
+                        ));
                     }
                 }
             }
-            let pre = |want: VmState, at: Option<NodeIdx>, st: &[VmState], h: &[NodeIdx], vm: VmIdx| -> Option<String> {
-                let ok = st[vm as usize] == want && at.is_none_or(|n| h[vm as usize] == n);
-                (!ok).then(|| {
-                    format!(
-                        "{} of VM {} at {t}: the VM is {} on {}, expected {}{}",
+            let pre =
+                |want: VmState, at: Option<NodeIdx>, st: &[VmState], h: &[NodeIdx], vm: VmIdx| -> Option<String> {
+                    let ok = st[vm as usize] == want && at.is_none_or(|n| h[vm as usize] == n);
+                    (!ok).then(|| {
+                        format!(
+                            "{} of VM {} at {t}: the VM is {} on {}, expected {}{}",
+                            a.kind.name(),
+                            name(vm),
+                            st[vm as usize].as_str(),
+                            node(h[vm as usize]),
+                            want.as_str(),
+                            at.map(|n| format!(" on {}", node(n))).unwrap_or_default()
+                        )
+                    })
+                };
+            let arrive = |vm: VmIdx,
+                          on: NodeIdx,
+                          errors: &mut Vec<String>,
+                          occ: &mut Vec<Vec<u64>>,
+                          present: &mut Vec<Vec<NodeIdx>>| {
+                if !online[on as usize] {
+                    errors.push(format!(
+                        "{} of VM {} at {t}: node {} is offline",
                         a.kind.name(),
                         name(vm),
-                        st[vm as usize].as_str(),
-                        node(h[vm as usize]),
-                        want.as_str(),
-                        at.map(|n| format!(" on {}", node(n))).unwrap_or_default()
-                    )
-                })
-            };
-            let arrive = |vm: VmIdx, on: NodeIdx, errors: &mut Vec<String>, occ: &mut Vec<Vec<u64>>, present: &mut Vec<Vec<NodeIdx>>| {
-                if !online[on as usize] {
-                    errors.push(format!("{} of VM {} at {t}: node {} is offline", a.kind.name(), name(vm), node(on)));
+                        node(on)
+                    ));
                 }
                 add(&mut occ[on as usize], &target_demand(vm));
                 present[vm as usize].push(on);
@@ -149,7 +176,9 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
                     arrive(vm, to, &mut errors, &mut occ, &mut present);
                     demand[vm as usize] = target_demand(vm);
                 }
-                ActionKind::SuspendVm { vm, from } => errors.extend(pre(VmState::Running, Some(from), &state, &host, vm)),
+                ActionKind::SuspendVm { vm, from } => {
+                    errors.extend(pre(VmState::Running, Some(from), &state, &host, vm))
+                }
                 ActionKind::ShutdownVm { vm, on } => errors.extend(pre(VmState::Running, Some(on), &state, &host, vm)),
                 ActionKind::KillVm { vm, .. } => {
                     if state[vm as usize] == VmState::Killed {
@@ -168,7 +197,11 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
                 }
                 ActionKind::ShutdownNode { node: n } => {
                     if let Some(v) = (0..m.vms()).find(|&v| present[v].contains(&n)) {
-                        errors.push(format!("shutdownNode {} at {t}: VM {} is still there", node(n), name(v as VmIdx)));
+                        errors.push(format!(
+                            "shutdownNode {} at {t}: VM {} is still there",
+                            node(n),
+                            name(v as VmIdx)
+                        ));
                     }
                 }
                 ActionKind::BootNode { node: n } => {
@@ -267,7 +300,11 @@ fn continuous_violation(c: &Constraint, present: &[Vec<NodeIdx>]) -> Option<Stri
             nodes.dedup();
             (nodes.len() > 1).then(|| format!("VMs on {} nodes", nodes.len()))
         }
-        Constraint::Among { vms, parts, continuous: true } => {
+        Constraint::Among {
+            vms,
+            parts,
+            continuous: true,
+        } => {
             let used: Vec<NodeIdx> = vms.iter().flat_map(|&v| present[v as usize].iter().copied()).collect();
             (!used.is_empty() && !parts.iter().any(|p| used.iter().all(|n| p.contains(n))))
                 .then(|| "VMs span several groups".to_string())
@@ -285,7 +322,11 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
     for n in 0..fin.nodes() as NodeIdx {
         for k in 0..r {
             if load[n as usize * r + k] > fin.capacity(n)[k] {
-                errors.push(format!("node {} is overloaded on {}", fin.node_name(n), fin.resources()[k]));
+                errors.push(format!(
+                    "node {} is overloaded on {}",
+                    fin.node_name(n),
+                    fin.resources()[k]
+                ));
             }
         }
         if !fin.is_online(n) && load[n as usize * r..(n as usize + 1) * r].iter().any(|&l| l > 0) {
@@ -320,9 +361,7 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
                 let hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
                 !hosts.is_empty() && !parts.iter().any(|p| hosts.iter().all(|h| p.contains(h)))
             }
-            Constraint::Root { vm } => {
-                m.state(*vm) == VmState::Running && running(*vm) && fin.host(*vm) != m.host(*vm)
-            }
+            Constraint::Root { vm } => m.state(*vm) == VmState::Running && running(*vm) && fin.host(*vm) != m.host(*vm),
             Constraint::Preserve { vm, rc, amount } => running(*vm) && fin.demand(*vm)[*rc] < *amount,
             Constraint::NoArrival { nodes } => (0..fin.vms() as VmIdx).any(|v| {
                 running(v)
@@ -349,7 +388,13 @@ mod tests {
         m.add_node("c", true, &[1]);
         m.add_vm("v", VmState::Running, 0, &[2]);
         m.add_vm("w", VmState::Running, 1, &[1]);
-        Instance::new(m, vec![Constraint::Ban { vms: vec![0], nodes: vec![0] }])
+        Instance::new(
+            m,
+            vec![Constraint::Ban {
+                vms: vec![0],
+                nodes: vec![0],
+            }],
+        )
     }
 
     #[test]
@@ -363,17 +408,28 @@ mod tests {
         for a in &mut forged.actions {
             if a.kind.vm() == Some(0) {
                 let d = a.end - a.start;
-                *a = Action { start: 0, end: d, deps: vec![], ..a.clone() };
+                *a = Action {
+                    start: 0,
+                    end: d,
+                    deps: vec![],
+                    ..a.clone()
+                };
             }
         }
         let errors = check(&inst, &forged);
-        assert!(errors.iter().any(|e| e.contains("node b uses 3 cpu of 2")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("node b uses 3 cpu of 2")),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn final_constraints_are_checked() {
         let inst = inst();
-        let empty = Plan { target: inst.model.clone(), actions: vec![] };
+        let empty = Plan {
+            target: inst.model.clone(),
+            actions: vec![],
+        };
         let errors = check(&inst, &empty);
         assert_eq!(errors, vec!["ban({v}, {a}) does not hold at the end".to_string()]);
     }

@@ -252,13 +252,21 @@ impl Config {
             .unwrap_or_else(|| state_dir.join("images"));
 
         if raw.nodes.is_empty() {
-            return Err(src.error(None, "node", "the cluster has no node: add a [[node]] table with name, cpus and memory"));
+            return Err(src.error(
+                None,
+                "node",
+                "the cluster has no node: add a [[node]] table with name, cpus and memory",
+            ));
         }
         let mut nodes: Vec<NodeConfig> = Vec::with_capacity(raw.nodes.len());
         for n in &raw.nodes {
             check_name(n.name.get_ref()).map_err(|m| src.at(&n.name, "node.name", m))?;
             if nodes.iter().any(|o| &o.name == n.name.get_ref()) {
-                return Err(src.at(&n.name, "node.name", format!("node `{}` is listed twice", n.name.get_ref())));
+                return Err(src.at(
+                    &n.name,
+                    "node.name",
+                    format!("node `{}` is listed twice", n.name.get_ref()),
+                ));
             }
             if *n.cpus.get_ref() == 0 {
                 return Err(src.at(&n.cpus, "node.cpus", "a node needs at least one cpu"));
@@ -278,7 +286,11 @@ impl Config {
         for q in &raw.queues {
             check_name(q.name.get_ref()).map_err(|m| src.at(&q.name, "queue.name", m))?;
             if queues.iter().any(|o| &o.name == q.name.get_ref()) {
-                return Err(src.at(&q.name, "queue.name", format!("queue `{}` is listed twice", q.name.get_ref())));
+                return Err(src.at(
+                    &q.name,
+                    "queue.name",
+                    format!("queue `{}` is listed twice", q.name.get_ref()),
+                ));
             }
             let is_default = q.default.as_ref().is_some_and(|d| *d.get_ref());
             if is_default && queues.iter().any(|o| o.default) {
@@ -317,7 +329,11 @@ impl Config {
                 duration(&s.keep_finished, "scheduler.keep_finished", scheduler.keep_finished_ms)?;
             scheduler.poll_ms = duration(&s.poll_interval, "scheduler.poll_interval", scheduler.poll_ms)?;
             if scheduler.poll_ms == 0 {
-                return Err(src.at(s.poll_interval.as_ref().unwrap(), "scheduler.poll_interval", "must be more than zero"));
+                return Err(src.at(
+                    s.poll_interval.as_ref().unwrap(),
+                    "scheduler.poll_interval",
+                    "must be more than zero",
+                ));
             }
             if let Some(m) = &s.max_parallel_actions {
                 if *m.get_ref() == 0 {
@@ -401,17 +417,24 @@ priority = 100
             "c.toml: line 5: field node.memory: `1 parsec`: unknown size unit `parsec` (use B, KiB, MiB, GiB or TiB)"
         );
         assert!(err(&format!("{base}colour = 1\n")).contains("unknown field `colour`"));
-        assert!(err(&format!("{base}[[node]]\nname = \"a\"\ncpus = 1\nmemory = \"1GiB\"\n"))
-            .starts_with("c.toml: line 7: field node.name: node `a` is listed twice"));
+        assert!(
+            err(&format!("{base}[[node]]\nname = \"a\"\ncpus = 1\nmemory = \"1GiB\"\n"))
+                .starts_with("c.toml: line 7: field node.name: node `a` is listed twice")
+        );
         assert!(err("state_dir = \"rel\"\n").contains("absolute"));
         assert!(err("state_dir = \"/s\"\n").contains("no node"));
-        assert!(err(&format!("{base}[hypervisor]\nbackend = \"xen\"\n")).contains("line 7: field hypervisor.backend: unknown backend"));
+        assert!(err(&format!("{base}[hypervisor]\nbackend = \"xen\"\n"))
+            .contains("line 7: field hypervisor.backend: unknown backend"));
         assert!(err(&format!("{base}[scheduler]\nquantum = \"soon\"\n")).contains("line 7: field scheduler.quantum"));
     }
 
     #[test]
     fn a_default_queue_exists_even_when_none_is_configured() {
-        let c = Config::parse("c.toml", "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n").unwrap();
+        let c = Config::parse(
+            "c.toml",
+            "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n",
+        )
+        .unwrap();
         assert_eq!(c.queues.len(), 1);
         assert!(c.queues[0].default);
     }

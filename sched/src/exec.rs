@@ -19,16 +19,43 @@ use vjob_hypervisor::{HvError, Hypervisor, VmSpec};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Define and boot a VM, paused.
-    Boot { node: String, spec: Box<VmSpec> },
+    Boot {
+        node: String,
+        spec: Box<VmSpec>,
+    },
     /// Restore a saved VM, paused, then remove its image.
-    Restore { node: String, vm: String, image: PathBuf },
-    Pause { node: String, vm: String },
-    Unpause { node: String, vm: String },
+    Restore {
+        node: String,
+        vm: String,
+        image: PathBuf,
+    },
+    Pause {
+        node: String,
+        vm: String,
+    },
+    Unpause {
+        node: String,
+        vm: String,
+    },
     /// Save a VM to its image (it leaves the node).
-    Save { node: String, vm: String, image: PathBuf },
-    Migrate { node: String, vm: String, to: String },
-    Destroy { node: String, vm: String },
-    RemoveImage { vm: String, image: PathBuf },
+    Save {
+        node: String,
+        vm: String,
+        image: PathBuf,
+    },
+    Migrate {
+        node: String,
+        vm: String,
+        to: String,
+    },
+    Destroy {
+        node: String,
+        vm: String,
+    },
+    RemoveImage {
+        vm: String,
+        image: PathBuf,
+    },
 }
 
 impl Op {
@@ -108,7 +135,9 @@ impl Executor {
         let id = self.next_id;
         self.next_id += 1;
         tracing::debug!(id, op = %op.describe(), "submitting");
-        self.tx.send((id, op)).expect("executor threads live as long as the daemon");
+        self.tx
+            .send((id, op))
+            .expect("executor threads live as long as the daemon");
         id
     }
 }
@@ -140,7 +169,10 @@ fn remove_image(image: &Path) -> Result<(), HvError> {
     match std::fs::remove_file(image) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(HvError::Image { path: image.to_path_buf(), source }),
+        Err(source) => Err(HvError::Image {
+            path: image.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -183,12 +215,23 @@ impl Run {
             }
         }
         let missing = steps.iter().map(|s| s.deps.len()).collect();
-        Run { steps, dependents, missing, by_call: HashMap::new(), failures: Vec::new(), started_at: Some(Instant::now()) }
+        Run {
+            steps,
+            dependents,
+            missing,
+            by_call: HashMap::new(),
+            failures: Vec::new(),
+            started_at: Some(Instant::now()),
+        }
     }
 
     /// Starts every step whose dependencies are all done, up to `max_in_flight` at once.
     pub fn start_ready(&mut self, exec: &mut Executor, max_in_flight: usize) {
-        let mut in_flight = self.steps.iter().filter(|s| matches!(s.state, StepState::Started(_))).count();
+        let mut in_flight = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Started(_)))
+            .count();
         for i in 0..self.steps.len() {
             if in_flight >= max_in_flight {
                 break;
@@ -233,12 +276,16 @@ impl Run {
 
     /// No step is waiting or in flight.
     pub fn is_over(&self) -> bool {
-        self.steps.iter().all(|s| matches!(s.state, StepState::Done | StepState::Failed | StepState::Skipped))
+        self.steps
+            .iter()
+            .all(|s| matches!(s.state, StepState::Done | StepState::Failed | StepState::Skipped))
     }
 
     /// Whether a VM has a step not yet over.
     pub fn touches(&self, vm: &str) -> bool {
-        self.steps.iter().any(|s| matches!(s.state, StepState::Waiting | StepState::Started(_)) && s.op.vm() == vm)
+        self.steps
+            .iter()
+            .any(|s| matches!(s.state, StepState::Waiting | StepState::Started(_)) && s.op.vm() == vm)
     }
 }
 
@@ -249,8 +296,19 @@ mod tests {
     use vjob_hypervisor::{DurationModel, GuestSpec};
 
     fn backends(dir: &Path) -> Backends {
-        let nodes = ["a", "b"].map(|n| SimNodeConfig { name: n.into(), vcpus: 2, memory: 1 << 30 });
-        let fast = DurationModel { boot_ms: 5, destroy_ms: 0, pause_ms: 0, save_overhead_ms: 5, migrate_overhead_ms: 5, ..Default::default() };
+        let nodes = ["a", "b"].map(|n| SimNodeConfig {
+            name: n.into(),
+            vcpus: 2,
+            memory: 1 << 30,
+        });
+        let fast = DurationModel {
+            boot_ms: 5,
+            destroy_ms: 0,
+            pause_ms: 0,
+            save_overhead_ms: 5,
+            migrate_overhead_ms: 5,
+            ..Default::default()
+        };
         let c = SimCluster::open(dir, &nodes, fast).unwrap();
         let mut map: HashMap<String, Arc<dyn Hypervisor>> = HashMap::new();
         for n in ["a", "b"] {
@@ -260,7 +318,12 @@ mod tests {
     }
 
     fn spec(name: &str) -> Box<VmSpec> {
-        Box::new(VmSpec { name: name.into(), vcpus: 2, memory: 1 << 20, guest: GuestSpec::default() })
+        Box::new(VmSpec {
+            name: name.into(),
+            vcpus: 2,
+            memory: 1 << 20,
+            guest: GuestSpec::default(),
+        })
     }
 
     #[test]
@@ -269,15 +332,49 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut exec = Executor::start(backends(&dir), 2, tx);
-        let step = |op, deps| Step { op, deps, state: StepState::Waiting };
+        let step = |op, deps| Step {
+            op,
+            deps,
+            state: StepState::Waiting,
+        };
         let mut run = Run::new(vec![
-            step(Op::Boot { node: "a".into(), spec: spec("v") }, vec![]),
-            step(Op::Unpause { node: "a".into(), vm: "v".into() }, vec![0]),
+            step(
+                Op::Boot {
+                    node: "a".into(),
+                    spec: spec("v"),
+                },
+                vec![],
+            ),
+            step(
+                Op::Unpause {
+                    node: "a".into(),
+                    vm: "v".into(),
+                },
+                vec![0],
+            ),
             // b has 2 vcpus: a second 2-vcpu VM there fails...
-            step(Op::Boot { node: "b".into(), spec: spec("w") }, vec![]),
-            step(Op::Boot { node: "b".into(), spec: spec("x") }, vec![2]),
+            step(
+                Op::Boot {
+                    node: "b".into(),
+                    spec: spec("w"),
+                },
+                vec![],
+            ),
+            step(
+                Op::Boot {
+                    node: "b".into(),
+                    spec: spec("x"),
+                },
+                vec![2],
+            ),
             // ... and what depends on it is skipped.
-            step(Op::Unpause { node: "b".into(), vm: "x".into() }, vec![3]),
+            step(
+                Op::Unpause {
+                    node: "b".into(),
+                    vm: "x".into(),
+                },
+                vec![3],
+            ),
         ]);
         while !run.is_over() {
             run.start_ready(&mut exec, 8);
@@ -285,7 +382,19 @@ mod tests {
             run.finish(&done);
         }
         let states: Vec<StepState> = run.steps.iter().map(|s| s.state).collect();
-        assert!(matches!(states[..], [StepState::Done, StepState::Done, StepState::Done, StepState::Failed, StepState::Skipped]), "{states:?}");
+        assert!(
+            matches!(
+                states[..],
+                [
+                    StepState::Done,
+                    StepState::Done,
+                    StepState::Done,
+                    StepState::Failed,
+                    StepState::Skipped
+                ]
+            ),
+            "{states:?}"
+        );
         assert_eq!(run.failures.len(), 1);
         assert!(run.failures[0].contains("boot x on b"), "{:?}", run.failures);
     }

@@ -107,9 +107,24 @@ pub fn parse_vm_name(name: &str) -> Option<(u64, usize)> {
 
 impl Job {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(id: u64, user: String, uid: u32, queue: String, spec: JobSpec, spec_file: String, cwd: Option<String>, hold: bool, now: u64) -> Job {
+    pub fn new(
+        id: u64,
+        user: String,
+        uid: u32,
+        queue: String,
+        spec: JobSpec,
+        spec_file: String,
+        cwd: Option<String>,
+        hold: bool,
+        now: u64,
+    ) -> Job {
         let vms = (0..spec.vm.count as usize)
-            .map(|i| VmRecord { name: vm_name(id, i), node: None, phase: VmPhase::Ready, exit_code: None })
+            .map(|i| VmRecord {
+                name: vm_name(id, i),
+                node: None,
+                phase: VmPhase::Ready,
+                exit_code: None,
+            })
             .collect();
         let mut job = Job {
             id,
@@ -205,18 +220,29 @@ impl Job {
 
     /// All VMs have ended (or are gone): the job's outcome is known.
     pub fn all_ended(&self) -> bool {
-        self.vms.iter().all(|v| matches!(v.phase, VmPhase::Ended | VmPhase::Gone))
-            && self.vms.iter().any(|v| v.phase == VmPhase::Ended || v.exit_code.is_some())
+        self.vms
+            .iter()
+            .all(|v| matches!(v.phase, VmPhase::Ended | VmPhase::Gone))
+            && self
+                .vms
+                .iter()
+                .any(|v| v.phase == VmPhase::Ended || v.exit_code.is_some())
     }
 
     /// The vjob's exit code: the first non-zero of its VMs', else 0.
     pub fn vms_exit_code(&self) -> i32 {
-        self.vms.iter().filter_map(|v| v.exit_code).find(|&c| c != 0).unwrap_or(0)
+        self.vms
+            .iter()
+            .filter_map(|v| v.exit_code)
+            .find(|&c| c != 0)
+            .unwrap_or(0)
     }
 
     /// Whether any VM still exists on a node or on disk.
     pub fn has_remains(&self) -> bool {
-        self.vms.iter().any(|v| matches!(v.phase, VmPhase::Running | VmPhase::Sleeping | VmPhase::Ended))
+        self.vms
+            .iter()
+            .any(|v| matches!(v.phase, VmPhase::Running | VmPhase::Sleeping | VmPhase::Ended))
     }
 
     pub fn info(&self, now: u64, full: bool) -> JobInfo {
@@ -234,7 +260,11 @@ impl Job {
             vms: self
                 .vms
                 .iter()
-                .map(|v| VmInfo { name: v.name.clone(), node: v.node.clone(), state: v.phase.as_str().to_string() })
+                .map(|v| VmInfo {
+                    name: v.name.clone(),
+                    node: v.node.clone(),
+                    state: v.phase.as_str().to_string(),
+                })
                 .collect(),
             vcpus: self.spec.vm.vcpus,
             memory: self.spec.vm.memory,
@@ -250,7 +280,14 @@ impl Job {
                 image: self.spec.vm.image.clone(),
                 output: self.spec.run.output.clone(),
                 spec_file: self.spec_file.clone(),
-                events: self.events.iter().map(|(t, m)| JobEvent { time: secs(*t), message: m.clone() }).collect(),
+                events: self
+                    .events
+                    .iter()
+                    .map(|(t, m)| JobEvent {
+                        time: secs(*t),
+                        message: m.clone(),
+                    })
+                    .collect(),
             }),
         }
     }
@@ -301,7 +338,17 @@ mod tests {
 
     fn job() -> Job {
         let spec = JobSpec::parse("j.toml", "[vm]\ncount = 2\n[run]\nscript = 'x'\n").unwrap();
-        Job::new(7, "u".into(), 1000, "batch".into(), spec, "j.toml".into(), None, false, 1_000)
+        Job::new(
+            7,
+            "u".into(),
+            1000,
+            "batch".into(),
+            spec,
+            "j.toml".into(),
+            None,
+            false,
+            1_000,
+        )
     }
 
     #[test]
@@ -315,7 +362,13 @@ mod tests {
         assert_eq!(j.start_ms, Some(2_000));
         j.set_state(JobState::Completed, 12_000).unwrap();
         assert_eq!(j.end_ms, Some(12_000));
-        assert_eq!(j.set_state(JobState::Running, 13_000), Err(TransitionError { from: JobState::Completed, to: JobState::Running }));
+        assert_eq!(
+            j.set_state(JobState::Running, 13_000),
+            Err(TransitionError {
+                from: JobState::Completed,
+                to: JobState::Running
+            })
+        );
     }
 
     #[test]

@@ -6,15 +6,15 @@
 //! never touch the store, the socket, a clock or a backend, so the daemon, the offline planner and
 //! the trace simulator all call the same code.
 
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod exec;
 pub mod jobs;
-pub mod store;
-pub mod spec;
-pub mod tomlfile;
-pub mod units;
-pub mod check;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod spec;
+pub mod store;
+pub mod tomlfile;
+pub mod units;

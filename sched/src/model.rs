@@ -175,10 +175,7 @@ impl Model {
 /// `a[i] + b[i] <= cap[i]` for every resource.
 #[inline]
 pub fn fits(load: &[u64], demand: &[u64], cap: &[u64]) -> bool {
-    load.iter()
-        .zip(demand)
-        .zip(cap)
-        .all(|((l, d), c)| l + d <= *c)
+    load.iter().zip(demand).zip(cap).all(|((l, d), c)| l + d <= *c)
 }
 
 #[cfg(test)]

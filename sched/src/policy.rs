@@ -74,7 +74,12 @@ pub fn order(cands: &[Candidate]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..cands.len()).collect();
     idx.sort_by_key(|&i| {
         let c = &cands[i];
-        (std::cmp::Reverse(c.queue_priority), std::cmp::Reverse(c.priority), c.submit_ms, c.id)
+        (
+            std::cmp::Reverse(c.queue_priority),
+            std::cmp::Reverse(c.priority),
+            c.submit_ms,
+            c.id,
+        )
     });
     idx
 }
@@ -105,7 +110,12 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
 
     for (pos, &i) in order.iter().enumerate() {
         let c = &cands[i];
-        let missing: Vec<&[u64]> = c.vms.iter().filter(|v| v.host.is_none()).map(|v| v.demand.as_slice()).collect();
+        let missing: Vec<&[u64]> = c
+            .vms
+            .iter()
+            .filter(|v| v.host.is_none())
+            .map(|v| v.demand.as_slice())
+            .collect();
         if c.standing == Standing::Running && missing.is_empty() {
             continue;
         }
@@ -118,11 +128,28 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
             }
             let (qmax, umax) = limits.queues.get(&c.queue).copied().unwrap_or((None, None));
             if qmax.is_some_and(|m| running_q.get(c.queue.as_str()).copied().unwrap_or(0) >= m) {
-                decision.waiting.push((c.id, format!("queue {} is at its limit of {} running vjobs", c.queue, qmax.unwrap())));
+                decision.waiting.push((
+                    c.id,
+                    format!("queue {} is at its limit of {} running vjobs", c.queue, qmax.unwrap()),
+                ));
                 continue;
             }
-            if umax.is_some_and(|m| running_qu.get(&(c.queue.as_str(), c.user.as_str())).copied().unwrap_or(0) >= m) {
-                decision.waiting.push((c.id, format!("user {} is at the limit of {} running vjobs in queue {}", c.user, umax.unwrap(), c.queue)));
+            if umax.is_some_and(|m| {
+                running_qu
+                    .get(&(c.queue.as_str(), c.user.as_str()))
+                    .copied()
+                    .unwrap_or(0)
+                    >= m
+            }) {
+                decision.waiting.push((
+                    c.id,
+                    format!(
+                        "user {} is at the limit of {} running vjobs in queue {}",
+                        c.user,
+                        umax.unwrap(),
+                        c.queue
+                    ),
+                ));
                 continue;
             }
         }
@@ -165,7 +192,16 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
             placer.rollback(mark);
             if c.standing == Standing::Running {
                 // Its misplaced VMs have nowhere to go: the whole vjob sleeps.
-                suspend_vjob(c, i, None, placer, &mut suspended, &mut decision, &mut running_q, &mut running_qu);
+                suspend_vjob(
+                    c,
+                    i,
+                    None,
+                    placer,
+                    &mut suspended,
+                    &mut decision,
+                    &mut running_q,
+                    &mut running_qu,
+                );
             } else {
                 decision.waiting.push((c.id, "waiting for resources".into()));
                 hopeless.push(shape);
@@ -273,7 +309,13 @@ mod tests {
             standing,
             eligible: true,
             protected: false,
-            vms: vms.iter().map(|&(cpu, host)| CandidateVm { demand: vec![cpu, 4], host }).collect(),
+            vms: vms
+                .iter()
+                .map(|&(cpu, host)| CandidateVm {
+                    demand: vec![cpu, 4],
+                    host,
+                })
+                .collect(),
         }
     }
 
@@ -311,7 +353,10 @@ mod tests {
         // Once resumed and protected, an express job cannot take its place.
         let mut m = cluster(2);
         cands = vec![
-            Candidate { protected: true, ..cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, Some(1))]) },
+            Candidate {
+                protected: true,
+                ..cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, Some(1))])
+            },
             cand(2, 100, 5, Standing::Waiting, &[(4, None)]),
         ];
         let mut p = placer(&mut m, &cands);
@@ -348,9 +393,14 @@ mod tests {
         assert!(d.suspend.is_empty() && d.run.is_empty());
 
         let mut m = cluster(2);
-        let cands = vec![cand(1, 10, 0, Standing::Waiting, &[(1, None)]), cand(2, 10, 1, Standing::Waiting, &[(1, None)])];
+        let cands = vec![
+            cand(1, 10, 0, Standing::Waiting, &[(1, None)]),
+            cand(2, 10, 1, Standing::Waiting, &[(1, None)]),
+        ];
         let mut p = placer(&mut m, &cands);
-        let limits = Limits { queues: [("batch".to_string(), (Some(1), None))].into() };
+        let limits = Limits {
+            queues: [("batch".to_string(), (Some(1), None))].into(),
+        };
         let d = context_switch(&cands, &mut p, &limits);
         assert_eq!(d.run, vec![1]);
         assert!(d.waiting[0].1.contains("limit of 1"));

@@ -153,14 +153,23 @@ impl JobSpec {
                         Some(i.get_ref().clone())
                     }
                 };
-                VmTemplate { count, vcpus, memory, image }
+                VmTemplate {
+                    count,
+                    vcpus,
+                    memory,
+                    image,
+                }
             }
         };
         let run_span = raw.run.span();
         let run = raw.run.into_inner();
         let script = run.script.unwrap_or_default();
         if script.trim().is_empty() {
-            return Err(src.error(Some(run_span), "run.script", "the job has nothing to run: give [run] a script"));
+            return Err(src.error(
+                Some(run_span),
+                "run.script",
+                "the job has nothing to run: give [run] a script",
+            ));
         }
         let sim_runtime_ms = match &run.sim_runtime {
             None => None,
@@ -190,7 +199,13 @@ fn default_name(file: &str) -> String {
         .unwrap_or("job");
     let cleaned: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     if cleaned.is_empty() {
@@ -228,7 +243,15 @@ sim_runtime = "20s"      # sim backend: how long the job runs once all its VMs r
         assert_eq!(s.name, "lowprio");
         assert_eq!(s.queue.as_deref(), Some("batch"));
         assert_eq!(s.walltime_ms, Some(3_600_000));
-        assert_eq!(s.vm, VmTemplate { count: 2, vcpus: 4, memory: 4 << 30, image: None });
+        assert_eq!(
+            s.vm,
+            VmTemplate {
+                count: 2,
+                vcpus: 4,
+                memory: 4 << 30,
+                image: None
+            }
+        );
         assert_eq!(s.run.script.trim(), "echo hello from $VJOB_ID");
         assert_eq!(s.run.sim_runtime_ms, Some(20_000));
     }
@@ -249,8 +272,10 @@ sim_runtime = "20s"      # sim backend: how long the job runs once all its VMs r
             err("[vm]\ncount = 0\n[run]\nscript = 'true'\n"),
             "job.toml: line 2: field vm.count: a vjob needs at least one VM"
         );
-        assert!(err("[vm]\nmemory = '4 bananas'\n[run]\nscript = 'true'\n").starts_with("job.toml: line 2: field vm.memory:"));
-        assert!(err("[vm]\ncolour = 1\n[run]\nscript = 'true'\n").starts_with("job.toml: line 2: field vm.colour: unknown field `colour`"));
+        assert!(err("[vm]\nmemory = '4 bananas'\n[run]\nscript = 'true'\n")
+            .starts_with("job.toml: line 2: field vm.memory:"));
+        assert!(err("[vm]\ncolour = 1\n[run]\nscript = 'true'\n")
+            .starts_with("job.toml: line 2: field vm.colour: unknown field `colour`"));
         assert!(err("walltime = 'forever'\n[run]\nscript = 'true'\n").starts_with("job.toml: line 1: field walltime:"));
         assert!(err("[vm]\ncount = 1\n").contains("missing field `run`"));
         assert!(err("[run]\nscript = ''\n").contains("line 1: field run.script: the job has nothing to run"));

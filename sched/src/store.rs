@@ -74,9 +74,15 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 impl Store {
     /// Opens (or creates) the database in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir { path: state_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let path = state_dir.join("vjob.db");
-        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(sql)?;
         // WAL: readers never block the writer; FULL: a commit is on disk when it returns.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
@@ -87,7 +93,10 @@ impl Store {
     }
 
     fn sql(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sql { path: self.path.clone(), source }
+        StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn load<T: serde::de::DeserializeOwned>(&self, query: &str) -> Result<Vec<T>, StoreError> {
@@ -98,7 +107,11 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (key, data) = row.map_err(|e| self.sql(e))?;
-            let item = serde_json::from_str(&data).map_err(|source| StoreError::Corrupt { path: self.path.clone(), key, source })?;
+            let item = serde_json::from_str(&data).map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                key,
+                source,
+            })?;
             out.push(item);
         }
         Ok(out)
@@ -130,7 +143,10 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(sql)?;
         {
             let mut put_job = tx
@@ -138,22 +154,36 @@ impl Store {
                 .map_err(sql)?;
             for job in &batch.jobs {
                 let data = serde_json::to_string(job).expect("jobs serialize");
-                put_job.execute(params![job.id as i64, job.state.as_str(), data]).map_err(sql)?;
+                put_job
+                    .execute(params![job.id as i64, job.state.as_str(), data])
+                    .map_err(sql)?;
             }
-            let mut put_queue = tx.prepare_cached("INSERT OR REPLACE INTO queues (name, data) VALUES (?1, ?2)").map_err(sql)?;
+            let mut put_queue = tx
+                .prepare_cached("INSERT OR REPLACE INTO queues (name, data) VALUES (?1, ?2)")
+                .map_err(sql)?;
             for q in &batch.queues {
-                put_queue.execute(params![q.name, serde_json::to_string(q).expect("queues serialize")]).map_err(sql)?;
+                put_queue
+                    .execute(params![q.name, serde_json::to_string(q).expect("queues serialize")])
+                    .map_err(sql)?;
             }
             let mut del_queue = tx.prepare_cached("DELETE FROM queues WHERE name = ?1").map_err(sql)?;
             for name in &batch.deleted_queues {
                 del_queue.execute(params![name]).map_err(sql)?;
             }
-            let mut put_node = tx.prepare_cached("INSERT OR REPLACE INTO nodes (name, data) VALUES (?1, ?2)").map_err(sql)?;
+            let mut put_node = tx
+                .prepare_cached("INSERT OR REPLACE INTO nodes (name, data) VALUES (?1, ?2)")
+                .map_err(sql)?;
             for n in &batch.nodes {
-                put_node.execute(params![n.name, serde_json::to_string(n).expect("nodes serialize")]).map_err(sql)?;
+                put_node
+                    .execute(params![n.name, serde_json::to_string(n).expect("nodes serialize")])
+                    .map_err(sql)?;
             }
             if !batch.queues.is_empty() {
-                tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('initialized', '1')", []).map_err(sql)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('initialized', '1')",
+                    [],
+                )
+                .map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)
@@ -171,15 +201,46 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vjob-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let spec = JobSpec::parse("j.toml", "[run]\nscript = 'x'\n").unwrap();
-        let mut job = Job::new(1, "u".into(), 1000, "batch".into(), spec, "j.toml".into(), None, false, 5);
-        let q = Queue { name: "batch".into(), priority: 1, enabled: true, started: true, default: true, max_running: None, max_user_running: Some(2) };
-        let n = NodeRecord { name: "n1".into(), state: NodeAdminState::Drain };
+        let mut job = Job::new(
+            1,
+            "u".into(),
+            1000,
+            "batch".into(),
+            spec,
+            "j.toml".into(),
+            None,
+            false,
+            5,
+        );
+        let q = Queue {
+            name: "batch".into(),
+            priority: 1,
+            enabled: true,
+            started: true,
+            default: true,
+            max_running: None,
+            max_user_running: Some(2),
+        };
+        let n = NodeRecord {
+            name: "n1".into(),
+            state: NodeAdminState::Drain,
+        };
         {
             let mut s = Store::open(&dir).unwrap();
             assert!(!s.initialized().unwrap());
-            s.write(&Batch { jobs: vec![&job], queues: vec![&q], deleted_queues: vec![], nodes: vec![&n] }).unwrap();
+            s.write(&Batch {
+                jobs: vec![&job],
+                queues: vec![&q],
+                deleted_queues: vec![],
+                nodes: vec![&n],
+            })
+            .unwrap();
             job.set_state(JobState::Running, 10).unwrap();
-            s.write(&Batch { jobs: vec![&job], ..Default::default() }).unwrap();
+            s.write(&Batch {
+                jobs: vec![&job],
+                ..Default::default()
+            })
+            .unwrap();
         }
         let s = Store::open(&dir).unwrap();
         assert!(s.initialized().unwrap());

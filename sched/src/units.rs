@@ -7,9 +7,7 @@
 /// Parses a size such as `512MiB`, `4G`, `1.5TiB` into bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(format!(
@@ -25,11 +23,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        "" => {
-            return Err(format!(
-                "`{text}` has no unit: write it like {num}MiB or {num}GiB"
-            ))
-        }
+        "" => return Err(format!("`{text}` has no unit: write it like {num}MiB or {num}GiB")),
         other => {
             return Err(format!(
                 "`{text}`: unknown size unit `{other}` (use B, KiB, MiB, GiB or TiB)"
@@ -47,9 +41,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// bare number of seconds, into milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let bad = || {
-        format!("`{text}` is not a duration: write it like 90s, 5m, 1h30m or 01:30:00")
-    };
+    let bad = || format!("`{text}` is not a duration: write it like 90s, 5m, 1h30m or 01:30:00");
     if t.is_empty() {
         return Err(bad());
     }
@@ -75,9 +67,7 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let mut total = 0f64;
     let mut rest = t;
     while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
         if n_end == 0 {
             return Err(bad());
         }
@@ -103,9 +93,9 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
 /// Parses a bandwidth such as `1GiB/s` or `200MB/s` into bytes per second.
 pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let size = t.strip_suffix("/s").ok_or_else(|| {
-        format!("`{text}` is not a bandwidth: write it like 1GiB/s or 200MiB/s")
-    })?;
+    let size = t
+        .strip_suffix("/s")
+        .ok_or_else(|| format!("`{text}` is not a bandwidth: write it like 1GiB/s or 200MiB/s"))?;
     parse_size(size)
 }
 

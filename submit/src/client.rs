@@ -56,7 +56,11 @@ impl ClientError {
 /// Where to find the daemon: the flag, the environment, or the default.
 pub fn socket_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os(SOCKET_ENV)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
@@ -69,9 +73,16 @@ pub struct Client {
 
 impl Client {
     pub fn connect(socket: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(socket).map_err(|err| ClientError::Connect { socket: socket.to_path_buf(), err })?;
+        let stream = UnixStream::connect(socket).map_err(|err| ClientError::Connect {
+            socket: socket.to_path_buf(),
+            err,
+        })?;
         let reader = BufReader::new(stream.try_clone().map_err(|e| ClientError::Io(e.to_string()))?);
-        Ok(Client { writer: stream, reader, line: String::new() })
+        Ok(Client {
+            writer: stream,
+            reader,
+            line: String::new(),
+        })
     }
 
     /// Sends a request and returns the raw answer line.
@@ -91,7 +102,8 @@ impl Client {
     /// Sends a request and returns the daemon's answer.
     pub fn call(&mut self, op: Op) -> Result<Reply, ClientError> {
         let line = self.call_raw(op)?;
-        let r: Response = serde_json::from_str(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
+        let r: Response =
+            serde_json::from_str(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
         r.into_result().map_err(ClientError::Api)
     }
 }

@@ -39,7 +39,10 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let t = render(&["ID", "NAME"], &[vec!["1".into(), "lowprio".into()], vec!["12".into(), "x".into()]]);
+        let t = render(
+            &["ID", "NAME"],
+            &[vec!["1".into(), "lowprio".into()], vec!["12".into(), "x".into()]],
+        );
         assert_eq!(t, "ID  NAME\n--  -------\n1   lowprio\n12  x\n");
     }
 }

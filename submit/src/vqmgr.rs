@@ -142,7 +142,12 @@ pub fn main() -> ExitCode {
     let socket = args.socket.as_deref();
     let op = match args.what {
         What::Queue(QueueCmd::List) => Op::Queues,
-        What::Queue(QueueCmd::Create { name, settings: s, disabled, stopped }) => {
+        What::Queue(QueueCmd::Create {
+            name,
+            settings: s,
+            disabled,
+            stopped,
+        }) => {
             let mut q = settings(name, s);
             q.enabled = Some(!disabled);
             q.started = Some(!stopped);
@@ -150,14 +155,39 @@ pub fn main() -> ExitCode {
         }
         What::Queue(QueueCmd::Delete { name }) => Op::QueueDelete { name },
         What::Queue(QueueCmd::Set { name, settings: s }) => Op::QueueSet(settings(name, s)),
-        What::Queue(QueueCmd::Enable { name }) => Op::QueueSet(QueueSettings { name, enabled: Some(true), ..Default::default() }),
-        What::Queue(QueueCmd::Disable { name }) => Op::QueueSet(QueueSettings { name, enabled: Some(false), ..Default::default() }),
-        What::Queue(QueueCmd::Start { name }) => Op::QueueSet(QueueSettings { name, started: Some(true), ..Default::default() }),
-        What::Queue(QueueCmd::Stop { name }) => Op::QueueSet(QueueSettings { name, started: Some(false), ..Default::default() }),
+        What::Queue(QueueCmd::Enable { name }) => Op::QueueSet(QueueSettings {
+            name,
+            enabled: Some(true),
+            ..Default::default()
+        }),
+        What::Queue(QueueCmd::Disable { name }) => Op::QueueSet(QueueSettings {
+            name,
+            enabled: Some(false),
+            ..Default::default()
+        }),
+        What::Queue(QueueCmd::Start { name }) => Op::QueueSet(QueueSettings {
+            name,
+            started: Some(true),
+            ..Default::default()
+        }),
+        What::Queue(QueueCmd::Stop { name }) => Op::QueueSet(QueueSettings {
+            name,
+            started: Some(false),
+            ..Default::default()
+        }),
         What::Node(NodeCmd::List) => Op::Nodes,
-        What::Node(NodeCmd::Online { name }) => Op::NodeSet { name, state: NodeAdminState::Online },
-        What::Node(NodeCmd::Drain { name }) => Op::NodeSet { name, state: NodeAdminState::Drain },
-        What::Node(NodeCmd::Offline { name }) => Op::NodeSet { name, state: NodeAdminState::Offline },
+        What::Node(NodeCmd::Online { name }) => Op::NodeSet {
+            name,
+            state: NodeAdminState::Online,
+        },
+        What::Node(NodeCmd::Drain { name }) => Op::NodeSet {
+            name,
+            state: NodeAdminState::Drain,
+        },
+        What::Node(NodeCmd::Offline { name }) => Op::NodeSet {
+            name,
+            state: NodeAdminState::Offline,
+        },
         What::Job(JobCmd::Hold { ids }) => return per_job("vqmgr", socket, Op::Hold { ids }, true),
         What::Job(JobCmd::Release { ids }) => return per_job("vqmgr", socket, Op::Release { ids }, true),
         What::Job(JobCmd::Suspend { id }) => Op::Suspend { id },

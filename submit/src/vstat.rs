@@ -73,24 +73,40 @@ pub fn main() -> ExitCode {
 
 fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
     if args.nodes {
-        let Reply::Nodes { nodes } = client.call(Op::Nodes)? else { return Err(ClientError::Io("unexpected answer".into())) };
+        let Reply::Nodes { nodes } = client.call(Op::Nodes)? else {
+            return Err(ClientError::Io("unexpected answer".into()));
+        };
         out(&if args.json { json(&nodes) } else { nodes_table(&nodes) });
         return Ok(());
     }
     if args.queues {
-        let Reply::Queues { queues } = client.call(Op::Queues)? else { return Err(ClientError::Io("unexpected answer".into())) };
-        out(&if args.json { json(&queues) } else { queues_table(&queues) });
+        let Reply::Queues { queues } = client.call(Op::Queues)? else {
+            return Err(ClientError::Io("unexpected answer".into()));
+        };
+        out(&if args.json {
+            json(&queues)
+        } else {
+            queues_table(&queues)
+        });
         return Ok(());
     }
-    let query = JobQuery { ids: args.ids.clone(), all: args.all, user: args.user.clone(), full: args.full };
+    let query = JobQuery {
+        ids: args.ids.clone(),
+        all: args.all,
+        user: args.user.clone(),
+        full: args.full,
+    };
     if args.json {
         // Pass the daemon's JSON through untouched: no parsing of 100,000 jobs twice.
         let line = client.call_raw(Op::Jobs(query))?;
-        let raw: RawJobsResponse = serde_json::from_str(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
+        let raw: RawJobsResponse =
+            serde_json::from_str(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
         if let Some(e) = raw.error {
             return Err(ClientError::Api(e));
         }
-        let jobs = raw.ok.ok_or_else(|| ClientError::Io("unexpected answer from vjobd".into()))?;
+        let jobs = raw
+            .ok
+            .ok_or_else(|| ClientError::Io("unexpected answer from vjobd".into()))?;
         let mut text = jobs.jobs.get().to_string();
         text.push('\n');
         out(&text);
@@ -107,7 +123,10 @@ fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
     }
     out(&if args.full { full(&jobs) } else { jobs_table(&jobs) });
     if !args.ids.is_empty() && jobs.len() < args.ids.len() {
-        return Err(ClientError::Io(format!("{} of the jobs asked for do not exist", args.ids.len() - jobs.len())));
+        return Err(ClientError::Io(format!(
+            "{} of the jobs asked for do not exist",
+            args.ids.len() - jobs.len()
+        )));
     }
     Ok(())
 }
@@ -119,7 +138,12 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn nodes_of(j: &JobInfo) -> String {
-    let mut nodes: Vec<&str> = j.vms.iter().filter(|v| v.state == "running").filter_map(|v| v.node.as_deref()).collect();
+    let mut nodes: Vec<&str> = j
+        .vms
+        .iter()
+        .filter(|v| v.state == "running")
+        .filter_map(|v| v.node.as_deref())
+        .collect();
     nodes.sort_unstable();
     nodes.dedup();
     if nodes.is_empty() {
@@ -167,7 +191,11 @@ fn full(jobs: &[JobInfo]) -> String {
         if let Some(c) = j.exit_code {
             field(&mut s, "exit_code", c.to_string());
         }
-        field(&mut s, "vms", format!("{} x {} vcpus, {}", j.vms.len(), j.vcpus, size(j.memory)));
+        field(
+            &mut s,
+            "vms",
+            format!("{} x {} vcpus, {}", j.vms.len(), j.vcpus, size(j.memory)),
+        );
         field(&mut s, "submitted", timestamp(j.submit_time));
         if let Some(t) = j.start_time {
             field(&mut s, "started", timestamp(t));
@@ -191,7 +219,12 @@ fn full(jobs: &[JobInfo]) -> String {
         }
         s.push_str("    vm_list:\n");
         for v in &j.vms {
-            s.push_str(&format!("        {}  {}  {}\n", v.name, v.state, v.node.as_deref().unwrap_or("-")));
+            s.push_str(&format!(
+                "        {}  {}  {}\n",
+                v.name,
+                v.state,
+                v.node.as_deref().unwrap_or("-")
+            ));
         }
         if let Some(d) = &j.detail {
             s.push_str("    script:\n");
@@ -214,7 +247,11 @@ pub fn nodes_table(nodes: &[NodeInfo]) -> String {
         .map(|n| {
             vec![
                 n.name.clone(),
-                if n.up { n.state.as_str().to_string() } else { format!("{} (down)", n.state.as_str()) },
+                if n.up {
+                    n.state.as_str().to_string()
+                } else {
+                    format!("{} (down)", n.state.as_str())
+                },
                 format!("{}/{}", n.cpus_used, n.cpus),
                 format!("{}/{}", size(n.memory_used), size(n.memory)),
                 n.vms.len().to_string(),
@@ -244,5 +281,10 @@ pub fn queues_table(queues: &[QueueInfo]) -> String {
             ]
         })
         .collect();
-    render(&["QUEUE", "PRIO", "ENABLED", "STARTED", "MAX", "MAX/USER", "Q", "R", "S", "H"], &rows)
+    render(
+        &[
+            "QUEUE", "PRIO", "ENABLED", "STARTED", "MAX", "MAX/USER", "Q", "R", "S", "H",
+        ],
+        &rows,
+    )
 }

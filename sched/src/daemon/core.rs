@@ -28,7 +28,10 @@ use crate::store::{Batch, Store};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Shortest time between two decisions: a burst of submissions is decided on together.
@@ -121,7 +124,8 @@ impl Core {
                 dirty_queues.insert(q.name.clone());
             }
         }
-        let admin_states: HashMap<String, NodeAdminState> = store.nodes()?.into_iter().map(|n| (n.name, n.state)).collect();
+        let admin_states: HashMap<String, NodeAdminState> =
+            store.nodes()?.into_iter().map(|n| (n.name, n.state)).collect();
         let nodes: Vec<NodeView> = cfg
             .nodes
             .iter()
@@ -132,7 +136,11 @@ impl Core {
                 domains: Vec::new(),
             })
             .collect();
-        let node_index = nodes.iter().enumerate().map(|(i, n)| (n.cfg.name.clone(), i as NodeIdx)).collect();
+        let node_index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.cfg.name.clone(), i as NodeIdx))
+            .collect();
         let mut jobs = BTreeMap::new();
         let mut active = BTreeSet::new();
         for j in store.jobs().context("loading the jobs")? {
@@ -142,7 +150,13 @@ impl Core {
             jobs.insert(j.id, j);
         }
         let next_id = jobs.keys().next_back().map(|id| id + 1).unwrap_or(1);
-        tracing::info!(jobs = jobs.len(), active = active.len(), queues = queues.len(), nodes = nodes.len(), "state loaded");
+        tracing::info!(
+            jobs = jobs.len(),
+            active = active.len(),
+            queues = queues.len(),
+            nodes = nodes.len(),
+            "state loaded"
+        );
         let now = Instant::now();
         let mut core = Core {
             cfg,
@@ -175,7 +189,8 @@ impl Core {
         let names: Vec<String> = core.nodes.iter().map(|n| n.cfg.name.clone()).collect();
         let obs = super::observe(backends, &names);
         core.reconcile(obs);
-        core.flush().context("writing the state after adopting the running VMs")?;
+        core.flush()
+            .context("writing the state after adopting the running VMs")?;
         Ok(core)
     }
 
@@ -243,7 +258,9 @@ impl Core {
                 self.dirty_jobs.remove(&id);
             }
             for (reply, _) in replies {
-                let _ = reply.send(Response::new(Err(ApiError::unavailable(format!("the state could not be written: {e}")))));
+                let _ = reply.send(Response::new(Err(ApiError::unavailable(format!(
+                    "the state could not be written: {e}"
+                )))));
             }
             return;
         }
@@ -260,9 +277,17 @@ impl Core {
             .dirty_nodes
             .iter()
             .filter_map(|n| self.nodes.iter().find(|v| &v.cfg.name == n))
-            .map(|v| NodeRecord { name: v.cfg.name.clone(), state: v.admin })
+            .map(|v| NodeRecord {
+                name: v.cfg.name.clone(),
+                state: v.admin,
+            })
             .collect();
-        let batch = Batch { jobs, queues, deleted_queues: self.deleted_queues.clone(), nodes: node_records.iter().collect() };
+        let batch = Batch {
+            jobs,
+            queues,
+            deleted_queues: self.deleted_queues.clone(),
+            nodes: node_records.iter().collect(),
+        };
         if batch.is_empty() {
             return Ok(());
         }
@@ -315,7 +340,9 @@ impl Core {
             }
             return;
         }
-        let Some((run, effects, _)) = self.run.as_mut() else { return };
+        let Some((run, effects, _)) = self.run.as_mut() else {
+            return;
+        };
         let Some(step) = run.finish(&d) else { return };
         if d.result.is_ok() {
             let effect = effects[step].clone();
@@ -349,7 +376,9 @@ impl Core {
     }
 
     fn end_run(&mut self) {
-        let Some((run, _, touched)) = self.run.take() else { return };
+        let Some((run, _, touched)) = self.run.take() else {
+            return;
+        };
         let now = now_ms();
         let took = run.started_at.map(|t| t.elapsed().as_millis()).unwrap_or(0);
         if run.failures.is_empty() {
@@ -380,7 +409,12 @@ impl Core {
             if job.state == JobState::Running && resumed {
                 job.protected_until = now + quantum;
             }
-            let failed: Vec<String> = run.failures.iter().filter(|f| job.vms.iter().any(|v| f.contains(&v.name))).cloned().collect();
+            let failed: Vec<String> = run
+                .failures
+                .iter()
+                .filter(|f| job.vms.iter().any(|v| f.contains(&v.name)))
+                .cloned()
+                .collect();
             for f in failed {
                 job.event(now, format!("failed: {f}"));
                 job.reason = Some(f);
@@ -399,7 +433,9 @@ impl Core {
         let mut found: HashMap<String, (String, DomainInfo)> = HashMap::new();
         let mut listed: HashSet<String> = HashSet::new();
         for (node, result) in obs.nodes {
-            let Some(view) = self.nodes.iter_mut().find(|n| n.cfg.name == node) else { continue };
+            let Some(view) = self.nodes.iter_mut().find(|n| n.cfg.name == node) else {
+                continue;
+            };
             match result {
                 Ok(domains) => {
                     if !view.up {
@@ -426,7 +462,12 @@ impl Core {
         for id in active {
             let Some(job) = self.jobs.get(&id) else { continue };
             // Fast path: a job that never ran has nothing to reconcile.
-            if !job.state.is_final() && job.vms.iter().all(|v| v.phase == VmPhase::Ready && !found.contains_key(&v.name)) {
+            if !job.state.is_final()
+                && job
+                    .vms
+                    .iter()
+                    .all(|v| v.phase == VmPhase::Ready && !found.contains_key(&v.name))
+            {
                 continue;
             }
             let mut job = self.jobs.remove(&id).expect("looked up above");
@@ -447,8 +488,22 @@ impl Core {
                 if final_state {
                     // Tear down what is left of a finished job.
                     match here {
-                        Some((node, _)) => ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, true)),
-                        None if image.exists() => ops.push((Op::RemoveImage { vm: v.name.clone(), image }, i, true)),
+                        Some((node, _)) => ops.push((
+                            Op::Destroy {
+                                node: node.clone(),
+                                vm: v.name.clone(),
+                            },
+                            i,
+                            true,
+                        )),
+                        None if image.exists() => ops.push((
+                            Op::RemoveImage {
+                                vm: v.name.clone(),
+                                image,
+                            },
+                            i,
+                            true,
+                        )),
                         None if recorded_node_listed || all_listed => {
                             if v.phase != VmPhase::Gone {
                                 v.phase = VmPhase::Gone;
@@ -469,7 +524,14 @@ impl Core {
                                 changed = true;
                             }
                             if d.state == DomainState::Paused && !d.busy && job.state == JobState::Running {
-                                ops.push((Op::Unpause { node: node.clone(), vm: v.name.clone() }, i, false));
+                                ops.push((
+                                    Op::Unpause {
+                                        node: node.clone(),
+                                        vm: v.name.clone(),
+                                    },
+                                    i,
+                                    false,
+                                ));
                             }
                         }
                         DomainState::Ended { exit_code } => {
@@ -477,14 +539,28 @@ impl Core {
                             v.exit_code = Some(exit_code);
                             v.node = Some(node.clone());
                             changed = true;
-                            ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false));
+                            ops.push((
+                                Op::Destroy {
+                                    node: node.clone(),
+                                    vm: v.name.clone(),
+                                },
+                                i,
+                                false,
+                            ));
                         }
                         DomainState::Crashed => {
                             v.phase = VmPhase::Ended;
                             v.exit_code = None;
                             changed = true;
                             job.reason = Some(format!("VM {} crashed on {node}", v.name));
-                            ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false));
+                            ops.push((
+                                Op::Destroy {
+                                    node: node.clone(),
+                                    vm: v.name.clone(),
+                                },
+                                i,
+                                false,
+                            ));
                         }
                     },
                     (VmPhase::Running, None) if recorded_node_listed => {
@@ -494,7 +570,11 @@ impl Core {
                         } else {
                             tracing::error!(vm = %v.name, "VM vanished from its node");
                             v.phase = VmPhase::Gone;
-                            job.reason = Some(format!("VM {} vanished from node {}", v.name, v.node.as_deref().unwrap_or("?")));
+                            job.reason = Some(format!(
+                                "VM {} vanished from node {}",
+                                v.name,
+                                v.node.as_deref().unwrap_or("?")
+                            ));
                         }
                         changed = true;
                     }
@@ -504,19 +584,42 @@ impl Core {
                         job.reason = Some(format!("the saved image of VM {} is missing", v.name));
                         changed = true;
                     }
-                    (VmPhase::Ended, Some((node, _))) => ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false)),
-                    (VmPhase::Gone, Some((node, _))) => ops.push((Op::Destroy { node: node.clone(), vm: v.name.clone() }, i, false)),
+                    (VmPhase::Ended, Some((node, _))) => ops.push((
+                        Op::Destroy {
+                            node: node.clone(),
+                            vm: v.name.clone(),
+                        },
+                        i,
+                        false,
+                    )),
+                    (VmPhase::Gone, Some((node, _))) => ops.push((
+                        Op::Destroy {
+                            node: node.clone(),
+                            vm: v.name.clone(),
+                        },
+                        i,
+                        false,
+                    )),
                     _ => {}
                 }
             }
             // A job whose VMs have all ended (or vanished) is over.
             if !job.state.is_final()
-                && job.vms.iter().all(|v| matches!(v.phase, VmPhase::Ended | VmPhase::Gone))
+                && job
+                    .vms
+                    .iter()
+                    .all(|v| matches!(v.phase, VmPhase::Ended | VmPhase::Gone))
             {
                 let lost = job.vms.iter().any(|v| v.exit_code.is_none());
                 let code = job.vms_exit_code();
                 let (to, msg) = if lost {
-                    (JobState::Failed, format!("failed: {}", job.reason.clone().unwrap_or_else(|| "a VM was lost".into())))
+                    (
+                        JobState::Failed,
+                        format!(
+                            "failed: {}",
+                            job.reason.clone().unwrap_or_else(|| "a VM was lost".into())
+                        ),
+                    )
                 } else if code == 0 {
                     (JobState::Completed, "completed, exit code 0".to_string())
                 } else {
@@ -560,7 +663,15 @@ impl Core {
                 Some(job) if job.state.is_final() => {
                     let (id, idx) = parse_vm_name(name).expect("parsed above");
                     if !self.is_busy(name) {
-                        self.start_cleanup(id, idx, Op::Destroy { node: node.clone(), vm: name.clone() }, true);
+                        self.start_cleanup(
+                            id,
+                            idx,
+                            Op::Destroy {
+                                node: node.clone(),
+                                vm: name.clone(),
+                            },
+                            true,
+                        );
                     }
                 }
                 _ => {
@@ -637,10 +748,17 @@ impl Core {
         let mut admin_suspend: Vec<u64> = Vec::new();
         for &id in &self.active {
             let Some(job) = self.jobs.get(&id) else { continue };
-            if job.state.is_final() || job.vms.iter().any(|v| v.phase == VmPhase::Ended || v.phase == VmPhase::Gone) {
+            if job.state.is_final()
+                || job
+                    .vms
+                    .iter()
+                    .any(|v| v.phase == VmPhase::Ended || v.phase == VmPhase::Gone)
+            {
                 continue;
             }
-            let Some(queue) = self.queues.get(&job.queue) else { continue };
+            let Some(queue) = self.queues.get(&job.queue) else {
+                continue;
+            };
             let any_running = job.vms.iter().any(|v| v.phase == VmPhase::Running);
             let standing = if any_running {
                 Standing::Running
@@ -657,10 +775,15 @@ impl Core {
                 .iter()
                 .map(|v| {
                     let host = match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
-                        (VmPhase::Running, Some(h)) if self.nodes[h as usize].admin != NodeAdminState::Offline => Some(h),
+                        (VmPhase::Running, Some(h)) if self.nodes[h as usize].admin != NodeAdminState::Offline => {
+                            Some(h)
+                        }
                         _ => None,
                     };
-                    CandidateVm { demand: vec![job.spec.vm.vcpus as u64, job.spec.vm.memory], host }
+                    CandidateVm {
+                        demand: vec![job.spec.vm.vcpus as u64, job.spec.vm.memory],
+                        host,
+                    }
                 })
                 .collect();
             job.vms.iter().for_each(|v| {
@@ -682,10 +805,17 @@ impl Core {
         // Load outside candidates: every domain on a node that no candidate owns.
         for (n, view) in self.nodes.iter().enumerate() {
             for d in &view.domains {
-                if candidate_vm_names.contains(&d.name) || matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed) {
+                if candidate_vm_names.contains(&d.name)
+                    || matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed)
+                {
                     continue;
                 }
-                let v = model.add_vm(d.name.clone(), VmState::Running, n as NodeIdx, &[d.vcpus as u64, d.memory]);
+                let v = model.add_vm(
+                    d.name.clone(),
+                    VmState::Running,
+                    n as NodeIdx,
+                    &[d.vcpus as u64, d.memory],
+                );
                 constraints.push(Constraint::Root { vm: v });
                 vm_refs.push(None);
             }
@@ -712,9 +842,17 @@ impl Core {
             }
             p
         };
-        let cands_for_policy: Vec<Candidate> = cands.iter().filter(|c| !admin_suspend.contains(&c.id)).cloned().collect();
+        let cands_for_policy: Vec<Candidate> = cands
+            .iter()
+            .filter(|c| !admin_suspend.contains(&c.id))
+            .cloned()
+            .collect();
         let limits = Limits {
-            queues: self.queues.values().map(|q| (q.name.clone(), (q.max_running, q.max_user_running))).collect(),
+            queues: self
+                .queues
+                .values()
+                .map(|q| (q.name.clone(), (q.max_running, q.max_user_running)))
+                .collect(),
         };
         let mut decision = policy::context_switch(&cands_for_policy, &mut placer, &limits);
         for id in admin_suspend {
@@ -770,7 +908,9 @@ impl Core {
                         constraints.push(Constraint::Running { vm: idx });
                         place_first.push(idx);
                     }
-                    Some(VmState::Sleeping) if state == VmState::Running => constraints.push(Constraint::Sleeping { vm: idx }),
+                    Some(VmState::Sleeping) if state == VmState::Running => {
+                        constraints.push(Constraint::Sleeping { vm: idx })
+                    }
                     _ => {}
                 }
             }
@@ -779,12 +919,17 @@ impl Core {
             if n.admin == NodeAdminState::Offline {
                 constraints.push(Constraint::Offline { node: i as NodeIdx });
             } else if !accepts(n) {
-                constraints.push(Constraint::NoArrival { nodes: vec![i as NodeIdx] });
+                constraints.push(Constraint::NoArrival {
+                    nodes: vec![i as NodeIdx],
+                });
             }
         }
         for (vm, node) in &manual {
             if let (Some(&v), Some(n)) = (vm_of.get(vm), self.node_idx(node)) {
-                constraints.push(Constraint::Fence { vms: vec![v], nodes: vec![n] });
+                constraints.push(Constraint::Fence {
+                    vms: vec![v],
+                    nodes: vec![n],
+                });
             }
         }
         self.manual_moves.clear();
@@ -798,7 +943,15 @@ impl Core {
             costs.resume[v as usize] = d.restore(mem);
         }
         costs.allocate = 0;
-        let inst = Instance { model, constraints, place_first, costs, options: Options { suspend_to_break_cycles: true } };
+        let inst = Instance {
+            model,
+            constraints,
+            place_first,
+            costs,
+            options: Options {
+                suspend_to_break_cycles: true,
+            },
+        };
         let t0 = Instant::now();
         let plan = match plan::solve(&inst) {
             Ok(p) => p,
@@ -807,7 +960,11 @@ impl Core {
                 return;
             }
         };
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, actions = plan.actions.len(), "planned");
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            actions = plan.actions.len(),
+            "planned"
+        );
         if plan.actions.is_empty() {
             return;
         }
@@ -851,7 +1008,10 @@ impl Core {
         self.active.iter().filter_map(|id| self.jobs.get(id)).any(|j| {
             j.vms.iter().any(|v| {
                 v.phase == VmPhase::Running
-                    && v.node.as_deref().and_then(|n| self.node_idx(n)).is_some_and(|h| self.nodes[h as usize].admin == NodeAdminState::Offline)
+                    && v.node
+                        .as_deref()
+                        .and_then(|n| self.node_idx(n))
+                        .is_some_and(|h| self.nodes[h as usize].admin == NodeAdminState::Offline)
             })
         })
     }
@@ -869,41 +1029,81 @@ impl Core {
         let node = |n: NodeIdx| m.node_name(n).to_string();
         for (ai, a) in plan.actions.iter().enumerate() {
             let Some(v) = a.kind.vm() else { continue };
-            let Some((job_id, idx)) = vm_refs[v as usize] else { continue };
+            let Some((job_id, idx)) = vm_refs[v as usize] else {
+                continue;
+            };
             let job = &self.jobs[&job_id];
             let name = job.vms[idx].name.clone();
             let (op, effect) = match a.kind {
                 ActionKind::BootVm { on, .. } => (
-                    Op::Boot { node: node(on), spec: Box::new(self.vm_spec(job, idx)) },
-                    Effect::Arrived { job: job_id, vm: idx, node: node(on) },
+                    Op::Boot {
+                        node: node(on),
+                        spec: Box::new(self.vm_spec(job, idx)),
+                    },
+                    Effect::Arrived {
+                        job: job_id,
+                        vm: idx,
+                        node: node(on),
+                    },
                 ),
                 ActionKind::ResumeVm { to, .. } => (
-                    Op::Restore { node: node(to), vm: name.clone(), image: self.image_path(&name) },
-                    Effect::Arrived { job: job_id, vm: idx, node: node(to) },
+                    Op::Restore {
+                        node: node(to),
+                        vm: name.clone(),
+                        image: self.image_path(&name),
+                    },
+                    Effect::Arrived {
+                        job: job_id,
+                        vm: idx,
+                        node: node(to),
+                    },
                 ),
                 ActionKind::SuspendVm { from, .. } => (
-                    Op::Save { node: node(from), vm: name.clone(), image: self.image_path(&name) },
+                    Op::Save {
+                        node: node(from),
+                        vm: name.clone(),
+                        image: self.image_path(&name),
+                    },
                     Effect::Saved { job: job_id, vm: idx },
                 ),
                 ActionKind::MigrateVm { from, to, .. } => (
-                    Op::Migrate { node: node(from), vm: name.clone(), to: node(to) },
-                    Effect::Arrived { job: job_id, vm: idx, node: node(to) },
+                    Op::Migrate {
+                        node: node(from),
+                        vm: name.clone(),
+                        to: node(to),
+                    },
+                    Effect::Arrived {
+                        job: job_id,
+                        vm: idx,
+                        node: node(to),
+                    },
                 ),
-                ActionKind::KillVm { on, .. } | ActionKind::ShutdownVm { on, .. } if on != NO_NODE => {
-                    (Op::Destroy { node: node(on), vm: name.clone() }, Effect::Destroyed { job: job_id, vm: idx })
-                }
+                ActionKind::KillVm { on, .. } | ActionKind::ShutdownVm { on, .. } if on != NO_NODE => (
+                    Op::Destroy {
+                        node: node(on),
+                        vm: name.clone(),
+                    },
+                    Effect::Destroyed { job: job_id, vm: idx },
+                ),
                 _ => continue,
             };
             let s = steps.len();
             match &op {
                 Op::Save { .. } => saves.entry(job_id).or_default().push(s),
                 Op::Boot { node, .. } | Op::Restore { node, .. } => {
-                    arrivals.entry(job_id).or_default().push((s, node.clone(), name.clone()))
+                    arrivals
+                        .entry(job_id)
+                        .or_default()
+                        .push((s, node.clone(), name.clone()))
                 }
                 _ => {}
             }
             step_of[ai] = Some(s);
-            steps.push(Step { op, deps: Vec::new(), state: StepState::Waiting });
+            steps.push(Step {
+                op,
+                deps: Vec::new(),
+                state: StepState::Waiting,
+            });
             effects.push(effect);
             touched.insert(job_id);
         }
@@ -917,9 +1117,18 @@ impl Core {
             let pauses: Vec<usize> = save_steps
                 .iter()
                 .map(|&s| {
-                    let Op::Save { node, vm, .. } = &steps[s].op else { unreachable!() };
-                    let op = Op::Pause { node: node.clone(), vm: vm.clone() };
-                    steps.push(Step { op, deps: Vec::new(), state: StepState::Waiting });
+                    let Op::Save { node, vm, .. } = &steps[s].op else {
+                        unreachable!()
+                    };
+                    let op = Op::Pause {
+                        node: node.clone(),
+                        vm: vm.clone(),
+                    };
+                    steps.push(Step {
+                        op,
+                        deps: Vec::new(),
+                        state: StepState::Waiting,
+                    });
                     effects.push(Effect::None);
                     steps.len() - 1
                 })
@@ -939,7 +1148,14 @@ impl Core {
                 .collect();
             let _ = others_running;
             for (_, node, vm) in arrived {
-                steps.push(Step { op: Op::Unpause { node: node.clone(), vm: vm.clone() }, deps: all.clone(), state: StepState::Waiting });
+                steps.push(Step {
+                    op: Op::Unpause {
+                        node: node.clone(),
+                        vm: vm.clone(),
+                    },
+                    deps: all.clone(),
+                    state: StepState::Waiting,
+                });
                 effects.push(Effect::None);
             }
         }

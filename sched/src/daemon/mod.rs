@@ -54,7 +54,11 @@ pub fn open_backends(cfg: &Config) -> anyhow::Result<Backends> {
             let nodes: Vec<SimNodeConfig> = cfg
                 .nodes
                 .iter()
-                .map(|n| SimNodeConfig { name: n.name.clone(), vcpus: n.cpus, memory: n.memory })
+                .map(|n| SimNodeConfig {
+                    name: n.name.clone(),
+                    vcpus: n.cpus,
+                    memory: n.memory,
+                })
                 .collect();
             let dir = cfg.state_dir.join("sim");
             let cluster = SimCluster::open(&dir, &nodes, cfg.hypervisor.durations)
@@ -100,7 +104,8 @@ pub fn observe(backends: &Backends, names: &[String]) -> Observation {
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
 pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating the state directory {}", cfg.state_dir.display()))?;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating the state directory {}", cfg.state_dir.display()))?;
     let backends = open_backends(&cfg)?;
     let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(65_536);
     let (obs_tx, obs_rx) = crossbeam_channel::bounded::<Observation>(4);

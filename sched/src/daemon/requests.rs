@@ -1,7 +1,9 @@
 //! What each API request does, and who may ask it. Runs inside the core loop; every change is
 //! committed before the answer leaves (see [`super::core`]).
 
-use vjob_api::{ApiError, JobOutcome, JobQuery, JobState, NodeAdminState, NodeInfo, Op, QueueSettings, Reply, SubmitRequest};
+use vjob_api::{
+    ApiError, JobOutcome, JobQuery, JobState, NodeAdminState, NodeInfo, Op, QueueSettings, Reply, SubmitRequest,
+};
 
 use super::core::{now_ms, Core};
 use super::Identity;
@@ -33,14 +35,20 @@ impl Core {
                 admin: who.admin,
             }),
             Op::Submit(req) => self.submit(who, req),
-            Op::Jobs(q) => Ok(Reply::Jobs { jobs: self.list_jobs(&q) }),
+            Op::Jobs(q) => Ok(Reply::Jobs {
+                jobs: self.list_jobs(&q),
+            }),
             Op::Delete { ids } => Ok(self.per_job(who, ids, "delete", Core::cancel)),
             Op::Hold { ids } => Ok(self.per_job(who, ids, "hold", Core::hold)),
             Op::Release { ids } => Ok(self.per_job(who, ids, "release", Core::release)),
-            Op::Nodes => Ok(Reply::Nodes { nodes: self.list_nodes() }),
+            Op::Nodes => Ok(Reply::Nodes {
+                nodes: self.list_nodes(),
+            }),
             Op::Queues => {
                 let jobs: Vec<&Job> = self.active.iter().filter_map(|id| self.jobs.get(id)).collect();
-                Ok(Reply::Queues { queues: self.queues.values().map(|q| q.info(&jobs)).collect() })
+                Ok(Reply::Queues {
+                    queues: self.queues.values().map(|q| q.info(&jobs)).collect(),
+                })
             }
             Op::QueueCreate(s) => {
                 admin_only(who, "creating a queue")?;
@@ -74,7 +82,11 @@ impl Core {
     }
 
     fn submit(&mut self, who: &Identity, req: SubmitRequest) -> Result<Reply, ApiError> {
-        let file = if req.file.is_empty() { "<spec>".to_string() } else { req.file.clone() };
+        let file = if req.file.is_empty() {
+            "<spec>".to_string()
+        } else {
+            req.file.clone()
+        };
         let mut spec = JobSpec::parse(&file, &req.spec).map_err(|e| ApiError::invalid(e.to_string()))?;
         if let Some(name) = req.name {
             check_name(&name).map_err(|m| ApiError::invalid(format!("-N {name}: {m}")))?;
@@ -94,16 +106,31 @@ impl Core {
         };
         let queue = self.queues.get(&queue_name).ok_or_else(|| {
             let known: Vec<&str> = self.queues.keys().map(|s| s.as_str()).collect();
-            ApiError::invalid(format!("{file}: no queue named `{queue_name}` (queues: {})", known.join(", ")))
+            ApiError::invalid(format!(
+                "{file}: no queue named `{queue_name}` (queues: {})",
+                known.join(", ")
+            ))
         })?;
         if !queue.enabled {
-            return Err(ApiError::invalid(format!("queue `{queue_name}` is disabled: it accepts no submissions")));
+            return Err(ApiError::invalid(format!(
+                "queue `{queue_name}` is disabled: it accepts no submissions"
+            )));
         }
         self.check_fits_cluster(&file, &spec)?;
         spec.queue = Some(queue_name.clone());
         let id = self.next_id;
         self.next_id += 1;
-        let job = Job::new(id, who.user.clone(), who.uid, queue_name, spec, file, req.cwd, req.hold, now_ms());
+        let job = Job::new(
+            id,
+            who.user.clone(),
+            who.uid,
+            queue_name,
+            spec,
+            file,
+            req.cwd,
+            req.hold,
+            now_ms(),
+        );
         self.jobs.insert(id, job);
         self.active.insert(id);
         self.touch(id);
@@ -114,7 +141,11 @@ impl Core {
     /// Refuses a vjob that no configuration of the cluster could ever hold.
     fn check_fits_cluster(&self, file: &str, spec: &JobSpec) -> Result<(), ApiError> {
         let (cpus, mem) = (spec.vm.vcpus as u64, spec.vm.memory);
-        let usable: Vec<_> = self.nodes.iter().filter(|n| n.admin != NodeAdminState::Offline).collect();
+        let usable: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|n| n.admin != NodeAdminState::Offline)
+            .collect();
         let fits_one = usable.iter().any(|n| n.cfg.cpus as u64 >= cpus && n.cfg.memory >= mem);
         if !fits_one {
             let biggest = self
@@ -154,10 +185,20 @@ impl Core {
         let keep = self.cfg.scheduler.keep_finished_ms;
         let wanted = |j: &Job| q.user.as_ref().is_none_or(|u| &j.user == u);
         if !q.ids.is_empty() {
-            return q.ids.iter().filter_map(|id| self.jobs.get(id)).filter(|j| wanted(j)).map(|j| j.info(now, q.full)).collect();
+            return q
+                .ids
+                .iter()
+                .filter_map(|id| self.jobs.get(id))
+                .filter(|j| wanted(j))
+                .map(|j| j.info(now, q.full))
+                .collect();
         }
         let recent = |j: &Job| !j.state.is_final() || j.end_ms.is_some_and(|e| now.saturating_sub(e) <= keep);
-        self.jobs.values().filter(|j| wanted(j) && (q.all || recent(j))).map(|j| j.info(now, q.full)).collect()
+        self.jobs
+            .values()
+            .filter(|j| wanted(j) && (q.all || recent(j)))
+            .map(|j| j.info(now, q.full))
+            .collect()
     }
 
     fn list_nodes(&self) -> Vec<NodeInfo> {
@@ -192,7 +233,13 @@ impl Core {
             .collect()
     }
 
-    fn per_job(&mut self, who: &Identity, ids: Vec<u64>, what: &str, f: fn(&mut Core, u64) -> Result<String, ApiError>) -> Reply {
+    fn per_job(
+        &mut self,
+        who: &Identity,
+        ids: Vec<u64>,
+        what: &str,
+        f: fn(&mut Core, u64) -> Result<String, ApiError>,
+    ) -> Reply {
         let outcomes = ids
             .into_iter()
             .map(|id| {
@@ -214,9 +261,13 @@ impl Core {
         let now = now_ms();
         let job = self.jobs.get_mut(&id).expect("checked by per_job");
         if job.state.is_final() {
-            return Err(ApiError::conflict(format!("job {id} is already {}", job.state.as_str())));
+            return Err(ApiError::conflict(format!(
+                "job {id} is already {}",
+                job.state.as_str()
+            )));
         }
-        job.set_state(JobState::Cancelled, now).map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+        job.set_state(JobState::Cancelled, now)
+            .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
         job.reason = Some("cancelled".into());
         job.event(now, "cancelled");
         self.touch(id);
@@ -229,13 +280,17 @@ impl Core {
         let job = self.jobs.get_mut(&id).expect("checked by per_job");
         match job.state {
             JobState::Queued | JobState::Suspended => {
-                job.set_state(JobState::Held, now).map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+                job.set_state(JobState::Held, now)
+                    .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
                 job.event(now, "held");
                 self.touch(id);
                 Ok(format!("job {id} held"))
             }
             JobState::Held => Ok(format!("job {id} was already held")),
-            s => Err(ApiError::conflict(format!("job {id} is {}: only queued or suspended jobs can be held", s.as_str()))),
+            s => Err(ApiError::conflict(format!(
+                "job {id} is {}: only queued or suspended jobs can be held",
+                s.as_str()
+            ))),
         }
     }
 
@@ -243,10 +298,18 @@ impl Core {
         let now = now_ms();
         let job = self.jobs.get_mut(&id).expect("checked by per_job");
         if job.state != JobState::Held {
-            return Err(ApiError::conflict(format!("job {id} is {}, not held", job.state.as_str())));
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}, not held",
+                job.state.as_str()
+            )));
         }
-        let to = if job.vms.iter().any(|v| v.phase == VmPhase::Sleeping) { JobState::Suspended } else { JobState::Queued };
-        job.set_state(to, now).map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+        let to = if job.vms.iter().any(|v| v.phase == VmPhase::Sleeping) {
+            JobState::Suspended
+        } else {
+            JobState::Queued
+        };
+        job.set_state(to, now)
+            .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
         job.event(now, "released");
         self.touch(id);
         self.need_decision = true;
@@ -272,7 +335,9 @@ impl Core {
         if s.default == Some(true) {
             self.set_default_queue(&s.name);
         }
-        Ok(Reply::Done { message: format!("queue {} created", s.name) })
+        Ok(Reply::Done {
+            message: format!("queue {} created", s.name),
+        })
     }
 
     fn set_default_queue(&mut self, name: &str) {
@@ -289,18 +354,30 @@ impl Core {
         if !self.queues.contains_key(name) {
             return Err(ApiError::not_found(format!("no queue named `{name}`")));
         }
-        let holding = self.active.iter().filter_map(|id| self.jobs.get(id)).filter(|j| j.queue == name && !j.state.is_final()).count();
+        let holding = self
+            .active
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .filter(|j| j.queue == name && !j.state.is_final())
+            .count();
         if holding > 0 {
-            return Err(ApiError::conflict(format!("queue `{name}` still holds {holding} unfinished jobs: delete or let them finish first")));
+            return Err(ApiError::conflict(format!(
+                "queue `{name}` still holds {holding} unfinished jobs: delete or let them finish first"
+            )));
         }
         self.queues.remove(name);
         self.dirty_queues.remove(name);
         self.deleted_queues.push(name.to_string());
-        Ok(Reply::Done { message: format!("queue {name} deleted") })
+        Ok(Reply::Done {
+            message: format!("queue {name} deleted"),
+        })
     }
 
     fn queue_set(&mut self, s: QueueSettings) -> Result<Reply, ApiError> {
-        let q = self.queues.get_mut(&s.name).ok_or_else(|| ApiError::not_found(format!("no queue named `{}`", s.name)))?;
+        let q = self
+            .queues
+            .get_mut(&s.name)
+            .ok_or_else(|| ApiError::not_found(format!("no queue named `{}`", s.name)))?;
         let mut changes = Vec::new();
         if let Some(p) = s.priority {
             q.priority = p;
@@ -331,33 +408,52 @@ impl Core {
         if changes.is_empty() {
             return Err(ApiError::invalid("nothing to change: give at least one setting"));
         }
-        Ok(Reply::Done { message: format!("queue {}: {}", s.name, changes.join(", ")) })
+        Ok(Reply::Done {
+            message: format!("queue {}: {}", s.name, changes.join(", ")),
+        })
     }
 
     fn node_set(&mut self, name: &str, state: NodeAdminState) -> Result<Reply, ApiError> {
-        let n = self.nodes.iter_mut().find(|n| n.cfg.name == name).ok_or_else(|| ApiError::not_found(format!("no node named `{name}`")))?;
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.cfg.name == name)
+            .ok_or_else(|| ApiError::not_found(format!("no node named `{name}`")))?;
         n.admin = state;
         self.dirty_nodes.insert(name.to_string());
         self.need_decision = true;
-        Ok(Reply::Done { message: format!("node {name} is now {}", state.as_str()) })
+        Ok(Reply::Done {
+            message: format!("node {name} is now {}", state.as_str()),
+        })
     }
 
     fn admin_suspend(&mut self, id: u64) -> Result<Reply, ApiError> {
         let now = now_ms();
-        let job = self.jobs.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        let job = self
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
         if job.state != JobState::Running {
-            return Err(ApiError::conflict(format!("job {id} is {}: only a running vjob can be suspended", job.state.as_str())));
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}: only a running vjob can be suspended",
+                job.state.as_str()
+            )));
         }
         job.admin_suspended = true;
         job.event(now, "suspension requested by an administrator");
         self.touch(id);
         self.need_decision = true;
-        Ok(Reply::Done { message: format!("job {id} will be suspended") })
+        Ok(Reply::Done {
+            message: format!("job {id} will be suspended"),
+        })
     }
 
     fn admin_resume(&mut self, id: u64) -> Result<Reply, ApiError> {
         let now = now_ms();
-        let job = self.jobs.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        let job = self
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
         if !job.admin_suspended {
             return Err(ApiError::conflict(format!("job {id} was not suspended by hand")));
         }
@@ -365,22 +461,41 @@ impl Core {
         job.event(now, "resume allowed by an administrator");
         self.touch(id);
         self.need_decision = true;
-        Ok(Reply::Done { message: format!("job {id} may resume as soon as room allows") })
+        Ok(Reply::Done {
+            message: format!("job {id} may resume as soon as room allows"),
+        })
     }
 
     fn admin_migrate(&mut self, id: u64, vm: usize, to: &str) -> Result<Reply, ApiError> {
-        let job = self.jobs.get(&id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        let job = self
+            .jobs
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
         if job.state != JobState::Running {
-            return Err(ApiError::conflict(format!("job {id} is {}: only a running vjob can be migrated", job.state.as_str())));
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}: only a running vjob can be migrated",
+                job.state.as_str()
+            )));
         }
-        let v = job.vms.get(vm).ok_or_else(|| ApiError::invalid(format!("job {id} has {} VMs (0 to {})", job.vms.len(), job.vms.len() - 1)))?;
-        let dest: NodeIdx = self.node_idx(to).ok_or_else(|| ApiError::not_found(format!("no node named `{to}`")))?;
+        let v = job.vms.get(vm).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "job {id} has {} VMs (0 to {})",
+                job.vms.len(),
+                job.vms.len() - 1
+            ))
+        })?;
+        let dest: NodeIdx = self
+            .node_idx(to)
+            .ok_or_else(|| ApiError::not_found(format!("no node named `{to}`")))?;
         if v.node.as_deref() == Some(to) {
             return Err(ApiError::conflict(format!("VM {} already runs on {to}", v.name)));
         }
         let n = &self.nodes[dest as usize];
         if n.admin != NodeAdminState::Online || !n.up {
-            return Err(ApiError::conflict(format!("node {to} is {} and takes no VM", if n.up { n.admin.as_str() } else { "down" })));
+            return Err(ApiError::conflict(format!(
+                "node {to} is {} and takes no VM",
+                if n.up { n.admin.as_str() } else { "down" }
+            )));
         }
         // Room on the destination, counting what runs there now.
         let mut m = Model::new(vec!["cpu".into(), "memory".into()]);
@@ -388,16 +503,28 @@ impl Core {
         for j in self.active.iter().filter_map(|i| self.jobs.get(i)) {
             for x in &j.vms {
                 if x.phase == VmPhase::Running && x.node.as_deref() == Some(to) {
-                    m.add_vm(x.name.clone(), VmState::Running, 0, &[j.spec.vm.vcpus as u64, j.spec.vm.memory]);
+                    m.add_vm(
+                        x.name.clone(),
+                        VmState::Running,
+                        0,
+                        &[j.spec.vm.vcpus as u64, j.spec.vm.memory],
+                    );
                 }
             }
         }
         if !Placer::from_model(&m).fits(0, &[job.spec.vm.vcpus as u64, job.spec.vm.memory]) {
-            return Err(ApiError::conflict(format!("node {to} has no room for VM {} ({} vcpus, {})", v.name, job.spec.vm.vcpus, format_size(job.spec.vm.memory))));
+            return Err(ApiError::conflict(format!(
+                "node {to} has no room for VM {} ({} vcpus, {})",
+                v.name,
+                job.spec.vm.vcpus,
+                format_size(job.spec.vm.memory)
+            )));
         }
         let name = v.name.clone();
         self.manual_moves.insert(name.clone(), to.to_string());
         self.need_decision = true;
-        Ok(Reply::Done { message: format!("VM {name} will migrate to {to}") })
+        Ok(Reply::Done {
+            message: format!("VM {name} will migrate to {to}"),
+        })
     }
 }

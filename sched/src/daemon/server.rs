@@ -28,18 +28,29 @@ impl Identities {
         if let Some(i) = self.cache.lock().expect("identity cache").get(&uid) {
             return i.clone();
         }
-        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
-        let name = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| format!("uid{uid}"));
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten();
+        let name = user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| format!("uid{uid}"));
         let in_admin_group = !self.admin_groups.is_empty()
             && user.as_ref().is_some_and(|u| {
-                let Ok(cname) = std::ffi::CString::new(u.name.clone()) else { return false };
+                let Ok(cname) = std::ffi::CString::new(u.name.clone()) else {
+                    return false;
+                };
                 nix::unistd::getgrouplist(&cname, nix::unistd::Gid::from_raw(gid))
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|g| nix::unistd::Group::from_gid(g).ok().flatten())
                     .any(|g| self.admin_groups.contains(&g.name))
             });
-        let identity = Identity { uid, admin: uid == 0 || self.admins.contains(&name) || in_admin_group, user: name };
+        let identity = Identity {
+            uid,
+            admin: uid == 0 || self.admins.contains(&name) || in_admin_group,
+            user: name,
+        };
         self.cache.lock().expect("identity cache").insert(uid, identity.clone());
         identity
     }
@@ -52,7 +63,10 @@ async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
-            anyhow::bail!("{}: another vjobd is already listening there; stop it first", path.display());
+            anyhow::bail!(
+                "{}: another vjobd is already listening there; stop it first",
+                path.display()
+            );
         }
         std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
@@ -66,8 +80,13 @@ async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 pub async fn serve(cfg: Config, core: Sender<Command>) -> anyhow::Result<()> {
     let listener = bind(&cfg.socket).await?;
     tracing::info!(socket = %cfg.socket.display(), "vjobd is listening");
-    let ids = Arc::new(Identities { admins: cfg.admins.clone(), admin_groups: cfg.admin_groups.clone(), cache: Mutex::new(HashMap::new()) });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("catching SIGTERM")?;
+    let ids = Arc::new(Identities {
+        admins: cfg.admins.clone(),
+        admin_groups: cfg.admin_groups.clone(),
+        cache: Mutex::new(HashMap::new()),
+    });
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("catching SIGTERM")?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -104,12 +123,17 @@ async fn serve_client(stream: UnixStream, core: Sender<Command>, ids: Arc<Identi
     let mut line = String::new();
     loop {
         line.clear();
-        let n = (&mut lines).take(MAX_REQUEST_BYTES as u64 + 1).read_line(&mut line).await?;
+        let n = (&mut lines)
+            .take(MAX_REQUEST_BYTES as u64 + 1)
+            .read_line(&mut line)
+            .await?;
         if n == 0 {
             return Ok(());
         }
         let response = if n > MAX_REQUEST_BYTES {
-            let r = Response::new(Err(ApiError::invalid(format!("request larger than {MAX_REQUEST_BYTES} bytes"))));
+            let r = Response::new(Err(ApiError::invalid(format!(
+                "request larger than {MAX_REQUEST_BYTES} bytes"
+            ))));
             write_line(&mut write, &r).await?;
             return Ok(());
         } else {
@@ -131,12 +155,19 @@ async fn answer(line: &str, who: &Identity, core: &Sender<Command>) -> Response 
         ))));
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    match core.try_send(Command { who: who.clone(), op: req.op, reply: tx }) {
+    match core.try_send(Command {
+        who: who.clone(),
+        op: req.op,
+        reply: tx,
+    }) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => return Response::new(Err(ApiError::unavailable("vjobd is overloaded; retry in a moment"))),
+        Err(TrySendError::Full(_)) => {
+            return Response::new(Err(ApiError::unavailable("vjobd is overloaded; retry in a moment")))
+        }
         Err(TrySendError::Disconnected(_)) => return Response::new(Err(ApiError::unavailable("vjobd is stopping"))),
     }
-    rx.await.unwrap_or_else(|_| Response::new(Err(ApiError::unavailable("vjobd stopped before answering"))))
+    rx.await
+        .unwrap_or_else(|_| Response::new(Err(ApiError::unavailable("vjobd stopped before answering"))))
 }
 
 async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {

@@ -324,7 +324,12 @@ pub(crate) fn wanted_states(inst: &Instance) -> Result<Vec<VmState>, PlanError> 
         if !reachable {
             return Err(PlanError::Conflict {
                 constraints: vec![describe(c, m)],
-                reason: format!("VM {} is {} and cannot become {}", m.vm_name(vm), cur.as_str(), s.as_str()),
+                reason: format!(
+                    "VM {} is {} and cannot become {}",
+                    m.vm_name(vm),
+                    cur.as_str(),
+                    s.as_str()
+                ),
             });
         }
         state[vm as usize] = s;

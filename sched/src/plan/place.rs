@@ -95,7 +95,9 @@ impl Rules {
                 Constraint::Spread { vms, .. } => vms.iter().all(|&u| u == v || host[u as usize] != n),
                 Constraint::Gather { vms, .. } => match self.gather_choice.get(&c) {
                     Some(&g) => g == n,
-                    None => vms.iter().all(|&u| u == v || host[u as usize] == NO_NODE || host[u as usize] == n),
+                    None => vms
+                        .iter()
+                        .all(|&u| u == v || host[u as usize] == NO_NODE || host[u as usize] == n),
                 },
                 Constraint::Among { .. } => match (self.among_choice.get(&c), self.part_of(c, n)) {
                     (_, None) => false,
@@ -325,7 +327,11 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
                 } else if rules.is_root(v) && m.state(v) == VmState::Running {
                     return Err(PlanError::Conflict {
                         constraints: root_and_others(inst, v),
-                        reason: format!("VM {} may not move but may not stay on {} either", m.vm_name(v), m.node_name(h)),
+                        reason: format!(
+                            "VM {} may not move but may not stay on {} either",
+                            m.vm_name(v),
+                            m.node_name(h)
+                        ),
                     });
                 } else {
                     to_place.push(v);
@@ -362,10 +368,21 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     }
     let mut rest: Vec<VmIdx> = to_place.iter().copied().filter(|&v| pending[v as usize]).collect();
     let max_cap: Vec<u64> = (0..r)
-        .map(|k| (0..m.nodes() as NodeIdx).map(|n| m.capacity(n)[k]).max().unwrap_or(1).max(1))
+        .map(|k| {
+            (0..m.nodes() as NodeIdx)
+                .map(|n| m.capacity(n)[k])
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        })
         .collect();
     let size = |v: VmIdx| -> u64 {
-        t.demand(v).iter().zip(&max_cap).map(|(d, c)| d * 1_000_000 / c).max().unwrap_or(0)
+        t.demand(v)
+            .iter()
+            .zip(&max_cap)
+            .map(|(d, c)| d * 1_000_000 / c)
+            .max()
+            .unwrap_or(0)
     };
     rest.sort_by_key(|&v| (std::cmp::Reverse(size(v)), v));
     order.extend(rest);
@@ -387,7 +404,9 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     for &v in &order {
         let d = t.demand(v).to_vec();
         let cur = current_host(m, v);
-        let chosen = placer.best(&d, |n| (n == cur || rules.accepts_arrivals(n)) && rules.allows(inst, v, n, &host));
+        let chosen = placer.best(&d, |n| {
+            (n == cur || rules.accepts_arrivals(n)) && rules.allows(inst, v, n, &host)
+        });
         match chosen {
             Some(n) => {
                 placer.take(n, &d);
@@ -396,7 +415,14 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
                 rules.commit(inst, v, n);
             }
             None => {
-                let mut ctx = Ctx { inst, t: &t, rules: &mut rules, placer: &mut placer, host: &mut host, on_node: &mut on_node };
+                let mut ctx = Ctx {
+                    inst,
+                    t: &t,
+                    rules: &mut rules,
+                    placer: &mut placer,
+                    host: &mut host,
+                    on_node: &mut on_node,
+                };
                 if !ctx.make_room(v) {
                     return Err(no_room(inst, &t, &placer, v, &host));
                 }
@@ -457,7 +483,9 @@ impl Ctx<'_> {
             .map(|n| {
                 let (load, cap) = (self.placer.load(n), self.placer.capacity(n));
                 let deficit = (0..r)
-                    .map(|k| ((load[k] + d[k]).saturating_sub(cap[k]) as u128 * 1_000_000 / cap[k].max(1) as u128) as u64)
+                    .map(|k| {
+                        ((load[k] + d[k]).saturating_sub(cap[k]) as u128 * 1_000_000 / cap[k].max(1) as u128) as u64
+                    })
                     .sum();
                 (deficit, n)
             })
@@ -551,7 +579,9 @@ fn root_and_others(inst: &Instance, v: VmIdx) -> Vec<String> {
         .iter()
         .filter(|c| match c {
             Constraint::Root { vm } => *vm == v,
-            Constraint::Ban { vms, .. } | Constraint::Fence { vms, .. } | Constraint::Spread { vms, .. } => vms.contains(&v),
+            Constraint::Ban { vms, .. } | Constraint::Fence { vms, .. } | Constraint::Spread { vms, .. } => {
+                vms.contains(&v)
+            }
             Constraint::Offline { node } => *node == inst.model.host(v),
             _ => false,
         })
@@ -615,7 +645,10 @@ fn majority<T: Copy + Eq + std::hash::Hash + Ord>(items: impl Iterator<Item = T>
     for i in items {
         *counts.entry(i).or_default() += 1;
     }
-    counts.into_iter().max_by_key(|&(k, c)| (c, std::cmp::Reverse(k))).map(|(k, _)| k)
+    counts
+        .into_iter()
+        .max_by_key(|&(k, c)| (c, std::cmp::Reverse(k)))
+        .map(|(k, _)| k)
 }
 
 /// Evicts, from every overloaded node, the fewest and cheapest VMs that bring it back within
@@ -643,14 +676,20 @@ fn evict_for_capacity(
             if excess.iter().all(|&e| e == 0) {
                 break;
             }
-            let candidates = on_node[n].iter().copied().filter(|&v| host[v as usize] == n as NodeIdx && !rules.is_root(v));
+            let candidates = on_node[n]
+                .iter()
+                .copied()
+                .filter(|&v| host[v as usize] == n as NodeIdx && !rules.is_root(v));
             // A single VM that covers the whole excess, the cheapest to move; otherwise the VM
             // that covers the most of it.
             let covers = |v: VmIdx| t.demand(v).iter().zip(&excess).all(|(d, e)| d >= e);
-            let best_single = candidates
-                .clone()
-                .filter(|&v| covers(v))
-                .min_by_key(|&v| (inst.costs.migrate.get(v as usize).copied().unwrap_or(1), t.demand(v).iter().sum::<u64>(), v));
+            let best_single = candidates.clone().filter(|&v| covers(v)).min_by_key(|&v| {
+                (
+                    inst.costs.migrate.get(v as usize).copied().unwrap_or(1),
+                    t.demand(v).iter().sum::<u64>(),
+                    v,
+                )
+            });
             let victim = best_single.or_else(|| {
                 candidates.max_by_key(|&v| {
                     let covered: u64 = t
@@ -674,12 +713,21 @@ fn evict_for_capacity(
 }
 
 /// For each among with no VM placed yet, picks the part with the most room for its VMs.
-fn choose_among_parts(inst: &Instance, t: &Model, rules: &mut Rules, host: &[NodeIdx], load: &[u64], to_place: &[VmIdx]) {
+fn choose_among_parts(
+    inst: &Instance,
+    t: &Model,
+    rules: &mut Rules,
+    host: &[NodeIdx],
+    load: &[u64],
+    to_place: &[VmIdx],
+) {
     let r = t.nres();
     let mut placing = vec![false; t.vms()];
     to_place.iter().for_each(|&v| placing[v as usize] = true);
     for (i, c) in inst.constraints.iter().enumerate() {
-        let Constraint::Among { vms, parts, .. } = c else { continue };
+        let Constraint::Among { vms, parts, .. } = c else {
+            continue;
+        };
         let i = i as u32;
         if rules.among_choice.contains_key(&i) || !vms.iter().any(|&v| placing[v as usize]) {
             continue;
@@ -691,13 +739,20 @@ fn choose_among_parts(inst: &Instance, t: &Model, rules: &mut Rules, host: &[Nod
                 .map(|&n| {
                     let cap = t.capacity(n);
                     (0..r)
-                        .map(|k| (cap[k].saturating_sub(load[n as usize * r + k]) as u128 * 1_000_000) / cap[k].max(1) as u128)
+                        .map(|k| {
+                            (cap[k].saturating_sub(load[n as usize * r + k]) as u128 * 1_000_000)
+                                / cap[k].max(1) as u128
+                        })
                         .min()
                         .unwrap_or(0)
                 })
                 .sum()
         };
-        if let Some((p, _)) = parts.iter().enumerate().max_by_key(|(p, ns)| (room(ns), std::cmp::Reverse(*p))) {
+        if let Some((p, _)) = parts
+            .iter()
+            .enumerate()
+            .max_by_key(|(p, ns)| (room(ns), std::cmp::Reverse(*p)))
+        {
             rules.among_choice.insert(i, p as u32);
         }
     }
@@ -744,7 +799,9 @@ fn no_room(inst: &Instance, t: &Model, placer: &Placer, v: VmIdx, host: &[NodeId
             };
             involved && {
                 let r1 = Rules::new(&single);
-                !with_room.iter().any(|&n| r1.allows(&single, v, n, host) && r1.accepts_arrivals(n))
+                !with_room
+                    .iter()
+                    .any(|&n| r1.allows(&single, v, n, host) && r1.accepts_arrivals(n))
             }
         })
         .map(|c| describe(c, m))
@@ -752,7 +809,10 @@ fn no_room(inst: &Instance, t: &Model, placer: &Placer, v: VmIdx, host: &[NodeId
     PlanError::NoRoom {
         vm: m.vm_name(v).to_string(),
         reason: if blocking.is_empty() {
-            format!("{} node(s) have room but the constraints together exclude them all", with_room.len())
+            format!(
+                "{} node(s) have room but the constraints together exclude them all",
+                with_room.len()
+            )
         } else {
             format!("the nodes with room are excluded by {}", blocking.join(", "))
         },
@@ -788,7 +848,14 @@ mod tests {
         m.add_vm("big", VmState::Running, 0, &[2, 4]);
         let small = m.add_vm("small", VmState::Running, 0, &[1, 1]);
         m.add_vm("other", VmState::Running, 0, &[1, 1]);
-        let inst = Instance::new(m, vec![Constraint::Preserve { vm: small, rc: 0, amount: 2 }]);
+        let inst = Instance::new(
+            m,
+            vec![Constraint::Preserve {
+                vm: small,
+                rc: 0,
+                amount: 2,
+            }],
+        );
         let t = target(&inst).unwrap();
         // Load becomes 5 cpus on a: moving "other" (1 cpu) is enough.
         assert_eq!(t.host(0), 0);
@@ -806,7 +873,10 @@ mod tests {
         let inst = Instance::new(
             m,
             vec![
-                Constraint::Spread { vms: vec![a, b], continuous: false },
+                Constraint::Spread {
+                    vms: vec![a, b],
+                    continuous: false,
+                },
                 Constraint::Offline { node: 2 },
             ],
         );
@@ -822,13 +892,21 @@ mod tests {
         let v = m.add_vm("v", VmState::Ready, NO_NODE, &[1, 1]);
         let inst = Instance::new(
             m,
-            vec![Constraint::Running { vm: v }, Constraint::Ban { vms: vec![v], nodes: vec![0, 1] }],
+            vec![
+                Constraint::Running { vm: v },
+                Constraint::Ban {
+                    vms: vec![v],
+                    nodes: vec![0, 1],
+                },
+            ],
         );
         let e = target(&inst).unwrap_err().to_string();
         assert!(e.contains("ban({v}, {a,b})"), "{e}");
         let mut m = two_nodes();
         let v = m.add_vm("v", VmState::Ready, NO_NODE, &[1, 9]);
-        let e = target(&Instance::new(m, vec![Constraint::Running { vm: v }])).unwrap_err().to_string();
+        let e = target(&Instance::new(m, vec![Constraint::Running { vm: v }]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no online node has room"), "{e}");
     }
 

@@ -91,14 +91,15 @@ impl Timeline<'_> {
 
     fn fits(&self, node: NodeIdx, d: &[u64]) -> bool {
         let n = node as usize;
-        self.up[n]
-            && (0..self.r).all(|k| self.occ[n * self.r + k] + d[k] <= self.src.capacity(node)[k])
+        self.up[n] && (0..self.r).all(|k| self.occ[n * self.r + k] + d[k] <= self.src.capacity(node)[k])
     }
 
     /// Whether `vm` may arrive on `node` now: continuous spread mates must not be there.
     fn spread_allows(&self, vm: VmIdx, node: NodeIdx) -> Result<(), Option<u32>> {
         for &c in &self.spread_of[vm as usize] {
-            let Constraint::Spread { vms, .. } = &self.inst.constraints[c as usize] else { continue };
+            let Constraint::Spread { vms, .. } = &self.inst.constraints[c as usize] else {
+                continue;
+            };
             for &u in vms {
                 if u != vm && (self.at[u as usize] == node || self.arriving[u as usize] == node) {
                     return Err(self.leaving[u as usize]);
@@ -137,7 +138,12 @@ impl Timeline<'_> {
         deps.dedup();
         deps.retain(|&d| d != idx as u32);
         let end = t + p.cost;
-        self.actions[idx] = Some(Action { kind, start: t, end, deps });
+        self.actions[idx] = Some(Action {
+            kind,
+            start: t,
+            end,
+            deps,
+        });
         self.events.push(Reverse((end, idx as u32)));
     }
 
@@ -161,7 +167,9 @@ impl Timeline<'_> {
         if let Some(vm) = kind.vm() {
             let v = vm as usize;
             match kind {
-                ActionKind::MigrateVm { to, .. } | ActionKind::BootVm { on: to, .. } | ActionKind::ResumeVm { to, .. } => {
+                ActionKind::MigrateVm { to, .. }
+                | ActionKind::BootVm { on: to, .. }
+                | ActionKind::ResumeVm { to, .. } => {
                     self.at[v] = to;
                     self.arriving[v] = NO_NODE;
                 }
@@ -209,7 +217,13 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
     let costs = &inst.costs;
     let cost = |v: &Vec<u64>, i: u32| v.get(i as usize).copied().unwrap_or(1);
     let mut pending: Vec<Pending> = Vec::new();
-    let mut push = |kind: ActionKind, c: u64| pending.push(Pending { kind, cost: c, deps: Vec::new() });
+    let mut push = |kind: ActionKind, c: u64| {
+        pending.push(Pending {
+            kind,
+            cost: c,
+            deps: Vec::new(),
+        })
+    };
 
     for n in 0..src.nodes() as NodeIdx {
         if !src.is_online(n) && target.is_online(n) {
@@ -221,12 +235,24 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
         let (d, dh) = (target.state(v), target.host(v));
         use VmState::*;
         match (s, d) {
-            (Running, Running) if sh != dh => push(ActionKind::MigrateVm { vm: v, from: sh, to: dh }, cost(&costs.migrate, v)),
+            (Running, Running) if sh != dh => push(
+                ActionKind::MigrateVm {
+                    vm: v,
+                    from: sh,
+                    to: dh,
+                },
+                cost(&costs.migrate, v),
+            ),
             (Running, Running) => {
                 for k in 0..r {
                     if target.demand(v)[k] > src.demand(v)[k] {
                         push(
-                            ActionKind::Allocate { vm: v, on: sh, rc: k, amount: target.demand(v)[k] },
+                            ActionKind::Allocate {
+                                vm: v,
+                                on: sh,
+                                rc: k,
+                                amount: target.demand(v)[k],
+                            },
                             costs.allocate,
                         );
                     }
@@ -236,7 +262,14 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
             (Running, Ready) => push(ActionKind::ShutdownVm { vm: v, on: sh }, cost(&costs.shutdown, v)),
             (Running, Killed) => push(ActionKind::KillVm { vm: v, on: sh }, cost(&costs.kill, v)),
             (Sleeping | Ready, Killed) => push(ActionKind::KillVm { vm: v, on: NO_NODE }, cost(&costs.kill, v)),
-            (Sleeping, Running) => push(ActionKind::ResumeVm { vm: v, from: sh, to: dh }, cost(&costs.resume, v)),
+            (Sleeping, Running) => push(
+                ActionKind::ResumeVm {
+                    vm: v,
+                    from: sh,
+                    to: dh,
+                },
+                cost(&costs.resume, v),
+            ),
             (Ready, Running) => push(ActionKind::BootVm { vm: v, on: dh }, cost(&costs.boot, v)),
             _ => {}
         }
@@ -256,7 +289,13 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
         occ: src.load(),
         up: (0..src.nodes() as NodeIdx).map(|n| src.is_online(n)).collect(),
         at: (0..src.vms() as VmIdx)
-            .map(|v| if src.state(v) == VmState::Running { src.host(v) } else { NO_NODE })
+            .map(|v| {
+                if src.state(v) == VmState::Running {
+                    src.host(v)
+                } else {
+                    NO_NODE
+                }
+            })
             .collect(),
         arriving: vec![NO_NODE; src.vms()],
         released: vec![Vec::new(); src.nodes()],
@@ -314,16 +353,28 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
     }
 
     // Nodes going offline halt once every VM has left them.
-    let mut actions: Vec<Action> = tl.actions.into_iter().map(|a| a.expect("every action started")).collect();
+    let mut actions: Vec<Action> = tl
+        .actions
+        .into_iter()
+        .map(|a| a.expect("every action started"))
+        .collect();
     for n in 0..src.nodes() as NodeIdx {
         if src.is_online(n) && !target.is_online(n) {
             let deps: Vec<u32> = tl.released[n as usize].clone();
             let start = deps.iter().map(|&d| actions[d as usize].end).max().unwrap_or(0);
             let c = cost(&costs.shutdown_node, n);
-            actions.push(Action { kind: ActionKind::ShutdownNode { node: n }, start, end: start + c, deps });
+            actions.push(Action {
+                kind: ActionKind::ShutdownNode { node: n },
+                start,
+                end: start + c,
+                deps,
+            });
         }
     }
-    Ok(Plan { target: target.clone(), actions })
+    Ok(Plan {
+        target: target.clone(),
+        actions,
+    })
 }
 
 /// Every waiting action waits on room that only another waiting action would free: reroute one
@@ -340,7 +391,9 @@ fn break_cycle(tl: &mut Timeline<'_>, rules: &Rules, now: u64) -> Result<(), Pla
     migrations.sort_by_key(|&i| (tl.pending[i].cost, i));
     let target_host: Vec<NodeIdx> = (0..tl.src.vms() as VmIdx).map(|v| tl.at[v as usize]).collect();
     for &i in &migrations {
-        let ActionKind::MigrateVm { vm, from, to } = tl.pending[i].kind else { unreachable!() };
+        let ActionKind::MigrateVm { vm, from, to } = tl.pending[i].kind else {
+            unreachable!()
+        };
         let d = tl.dst.demand(vm).to_vec();
         let pivot = (0..tl.src.nodes() as NodeIdx).find(|&p| {
             p != from
@@ -374,7 +427,11 @@ fn break_cycle(tl: &mut Timeline<'_>, rules: &Rules, now: u64) -> Result<(), Pla
         tl.pending[i].cost = first_cost;
         tl.start(i, now, Vec::new());
         let j = tl.pending.len();
-        tl.pending.push(Pending { kind: second, cost: second_cost, deps: vec![i as u32] });
+        tl.pending.push(Pending {
+            kind: second,
+            cost: second_cost,
+            deps: vec![i as u32],
+        });
         tl.actions.push(None);
         tl.waiting[to as usize].push(j);
         tl.waiting[to as usize].sort_by_key(|&w| (tl.pending[w].cost, w));
@@ -408,12 +465,19 @@ mod tests {
         let mut m = nodes(1, &[4, 8]);
         let low = m.add_vm("low", VmState::Running, 0, &[4, 4]);
         let high = m.add_vm("high", VmState::Ready, NO_NODE, &[4, 4]);
-        let mut inst = Instance::new(m, vec![Constraint::Sleeping { vm: low }, Constraint::Running { vm: high }]);
+        let mut inst = Instance::new(
+            m,
+            vec![Constraint::Sleeping { vm: low }, Constraint::Running { vm: high }],
+        );
         inst.costs.suspend = vec![5, 5];
         inst.costs.boot = vec![2, 2];
         let p = solve(&inst).unwrap();
         assert_eq!(p.actions.len(), 2);
-        let boot = p.actions.iter().find(|a| matches!(a.kind, ActionKind::BootVm { .. })).unwrap();
+        let boot = p
+            .actions
+            .iter()
+            .find(|a| matches!(a.kind, ActionKind::BootVm { .. }))
+            .unwrap();
         assert_eq!((boot.start, boot.end), (5, 7));
         assert_eq!(boot.deps, vec![0]);
         assert_eq!(p.sum_completion(), 12);
@@ -427,8 +491,14 @@ mod tests {
         let inst = Instance::new(
             m,
             vec![
-                Constraint::Ban { vms: vec![a], nodes: vec![0, 2] },
-                Constraint::Ban { vms: vec![b], nodes: vec![1, 2] },
+                Constraint::Ban {
+                    vms: vec![a],
+                    nodes: vec![0, 2],
+                },
+                Constraint::Ban {
+                    vms: vec![b],
+                    nodes: vec![1, 2],
+                },
             ],
         );
         // a must go to n1 and b to n0: a cycle. n2 is banned for both, so no pivot exists.
@@ -444,9 +514,14 @@ mod tests {
         assert_eq!(p.duration(), 3, "pivot leg, the other migration, then the second leg");
         // Or suspend and resume when the daemon allows it.
         let mut inst3 = inst.clone();
-        inst3.options = Options { suspend_to_break_cycles: true };
+        inst3.options = Options {
+            suspend_to_break_cycles: true,
+        };
         let p = solve(&inst3).unwrap();
-        assert_eq!((p.count("suspendVM"), p.count("resumeVM"), p.count("migrateVM")), (1, 1, 1));
+        assert_eq!(
+            (p.count("suspendVM"), p.count("resumeVM"), p.count("migrateVM")),
+            (1, 1, 1)
+        );
     }
 
     #[test]
@@ -470,9 +545,18 @@ mod tests {
         let inst = Instance::new(
             m,
             vec![
-                Constraint::Spread { vms: vec![a, b], continuous: true },
-                Constraint::Ban { vms: vec![a], nodes: vec![0, 2] },
-                Constraint::Ban { vms: vec![b], nodes: vec![1, 2] },
+                Constraint::Spread {
+                    vms: vec![a, b],
+                    continuous: true,
+                },
+                Constraint::Ban {
+                    vms: vec![a],
+                    nodes: vec![0, 2],
+                },
+                Constraint::Ban {
+                    vms: vec![b],
+                    nodes: vec![1, 2],
+                },
             ],
         );
         // Room is plentiful, but a and b may never share a node: a swap through nowhere.

@@ -1,0 +1,229 @@
+//! Test harness: a `vjobd` on a simulated cluster in a private directory, driven through the
+//! real commands (`vsub`, `vstat`, `vdel`, `vqmgr`) found via `CARGO_BIN_EXE_*`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const FAST_HYPERVISOR: &str = r#"
+[hypervisor]
+backend = "sim"
+boot_time = "200ms"
+pause_time = "10ms"
+destroy_time = "10ms"
+save_overhead = "100ms"
+save_bandwidth = "16GiB/s"
+restore_bandwidth = "16GiB/s"
+migrate_overhead = "100ms"
+migrate_bandwidth = "16GiB/s"
+"#;
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    daemon: std::sync::Mutex<Option<Child>>,
+}
+
+/// Two 4-cpu / 8 GiB nodes, queues batch (10, default) and express (100), fast actions.
+pub fn two_nodes(tag: &str) -> Cluster {
+    Cluster::new(
+        tag,
+        &format!(
+        "admins = [\"root\"]\n{FAST_HYPERVISOR}\n{}\n{}",
+        nodes(&[("n1", 4, "8GiB"), ("n2", 4, "8GiB")]),
+        "[[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n"
+    ),
+    )
+}
+
+pub fn nodes(list: &[(&str, u32, &str)]) -> String {
+    list.iter()
+        .map(|(n, c, m)| format!("[[node]]\nname = \"{n}\"\ncpus = {c}\nmemory = \"{m}\"\n\n"))
+        .collect()
+}
+
+impl Cluster {
+    /// A cluster whose configuration is `body` plus its own state_dir and socket.
+    pub fn new(tag: &str, body: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("vjob-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Other users (the refusal tests run a client as `nobody`) must reach the socket.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.join("vjobd.sock");
+        let config = dir.join("cluster.toml");
+        let text = format!(
+            "state_dir = \"{}\"\nsocket = \"{}\"\n{body}",
+            dir.join("state").display(),
+            socket.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let c = Cluster {
+            dir,
+            config,
+            socket,
+            daemon: std::sync::Mutex::new(None),
+        };
+        c.start();
+        c
+    }
+
+    pub fn start(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("vjobd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vjobd"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("VJOB_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start vjobd");
+        *self.daemon.lock().unwrap() = Some(child);
+        self.wait(Duration::from_secs(20), "vjobd to answer", || {
+            self.cmd("vstat").output().map(|o| o.status.success()).unwrap_or(false)
+        });
+    }
+
+    /// `kill -9` the daemon.
+    pub fn kill9(&self) {
+        if let Some(mut c) = self.daemon.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("vjobd.log")).unwrap_or_default()
+    }
+
+    /// One of the commands, pointed at this cluster's socket.
+    pub fn cmd(&self, name: &str) -> Command {
+        let bin = match name {
+            "vsub" => env!("CARGO_BIN_EXE_vsub"),
+            "vstat" => env!("CARGO_BIN_EXE_vstat"),
+            "vdel" => env!("CARGO_BIN_EXE_vdel"),
+            "vqmgr" => env!("CARGO_BIN_EXE_vqmgr"),
+            other => panic!("no command {other}"),
+        };
+        let mut c = Command::new(bin);
+        c.env("VJOB_SOCKET", &self.socket);
+        c
+    }
+
+    pub fn run(&self, name: &str, args: &[&str]) -> Output {
+        self.cmd(name).args(args).output().expect("run a command")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, name: &str, args: &[&str]) -> String {
+        let o = self.run(name, args);
+        assert!(
+            o.status.success(),
+            "{name} {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log_tail()
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Writes a job spec into the cluster's directory.
+    pub fn spec(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn submit(&self, spec: &Path, extra: &[&str]) -> u64 {
+        let mut args: Vec<&str> = extra.to_vec();
+        let s = spec.to_str().unwrap();
+        args.push(s);
+        let out = self.ok("vsub", &args);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("vsub printed {out:?}, not an id"))
+    }
+
+    pub fn jobs(&self) -> Vec<Value> {
+        let out = self.ok("vstat", &["--json", "-x"]);
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    }
+
+    pub fn job(&self, id: u64) -> Value {
+        let out = self.ok("vstat", &["--json", &id.to_string()]);
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap()[0].clone()
+    }
+
+    pub fn state(&self, id: u64) -> String {
+        self.job(id)["state"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until `id` is in `state`.
+    pub fn wait_state(&self, id: u64, state: &str, within: Duration) -> Value {
+        let mut last = Value::Null;
+        self.wait(within, &format!("job {id} to be {state}"), || {
+            last = self.job(id);
+            last["state"] == state
+        });
+        last
+    }
+
+    pub fn wait(&self, within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out after {within:?} waiting for {what}\n--- daemon log ---\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// Nodes of a job's running VMs.
+    pub fn nodes_of(job: &Value) -> Vec<String> {
+        let mut n: Vec<String> = job["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["state"] == "running")
+            .map(|v| v["node"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A job spec with `count` VMs of `vcpus` and `mem`, running `runtime` in the simulator.
+pub fn job(name: &str, queue: &str, count: u32, vcpus: u32, mem: &str, runtime: &str) -> String {
+    format!("name = \"{name}\"\nqueue = \"{queue}\"\n\n[vm]\ncount = {count}\nvcpus = {vcpus}\nmemory = \"{mem}\"\n\n[run]\nscript = \"echo hi\"\nsim_runtime = \"{runtime}\"\n")
+}

@@ -1,0 +1,245 @@
+//! End-to-end tests: a real `vjobd` on a simulated cluster, driven by the real commands.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{job, two_nodes, Cluster};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[test]
+fn submit_run_complete_with_exit_codes() {
+    let c = two_nodes("complete");
+    let ok = c.submit(&c.spec("ok.toml", &job("ok", "batch", 2, 1, "1GiB", "1s")), &[]);
+    let bad = c.spec(
+        "bad.toml",
+        &format!("{}sim_exit_code = 3\n", job("bad", "batch", 1, 1, "1GiB", "1s")),
+    );
+    let bad = c.submit(&bad, &[]);
+    let running = c.wait_state(ok, "running", SECS(10));
+    assert_eq!(running["vms"].as_array().unwrap().len(), 2);
+    let done = c.wait_state(ok, "completed", SECS(15));
+    assert_eq!(done["exit_code"], 0);
+    let failed = c.wait_state(bad, "failed", SECS(15));
+    assert_eq!(failed["exit_code"], 3);
+    // The table and the full view show them.
+    let table = c.ok("vstat", &[]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&format!("{ok} ")) && l.contains(" C ")),
+        "{table}"
+    );
+    let full = c.ok("vstat", &["-f", &bad.to_string()]);
+    assert!(
+        full.contains("exit_code = 3") && full.contains("failed, exit code 3"),
+        "{full}"
+    );
+}
+
+/// The scenario of the foundation issue, with its configuration and spec files as given.
+#[test]
+fn express_job_preempts_lowprio_which_resumes_and_completes() {
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster.toml")).unwrap();
+    let body: String = demo
+        .lines()
+        .filter(|l| !l.starts_with("state_dir") && !l.starts_with("socket"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = Cluster::new("preempt", &body);
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/jobs");
+    let low = c.submit(std::path::Path::new(&format!("{examples}/lowprio.toml")), &[]);
+    let j = c.wait_state(low, "running", SECS(15));
+    assert_eq!(Cluster::nodes_of(&j), vec!["n1", "n2"], "lowprio runs on both nodes");
+    let express = c.submit(std::path::Path::new(&format!("{examples}/express.toml")), &[]);
+    c.wait_state(low, "suspended", SECS(20));
+    c.wait(SECS(20), "lowprio's VMs to be saved to disk", || {
+        c.job(low)["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["state"] == "sleeping")
+    });
+    c.wait_state(express, "running", SECS(20));
+    assert_eq!(c.state(low), "suspended");
+    let e = c.wait_state(express, "completed", SECS(20));
+    assert_eq!(e["exit_code"], 0);
+    let j = c.wait_state(low, "running", SECS(20));
+    assert_eq!(j["preemptions"], 1);
+    c.wait_state(low, "completed", SECS(40));
+    let full = c.ok("vstat", &["-f", &low.to_string()]);
+    assert!(full.contains(&format!("preempted by job {express}")), "{full}");
+}
+
+#[test]
+fn vdel_by_the_owner_cancels_and_cleans_up() {
+    let c = two_nodes("vdel");
+    let id = c.submit(&c.spec("long.toml", &job("long", "batch", 2, 2, "1GiB", "1h")), &[]);
+    c.wait_state(id, "running", SECS(10));
+    let queued = c.submit(&c.spec("q.toml", &job("q", "batch", 2, 4, "1GiB", "1h")), &[]);
+    c.ok("vdel", &[&id.to_string(), &queued.to_string()]);
+    assert_eq!(c.state(id), "cancelled");
+    assert_eq!(c.state(queued), "cancelled");
+    c.wait(SECS(10), "the VMs to be destroyed", || {
+        let nodes = c.ok("vstat", &["-n", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["vms"].as_array().unwrap().is_empty())
+    });
+    c.wait(SECS(10), "the VM records to be gone", || {
+        c.job(id)["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["state"] == "gone")
+    });
+    // Deleting again is refused.
+    let o = c.run("vdel", &[&id.to_string()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already cancelled"));
+    let o = c.run("vdel", &["999"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no job 999"));
+}
+
+#[test]
+fn another_user_may_not_delete_or_administer() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: running a client as another user needs root");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let c = two_nodes("perm");
+    let id = c.submit(&c.spec("long.toml", &job("long", "batch", 1, 2, "1GiB", "1h")), &[]);
+    c.wait_state(id, "running", SECS(10));
+    let as_nobody = |name: &str, args: &[&str]| {
+        let mut cmd = c.cmd(name);
+        cmd.args(args).uid(65534).gid(65534);
+        cmd.output().unwrap()
+    };
+    let o = as_nobody("vdel", &[&id.to_string()]);
+    assert!(!o.status.success(), "vdel by nobody must fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("job {id} belongs to root")) && err.contains("only its owner or an administrator"),
+        "{err}"
+    );
+    assert_eq!(c.state(id), "running", "the job is untouched");
+    let o = as_nobody("vqmgr", &["queue", "stop", "batch"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("needs an administrator"));
+    // nobody may look, and submit a job of their own, and delete that one.
+    let o = as_nobody("vstat", &[]);
+    assert!(o.status.success());
+    let spec = c.spec("mine.toml", &job("mine", "batch", 1, 1, "1GiB", "1h"));
+    let o = as_nobody("vsub", &[spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mine: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert_eq!(c.job(mine)["user"], "nobody");
+    let o = as_nobody("vdel", &[&mine.to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(c.state(mine), "cancelled");
+    // The owner (root here) may.
+    c.ok("vdel", &[&id.to_string()]);
+    assert_eq!(c.state(id), "cancelled");
+}
+
+#[test]
+fn malformed_and_impossible_specs_are_refused_with_their_place() {
+    let c = two_nodes("malformed");
+    let refuse = |text: &str| {
+        let p = c.spec("bad.toml", text);
+        let o = c.run("vsub", &[p.to_str().unwrap()]);
+        assert!(!o.status.success());
+        assert!(o.stdout.is_empty(), "nothing on stdout");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let e = refuse("name = \"x\"\n\n[vm]\ncount = \"two\"\n[run]\nscript = \"x\"\n");
+    assert!(e.contains("bad.toml: line 4: field vm.count"), "{e}");
+    let e = refuse("[vm]\ncount = 1\ncolour = \"red\"\n[run]\nscript = \"x\"\n");
+    assert!(e.contains("line 3: field vm.colour: unknown field `colour`"), "{e}");
+    let e = refuse("[vm\n");
+    assert!(e.contains("bad.toml: line 1"), "{e}");
+    let e = refuse(&job("big", "batch", 1, 8, "1GiB", "1s"));
+    assert!(e.contains("bigger than every node"), "{e}");
+    let e = refuse(&job("wide", "batch", 3, 4, "1GiB", "1s"));
+    assert!(e.contains("cannot all fit in the whole cluster"), "{e}");
+    let e = refuse(&job("nowhere", "nosuch", 1, 1, "1GiB", "1s"));
+    assert!(e.contains("no queue named `nosuch`"), "{e}");
+    assert!(c.jobs().is_empty(), "no job was created");
+    let o = c.run("vsub", &["/nonexistent/job.toml"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("/nonexistent/job.toml: cannot read"));
+}
+
+#[test]
+fn kill9_and_restart_keep_running_and_suspended_vjobs() {
+    let c = two_nodes("restart");
+    let low = c.submit(&c.spec("low.toml", &job("low", "batch", 2, 4, "2GiB", "8s")), &[]);
+    c.wait_state(low, "running", SECS(10));
+    let high = c.submit(&c.spec("high.toml", &job("high", "express", 1, 4, "2GiB", "1h")), &[]);
+    c.wait_state(high, "running", SECS(15));
+    assert_eq!(c.state(low), "suspended");
+    let queued = c.submit(&c.spec("q.toml", &job("q", "batch", 1, 1, "1GiB", "1s")), &["--hold"]);
+    c.kill9();
+    c.start();
+    assert_eq!(c.state(high), "running");
+    assert_eq!(c.state(low), "suspended");
+    assert_eq!(c.state(queued), "held");
+    assert!(c.log().contains("state loaded"));
+    // The restarted daemon adopted the running VM: it does not start it twice.
+    let log = c.log();
+    let boots = log
+        .lines()
+        .filter(|l| l.contains("submitting") && l.contains(&format!("boot vjob-{high}-0")))
+        .count();
+    assert_eq!(boots, 1, "booted once");
+    // And it keeps scheduling: when high goes, low resumes and completes.
+    c.ok("vdel", &[&high.to_string()]);
+    c.wait_state(low, "running", SECS(15));
+    c.wait_state(low, "completed", SECS(20));
+    c.ok("vqmgr", &["job", "release", &queued.to_string()]);
+    c.wait_state(queued, "completed", SECS(15));
+}
+
+#[test]
+fn a_thousand_concurrent_submissions_survive_kill9() {
+    let c = two_nodes("thousand");
+    let spec = c.spec("tiny.toml", &job("tiny", "batch", 1, 1, "64MiB", "1h"));
+    let acked = std::sync::Mutex::new(Vec::<u64>::new());
+    let attempts = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut mine = 0;
+                while mine < 250 {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let o = c.cmd("vsub").args(["--hold", spec.to_str().unwrap()]).output().unwrap();
+                    if o.status.success() {
+                        let id: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+                        acked.lock().unwrap().push(id);
+                        mine += 1;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            });
+        }
+        // Kill the daemon in the middle of the stream, then bring it back.
+        c.wait(SECS(60), "300 acknowledged submissions", || {
+            acked.lock().unwrap().len() >= 300
+        });
+        c.kill9();
+        std::thread::sleep(Duration::from_millis(300));
+        c.start();
+    });
+    let acked = acked.into_inner().unwrap();
+    assert_eq!(acked.len(), 1000);
+    let mut unique = acked.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 1000, "ids are never reused");
+    let present: std::collections::HashSet<u64> = c.jobs().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let missing: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
