@@ -130,10 +130,7 @@ impl SimState {
     fn settle(&mut self, now: u64) {
         let names: Vec<String> = self.vms.keys().cloned().collect();
         for name in names {
-            loop {
-                let Some(vm) = self.vms.get_mut(&name) else {
-                    break;
-                };
+            while let Some(vm) = self.vms.get_mut(&name) {
                 let guest_end = vm.guest_end().filter(|&t| t <= now);
                 let op_end = vm.op.as_ref().map(|o| o.done_at()).filter(|&t| t <= now);
                 match (guest_end, op_end) {

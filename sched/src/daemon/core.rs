@@ -504,11 +504,9 @@ impl Core {
                             i,
                             true,
                         )),
-                        None if recorded_node_listed || all_listed => {
-                            if v.phase != VmPhase::Gone {
-                                v.phase = VmPhase::Gone;
-                                changed = true;
-                            }
+                        None if (recorded_node_listed || all_listed) && v.phase != VmPhase::Gone => {
+                            v.phase = VmPhase::Gone;
+                            changed = true;
                         }
                         None => {}
                     }

@@ -319,25 +319,22 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     let mut to_place: Vec<VmIdx> = Vec::new();
     for v in 0..m.vms() as VmIdx {
         let h = m.host(v);
-        match states[v as usize] {
-            VmState::Running => {
-                let stays = m.state(v) == VmState::Running && online[h as usize] && rules.allows(inst, v, h, &host);
-                if stays {
-                    host[v as usize] = h;
-                } else if rules.is_root(v) && m.state(v) == VmState::Running {
-                    return Err(PlanError::Conflict {
-                        constraints: root_and_others(inst, v),
-                        reason: format!(
-                            "VM {} may not move but may not stay on {} either",
-                            m.vm_name(v),
-                            m.node_name(h)
-                        ),
-                    });
-                } else {
-                    to_place.push(v);
-                }
+        if states[v as usize] == VmState::Running {
+            let stays = m.state(v) == VmState::Running && online[h as usize] && rules.allows(inst, v, h, &host);
+            if stays {
+                host[v as usize] = h;
+            } else if rules.is_root(v) && m.state(v) == VmState::Running {
+                return Err(PlanError::Conflict {
+                    constraints: root_and_others(inst, v),
+                    reason: format!(
+                        "VM {} may not move but may not stay on {} either",
+                        m.vm_name(v),
+                        m.node_name(h)
+                    ),
+                });
+            } else {
+                to_place.push(v);
             }
-            _ => {}
         }
     }
     // Relieve constraints broken by VMs that stay: keep one VM per node of a spread, the
