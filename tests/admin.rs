@@ -1,0 +1,127 @@
+//! End-to-end tests of administration: queues, limits, holds, nodes, manual context switches,
+//! walltimes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{job, two_nodes, Cluster};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[test]
+fn stopped_queue_dispatches_nothing_and_disabled_queue_refuses() {
+    let c = two_nodes("queues");
+    c.ok("vqmgr", &["queue", "stop", "batch"]);
+    let id = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 1, "1GiB", "1s")), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.state(id), "queued");
+    c.ok("vqmgr", &["queue", "start", "batch"]);
+    c.wait_state(id, "completed", SECS(10));
+
+    c.ok("vqmgr", &["queue", "disable", "express"]);
+    let o = c.run("vsub", &[c.spec("b.toml", &job("b", "express", 1, 1, "1GiB", "1s")).to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("queue `express` is disabled"));
+    let queues = c.ok("vstat", &["-Q"]);
+    assert!(queues.lines().any(|l| l.starts_with("express") && l.contains(" no ")), "{queues}");
+
+    // Create, set and delete queues.
+    c.ok("vqmgr", &["queue", "create", "long", "--priority", "5", "--max-running", "1"]);
+    let a = c.submit(&c.spec("l1.toml", &job("l1", "long", 1, 1, "1GiB", "1h")), &[]);
+    let b = c.submit(&c.spec("l2.toml", &job("l2", "long", 1, 1, "1GiB", "1h")), &[]);
+    c.wait_state(a, "running", SECS(10));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.state(b), "queued", "max_running = 1");
+    let full = c.ok("vstat", &["-f", &b.to_string()]);
+    assert!(full.contains("queue long is at its limit of 1 running vjobs"), "{full}");
+    let o = c.run("vqmgr", &["queue", "delete", "long"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("still holds 2 unfinished jobs"));
+    c.ok("vqmgr", &["queue", "set", "long", "--max-running", "0"]);
+    c.wait_state(b, "running", SECS(10));
+    c.ok("vdel", &[&a.to_string(), &b.to_string()]);
+    c.ok("vqmgr", &["queue", "delete", "long"]);
+    assert!(!c.ok("vqmgr", &["queue", "list"]).contains("long"));
+}
+
+#[test]
+fn per_user_limits_hold_and_release() {
+    let c = two_nodes("limits");
+    c.ok("vqmgr", &["queue", "set", "batch", "--max-user-running", "1"]);
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 1, "1GiB", "2s")), &[]);
+    let b = c.submit(&c.spec("b.toml", &job("b", "batch", 1, 1, "1GiB", "1s")), &[]);
+    c.wait_state(a, "running", SECS(10));
+    assert_eq!(c.state(b), "queued");
+    c.wait_state(b, "running", SECS(10));
+
+    let h = c.submit(&c.spec("h.toml", &job("h", "batch", 1, 1, "1GiB", "1s")), &["--hold"]);
+    assert_eq!(c.state(h), "held");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.state(h), "held");
+    c.ok("vqmgr", &["job", "release", &h.to_string()]);
+    c.wait_state(h, "completed", SECS(15));
+    let o = c.run("vqmgr", &["job", "release", &h.to_string()]);
+    assert!(!o.status.success(), "releasing a completed job is refused");
+}
+
+#[test]
+fn drain_takes_no_new_vms_and_offline_evacuates_by_migration() {
+    let c = two_nodes("nodes");
+    c.ok("vqmgr", &["node", "drain", "n1"]);
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 2, "1GiB", "1h")), &[]);
+    let j = c.wait_state(a, "running", SECS(10));
+    assert_eq!(Cluster::nodes_of(&j), vec!["n2"], "drained n1 takes no new VM");
+    c.ok("vqmgr", &["node", "online", "n1"]);
+    let b = c.submit(&c.spec("b.toml", &job("b", "batch", 1, 2, "1GiB", "1h")), &[]);
+    c.wait_state(b, "running", SECS(10));
+    // Taking n2 offline moves what runs there to n1 by live migration.
+    c.ok("vqmgr", &["node", "offline", "n2"]);
+    c.wait(SECS(15), "n2 to be empty", || {
+        let ja = c.job(a);
+        let jb = c.job(b);
+        Cluster::nodes_of(&ja) == vec!["n1"] && Cluster::nodes_of(&jb) == vec!["n1"]
+    });
+    assert_eq!(c.state(a), "running");
+    assert_eq!(c.state(b), "running");
+    let nodes = c.ok("vstat", &["-n"]);
+    assert!(nodes.lines().any(|l| l.starts_with("n2") && l.contains("offline") && l.contains("0/4")), "{nodes}");
+    assert!(c.log().contains("migrateVM"), "evacuated by migration");
+    // With no room left anywhere, a vjob on a node going offline is suspended.
+    let d = c.submit(&c.spec("d.toml", &job("d", "batch", 1, 4, "1GiB", "1h")), &[]);
+    c.ok("vqmgr", &["node", "online", "n2"]);
+    c.wait_state(d, "running", SECS(10));
+    c.ok("vqmgr", &["node", "offline", "n2"]);
+    c.wait_state(d, "suspended", SECS(15));
+    c.ok("vqmgr", &["node", "online", "n2"]);
+    c.wait_state(d, "running", SECS(15));
+}
+
+#[test]
+fn manual_suspend_resume_and_migrate() {
+    let c = two_nodes("manual");
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 2, 1, "1GiB", "1h")), &[]);
+    c.wait_state(a, "running", SECS(10));
+    c.ok("vqmgr", &["job", "suspend", &a.to_string()]);
+    c.wait(SECS(10), "a's VMs to sleep", || c.job(a)["vms"].as_array().unwrap().iter().all(|v| v["state"] == "sleeping"));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.state(a), "suspended", "stays suspended until resumed by hand");
+    c.ok("vqmgr", &["job", "resume", &a.to_string()]);
+    let j = c.wait_state(a, "running", SECS(10));
+    let vm0_node = j["vms"][0]["node"].as_str().unwrap().to_string();
+    let other = if vm0_node == "n1" { "n2" } else { "n1" };
+    c.ok("vqmgr", &["job", "migrate", &a.to_string(), "--vm", "0", "--to", other]);
+    c.wait(SECS(10), "VM 0 to move", || c.job(a)["vms"][0]["node"] == other);
+    assert_eq!(c.state(a), "running");
+    let o = c.run("vqmgr", &["job", "migrate", &a.to_string(), "--vm", "0", "--to", "n9"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no node named `n9`"));
+}
+
+#[test]
+fn walltime_kills_with_a_reason() {
+    let c = two_nodes("walltime");
+    let spec = format!("walltime = \"2s\"\n{}", job("w", "batch", 1, 1, "1GiB", "1h"));
+    let id = c.submit(&c.spec("w.toml", &spec), &[]);
+    let j = c.wait_state(id, "failed", SECS(15));
+    assert!(j["reason"].as_str().unwrap().contains("walltime 00:00:02 exceeded"), "{j}");
+    c.wait(SECS(10), "the VM to be destroyed", || c.job(id)["vms"][0]["state"] == "gone");
+}
