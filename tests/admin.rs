@@ -20,14 +20,25 @@ fn stopped_queue_dispatches_nothing_and_disabled_queue_refuses() {
     c.wait_state(id, "completed", SECS(10));
 
     c.ok("vqmgr", &["queue", "disable", "express"]);
-    let o = c.run("vsub", &[c.spec("b.toml", &job("b", "express", 1, 1, "1GiB", "1s")).to_str().unwrap()]);
+    let o = c.run(
+        "vsub",
+        &[c.spec("b.toml", &job("b", "express", 1, 1, "1GiB", "1s"))
+            .to_str()
+            .unwrap()],
+    );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("queue `express` is disabled"));
     let queues = c.ok("vstat", &["-Q"]);
-    assert!(queues.lines().any(|l| l.starts_with("express") && l.contains(" no ")), "{queues}");
+    assert!(
+        queues.lines().any(|l| l.starts_with("express") && l.contains(" no ")),
+        "{queues}"
+    );
 
     // Create, set and delete queues.
-    c.ok("vqmgr", &["queue", "create", "long", "--priority", "5", "--max-running", "1"]);
+    c.ok(
+        "vqmgr",
+        &["queue", "create", "long", "--priority", "5", "--max-running", "1"],
+    );
     let a = c.submit(&c.spec("l1.toml", &job("l1", "long", 1, 1, "1GiB", "1h")), &[]);
     let b = c.submit(&c.spec("l2.toml", &job("l2", "long", 1, 1, "1GiB", "1h")), &[]);
     c.wait_state(a, "running", SECS(10));
@@ -84,7 +95,12 @@ fn drain_takes_no_new_vms_and_offline_evacuates_by_migration() {
     assert_eq!(c.state(a), "running");
     assert_eq!(c.state(b), "running");
     let nodes = c.ok("vstat", &["-n"]);
-    assert!(nodes.lines().any(|l| l.starts_with("n2") && l.contains("offline") && l.contains("0/4")), "{nodes}");
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("n2") && l.contains("offline") && l.contains("0/4")),
+        "{nodes}"
+    );
     assert!(c.log().contains("migrateVM"), "evacuated by migration");
     // With no room left anywhere, a vjob on a node going offline is suspended.
     let d = c.submit(&c.spec("d.toml", &job("d", "batch", 1, 4, "1GiB", "1h")), &[]);
@@ -102,7 +118,13 @@ fn manual_suspend_resume_and_migrate() {
     let a = c.submit(&c.spec("a.toml", &job("a", "batch", 2, 1, "1GiB", "1h")), &[]);
     c.wait_state(a, "running", SECS(10));
     c.ok("vqmgr", &["job", "suspend", &a.to_string()]);
-    c.wait(SECS(10), "a's VMs to sleep", || c.job(a)["vms"].as_array().unwrap().iter().all(|v| v["state"] == "sleeping"));
+    c.wait(SECS(10), "a's VMs to sleep", || {
+        c.job(a)["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["state"] == "sleeping")
+    });
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(c.state(a), "suspended", "stays suspended until resumed by hand");
     c.ok("vqmgr", &["job", "resume", &a.to_string()]);
@@ -122,6 +144,11 @@ fn walltime_kills_with_a_reason() {
     let spec = format!("walltime = \"2s\"\n{}", job("w", "batch", 1, 1, "1GiB", "1h"));
     let id = c.submit(&c.spec("w.toml", &spec), &[]);
     let j = c.wait_state(id, "failed", SECS(15));
-    assert!(j["reason"].as_str().unwrap().contains("walltime 00:00:02 exceeded"), "{j}");
-    c.wait(SECS(10), "the VM to be destroyed", || c.job(id)["vms"][0]["state"] == "gone");
+    assert!(
+        j["reason"].as_str().unwrap().contains("walltime 00:00:02 exceeded"),
+        "{j}"
+    );
+    c.wait(SECS(10), "the VM to be destroyed", || {
+        c.job(id)["vms"][0]["state"] == "gone"
+    });
 }

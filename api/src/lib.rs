@@ -22,6 +22,12 @@ pub const SOCKET_ENV: &str = "VJOB_SOCKET";
 /// and where the daemon listens when its configuration names no socket.
 pub const DEFAULT_SOCKET: &str = "/run/vjob/vjobd.sock";
 
+/// How every answer to [`Op::Jobs`] begins: the daemon may write it from cached pieces and
+/// clients may pass the job array through without parsing it (tested below).
+pub const JOBS_LINE_PREFIX: &str = r#"{"v":1,"ok":{"kind":"jobs","jobs":["#;
+/// How every answer to [`Op::Jobs`] ends (before the newline).
+pub const JOBS_LINE_SUFFIX: &str = "]}}";
+
 /// Longest request line the daemon accepts (a job spec travels inside a submission).
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
@@ -445,6 +451,12 @@ mod tests {
         let err = Response::new(Err(ApiError::permission("no")));
         let s = serde_json::to_string(&err).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&s).unwrap(), err);
+    }
+
+    #[test]
+    fn jobs_answers_have_the_documented_frame() {
+        let line = serde_json::to_string(&Response::new(Ok(Reply::Jobs { jobs: vec![] }))).unwrap();
+        assert_eq!(line, format!("{JOBS_LINE_PREFIX}{JOBS_LINE_SUFFIX}"));
     }
 
     #[test]

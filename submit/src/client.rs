@@ -68,7 +68,7 @@ pub fn socket_path(flag: Option<&Path>) -> PathBuf {
 pub struct Client {
     writer: UnixStream,
     reader: BufReader<UnixStream>,
-    line: String,
+    line: Vec<u8>,
 }
 
 impl Client {
@@ -81,18 +81,19 @@ impl Client {
         Ok(Client {
             writer: stream,
             reader,
-            line: String::new(),
+            line: Vec::new(),
         })
     }
 
-    /// Sends a request and returns the raw answer line.
-    pub fn call_raw(&mut self, op: Op) -> Result<&str, ClientError> {
+    /// Sends a request and returns the raw answer line (without checking that it is UTF-8:
+    /// large listings pass through untouched).
+    pub fn call_raw(&mut self, op: Op) -> Result<&[u8], ClientError> {
         let mut bytes = serde_json::to_vec(&Request::new(op)).expect("requests serialize");
         bytes.push(b'\n');
         let broken = |e: std::io::Error| ClientError::Io(format!("the connection to vjobd broke: {e}"));
         self.writer.write_all(&bytes).map_err(broken)?;
         self.line.clear();
-        let n = self.reader.read_line(&mut self.line).map_err(broken)?;
+        let n = self.reader.read_until(b'\n', &mut self.line).map_err(broken)?;
         if n == 0 {
             return Err(ClientError::Io("vjobd closed the connection without answering".into()));
         }
@@ -103,7 +104,7 @@ impl Client {
     pub fn call(&mut self, op: Op) -> Result<Reply, ClientError> {
         let line = self.call_raw(op)?;
         let r: Response =
-            serde_json::from_str(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
+            serde_json::from_slice(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
         r.into_result().map_err(ClientError::Api)
     }
 }

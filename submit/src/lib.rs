@@ -37,9 +37,15 @@ pub fn fail(cmd: &str, err: &client::ClientError) -> ExitCode {
 
 /// Writes to stdout, exiting quietly when the reader went away (`vstat | head`).
 pub fn out(text: &str) {
+    out_bytes(&[text.as_bytes()]);
+}
+
+/// Writes pieces to stdout, as [`out`] does.
+pub fn out_bytes(pieces: &[&[u8]]) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+    let written = pieces.iter().try_for_each(|p| stdout.write_all(p));
+    if let Err(e) = written.and_then(|_| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

@@ -11,11 +11,11 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use vjob_api::display::timestamp;
-use vjob_api::{ApiError, JobInfo, JobQuery, NodeInfo, Op, QueueInfo, Reply};
+use vjob_api::{ApiError, JobInfo, JobQuery, NodeInfo, Op, QueueInfo, Reply, JOBS_LINE_PREFIX, JOBS_LINE_SUFFIX};
 
 use crate::client::{socket_path, unexpected, Client, ClientError};
 use crate::table::{hms, render, size};
-use crate::{fail, out, Exit};
+use crate::{fail, out, out_bytes, Exit};
 
 /// Show vjobs, nodes or queues.
 #[derive(Parser, Debug)]
@@ -99,8 +99,17 @@ fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
     if args.json {
         // Pass the daemon's JSON through untouched: no parsing of 100,000 jobs twice.
         let line = client.call_raw(Op::Jobs(query))?;
+        // The daemon frames every listing the same way: print the array without parsing it.
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        if let Some(array) = body
+            .strip_prefix(JOBS_LINE_PREFIX.as_bytes())
+            .and_then(|b| b.strip_suffix(JOBS_LINE_SUFFIX.as_bytes()))
+        {
+            out_bytes(&[b"[", array, b"]\n"]);
+            return Ok(());
+        }
         let raw: RawJobsResponse =
-            serde_json::from_str(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
+            serde_json::from_slice(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
         if let Some(e) = raw.error {
             return Err(ClientError::Api(e));
         }

@@ -16,7 +16,7 @@ use crossbeam_channel::{select, Receiver};
 use vjob_api::{ApiError, JobState, NodeAdminState, Response};
 use vjob_hypervisor::{DomainInfo, DomainState, GuestSpec, VmSpec};
 
-use super::{Command, Observation};
+use super::{Answer, Command, Observation};
 use crate::config::{Config, NodeConfig};
 use crate::exec::{Backends, Executor, Op, OpDone, Run, Step, StepState};
 use crate::jobs::{parse_vm_name, Job, NodeRecord, Queue, VmPhase};
@@ -95,6 +95,9 @@ pub struct Core {
     /// VMs an administrator asked to move: VM name -> node.
     pub(super) manual_moves: BTreeMap<String, String>,
     orphans_reported: HashSet<String>,
+    /// Jobs' JSON for listings, for jobs whose listing does not change by itself (not running);
+    /// an entry is dropped whenever its job is written.
+    pub(super) json_cache: HashMap<u64, Box<str>>,
 }
 
 impl Core {
@@ -184,6 +187,7 @@ impl Core {
             last_obs: None,
             manual_moves: BTreeMap::new(),
             orphans_reported: HashSet::new(),
+            json_cache: HashMap::new(),
         };
         // Adopt what runs before deciding anything.
         let names: Vec<String> = core.nodes.iter().map(|n| n.cfg.name.clone()).collect();
@@ -243,11 +247,17 @@ impl Core {
         let mut replies = Vec::with_capacity(batch.len());
         let mut submitted = Vec::new();
         for c in batch {
-            let result = self.handle(&c.who, c.op);
-            if let Ok(vjob_api::Reply::Submitted { id }) = &result {
-                submitted.push(*id);
-            }
-            replies.push((c.reply, result));
+            let answer = match c.op {
+                // Large listings are assembled from cached JSON, not built and serialized anew.
+                vjob_api::Op::Jobs(q) => Ok(Answer::Line(self.jobs_line(&q))),
+                op => self.handle(&c.who, op).map(|r| {
+                    if let vjob_api::Reply::Submitted { id } = &r {
+                        submitted.push(*id);
+                    }
+                    Answer::Response(Response::new(Ok(r)))
+                }),
+            };
+            replies.push((c.reply, answer));
         }
         if let Err(e) = self.flush() {
             tracing::error!(error = %e, "cannot commit a batch of requests");
@@ -258,14 +268,14 @@ impl Core {
                 self.dirty_jobs.remove(&id);
             }
             for (reply, _) in replies {
-                let _ = reply.send(Response::new(Err(ApiError::unavailable(format!(
-                    "the state could not be written: {e}"
-                )))));
+                let err = ApiError::unavailable(format!("the state could not be written: {e}"));
+                let _ = reply.send(Answer::Response(Response::new(Err(err))));
             }
             return;
         }
-        for (reply, result) in replies {
-            let _ = reply.send(Response::new(result));
+        for (reply, answer) in replies {
+            let answer = answer.unwrap_or_else(|e| Answer::Response(Response::new(Err(e))));
+            let _ = reply.send(answer);
         }
     }
 
@@ -292,6 +302,9 @@ impl Core {
             return Ok(());
         }
         self.store.write(&batch)?;
+        for id in &self.dirty_jobs {
+            self.json_cache.remove(id);
+        }
         self.dirty_jobs.clear();
         self.dirty_queues.clear();
         self.deleted_queues.clear();
@@ -758,6 +771,11 @@ impl Core {
                 continue;
             };
             let any_running = job.vms.iter().any(|v| v.phase == VmPhase::Running);
+            let eligible = queue.started && job.state != JobState::Held && !job.admin_suspended;
+            if !any_running && !eligible {
+                // Occupies nothing and may not start: nothing to decide about it.
+                continue;
+            }
             let standing = if any_running {
                 Standing::Running
             } else if job.vms.iter().any(|v| v.phase == VmPhase::Sleeping) {
@@ -795,7 +813,7 @@ impl Core {
                 submit_ms: job.submit_ms,
                 user: job.user.clone(),
                 standing,
-                eligible: queue.started && job.state != JobState::Held && !job.admin_suspended,
+                eligible,
                 protected: now < job.protected_until || job.admin_suspended,
                 vms,
             });

@@ -36,7 +36,14 @@ pub struct Identity {
 pub struct Command {
     pub who: Identity,
     pub op: vjob_api::Op,
-    pub reply: tokio::sync::oneshot::Sender<Response>,
+    pub reply: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// An answer from the core: a response to serialize, or a line already serialized (large job
+/// listings are assembled from cached pieces).
+pub enum Answer {
+    Response(Response),
+    Line(String),
 }
 
 /// What the nodes reported in one polling round.

@@ -3,6 +3,7 @@
 
 use vjob_api::{
     ApiError, JobOutcome, JobQuery, JobState, NodeAdminState, NodeInfo, Op, QueueSettings, Reply, SubmitRequest,
+    JOBS_LINE_PREFIX, JOBS_LINE_SUFFIX,
 };
 
 use super::core::{now_ms, Core};
@@ -36,7 +37,11 @@ impl Core {
             }),
             Op::Submit(req) => self.submit(who, req),
             Op::Jobs(q) => Ok(Reply::Jobs {
-                jobs: self.list_jobs(&q),
+                jobs: self
+                    .select_jobs(&q)
+                    .into_iter()
+                    .map(|j| j.info(now_ms(), q.full))
+                    .collect(),
             }),
             Op::Delete { ids } => Ok(self.per_job(who, ids, "delete", Core::cancel)),
             Op::Hold { ids } => Ok(self.per_job(who, ids, "hold", Core::hold)),
@@ -180,7 +185,9 @@ impl Core {
         Ok(())
     }
 
-    fn list_jobs(&self, q: &JobQuery) -> Vec<vjob_api::JobInfo> {
+    /// The jobs a query selects: those named, else active ones and those that ended within
+    /// `keep_finished` (all with `all`), of one user if asked.
+    fn select_jobs(&self, q: &JobQuery) -> Vec<&Job> {
         let now = now_ms();
         let keep = self.cfg.scheduler.keep_finished_ms;
         let wanted = |j: &Job| q.user.as_ref().is_none_or(|u| &j.user == u);
@@ -190,15 +197,40 @@ impl Core {
                 .iter()
                 .filter_map(|id| self.jobs.get(id))
                 .filter(|j| wanted(j))
-                .map(|j| j.info(now, q.full))
                 .collect();
         }
         let recent = |j: &Job| !j.state.is_final() || j.end_ms.is_some_and(|e| now.saturating_sub(e) <= keep);
         self.jobs
             .values()
             .filter(|j| wanted(j) && (q.all || recent(j)))
-            .map(|j| j.info(now, q.full))
             .collect()
+    }
+
+    /// The answer to a job listing, as a response line, from cached JSON where it is valid.
+    pub(super) fn jobs_line(&mut self, q: &JobQuery) -> String {
+        let now = now_ms();
+        let ids: Vec<u64> = self.select_jobs(q).iter().map(|j| j.id).collect();
+        let mut line = String::with_capacity(JOBS_LINE_PREFIX.len() + ids.len() * 360);
+        line.push_str(JOBS_LINE_PREFIX);
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            let job = &self.jobs[id];
+            let cacheable = !q.full && job.state != JobState::Running && !self.dirty_jobs.contains(id);
+            if cacheable {
+                let json = self.json_cache.entry(*id).or_insert_with(|| {
+                    serde_json::to_string(&job.info(now, false))
+                        .expect("jobs serialize")
+                        .into()
+                });
+                line.push_str(json);
+            } else {
+                line.push_str(&serde_json::to_string(&job.info(now, q.full)).expect("jobs serialize"));
+            }
+        }
+        line.push_str(JOBS_LINE_SUFFIX);
+        line
     }
 
     fn list_nodes(&self) -> Vec<NodeInfo> {

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use vjob_api::{ApiError, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
 
-use super::{Command, Identity};
+use super::{Answer, Command, Identity};
 use crate::config::Config;
 
 /// Resolves uids to identities, once per uid.
@@ -131,9 +131,9 @@ async fn serve_client(stream: UnixStream, core: Sender<Command>, ids: Arc<Identi
             return Ok(());
         }
         let response = if n > MAX_REQUEST_BYTES {
-            let r = Response::new(Err(ApiError::invalid(format!(
+            let r = Answer::Response(Response::new(Err(ApiError::invalid(format!(
                 "request larger than {MAX_REQUEST_BYTES} bytes"
-            ))));
+            )))));
             write_line(&mut write, &r).await?;
             return Ok(());
         } else {
@@ -143,35 +143,52 @@ async fn serve_client(stream: UnixStream, core: Sender<Command>, ids: Arc<Identi
     }
 }
 
-async fn answer(line: &str, who: &Identity, core: &Sender<Command>) -> Response {
-    let req: Request = match serde_json::from_str(line) {
-        Ok(r) => r,
-        Err(e) => return Response::new(Err(ApiError::invalid(format!("malformed request: {e}")))),
-    };
-    if req.v != PROTOCOL_VERSION {
-        return Response::new(Err(ApiError::invalid(format!(
-            "this vjobd speaks protocol version {PROTOCOL_VERSION}, the client {}: use the commands of the same release",
-            req.v
-        ))));
-    }
+async fn answer(line: &str, who: &Identity, core: &Sender<Command>) -> Answer {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    match core.try_send(Command {
-        who: who.clone(),
-        op: req.op,
-        reply: tx,
-    }) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            return Response::new(Err(ApiError::unavailable("vjobd is overloaded; retry in a moment")))
-        }
-        Err(TrySendError::Disconnected(_)) => return Response::new(Err(ApiError::unavailable("vjobd is stopping"))),
-    }
-    rx.await
-        .unwrap_or_else(|_| Response::new(Err(ApiError::unavailable("vjobd stopped before answering"))))
+    let r = match parse(line) {
+        Ok(op) => match core.try_send(Command {
+            who: who.clone(),
+            op,
+            reply: tx,
+        }) {
+            Ok(()) => {
+                return rx
+                    .await
+                    .unwrap_or_else(|_| unavailable("vjobd stopped before answering"))
+            }
+            Err(TrySendError::Full(_)) => Err(ApiError::unavailable("vjobd is overloaded; retry in a moment")),
+            Err(TrySendError::Disconnected(_)) => Err(ApiError::unavailable("vjobd is stopping")),
+        },
+        Err(e) => Err(e),
+    };
+    Answer::Response(Response::new(r))
 }
 
-async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec(r).expect("responses serialize");
-    bytes.push(b'\n');
-    w.write_all(&bytes).await
+fn unavailable(m: &str) -> Answer {
+    Answer::Response(Response::new(Err(ApiError::unavailable(m))))
+}
+
+fn parse(line: &str) -> Result<vjob_api::Op, ApiError> {
+    let req: Request = serde_json::from_str(line).map_err(|e| ApiError::invalid(format!("malformed request: {e}")))?;
+    if req.v != PROTOCOL_VERSION {
+        return Err(ApiError::invalid(format!(
+            "this vjobd speaks protocol version {PROTOCOL_VERSION}, the client {}: use the commands of the same release",
+            req.v
+        )));
+    }
+    Ok(req.op)
+}
+
+async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, a: &Answer) -> std::io::Result<()> {
+    match a {
+        Answer::Response(r) => {
+            let mut bytes = serde_json::to_vec(r).expect("responses serialize");
+            bytes.push(b'\n');
+            w.write_all(&bytes).await
+        }
+        Answer::Line(line) => {
+            w.write_all(line.as_bytes()).await?;
+            w.write_all(b"\n").await
+        }
+    }
 }
