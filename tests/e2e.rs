@@ -127,7 +127,11 @@ fn another_user_may_not_delete_or_administer() {
     }
     let as_nobody = |name: &str, args: &[&str]| {
         let mut cmd = std::process::Command::new(bin.join(name));
-        cmd.env("VJOB_SOCKET", &c.socket).current_dir(&c.dir).args(args).uid(65534).gid(65534);
+        cmd.env("VJOB_SOCKET", &c.socket)
+            .current_dir(&c.dir)
+            .args(args)
+            .uid(65534)
+            .gid(65534);
         cmd.output().unwrap()
     };
     let o = as_nobody("vdel", &[&id.to_string()]);

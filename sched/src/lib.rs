@@ -6,6 +6,7 @@
 //! never touch the store, the socket, a clock or a backend, so the daemon, the offline planner and
 //! the trace simulator all call the same code.
 
+pub mod btrplace;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -18,3 +19,4 @@ pub mod spec;
 pub mod store;
 pub mod tomlfile;
 pub mod units;
+pub mod vplan;
