@@ -69,6 +69,9 @@ fn ints(v: Option<&Value>, what: &str) -> Result<Vec<i64>, String> {
     }
 }
 
+/// Reads a JSON array of ids into indices.
+type IdList<'a> = dyn Fn(&Value, &str) -> Result<Vec<u32>, String> + 'a;
+
 /// Builds an instance from parsed JSON.
 pub fn parse(v: &Value) -> Result<Loaded, String> {
     let model = v.get("model").ok_or("no `model` object")?;
@@ -232,15 +235,14 @@ pub fn parse(v: &Value) -> Result<Loaded, String> {
                 .as_u64()
                 .ok_or_else(|| format!("{what}: `amount` must be a non-negative integer"))
         };
-        let parts =
-            |key: &str, f: &dyn Fn(&Value, &str) -> Result<Vec<u32>, String>| -> Result<Vec<Vec<u32>>, String> {
-                c[key]
-                    .as_array()
-                    .ok_or_else(|| format!("{what}: `{key}` must be an array of arrays"))?
-                    .iter()
-                    .map(|p| f(p, &what))
-                    .collect()
-            };
+        let parts = |key: &str, f: &IdList| -> Result<Vec<Vec<u32>>, String> {
+            c[key]
+                .as_array()
+                .ok_or_else(|| format!("{what}: `{key}` must be an array of arrays"))?
+                .iter()
+                .map(|p| f(p, &what))
+                .collect()
+        };
         let k = match id {
             "running" => Constraint::Running {
                 vm: vm(&c["vm"], &what)?,

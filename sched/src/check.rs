@@ -44,6 +44,31 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
         }
     }
 
+    // seq: each VM's actions start after the previous VM's have ended.
+    for c in &inst.constraints {
+        if let Constraint::Seq { vms } = c {
+            let mut prev_end: Option<(VmIdx, u64)> = None;
+            for &v in vms {
+                let acts: Vec<&crate::plan::Action> = plan.actions.iter().filter(|a| a.kind.vm() == Some(v)).collect();
+                if acts.is_empty() {
+                    continue;
+                }
+                let start = acts.iter().map(|a| a.start).min().unwrap_or(0);
+                if let Some((u, end)) = prev_end {
+                    if start < end {
+                        errors.push(format!(
+                            "{}: VM {} starts at {start} before VM {} ends at {end}",
+                            describe(c, m),
+                            name(v),
+                            name(u)
+                        ));
+                    }
+                }
+                prev_end = Some((v, acts.iter().map(|a| a.end).max().unwrap_or(0)));
+            }
+        }
+    }
+
     // Replay state.
     let mut state: Vec<VmState> = (0..m.vms() as VmIdx).map(|v| m.state(v)).collect();
     let mut host: Vec<NodeIdx> = (0..m.vms() as VmIdx).map(|v| m.host(v)).collect();
@@ -68,6 +93,12 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
         }
     }
     let target_demand = |v: VmIdx| plan.target.demand(v).to_vec();
+    let cap = effective_capacity(inst);
+    // A node overloaded from the start may stay so until relieved, but never grow beyond where
+    // it started, and never receive anything while above its capacity.
+    let limit: Vec<Vec<u64>> = (0..m.nodes())
+        .map(|n| (0..r).map(|k| cap[n][k].max(occ[n][k])).collect())
+        .collect();
 
     // Events: ends before starts at the same instant.
     let mut times: BTreeMap<u64, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
@@ -115,6 +146,14 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
                 ActionKind::Allocate { .. } => {}
             }
         }
+        let arrivals_at_t: Vec<NodeIdx> = starts
+            .iter()
+            .filter_map(|&i| match plan.actions[i].kind {
+                ActionKind::MigrateVm { to, .. } | ActionKind::ResumeVm { to, .. } => Some(to),
+                ActionKind::BootVm { on, .. } | ActionKind::Allocate { on, .. } => Some(on),
+                _ => None,
+            })
+            .collect();
         for &i in starts {
             let a = &plan.actions[i];
             if let Some(vm) = a.kind.vm() {
@@ -214,20 +253,20 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
         // Capacities at this instant.
         for n in 0..m.nodes() {
             for k in 0..r {
-                if occ[n][k] > m.capacity(n as NodeIdx)[k] {
+                if occ[n][k] > limit[n][k] || (occ[n][k] > cap[n][k] && arrivals_at_t.contains(&(n as NodeIdx))) {
                     errors.push(format!(
                         "at {t}: node {} uses {} {} of {}",
                         node(n as NodeIdx),
                         occ[n][k],
                         m.resources()[k],
-                        m.capacity(n as NodeIdx)[k]
+                        cap[n][k]
                     ));
                 }
             }
         }
         // Continuous constraints at this instant.
         for c in &inst.constraints {
-            if let Some(msg) = continuous_violation(c, &present) {
+            if let Some(msg) = continuous_violation(c, &present, &online, &demand) {
                 errors.push(format!("at {t}: {} broken: {msg}", describe(c, m)));
             }
         }
@@ -279,8 +318,84 @@ fn sub(a: &mut [u64], b: &[u64]) {
     a.iter_mut().zip(b).for_each(|(x, y)| *x = x.saturating_sub(*y));
 }
 
-fn continuous_violation(c: &Constraint, present: &[Vec<NodeIdx>]) -> Option<String> {
+/// Node capacities with overbooking applied (the largest ratio where several apply).
+fn effective_capacity(inst: &Instance) -> Vec<Vec<u64>> {
+    let m = &inst.model;
+    let mut cap: Vec<Vec<u64>> = (0..m.nodes() as NodeIdx).map(|n| m.capacity(n).to_vec()).collect();
+    let mut best: HashMap<(NodeIdx, usize), f64> = HashMap::new();
+    for c in &inst.constraints {
+        if let Constraint::Overbook { nodes, rc, ratio, .. } = c {
+            for &n in nodes {
+                let e = best.entry((n, *rc)).or_insert(*ratio);
+                *e = e.max(*ratio);
+            }
+        }
+    }
+    for ((n, k), ratio) in best {
+        cap[n as usize][k] = (m.capacity(n)[k] as f64 * ratio).floor() as u64;
+    }
+    cap
+}
+
+fn continuous_violation(
+    c: &Constraint,
+    present: &[Vec<NodeIdx>],
+    online: &[bool],
+    demand: &[Vec<u64>],
+) -> Option<String> {
+    let on = |v: VmIdx| present[v as usize].clone();
     match c {
+        Constraint::Lonely { vms, continuous: true } => {
+            let mine: Vec<NodeIdx> = vms.iter().flat_map(|&v| on(v)).collect();
+            let outsider = (0..present.len() as VmIdx)
+                .filter(|v| !vms.contains(v))
+                .find(|&v| present[v as usize].iter().any(|n| mine.contains(n)));
+            outsider.map(|v| format!("VM {v} shares a node with the set"))
+        }
+        Constraint::Split {
+            parts,
+            continuous: true,
+        } => {
+            let nodes: Vec<Vec<NodeIdx>> = parts.iter().map(|p| p.iter().flat_map(|&v| on(v)).collect()).collect();
+            for i in 0..nodes.len() {
+                for j in i + 1..nodes.len() {
+                    if let Some(n) = nodes[i].iter().find(|n| nodes[j].contains(n)) {
+                        return Some(format!("parts {i} and {j} share node {n}"));
+                    }
+                }
+            }
+            None
+        }
+        Constraint::ResourceCapacity {
+            nodes,
+            rc,
+            amount,
+            continuous: true,
+        } => {
+            let used: u64 = (0..present.len())
+                .map(|v| present[v].iter().filter(|n| nodes.contains(n)).count() as u64 * demand[v][*rc])
+                .sum();
+            (used > *amount).then(|| format!("{used} used"))
+        }
+        Constraint::RunningCapacity {
+            nodes,
+            amount,
+            continuous: true,
+        } => {
+            let used: u64 = present
+                .iter()
+                .map(|p| p.iter().filter(|n| nodes.contains(n)).count() as u64)
+                .sum();
+            (used > *amount).then(|| format!("{used} VMs"))
+        }
+        Constraint::MaxOnline {
+            nodes,
+            amount,
+            continuous: true,
+        } => {
+            let count = nodes.iter().filter(|&&n| online[n as usize]).count() as u64;
+            (count > *amount).then(|| format!("{count} nodes online"))
+        }
         Constraint::Spread { vms, continuous: true } => {
             let mut seen: HashMap<NodeIdx, VmIdx> = HashMap::new();
             for &v in vms {
@@ -319,9 +434,10 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
     let mut errors = Vec::new();
     let r = fin.nres();
     let load = fin.load();
+    let cap = effective_capacity(inst);
     for n in 0..fin.nodes() as NodeIdx {
         for k in 0..r {
-            if load[n as usize * r + k] > fin.capacity(n)[k] {
+            if load[n as usize * r + k] > cap[n as usize][k] {
                 errors.push(format!(
                     "node {} is overloaded on {}",
                     fin.node_name(n),
@@ -334,6 +450,11 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
         }
     }
     let running = |v: VmIdx| fin.state(v) == VmState::Running;
+    let arrived_on = |nodes: &[NodeIdx]| {
+        (0..fin.vms() as VmIdx).any(|v| {
+            running(v) && nodes.contains(&fin.host(v)) && !(m.state(v) == VmState::Running && m.host(v) == fin.host(v))
+        })
+    };
     for c in &inst.constraints {
         let broken = match c {
             Constraint::Running { vm } => fin.state(*vm) != VmState::Running,
@@ -363,11 +484,70 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
             }
             Constraint::Root { vm } => m.state(*vm) == VmState::Running && running(*vm) && fin.host(*vm) != m.host(*vm),
             Constraint::Preserve { vm, rc, amount } => running(*vm) && fin.demand(*vm)[*rc] < *amount,
-            Constraint::NoArrival { nodes } => (0..fin.vms() as VmIdx).any(|v| {
-                running(v)
-                    && nodes.contains(&fin.host(v))
-                    && !(m.state(v) == VmState::Running && m.host(v) == fin.host(v))
-            }),
+            Constraint::NoArrival { nodes } => arrived_on(nodes),
+            Constraint::Quarantine { nodes } => {
+                arrived_on(nodes)
+                    || (0..fin.vms() as VmIdx).any(|v| {
+                        m.state(v) == VmState::Running
+                            && nodes.contains(&m.host(v))
+                            && !(running(v) && fin.host(v) == m.host(v))
+                    })
+            }
+            Constraint::Lonely { vms, .. } => {
+                let mine: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+                (0..fin.vms() as VmIdx).any(|v| running(v) && !vms.contains(&v) && mine.contains(&fin.host(v)))
+            }
+            Constraint::Split { parts, .. } => {
+                let nodes: Vec<Vec<NodeIdx>> = parts
+                    .iter()
+                    .map(|p| p.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect())
+                    .collect();
+                (0..nodes.len()).any(|i| (i + 1..nodes.len()).any(|j| nodes[i].iter().any(|n| nodes[j].contains(n))))
+            }
+            Constraint::SplitAmong { vparts, nparts, .. } => {
+                let part_of = |n: NodeIdx| nparts.iter().position(|p| p.contains(&n));
+                let mut used: Vec<Option<usize>> = Vec::new();
+                let mut bad = false;
+                for vs in vparts {
+                    let mut ps: Vec<Option<usize>> = vs
+                        .iter()
+                        .filter(|&&v| running(v))
+                        .map(|&v| part_of(fin.host(v)))
+                        .collect();
+                    ps.sort_unstable();
+                    ps.dedup();
+                    if ps.len() > 1 || ps.contains(&None) {
+                        bad = true;
+                    }
+                    if let Some(&p) = ps.first() {
+                        if used.contains(&p) {
+                            bad = true;
+                        }
+                        used.push(p);
+                    }
+                }
+                bad
+            }
+            Constraint::ResourceCapacity { nodes, rc, amount, .. } => {
+                (0..fin.vms() as VmIdx)
+                    .filter(|&v| running(v) && nodes.contains(&fin.host(v)))
+                    .map(|v| fin.demand(v)[*rc])
+                    .sum::<u64>()
+                    > *amount
+            }
+            Constraint::RunningCapacity { nodes, amount, .. } => {
+                (0..fin.vms() as VmIdx)
+                    .filter(|&v| running(v) && nodes.contains(&fin.host(v)))
+                    .count() as u64
+                    > *amount
+            }
+            // Checked with the capacities, which it raises.
+            Constraint::Overbook { .. } => false,
+            Constraint::MaxOnline { nodes, amount, .. } => {
+                nodes.iter().filter(|&&n| fin.is_online(n)).count() as u64 > *amount
+            }
+            // Checked on the plan's actions.
+            Constraint::Seq { .. } => false,
         };
         if broken {
             errors.push(format!("{} does not hold at the end", describe(c, m)));

@@ -119,6 +119,10 @@ impl Model {
         let r = self.nres();
         &self.capacity[n as usize * r..(n as usize + 1) * r]
     }
+    pub fn set_capacity(&mut self, n: NodeIdx, rc: usize, amount: u64) {
+        let r = self.nres();
+        self.capacity[n as usize * r + rc] = amount;
+    }
     pub fn state(&self, v: VmIdx) -> VmState {
         self.vm_state[v as usize]
     }

@@ -15,6 +15,7 @@
 //! which shares none of its code.
 
 pub mod place;
+pub mod rules;
 pub mod schedule;
 
 use std::fmt;
@@ -60,6 +61,49 @@ pub enum Constraint {
     Preserve { vm: VmIdx, rc: usize, amount: u64 },
     /// No VM arrives on these nodes (vjob's drain: VMs already there may stay or leave).
     NoArrival { nodes: Vec<NodeIdx> },
+    /// The running VMs of the set share their nodes with no VM outside the set.
+    Lonely { vms: Vec<VmIdx>, continuous: bool },
+    /// Running VMs of different parts never share a node.
+    Split { parts: Vec<Vec<VmIdx>>, continuous: bool },
+    /// Each VM part runs within one node part, and distinct VM parts within distinct node parts.
+    #[serde(rename = "splitAmong")]
+    SplitAmong {
+        #[serde(rename = "vParts")]
+        vparts: Vec<Vec<VmIdx>>,
+        #[serde(rename = "pParts")]
+        nparts: Vec<Vec<NodeIdx>>,
+        continuous: bool,
+    },
+    /// No VM arrives on these nodes and none leaves them.
+    Quarantine { nodes: Vec<NodeIdx> },
+    /// The running VMs on these nodes use at most `amount` of resource `rc` together.
+    ResourceCapacity {
+        nodes: Vec<NodeIdx>,
+        rc: usize,
+        amount: u64,
+        continuous: bool,
+    },
+    /// At most `amount` VMs run on these nodes together.
+    RunningCapacity {
+        nodes: Vec<NodeIdx>,
+        amount: u64,
+        continuous: bool,
+    },
+    /// On these nodes, resource `rc` may be used up to `ratio` times its capacity.
+    Overbook {
+        nodes: Vec<NodeIdx>,
+        rc: usize,
+        ratio: f64,
+        continuous: bool,
+    },
+    /// At most `amount` of these nodes are online.
+    MaxOnline {
+        nodes: Vec<NodeIdx>,
+        amount: u64,
+        continuous: bool,
+    },
+    /// The actions on these VMs happen one after the other, in this order.
+    Seq { vms: Vec<VmIdx> },
 }
 
 /// How long each action takes, per VM and per node, in the instance's time unit.
@@ -262,8 +306,134 @@ impl std::error::Error for PlanError {}
 
 /// Computes a viable target configuration and a plan to reach it.
 pub fn solve(inst: &Instance) -> Result<Plan, PlanError> {
+    let overbooked;
+    let inst = if inst
+        .constraints
+        .iter()
+        .any(|c| matches!(c, Constraint::Overbook { .. }))
+    {
+        overbooked = with_overbooking(inst);
+        &overbooked
+    } else {
+        inst
+    };
+    if let Some(c) = inst.constraints.iter().find(|c| broken_at_start(c, &inst.model)) {
+        return Err(PlanError::Conflict {
+            constraints: vec![describe(c, &inst.model)],
+            reason:
+                "it is continuous but already broken in the current configuration, so it cannot hold at every instant"
+                    .into(),
+        });
+    }
     let target = place::target(inst)?;
+    // A safety net, with the independent checker: a target the heuristics got wrong (constraints
+    // that pull a VM that may not move two ways) is refused, never planned.
+    let broken: Vec<String> = crate::check::check_configuration(inst, &target);
+    if !broken.is_empty() {
+        return Err(PlanError::Conflict {
+            constraints: broken
+                .iter()
+                .map(|b| b.trim_end_matches(" does not hold at the end").to_string())
+                .collect(),
+            reason: "no placement satisfying them together was found".into(),
+        });
+    }
     schedule::schedule(inst, &target)
+}
+
+/// Whether a continuous constraint is already broken in `m` (then no plan can keep it at every
+/// instant).
+fn broken_at_start(c: &Constraint, m: &Model) -> bool {
+    let running = |v: &VmIdx| m.state(*v) == VmState::Running;
+    let hosts = |vms: &[VmIdx]| -> Vec<NodeIdx> { vms.iter().filter(|v| running(v)).map(|&v| m.host(v)).collect() };
+    let distinct = |mut h: Vec<NodeIdx>| {
+        h.sort_unstable();
+        h.dedup();
+        h.len()
+    };
+    match c {
+        Constraint::Spread { vms, continuous: true } => {
+            let h = hosts(vms);
+            distinct(h.clone()) != h.len()
+        }
+        Constraint::Gather { vms, continuous: true } => distinct(hosts(vms)) > 1,
+        Constraint::Among {
+            vms,
+            parts,
+            continuous: true,
+        } => {
+            let h = hosts(vms);
+            !h.is_empty() && !parts.iter().any(|p| h.iter().all(|n| p.contains(n)))
+        }
+        Constraint::Lonely { vms, continuous: true } => {
+            let h = hosts(vms);
+            (0..m.vms() as VmIdx).any(|v| running(&v) && !vms.contains(&v) && h.contains(&m.host(v)))
+        }
+        Constraint::Split {
+            parts,
+            continuous: true,
+        } => {
+            let hs: Vec<Vec<NodeIdx>> = parts.iter().map(|p| hosts(p)).collect();
+            (0..hs.len()).any(|i| (i + 1..hs.len()).any(|j| hs[i].iter().any(|n| hs[j].contains(n))))
+        }
+        Constraint::ResourceCapacity {
+            nodes,
+            rc,
+            amount,
+            continuous: true,
+        } => {
+            (0..m.vms() as VmIdx)
+                .filter(|v| running(v) && nodes.contains(&m.host(*v)))
+                .map(|v| m.demand(v)[*rc])
+                .sum::<u64>()
+                > *amount
+        }
+        Constraint::RunningCapacity {
+            nodes,
+            amount,
+            continuous: true,
+        } => {
+            (0..m.vms() as VmIdx)
+                .filter(|v| running(v) && nodes.contains(&m.host(*v)))
+                .count() as u64
+                > *amount
+        }
+        Constraint::MaxOnline {
+            nodes,
+            amount,
+            continuous: true,
+        } => nodes.iter().filter(|&&n| m.is_online(n)).count() as u64 > *amount,
+        _ => false,
+    }
+}
+
+/// The instance with capacities scaled by its overbook constraints (the largest ratio wins where
+/// several apply).
+fn with_overbooking(inst: &Instance) -> Instance {
+    let mut out = inst.clone();
+    let mut ratio: Vec<Vec<f64>> = vec![vec![1.0; inst.model.nres()]; inst.model.nodes()];
+    let mut set = vec![vec![false; inst.model.nres()]; inst.model.nodes()];
+    for c in &inst.constraints {
+        if let Constraint::Overbook {
+            nodes, rc, ratio: r, ..
+        } = c
+        {
+            for &n in nodes {
+                let cur = &mut ratio[n as usize][*rc];
+                *cur = if set[n as usize][*rc] { cur.max(*r) } else { *r };
+                set[n as usize][*rc] = true;
+            }
+        }
+    }
+    for n in 0..inst.model.nodes() as NodeIdx {
+        for k in 0..inst.model.nres() {
+            if set[n as usize][k] {
+                let cap = (inst.model.capacity(n)[k] as f64 * ratio[n as usize][k]).floor() as u64;
+                out.model.set_capacity(n, k, cap);
+            }
+        }
+    }
+    out
 }
 
 /// Describes a constraint the way a user wrote it, for error messages.
@@ -289,6 +459,43 @@ pub fn describe(c: &Constraint, m: &Model) -> String {
             format!("preserve({}, {}, {amount})", vm(v), m.resources()[*rc])
         }
         Constraint::NoArrival { nodes: ns } => format!("noArrival({{{}}})", nodes(ns)),
+        Constraint::Lonely { vms, .. } => format!("lonely({{{}}})", list(vms)),
+        Constraint::Split { parts, .. } => {
+            format!(
+                "split({})",
+                parts
+                    .iter()
+                    .map(|p| format!("{{{}}}", list(p)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        Constraint::SplitAmong { vparts, .. } => {
+            format!(
+                "splitAmong({})",
+                vparts
+                    .iter()
+                    .map(|p| format!("{{{}}}", list(p)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        Constraint::Quarantine { nodes: ns } => format!("quarantine({{{}}})", nodes(ns)),
+        Constraint::ResourceCapacity {
+            nodes: ns, rc, amount, ..
+        } => {
+            format!("resourceCapacity({{{}}}, {}, {amount})", nodes(ns), m.resources()[*rc])
+        }
+        Constraint::RunningCapacity { nodes: ns, amount, .. } => {
+            format!("runningCapacity({{{}}}, {amount})", nodes(ns))
+        }
+        Constraint::Overbook {
+            nodes: ns, rc, ratio, ..
+        } => {
+            format!("overbook({{{}}}, {}, {ratio})", nodes(ns), m.resources()[*rc])
+        }
+        Constraint::MaxOnline { nodes: ns, amount, .. } => format!("maxOnline({{{}}}, {amount})", nodes(ns)),
+        Constraint::Seq { vms } => format!("seq({})", list(vms)),
     }
 }
 
@@ -359,6 +566,32 @@ pub(crate) fn wanted_online(inst: &Instance) -> Result<Vec<bool>, PlanError> {
         }
         online[node as usize] = on;
         set_by[node as usize] = Some(i);
+    }
+    // At most `amount` online: turn off nodes that nothing keeps on (no running VM, no online
+    // constraint), emptiest first.
+    let running = m.running_by_node();
+    for c in &inst.constraints {
+        let Constraint::MaxOnline { nodes, amount, .. } = c else {
+            continue;
+        };
+        let mut on: Vec<NodeIdx> = nodes.iter().copied().filter(|&n| online[n as usize]).collect();
+        on.sort_by_key(|&n| (set_by[n as usize].is_some(), running[n as usize].len(), n));
+        let mut count = on.len() as u64;
+        for n in on {
+            if count <= *amount {
+                break;
+            }
+            if set_by[n as usize].is_none() && running[n as usize].is_empty() {
+                online[n as usize] = false;
+                count -= 1;
+            }
+        }
+        if count > *amount {
+            return Err(PlanError::Conflict {
+                constraints: vec![describe(c, m)],
+                reason: format!("{count} of these nodes must stay online (online constraints or running VMs)"),
+            });
+        }
     }
     Ok(online)
 }

@@ -12,131 +12,9 @@
 
 use std::collections::HashMap;
 
+pub use super::rules::Rules;
 use super::{describe, wanted_online, wanted_states, Constraint, Instance, PlanError};
 use crate::model::{fits, Model, NodeIdx, VmIdx, VmState, NO_NODE};
-
-/// The placement rules of an instance, indexed by VM for fast checks.
-pub struct Rules {
-    /// Per VM: indices of the constraints that restrict where it may go.
-    by_vm: Vec<Vec<u32>>,
-    /// Sorted node lists of Ban/Fence constraints, by constraint index.
-    node_sets: HashMap<u32, Vec<NodeIdx>>,
-    /// Among: per constraint index, the part of each node (sorted by node).
-    among_parts: HashMap<u32, Vec<(NodeIdx, u32)>>,
-    /// Among: the part chosen for each constraint.
-    among_choice: HashMap<u32, u32>,
-    /// Gather: the node chosen for each constraint.
-    gather_choice: HashMap<u32, NodeIdx>,
-    root: Vec<bool>,
-    no_arrival: Vec<bool>,
-}
-
-impl Rules {
-    pub fn new(inst: &Instance) -> Rules {
-        let m = &inst.model;
-        let mut by_vm: Vec<Vec<u32>> = vec![Vec::new(); m.vms()];
-        let mut node_sets = HashMap::new();
-        let mut among_parts = HashMap::new();
-        let mut root = vec![false; m.vms()];
-        let mut no_arrival = vec![false; m.nodes()];
-        for (i, c) in inst.constraints.iter().enumerate() {
-            let i = i as u32;
-            match c {
-                Constraint::Ban { vms, nodes } | Constraint::Fence { vms, nodes } => {
-                    let mut ns = nodes.clone();
-                    ns.sort_unstable();
-                    ns.dedup();
-                    node_sets.insert(i, ns);
-                    vms.iter().for_each(|&v| by_vm[v as usize].push(i));
-                }
-                Constraint::Spread { vms, .. } | Constraint::Gather { vms, .. } => {
-                    vms.iter().for_each(|&v| by_vm[v as usize].push(i));
-                }
-                Constraint::Among { vms, parts, .. } => {
-                    let mut part_of: Vec<(NodeIdx, u32)> = parts
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(p, ns)| ns.iter().map(move |&n| (n, p as u32)))
-                        .collect();
-                    part_of.sort_unstable();
-                    among_parts.insert(i, part_of);
-                    vms.iter().for_each(|&v| by_vm[v as usize].push(i));
-                }
-                Constraint::Root { vm } => root[*vm as usize] = true,
-                Constraint::NoArrival { nodes } => nodes.iter().for_each(|&n| no_arrival[n as usize] = true),
-                _ => {}
-            }
-        }
-        Rules {
-            by_vm,
-            node_sets,
-            among_parts,
-            among_choice: HashMap::new(),
-            gather_choice: HashMap::new(),
-            root,
-            no_arrival,
-        }
-    }
-
-    fn part_of(&self, c: u32, n: NodeIdx) -> Option<u32> {
-        let parts = &self.among_parts[&c];
-        parts
-            .binary_search_by_key(&n, |&(node, _)| node)
-            .ok()
-            .map(|i| parts[i].1)
-    }
-
-    /// Whether `v` may run on `n` given the other VMs' hosts (`host`, target so far).
-    pub fn allows(&self, inst: &Instance, v: VmIdx, n: NodeIdx, host: &[NodeIdx]) -> bool {
-        for &c in &self.by_vm[v as usize] {
-            let ok = match &inst.constraints[c as usize] {
-                Constraint::Ban { .. } => self.node_sets[&c].binary_search(&n).is_err(),
-                Constraint::Fence { .. } => self.node_sets[&c].binary_search(&n).is_ok(),
-                Constraint::Spread { vms, .. } => vms.iter().all(|&u| u == v || host[u as usize] != n),
-                Constraint::Gather { vms, .. } => match self.gather_choice.get(&c) {
-                    Some(&g) => g == n,
-                    None => vms
-                        .iter()
-                        .all(|&u| u == v || host[u as usize] == NO_NODE || host[u as usize] == n),
-                },
-                Constraint::Among { .. } => match (self.among_choice.get(&c), self.part_of(c, n)) {
-                    (_, None) => false,
-                    (Some(&chosen), Some(p)) => chosen == p,
-                    (None, Some(_)) => true,
-                },
-                _ => true,
-            };
-            if !ok {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Records that `v` now runs on `n` (fixes the choices of gather and among).
-    fn commit(&mut self, inst: &Instance, v: VmIdx, n: NodeIdx) {
-        for &c in &self.by_vm[v as usize] {
-            match &inst.constraints[c as usize] {
-                Constraint::Gather { .. } => {
-                    self.gather_choice.entry(c).or_insert(n);
-                }
-                Constraint::Among { .. } => {
-                    if let Some(p) = self.part_of(c, n) {
-                        self.among_choice.entry(c).or_insert(p);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    pub fn is_root(&self, v: VmIdx) -> bool {
-        self.root[v as usize]
-    }
-    pub fn accepts_arrivals(&self, n: NodeIdx) -> bool {
-        !self.no_arrival[n as usize]
-    }
-}
 
 /// Filter-and-score placement over per-node loads, with an undo log.
 pub struct Placer {
@@ -300,8 +178,6 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     let r = m.nres();
     let states = wanted_states(inst)?;
     let online = wanted_online(inst)?;
-    let mut rules = Rules::new(inst);
-
     let mut t = m.clone();
     for c in &inst.constraints {
         if let Constraint::Preserve { vm, rc, amount } = *c {
@@ -310,6 +186,7 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
             }
         }
     }
+    let mut rules = Rules::new(inst, &t);
     for n in 0..m.nodes() as NodeIdx {
         t.set_online(n, online[n as usize]);
     }
@@ -339,7 +216,7 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     }
     // Relieve constraints broken by VMs that stay: keep one VM per node of a spread, the
     // largest group of a gather or an among.
-    evict_for_constraints(inst, &rules, &mut host, &mut to_place);
+    evict_for_constraints(inst, &t, &rules, &mut host, &mut to_place);
     let mut load = vec![0u64; m.nodes() * r];
     for v in 0..m.vms() as VmIdx {
         let h = host[v as usize];
@@ -347,10 +224,15 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
             for (k, d) in t.demand(v).iter().enumerate() {
                 load[h as usize * r + k] += d;
             }
-            rules.commit(inst, v, h);
         }
     }
     evict_for_capacity(inst, &t, &rules, &mut host, &mut load, &mut to_place);
+    for v in 0..m.vms() as VmIdx {
+        let h = host[v as usize];
+        if h != NO_NODE {
+            rules.place(inst, v, h);
+        }
+    }
     choose_among_parts(inst, &t, &mut rules, &host, &load, &to_place);
 
     // Place what must move: first in the caller's order, then the largest first.
@@ -409,7 +291,7 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
                 placer.take(n, &d);
                 host[v as usize] = n;
                 on_node[n as usize].push(v);
-                rules.commit(inst, v, n);
+                rules.place(inst, v, n);
             }
             None => {
                 let mut ctx = Ctx {
@@ -427,6 +309,27 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
         }
     }
     placer.commit();
+    // What could not be relieved (VMs that may not move) leaves the target overloaded.
+    for n in 0..m.nodes() as NodeIdx {
+        if !fits(placer.load(n), &vec![0; r], placer.capacity(n)) {
+            let stuck: Vec<String> = inst
+                .constraints
+                .iter()
+                .filter(|c| {
+                    matches!(c, Constraint::Root { vm } if host[*vm as usize] == n)
+                        || matches!(c, Constraint::Quarantine { nodes } if nodes.contains(&n))
+                })
+                .map(|c| describe(c, m))
+                .collect();
+            return Err(PlanError::Conflict {
+                constraints: stuck,
+                reason: format!(
+                    "node {} stays overloaded: the VMs that would relieve it may not move",
+                    m.node_name(n)
+                ),
+            });
+        }
+    }
 
     for v in 0..m.vms() as VmIdx {
         let s = states[v as usize];
@@ -512,6 +415,7 @@ impl Ctx<'_> {
             }
             self.placer.release(n, self.t.demand(u));
             self.host[u as usize] = NO_NODE;
+            self.rules.unplace(self.inst, u, n);
             victims.push(u);
         }
         // Keep only the victims that were needed: give back the smallest that still leave room.
@@ -522,6 +426,7 @@ impl Ctx<'_> {
             with_v.iter_mut().zip(d).for_each(|(l, x)| *l += x);
             if fits(&with_v, &vec![0; d.len()], self.placer.capacity(n)) {
                 self.host[u as usize] = n;
+                self.rules.place(self.inst, u, n);
                 victims.remove(i);
             } else {
                 self.placer.release(n, self.t.demand(u));
@@ -533,6 +438,7 @@ impl Ctx<'_> {
         }
         self.placer.take(n, d);
         self.host[v as usize] = n;
+        self.rules.place(self.inst, v, n);
         let mut placed = Vec::new();
         for &u in &victims {
             let du = self.t.demand(u).to_vec();
@@ -541,12 +447,15 @@ impl Ctx<'_> {
                 Some(x) => {
                     self.placer.take(x, &du);
                     self.host[u as usize] = x;
+                    self.rules.place(self.inst, u, x);
                     placed.push((u, x));
                 }
                 None => {
                     self.host[v as usize] = NO_NODE;
-                    for &(p, _) in &placed {
+                    self.rules.unplace(self.inst, v, n);
+                    for &(p, x) in &placed {
                         self.host[p as usize] = NO_NODE;
+                        self.rules.unplace(self.inst, p, x);
                     }
                     self.undo(mark, &victims, n);
                     return false;
@@ -555,10 +464,8 @@ impl Ctx<'_> {
         }
         self.on_node[n as usize].retain(|u| !victims.contains(u));
         self.on_node[n as usize].push(v);
-        self.rules.commit(self.inst, v, n);
         for (u, x) in placed {
             self.on_node[x as usize].push(u);
-            self.rules.commit(self.inst, u, x);
         }
         true
     }
@@ -567,6 +474,7 @@ impl Ctx<'_> {
         self.placer.rollback(mark);
         for &u in victims {
             self.host[u as usize] = n;
+            self.rules.place(self.inst, u, n);
         }
     }
 }
@@ -587,7 +495,13 @@ fn root_and_others(inst: &Instance, v: VmIdx) -> Vec<String> {
 }
 
 /// Moves VMs that stay but break a spread, gather or among into `to_place`.
-fn evict_for_constraints(inst: &Instance, rules: &Rules, host: &mut [NodeIdx], to_place: &mut Vec<VmIdx>) {
+fn evict_for_constraints(inst: &Instance, t: &Model, rules: &Rules, host: &mut [NodeIdx], to_place: &mut Vec<VmIdx>) {
+    let evict = |v: VmIdx, host: &mut [NodeIdx], to_place: &mut Vec<VmIdx>| {
+        if host[v as usize] != NO_NODE && !rules.is_root(v) {
+            host[v as usize] = NO_NODE;
+            to_place.push(v);
+        }
+    };
     for c in &inst.constraints {
         match c {
             Constraint::Spread { vms, .. } => {
@@ -607,7 +521,11 @@ fn evict_for_constraints(inst: &Instance, rules: &Rules, host: &mut [NodeIdx], t
                 }
             }
             Constraint::Gather { vms, .. } => {
-                let keep = majority(vms.iter().map(|&v| host[v as usize]).filter(|&h| h != NO_NODE));
+                let rooted = vms
+                    .iter()
+                    .find(|&&v| rules.is_root(v) && host[v as usize] != NO_NODE)
+                    .map(|&v| host[v as usize]);
+                let keep = rooted.or_else(|| majority(vms.iter().map(|&v| host[v as usize]).filter(|&h| h != NO_NODE)));
                 if let Some(keep) = keep {
                     for &v in vms {
                         let h = host[v as usize];
@@ -620,15 +538,107 @@ fn evict_for_constraints(inst: &Instance, rules: &Rules, host: &mut [NodeIdx], t
             }
             Constraint::Among { vms, parts, .. } => {
                 let part_of = |n: NodeIdx| parts.iter().position(|p| p.contains(&n));
-                let keep = majority(vms.iter().filter_map(|&v| {
+                let rooted = vms
+                    .iter()
+                    .find(|&&v| rules.is_root(v) && host[v as usize] != NO_NODE)
+                    .and_then(|&v| part_of(host[v as usize]));
+                let keep = rooted.or(majority(vms.iter().filter_map(|&v| {
                     let h = host[v as usize];
                     (h != NO_NODE).then(|| part_of(h)).flatten()
-                }));
+                })));
                 for &v in vms {
                     let h = host[v as usize];
                     if h != NO_NODE && part_of(h) != keep && !rules.is_root(v) {
                         host[v as usize] = NO_NODE;
                         to_place.push(v);
+                    }
+                }
+            }
+            Constraint::Lonely { vms, .. } => {
+                // Members sharing a node with outsiders leave it.
+                let set: std::collections::HashSet<VmIdx> = vms.iter().copied().collect();
+                let mut mixed: std::collections::HashSet<NodeIdx> = std::collections::HashSet::new();
+                let mut has_member: std::collections::HashSet<NodeIdx> = std::collections::HashSet::new();
+                for &v in vms {
+                    if host[v as usize] != NO_NODE {
+                        has_member.insert(host[v as usize]);
+                    }
+                }
+                for (u, &h) in host.iter().enumerate() {
+                    if h != NO_NODE && has_member.contains(&h) && !set.contains(&(u as VmIdx)) {
+                        mixed.insert(h);
+                    }
+                }
+                for n in mixed {
+                    // Members that may not move keep the node: the outsiders leave instead.
+                    let pinned = vms.iter().any(|&v| host[v as usize] == n && rules.is_root(v));
+                    for u in 0..host.len() as VmIdx {
+                        if host[u as usize] == n && set.contains(&u) != pinned {
+                            evict(u, host, to_place);
+                        }
+                    }
+                }
+            }
+            Constraint::Split { parts, .. } => {
+                // On a node holding several parts, the part with most VMs there stays.
+                let mut by_node: HashMap<NodeIdx, Vec<(usize, VmIdx)>> = HashMap::new();
+                for (p, vs) in parts.iter().enumerate() {
+                    for &v in vs {
+                        if host[v as usize] != NO_NODE {
+                            by_node.entry(host[v as usize]).or_default().push((p, v));
+                        }
+                    }
+                }
+                for (_, list) in by_node {
+                    let rooted = list.iter().find(|&&(_, v)| rules.is_root(v)).map(|&(p, _)| p);
+                    if let Some(keep) = rooted.or_else(|| majority(list.iter().map(|&(p, _)| p))) {
+                        for &(p, v) in &list {
+                            if p != keep {
+                                evict(v, host, to_place);
+                            }
+                        }
+                    }
+                }
+            }
+            Constraint::SplitAmong { vparts, nparts, .. } => {
+                let part_of = |n: NodeIdx| nparts.iter().position(|p| p.contains(&n));
+                let mut taken: HashMap<usize, usize> = HashMap::new();
+                for (vp, vs) in vparts.iter().enumerate() {
+                    let keep = majority(vs.iter().filter_map(|&v| {
+                        let h = host[v as usize];
+                        (h != NO_NODE).then(|| part_of(h)).flatten()
+                    }))
+                    .filter(|np| !taken.contains_key(np));
+                    if let Some(np) = keep {
+                        taken.insert(np, vp);
+                    }
+                    for &v in vs {
+                        let h = host[v as usize];
+                        if h != NO_NODE && (keep.is_none() || part_of(h) != keep) {
+                            evict(v, host, to_place);
+                        }
+                    }
+                }
+            }
+            Constraint::ResourceCapacity { nodes, amount, .. } | Constraint::RunningCapacity { nodes, amount, .. } => {
+                let rc = match c {
+                    Constraint::ResourceCapacity { rc, .. } => Some(*rc),
+                    _ => None,
+                };
+                let weight = |v: VmIdx| rc.map(|k| t.demand(v)[k]).unwrap_or(1);
+                let mut inside: Vec<VmIdx> = (0..host.len() as VmIdx)
+                    .filter(|&v| host[v as usize] != NO_NODE && nodes.contains(&host[v as usize]))
+                    .collect();
+                let mut used: u64 = inside.iter().map(|&v| weight(v)).sum();
+                // The largest leave first: the fewest moves.
+                inside.sort_by_key(|&v| (std::cmp::Reverse(weight(v)), v));
+                for v in inside {
+                    if used <= *amount {
+                        break;
+                    }
+                    if !rules.is_root(v) {
+                        used -= weight(v);
+                        evict(v, host, to_place);
                     }
                 }
             }
@@ -777,7 +787,23 @@ fn no_room(inst: &Instance, t: &Model, placer: &Placer, v: VmIdx, host: &[NodeId
     let blocking: Vec<String> = inst
         .constraints
         .iter()
+        .filter(|c| match c {
+            Constraint::Ban { vms, .. }
+            | Constraint::Fence { vms, .. }
+            | Constraint::Spread { vms, .. }
+            | Constraint::Gather { vms, .. }
+            | Constraint::Lonely { vms, .. }
+            | Constraint::Among { vms, .. } => vms.contains(&v),
+            Constraint::Split { parts, .. } => parts.iter().any(|p| p.contains(&v)),
+            Constraint::SplitAmong { vparts, .. } => vparts.iter().any(|p| p.contains(&v)),
+            Constraint::NoArrival { .. }
+            | Constraint::Quarantine { .. }
+            | Constraint::ResourceCapacity { .. }
+            | Constraint::RunningCapacity { .. } => true,
+            _ => false,
+        })
         .filter(|c| {
+            // Would this constraint alone exclude every node with room?
             let single = Instance {
                 model: m.clone(),
                 constraints: vec![(*c).clone()],
@@ -785,21 +811,15 @@ fn no_room(inst: &Instance, t: &Model, placer: &Placer, v: VmIdx, host: &[NodeId
                 costs: Default::default(),
                 options: Default::default(),
             };
-            let involved = match c {
-                Constraint::Ban { vms, .. }
-                | Constraint::Fence { vms, .. }
-                | Constraint::Spread { vms, .. }
-                | Constraint::Gather { vms, .. }
-                | Constraint::Among { vms, .. } => vms.contains(&v),
-                Constraint::NoArrival { .. } => true,
-                _ => false,
-            };
-            involved && {
-                let r1 = Rules::new(&single);
-                !with_room
-                    .iter()
-                    .any(|&n| r1.allows(&single, v, n, host) && r1.accepts_arrivals(n))
+            let mut alone = Rules::new(&single, t);
+            for (u, &h) in host.iter().enumerate() {
+                if h != NO_NODE {
+                    alone.place(&single, u as VmIdx, h);
+                }
             }
+            !with_room
+                .iter()
+                .any(|&n| alone.allows(&single, v, n, host) && alone.accepts_arrivals(n))
         })
         .map(|c| describe(c, m))
         .collect();

@@ -3,16 +3,18 @@
 //! One action per VM or node that changes. Actions that only free resources (suspend, shutdown,
 //! kill) start at once; actions that need room on a node (boot, resume, allocate, and migrate,
 //! which occupies both nodes for its whole duration) start as soon as the node has room and no
-//! continuous constraint forbids it. This is list scheduling over an event queue, shortest action
-//! first: it keeps the sum of completion times low, and no capacity is ever exceeded.
+//! continuous constraint forbids it (a spread mate, a lonely outsider or another split part still
+//! there; a resource or running capacity of a node set reached). This is list scheduling over an
+//! event queue, shortest action first: it keeps the sum of completion times low, and no capacity
+//! is ever exceeded. `seq` constraints chain their VMs' actions.
 //!
 //! Each action records the actions whose end it waited for (every earlier departure from its
 //! node), so an executor that follows dependencies instead of estimated times stays safe when
-//! real durations differ. When migrations wait on each other in a cycle, one of them goes through
+//! real durations differ. When actions wait on each other in a cycle, one migration goes through
 //! a pivot node with room, or (if allowed) is suspended and resumed at its destination.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use super::place::Rules;
 use super::{Action, ActionKind, Constraint, Instance, Plan, PlanError};
@@ -33,37 +35,6 @@ enum Use {
     Nothing,
 }
 
-struct Pending {
-    kind: ActionKind,
-    cost: u64,
-    deps: Vec<u32>,
-}
-
-struct Timeline<'a> {
-    inst: &'a Instance,
-    src: &'a Model,
-    dst: &'a Model,
-    r: usize,
-    occ: Vec<u64>,
-    up: Vec<bool>,
-    /// Where each VM is right now in the replay, and where it is arriving.
-    at: Vec<NodeIdx>,
-    arriving: Vec<NodeIdx>,
-    /// Per node: actions that freed resources there and have ended.
-    released: Vec<Vec<u32>>,
-    /// Per node: the action that boots it.
-    boot_of: Vec<Option<u32>>,
-    /// Per node: consumers waiting for room, shortest first.
-    waiting: Vec<Vec<usize>>,
-    pending: Vec<Pending>,
-    actions: Vec<Option<Action>>,
-    events: BinaryHeap<Reverse<(u64, u32)>>,
-    /// Continuous spread constraints of each VM.
-    spread_of: Vec<Vec<u32>>,
-    /// The departure action of each VM, once started.
-    leaving: Vec<Option<u32>>,
-}
-
 fn use_of(kind: &ActionKind) -> Use {
     match *kind {
         ActionKind::SuspendVm { from, .. } => Use::Release { node: from },
@@ -77,12 +48,125 @@ fn use_of(kind: &ActionKind) -> Use {
     }
 }
 
+/// The node an action needs room on, if any.
+fn dest(kind: &ActionKind) -> Option<NodeIdx> {
+    match use_of(kind) {
+        Use::Take { node } | Use::Grow { node } | Use::Move { to: node, .. } => Some(node),
+        _ => None,
+    }
+}
+
+struct Pending {
+    kind: ActionKind,
+    cost: u64,
+    deps: Vec<u32>,
+    /// Actions that must end before this one starts (seq, second legs of a pivot).
+    after: Vec<usize>,
+}
+
+/// Continuous constraints, indexed for the replay.
+struct Continuous {
+    /// Per VM: continuous spread, lonely and split constraints it belongs to.
+    of_vm: Vec<Vec<u32>>,
+    /// (constraint, VM) -> part (0 for spread and lonely).
+    part: HashMap<(u32, VmIdx), u32>,
+    /// Continuous lonely constraints: an outsider may not join their members.
+    lonely: Vec<u32>,
+    /// Per node: continuous resource and running capacity constraints covering it.
+    caps_of_node: HashMap<NodeIdx, Vec<u32>>,
+    cap_nodes: HashMap<u32, Vec<NodeIdx>>,
+}
+
+impl Continuous {
+    fn new(inst: &Instance) -> Continuous {
+        let mut c = Continuous {
+            of_vm: vec![Vec::new(); inst.model.vms()],
+            part: HashMap::new(),
+            lonely: Vec::new(),
+            caps_of_node: HashMap::new(),
+            cap_nodes: HashMap::new(),
+        };
+        for (i, k) in inst.constraints.iter().enumerate() {
+            let i = i as u32;
+            let mut member = |v: VmIdx, p: u32| {
+                c.of_vm[v as usize].push(i);
+                c.part.insert((i, v), p);
+            };
+            match k {
+                Constraint::Spread { vms, continuous: true } => vms.iter().for_each(|&v| member(v, 0)),
+                Constraint::Lonely { vms, continuous: true } => {
+                    vms.iter().for_each(|&v| member(v, 0));
+                    c.lonely.push(i);
+                }
+                Constraint::Split {
+                    parts,
+                    continuous: true,
+                } => {
+                    for (p, vs) in parts.iter().enumerate() {
+                        vs.iter().for_each(|&v| member(v, p as u32));
+                    }
+                }
+                Constraint::ResourceCapacity {
+                    nodes,
+                    continuous: true,
+                    ..
+                }
+                | Constraint::RunningCapacity {
+                    nodes,
+                    continuous: true,
+                    ..
+                } => {
+                    for &n in nodes {
+                        c.caps_of_node.entry(n).or_default().push(i);
+                    }
+                    c.cap_nodes.insert(i, nodes.clone());
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+struct Timeline<'a> {
+    inst: &'a Instance,
+    src: &'a Model,
+    dst: &'a Model,
+    r: usize,
+    occ: Vec<u64>,
+    up: Vec<bool>,
+    /// Where each VM is right now in the replay, and where it is arriving.
+    at: Vec<NodeIdx>,
+    arriving: Vec<NodeIdx>,
+    /// VMs present on each node (arrivals count from their start, departures until their end).
+    present: Vec<Vec<VmIdx>>,
+    /// Per node: actions that freed resources there and have ended.
+    released: Vec<Vec<u32>>,
+    /// Per node: the action that boots it.
+    boot_of: Vec<Option<u32>>,
+    /// Per node: consumers waiting for room, shortest first.
+    waiting: Vec<Vec<usize>>,
+    /// Actions waiting for other actions to end.
+    gated: Vec<usize>,
+    pending: Vec<Pending>,
+    actions: Vec<Option<Action>>,
+    done: Vec<bool>,
+    events: BinaryHeap<Reverse<(u64, u32)>>,
+    cont: Continuous,
+    /// Continuous capacity constraint -> what its nodes hold now.
+    cap_use: HashMap<u32, u64>,
+    /// The departure action of each VM, once started.
+    leaving: Vec<Option<u32>>,
+    /// VMs already sent through a pivot: a VM is rerouted once at most, so cycle breaking ends.
+    pivoted: Vec<bool>,
+}
+
 impl Timeline<'_> {
     fn demand(&self, kind: &ActionKind) -> Vec<u64> {
         match *kind {
             ActionKind::Allocate { vm, rc, .. } => {
                 let mut d = vec![0; self.r];
-                d[rc] = self.dst.demand(vm)[rc] - self.src.demand(vm)[rc];
+                d[rc] = self.dst.demand(vm)[rc].saturating_sub(self.src.demand(vm)[rc]);
                 d
             }
             _ => self.dst.demand(kind.vm().expect("a VM action")).to_vec(),
@@ -94,14 +178,61 @@ impl Timeline<'_> {
         self.up[n] && (0..self.r).all(|k| self.occ[n * self.r + k] + d[k] <= self.src.capacity(node)[k])
     }
 
-    /// Whether `vm` may arrive on `node` now: continuous spread mates must not be there.
-    fn spread_allows(&self, vm: VmIdx, node: NodeIdx) -> Result<(), Option<u32>> {
-        for &c in &self.spread_of[vm as usize] {
-            let Constraint::Spread { vms, .. } = &self.inst.constraints[c as usize] else {
-                continue;
-            };
-            for &u in vms {
-                if u != vm && (self.at[u as usize] == node || self.arriving[u as usize] == node) {
+    /// What a VM weighs in a capacity constraint.
+    fn weight(&self, c: u32, vm: VmIdx, grow: Option<&[u64]>) -> u64 {
+        match &self.inst.constraints[c as usize] {
+            Constraint::ResourceCapacity { rc, .. } => match grow {
+                Some(d) => d[*rc],
+                None => self.dst.demand(vm)[*rc],
+            },
+            _ if grow.is_some() => 0,
+            _ => 1,
+        }
+    }
+
+    /// Whether `kind` may start on `node` now as far as continuous constraints go; if not, the
+    /// departure it waits for, when known.
+    fn continuous_allows(&self, kind: &ActionKind, node: NodeIdx) -> Result<(), Option<u32>> {
+        let vm = kind.vm().expect("a VM action");
+        let grow = matches!(kind, ActionKind::Allocate { .. });
+        if let Some(caps) = self.cont.caps_of_node.get(&node) {
+            let d = self.demand(kind);
+            for &c in caps {
+                let limit = match &self.inst.constraints[c as usize] {
+                    Constraint::ResourceCapacity { amount, .. } | Constraint::RunningCapacity { amount, .. } => *amount,
+                    _ => u64::MAX,
+                };
+                let w = self.weight(c, vm, grow.then_some(&d[..]));
+                if self.cap_use.get(&c).copied().unwrap_or(0) + w > limit {
+                    return Err(None);
+                }
+            }
+        }
+        if grow {
+            return Ok(());
+        }
+        let here = &self.present[node as usize];
+        let mine = &self.cont.of_vm[vm as usize];
+        for &c in mine {
+            let my_part = self.cont.part[&(c, vm)];
+            for &u in here {
+                if u == vm {
+                    continue;
+                }
+                let clash = match &self.inst.constraints[c as usize] {
+                    Constraint::Spread { .. } => self.cont.part.contains_key(&(c, u)),
+                    Constraint::Lonely { .. } => !self.cont.part.contains_key(&(c, u)),
+                    Constraint::Split { .. } => self.cont.part.get(&(c, u)).is_some_and(|&p| p != my_part),
+                    _ => false,
+                };
+                if clash {
+                    return Err(self.leaving[u as usize]);
+                }
+            }
+        }
+        for &c in &self.cont.lonely {
+            if !self.cont.part.contains_key(&(c, vm)) {
+                if let Some(&u) = here.iter().find(|&&u| self.cont.part.contains_key(&(c, u))) {
                     return Err(self.leaving[u as usize]);
                 }
             }
@@ -113,23 +244,28 @@ impl Timeline<'_> {
         let p = &self.pending[idx];
         let kind = p.kind;
         let mut deps = p.deps.clone();
+        deps.extend(p.after.iter().map(|&a| a as u32));
         deps.extend(extra_deps);
-        match use_of(&kind) {
-            Use::Take { node } | Use::Grow { node } | Use::Move { to: node, .. } => {
-                let d = self.demand(&kind);
-                let n = node as usize;
-                for k in 0..self.r {
-                    self.occ[n * self.r + k] += d[k];
-                }
-                deps.extend(self.released[n].iter().copied());
-                deps.extend(self.boot_of[n]);
-                if let Some(vm) = kind.vm() {
-                    if !matches!(kind, ActionKind::Allocate { .. }) {
-                        self.arriving[vm as usize] = node;
-                    }
+        if let Some(node) = dest(&kind) {
+            let d = self.demand(&kind);
+            let n = node as usize;
+            for k in 0..self.r {
+                self.occ[n * self.r + k] += d[k];
+            }
+            deps.extend(self.released[n].iter().copied());
+            deps.extend(self.boot_of[n]);
+            let vm = kind.vm().expect("a VM action");
+            let grow = matches!(kind, ActionKind::Allocate { .. });
+            if let Some(caps) = self.cont.caps_of_node.get(&node).cloned() {
+                for c in caps {
+                    let w = self.weight(c, vm, grow.then_some(&d[..]));
+                    *self.cap_use.entry(c).or_default() += w;
                 }
             }
-            _ => {}
+            if !grow {
+                self.arriving[vm as usize] = node;
+                self.present[n].push(vm);
+            }
         }
         if let (Use::Release { .. } | Use::Move { .. }, Some(vm)) = (use_of(&kind), kind.vm()) {
             self.leaving[vm as usize] = Some(idx as u32);
@@ -147,22 +283,32 @@ impl Timeline<'_> {
         self.events.push(Reverse((end, idx as u32)));
     }
 
-    /// Applies the end of an action; returns the node whose room grew, if any.
+    /// Applies the end of an action; returns the nodes where room may have grown.
     fn finish(&mut self, idx: u32) -> Vec<NodeIdx> {
+        self.done[idx as usize] = true;
         let kind = self.actions[idx as usize].as_ref().expect("started").kind;
         let mut touched = Vec::new();
-        match use_of(&kind) {
-            Use::Release { node } | Use::Move { from: node, .. } => {
-                let vm = kind.vm().expect("a VM action");
-                let d = self.src.demand(vm);
-                let n = node as usize;
-                for k in 0..self.r {
-                    self.occ[n * self.r + k] -= d[k];
-                }
-                self.released[n].push(idx);
-                touched.push(node);
+        if let Use::Release { node } | Use::Move { from: node, .. } = use_of(&kind) {
+            let vm = kind.vm().expect("a VM action");
+            let d = self.src.demand(vm);
+            let n = node as usize;
+            for k in 0..self.r {
+                self.occ[n * self.r + k] -= d[k];
             }
-            _ => {}
+            self.released[n].push(idx);
+            self.present[n].retain(|&u| u != vm);
+            touched.push(node);
+            if let Some(caps) = self.cont.caps_of_node.get(&node).cloned() {
+                for c in caps {
+                    let w = match &self.inst.constraints[c as usize] {
+                        Constraint::ResourceCapacity { rc, .. } => self.src.demand(vm)[*rc],
+                        _ => 1,
+                    };
+                    let used = self.cap_use.entry(c).or_default();
+                    *used = used.saturating_sub(w);
+                    touched.extend(self.cont.cap_nodes[&c].iter().copied());
+                }
+            }
         }
         if let Some(vm) = kind.vm() {
             let v = vm as usize;
@@ -187,6 +333,29 @@ impl Timeline<'_> {
         touched
     }
 
+    /// Releases gated actions whose predecessors have all ended: frees start at `t`, consumers
+    /// join their node's queue. Returns the nodes whose queues grew.
+    fn ungate(&mut self, t: u64) -> Vec<NodeIdx> {
+        let mut woken = Vec::new();
+        let gated = std::mem::take(&mut self.gated);
+        for idx in gated {
+            if !self.pending[idx].after.iter().all(|&a| self.done[a]) {
+                self.gated.push(idx);
+                continue;
+            }
+            match dest(&self.pending[idx].kind) {
+                Some(node) => {
+                    self.waiting[node as usize].push(idx);
+                    let pending = &self.pending;
+                    self.waiting[node as usize].sort_by_key(|&w| (pending[w].cost, w));
+                    woken.push(node);
+                }
+                None => self.start(idx, t, Vec::new()),
+            }
+        }
+        woken
+    }
+
     /// Starts every waiting action on `node` that can start at `t`, shortest first.
     fn wake(&mut self, node: NodeIdx, t: u64) {
         let mut still = Vec::new();
@@ -194,13 +363,7 @@ impl Timeline<'_> {
         for idx in waiting {
             let kind = self.pending[idx].kind;
             let d = self.demand(&kind);
-            let vm = kind.vm().expect("a VM action");
-            let spread = if matches!(kind, ActionKind::Allocate { .. }) {
-                Ok(())
-            } else {
-                self.spread_allows(vm, node)
-            };
-            if self.fits(node, &d) && spread.is_ok() {
+            if self.fits(node, &d) && self.continuous_allows(&kind, node).is_ok() {
                 self.start(idx, t, Vec::new());
             } else {
                 still.push(idx);
@@ -222,6 +385,7 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
             kind,
             cost: c,
             deps: Vec::new(),
+            after: Vec::new(),
         })
     };
 
@@ -274,13 +438,56 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
             _ => {}
         }
     }
-
-    let mut spread_of: Vec<Vec<u32>> = vec![Vec::new(); src.vms()];
-    for (i, c) in inst.constraints.iter().enumerate() {
-        if let Constraint::Spread { vms, continuous: true } = c {
-            vms.iter().for_each(|&v| spread_of[v as usize].push(i as u32));
+    // seq: each VM's actions after the previous VM's.
+    let mut first_of: HashMap<VmIdx, Vec<usize>> = HashMap::new();
+    for (i, p) in pending.iter().enumerate() {
+        if let Some(v) = p.kind.vm() {
+            first_of.entry(v).or_default().push(i);
         }
     }
+    for c in &inst.constraints {
+        if let Constraint::Seq { vms } = c {
+            let mut prev: Vec<usize> = Vec::new();
+            for v in vms {
+                if let Some(acts) = first_of.get(v) {
+                    for &a in acts {
+                        pending[a].after.extend(prev.iter().copied());
+                    }
+                    prev = acts.clone();
+                }
+            }
+        }
+    }
+
+    let at: Vec<NodeIdx> = (0..src.vms() as VmIdx)
+        .map(|v| {
+            if src.state(v) == VmState::Running {
+                src.host(v)
+            } else {
+                NO_NODE
+            }
+        })
+        .collect();
+    let mut present = vec![Vec::new(); src.nodes()];
+    for (v, &h) in at.iter().enumerate() {
+        if h != NO_NODE {
+            present[h as usize].push(v as VmIdx);
+        }
+    }
+    let cont = Continuous::new(inst);
+    let mut cap_use: HashMap<u32, u64> = HashMap::new();
+    for (&c, nodes) in &cont.cap_nodes {
+        let used: u64 = nodes
+            .iter()
+            .flat_map(|&n| present[n as usize].iter())
+            .map(|&v| match &inst.constraints[c as usize] {
+                Constraint::ResourceCapacity { rc, .. } => src.demand(v)[*rc],
+                _ => 1,
+            })
+            .sum();
+        cap_use.insert(c, used);
+    }
+    let n_actions = pending.len();
     let mut tl = Timeline {
         inst,
         src,
@@ -288,46 +495,44 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
         r,
         occ: src.load(),
         up: (0..src.nodes() as NodeIdx).map(|n| src.is_online(n)).collect(),
-        at: (0..src.vms() as VmIdx)
-            .map(|v| {
-                if src.state(v) == VmState::Running {
-                    src.host(v)
-                } else {
-                    NO_NODE
-                }
-            })
-            .collect(),
+        at,
         arriving: vec![NO_NODE; src.vms()],
+        present,
         released: vec![Vec::new(); src.nodes()],
         boot_of: vec![None; src.nodes()],
         waiting: vec![Vec::new(); src.nodes()],
-        actions: Vec::new(),
+        gated: Vec::new(),
         pending,
+        actions: vec![None; n_actions],
+        done: vec![false; n_actions],
         events: BinaryHeap::new(),
-        spread_of,
+        cont,
+        cap_use,
         leaving: vec![None; src.vms()],
+        pivoted: vec![false; src.vms()],
     };
-    tl.actions = vec![None; tl.pending.len()];
 
     // Frees and node boots start at once; consumers wait on their node, shortest first.
     let mut order: Vec<usize> = (0..tl.pending.len()).collect();
     order.sort_by_key(|&i| (tl.pending[i].cost, i));
     for i in order {
-        match use_of(&tl.pending[i].kind) {
-            Use::Take { node } | Use::Grow { node } | Use::Move { to: node, .. } => tl.waiting[node as usize].push(i),
-            _ => {
-                if let ActionKind::BootNode { node } = tl.pending[i].kind {
-                    tl.boot_of[node as usize] = Some(i as u32);
-                }
-                tl.start(i, 0, Vec::new());
-            }
+        if let ActionKind::BootNode { node } = tl.pending[i].kind {
+            tl.boot_of[node as usize] = Some(i as u32);
+        }
+        if !tl.pending[i].after.is_empty() {
+            tl.gated.push(i);
+            continue;
+        }
+        match dest(&tl.pending[i].kind) {
+            Some(node) => tl.waiting[node as usize].push(i),
+            None => tl.start(i, 0, Vec::new()),
         }
     }
     for n in 0..src.nodes() as NodeIdx {
         tl.wake(n, 0);
     }
 
-    let rules = Rules::new(inst);
+    let rules = Rules::new(inst, target);
     loop {
         if let Some(Reverse((t, _))) = tl.events.peek().copied() {
             let mut touched = Vec::new();
@@ -338,6 +543,7 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
                 tl.events.pop();
                 touched.extend(tl.finish(idx));
             }
+            touched.extend(tl.ungate(t));
             touched.sort_unstable();
             touched.dedup();
             for n in touched {
@@ -345,7 +551,7 @@ pub fn schedule(inst: &Instance, target: &Model) -> Result<Plan, PlanError> {
             }
             continue;
         }
-        if tl.waiting.iter().all(|w| w.is_empty()) {
+        if tl.waiting.iter().all(|w| w.is_empty()) && tl.gated.is_empty() {
             break;
         }
         let now = tl.actions.iter().flatten().map(|a| a.end).max().unwrap_or(0);
@@ -386,10 +592,10 @@ fn break_cycle(tl: &mut Timeline<'_>, rules: &Rules, now: u64) -> Result<(), Pla
         .iter()
         .flatten()
         .copied()
-        .filter(|&i| matches!(tl.pending[i].kind, ActionKind::MigrateVm { .. }))
+        .filter(|&i| matches!(tl.pending[i].kind, ActionKind::MigrateVm { vm, .. } if !tl.pivoted[vm as usize]))
         .collect();
     migrations.sort_by_key(|&i| (tl.pending[i].cost, i));
-    let target_host: Vec<NodeIdx> = (0..tl.src.vms() as VmIdx).map(|v| tl.at[v as usize]).collect();
+    let hosts_now: Vec<NodeIdx> = tl.at.clone();
     for &i in &migrations {
         let ActionKind::MigrateVm { vm, from, to } = tl.pending[i].kind else {
             unreachable!()
@@ -401,8 +607,10 @@ fn break_cycle(tl: &mut Timeline<'_>, rules: &Rules, now: u64) -> Result<(), Pla
                 && tl.dst.is_online(p)
                 && tl.fits(p, &d)
                 && rules.accepts_arrivals(p)
-                && rules.allows(inst, vm, p, &target_host)
-                && tl.spread_allows(vm, p).is_ok()
+                && rules.allows(inst, vm, p, &hosts_now)
+                && tl
+                    .continuous_allows(&ActionKind::MigrateVm { vm, from, to: p }, p)
+                    .is_ok()
         });
         let first = match pivot {
             Some(p) => ActionKind::MigrateVm { vm, from, to: p },
@@ -421,29 +629,40 @@ fn break_cycle(tl: &mut Timeline<'_>, rules: &Rules, now: u64) -> Result<(), Pla
             ActionKind::ResumeVm { .. } => inst.costs.resume.get(vm as usize).copied().unwrap_or(1),
             _ => tl.pending[i].cost,
         };
-        // The waiting migration becomes the first leg, started now; the second leg waits.
+        tl.pivoted[vm as usize] = true;
+        // The waiting migration becomes the first leg, started now; the second leg waits for it.
         tl.waiting[to as usize].retain(|&w| w != i);
         tl.pending[i].kind = first;
         tl.pending[i].cost = first_cost;
         tl.start(i, now, Vec::new());
         let j = tl.pending.len();
+        // Whatever waited for the migration (seq) now waits for its second leg too.
+        for p in tl.pending.iter_mut() {
+            if p.after.contains(&i) {
+                p.after.push(j);
+            }
+        }
         tl.pending.push(Pending {
             kind: second,
             cost: second_cost,
             deps: vec![i as u32],
+            after: vec![i],
         });
         tl.actions.push(None);
-        tl.waiting[to as usize].push(j);
-        tl.waiting[to as usize].sort_by_key(|&w| (tl.pending[w].cost, w));
+        tl.done.push(false);
+        tl.gated.push(j);
         return Ok(());
     }
-    let vms: Vec<String> = tl
+    let mut vms: Vec<String> = tl
         .waiting
         .iter()
         .flatten()
+        .chain(tl.gated.iter())
         .filter_map(|&i| tl.pending[i].kind.vm())
         .map(|v| tl.src.vm_name(v).to_string())
         .collect();
+    vms.sort();
+    vms.dedup();
     Err(PlanError::Cycle { vms })
 }
 

@@ -1,0 +1,304 @@
+//! The placement rules of an instance: which node each VM may go to, given where the others are.
+//!
+//! [`Rules`] indexes the constraints by VM, and keeps the occupancy the constraints need
+//! (members of each lonely or split set per node, running sums of resource and running
+//! capacities, the part chosen for each among, gather and split-among), updated as VMs are
+//! placed and unplaced. The filter step of the placement is [`Rules::allows`].
+
+use std::collections::HashMap;
+
+use super::{Constraint, Instance};
+use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
+
+pub struct Rules {
+    nres: usize,
+    /// Target demands, `demand[v * R + r]`.
+    demand: Vec<u64>,
+    /// Per VM: indices of the constraints that restrict where it may go.
+    by_vm: Vec<Vec<u32>>,
+    /// Per node: indices of the capacity constraints (resource, running) covering it.
+    by_node: HashMap<NodeIdx, Vec<u32>>,
+    /// Sorted node lists of Ban, Fence and capacity constraints, by constraint index.
+    node_sets: HashMap<u32, Vec<NodeIdx>>,
+    /// Among and split-among: per constraint, the node part of each node (sorted by node).
+    node_parts: HashMap<u32, Vec<(NodeIdx, u32)>>,
+    /// Split and split-among: the part of each VM, by (constraint, VM).
+    vm_part: HashMap<(u32, VmIdx), u32>,
+    /// Among: the node part chosen; split-among: by (constraint, VM part).
+    pub(super) among_choice: HashMap<u32, u32>,
+    split_among_choice: HashMap<(u32, u32), u32>,
+    gather_choice: HashMap<u32, NodeIdx>,
+    root: Vec<bool>,
+    no_arrival: Vec<bool>,
+    // Occupancy.
+    node_count: Vec<u32>,
+    lonely_members: Vec<u32>,
+    /// (constraint, node, part) -> VMs: members of a lonely set (part 0) or of each split part.
+    set_count: HashMap<(u32, NodeIdx, u32), u32>,
+    /// Resource or running capacity constraint -> what its nodes use.
+    cap_used: HashMap<u32, u64>,
+    /// Continuous lonely constraints (for VMs in no lonely set).
+    lonely: Vec<u32>,
+}
+
+impl Rules {
+    /// Rules for `inst`, with the demands of `demands` (the target's, after preserve).
+    pub fn new(inst: &Instance, demands: &Model) -> Rules {
+        let m = &inst.model;
+        let nres = m.nres();
+        let mut demand = Vec::with_capacity(m.vms() * nres);
+        for v in 0..m.vms() as VmIdx {
+            demand.extend_from_slice(demands.demand(v));
+        }
+        let mut r = Rules {
+            nres,
+            demand,
+            by_vm: vec![Vec::new(); m.vms()],
+            by_node: HashMap::new(),
+            node_sets: HashMap::new(),
+            node_parts: HashMap::new(),
+            vm_part: HashMap::new(),
+            among_choice: HashMap::new(),
+            split_among_choice: HashMap::new(),
+            gather_choice: HashMap::new(),
+            root: vec![false; m.vms()],
+            no_arrival: vec![false; m.nodes()],
+            node_count: vec![0; m.nodes()],
+            lonely_members: vec![0; m.nodes()],
+            set_count: HashMap::new(),
+            cap_used: HashMap::new(),
+            lonely: Vec::new(),
+        };
+        let sorted = |ns: &[NodeIdx]| {
+            let mut ns = ns.to_vec();
+            ns.sort_unstable();
+            ns.dedup();
+            ns
+        };
+        let parts_of = |parts: &[Vec<NodeIdx>]| {
+            let mut p: Vec<(NodeIdx, u32)> = parts
+                .iter()
+                .enumerate()
+                .flat_map(|(i, ns)| ns.iter().map(move |&n| (n, i as u32)))
+                .collect();
+            p.sort_unstable();
+            p
+        };
+        for (i, c) in inst.constraints.iter().enumerate() {
+            let i = i as u32;
+            match c {
+                Constraint::Ban { vms, nodes } | Constraint::Fence { vms, nodes } => {
+                    r.node_sets.insert(i, sorted(nodes));
+                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
+                }
+                Constraint::Spread { vms, .. } => vms.iter().for_each(|&v| r.by_vm[v as usize].push(i)),
+                Constraint::Gather { vms, continuous } => {
+                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
+                    if *continuous {
+                        if let Some(&v) = vms.iter().find(|&&v| m.state(v) == VmState::Running) {
+                            r.gather_choice.insert(i, m.host(v));
+                        }
+                    }
+                }
+                Constraint::Lonely { vms, .. } => {
+                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
+                    r.lonely.push(i);
+                }
+                Constraint::Among { vms, parts, continuous } => {
+                    r.node_parts.insert(i, parts_of(parts));
+                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
+                    // Continuous: the VMs may never leave the part they run in now.
+                    if *continuous {
+                        let part = vms
+                            .iter()
+                            .find(|&&v| m.state(v) == VmState::Running)
+                            .and_then(|&v| r.node_part(i, m.host(v)));
+                        if let Some(p) = part {
+                            r.among_choice.insert(i, p);
+                        }
+                    }
+                }
+                Constraint::Split { parts, .. } => {
+                    for (p, vs) in parts.iter().enumerate() {
+                        for &v in vs {
+                            r.vm_part.insert((i, v), p as u32);
+                            r.by_vm[v as usize].push(i);
+                        }
+                    }
+                }
+                Constraint::SplitAmong { vparts, nparts, .. } => {
+                    r.node_parts.insert(i, parts_of(nparts));
+                    for (p, vs) in vparts.iter().enumerate() {
+                        for &v in vs {
+                            r.vm_part.insert((i, v), p as u32);
+                            r.by_vm[v as usize].push(i);
+                        }
+                    }
+                }
+                Constraint::ResourceCapacity { nodes, .. } | Constraint::RunningCapacity { nodes, .. } => {
+                    let ns = sorted(nodes);
+                    for &n in &ns {
+                        r.by_node.entry(n).or_default().push(i);
+                    }
+                    r.node_sets.insert(i, ns);
+                }
+                Constraint::Root { vm } => r.root[*vm as usize] = true,
+                Constraint::NoArrival { nodes } => nodes.iter().for_each(|&n| r.no_arrival[n as usize] = true),
+                Constraint::Quarantine { nodes } => {
+                    for &n in nodes {
+                        r.no_arrival[n as usize] = true;
+                    }
+                    for v in 0..m.vms() as VmIdx {
+                        if m.state(v) == VmState::Running && nodes.contains(&m.host(v)) {
+                            r.root[v as usize] = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    fn demand(&self, v: VmIdx) -> &[u64] {
+        &self.demand[v as usize * self.nres..(v as usize + 1) * self.nres]
+    }
+
+    fn node_part(&self, c: u32, n: NodeIdx) -> Option<u32> {
+        let parts = &self.node_parts[&c];
+        parts
+            .binary_search_by_key(&n, |&(node, _)| node)
+            .ok()
+            .map(|i| parts[i].1)
+    }
+
+    pub fn is_root(&self, v: VmIdx) -> bool {
+        self.root[v as usize]
+    }
+    pub fn accepts_arrivals(&self, n: NodeIdx) -> bool {
+        !self.no_arrival[n as usize]
+    }
+
+    /// Whether `v` may run on `n`, given the other VMs' hosts (`host`) and the occupancy
+    /// recorded by [`Rules::place`]. `v` itself must not be placed.
+    pub fn allows(&self, inst: &Instance, v: VmIdx, n: NodeIdx, host: &[NodeIdx]) -> bool {
+        let mut in_lonely = false;
+        for &c in &self.by_vm[v as usize] {
+            let ok = match &inst.constraints[c as usize] {
+                Constraint::Ban { .. } => self.node_sets[&c].binary_search(&n).is_err(),
+                Constraint::Fence { .. } => self.node_sets[&c].binary_search(&n).is_ok(),
+                Constraint::Spread { vms, .. } => vms.iter().all(|&u| u == v || host[u as usize] != n),
+                Constraint::Gather { vms, .. } => match self.gather_choice.get(&c) {
+                    Some(&g) => g == n,
+                    None => vms
+                        .iter()
+                        .all(|&u| u == v || host[u as usize] == NO_NODE || host[u as usize] == n),
+                },
+                Constraint::Among { .. } => match (self.among_choice.get(&c), self.node_part(c, n)) {
+                    (_, None) => false,
+                    (Some(&chosen), Some(p)) => chosen == p,
+                    (None, Some(_)) => true,
+                },
+                Constraint::Lonely { .. } => {
+                    in_lonely = true;
+                    let members = self.set_count.get(&(c, n, 0)).copied().unwrap_or(0);
+                    members == self.node_count[n as usize]
+                }
+                Constraint::Split { parts, .. } => {
+                    let mine = self.vm_part[&(c, v)];
+                    (0..parts.len() as u32)
+                        .all(|p| p == mine || self.set_count.get(&(c, n, p)).copied().unwrap_or(0) == 0)
+                }
+                Constraint::SplitAmong { .. } => {
+                    let mine = self.vm_part[&(c, v)];
+                    match (self.node_part(c, n), self.split_among_choice.get(&(c, mine))) {
+                        (None, _) => false,
+                        (Some(np), Some(&chosen)) => np == chosen,
+                        (Some(np), None) => !self
+                            .split_among_choice
+                            .iter()
+                            .any(|(&(cc, vp), &nn)| cc == c && vp != mine && nn == np),
+                    }
+                }
+                _ => true,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if !in_lonely && self.lonely_members[n as usize] > 0 {
+            return false;
+        }
+        if let Some(caps) = self.by_node.get(&n) {
+            for &c in caps {
+                let used = self.cap_used.get(&c).copied().unwrap_or(0);
+                let ok = match &inst.constraints[c as usize] {
+                    Constraint::ResourceCapacity { rc, amount, .. } => used + self.demand(v)[*rc] <= *amount,
+                    Constraint::RunningCapacity { amount, .. } => used < *amount,
+                    _ => true,
+                };
+                if !ok {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Records that `v` runs on `n` (and fixes the choices of gather, among and split-among).
+    pub fn place(&mut self, inst: &Instance, v: VmIdx, n: NodeIdx) {
+        self.occupy(inst, v, n, true);
+    }
+
+    /// Forgets that `v` runs on `n` (the choices stay).
+    pub fn unplace(&mut self, inst: &Instance, v: VmIdx, n: NodeIdx) {
+        self.occupy(inst, v, n, false);
+    }
+
+    fn occupy(&mut self, inst: &Instance, v: VmIdx, n: NodeIdx, add: bool) {
+        let bump = |x: &mut u32| if add { *x += 1 } else { *x -= 1 };
+        bump(&mut self.node_count[n as usize]);
+        for k in 0..self.by_vm[v as usize].len() {
+            let c = self.by_vm[v as usize][k];
+            match &inst.constraints[c as usize] {
+                Constraint::Gather { .. } if add => {
+                    self.gather_choice.entry(c).or_insert(n);
+                }
+                Constraint::Among { .. } if add => {
+                    if let Some(p) = self.node_part(c, n) {
+                        self.among_choice.entry(c).or_insert(p);
+                    }
+                }
+                Constraint::Lonely { .. } => {
+                    bump(self.set_count.entry((c, n, 0)).or_default());
+                    bump(&mut self.lonely_members[n as usize]);
+                }
+                Constraint::Split { .. } => {
+                    let p = self.vm_part[&(c, v)];
+                    bump(self.set_count.entry((c, n, p)).or_default());
+                }
+                Constraint::SplitAmong { .. } if add => {
+                    let p = self.vm_part[&(c, v)];
+                    if let Some(np) = self.node_part(c, n) {
+                        self.split_among_choice.entry((c, p)).or_insert(np);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(caps) = self.by_node.get(&n) {
+            for &c in caps {
+                let delta = match &inst.constraints[c as usize] {
+                    Constraint::ResourceCapacity { rc, .. } => self.demand[v as usize * self.nres + rc],
+                    _ => 1,
+                };
+                let used = self.cap_used.entry(c).or_default();
+                if add {
+                    *used += delta;
+                } else {
+                    *used -= delta;
+                }
+            }
+        }
+    }
+}

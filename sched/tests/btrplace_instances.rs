@@ -1,0 +1,31 @@
+//! Every BtrPlace benchmark instance in the shared reference data is solved, and its plan passes
+//! the independent checker. Skipped, with a message, where the data is absent.
+
+use std::path::Path;
+
+#[test]
+fn every_shared_btrplace_instance_is_solved_and_checked() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/btrplace");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: no reference data at {}", dir.display());
+        return;
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".json.gz"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no instance in {}", dir.display());
+    for f in files {
+        let loaded = vjob_sched::btrplace::load(&f).unwrap();
+        let plan = vjob_sched::plan::solve(&loaded.instance).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let errors = vjob_sched::check::check(&loaded.instance, &plan);
+        assert!(errors.is_empty(), "{}: {errors:?}", f.display());
+        // The plan survives a round trip through BtrPlace's format.
+        let json = vjob_sched::btrplace::plan_json(&loaded, &plan);
+        let back = vjob_sched::btrplace::parse_plan(&loaded, &json).unwrap();
+        assert_eq!(back.actions.len(), plan.actions.len());
+        eprintln!("{}: {} actions, valid", f.display(), plan.actions.len());
+    }
+}
