@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
-use crate::plan::{ActionCosts, ActionKind, Constraint, Instance, Plan};
+use crate::plan::{ActionCosts, ActionKind, Constraint, Instance, NodeGroups, Plan};
 
 /// Why an instance could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +26,8 @@ pub struct FormatError {
 /// An instance read from a file, with what is needed to write its plans back.
 pub struct Loaded {
     pub instance: Instance,
-    /// The instance's `model`, copied into plans as their `origin`.
-    pub origin: Value,
+    /// The instance's `model`, as it was written, copied into plans as their `origin`.
+    pub origin: Box<serde_json::value::RawValue>,
     pub node_ids: Vec<i64>,
     pub vm_ids: Vec<i64>,
 }
@@ -52,8 +52,26 @@ pub fn load(path: &Path) -> Result<Loaded, FormatError> {
         message,
     };
     let bytes = read_maybe_gz(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
-    parse(&v).map_err(err)
+    parse_bytes(&bytes).map_err(err)
+}
+
+/// Builds an instance from a file's bytes; the model's text is kept as is for plans' `origin`,
+/// and its parsed form is dropped once read (it is ten times the size of the text).
+pub fn parse_bytes(bytes: &[u8]) -> Result<Loaded, String> {
+    #[derive(serde::Deserialize)]
+    struct Top<'a> {
+        model: Box<serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        constraints: Vec<&'a serde_json::value::RawValue>,
+    }
+    let top: Top = serde_json::from_slice(bytes).map_err(|e| format!("not a BtrPlace instance: {e}"))?;
+    let model: Value = serde_json::from_str(top.model.get()).map_err(|e| format!("model: {e}"))?;
+    // One constraint parsed at a time: an instance's constraints, as a tree, can weigh gigabytes.
+    let constraints = top
+        .constraints
+        .iter()
+        .map(|c| serde_json::from_str::<Value>(c.get()).map_err(|e| e.to_string()));
+    build(&model, constraints, Some(top.model))
 }
 
 fn int(v: &Value, what: &str) -> Result<i64, String> {
@@ -75,6 +93,19 @@ type IdList<'a> = dyn Fn(&Value, &str) -> Result<Vec<u32>, String> + 'a;
 /// Builds an instance from parsed JSON.
 pub fn parse(v: &Value) -> Result<Loaded, String> {
     let model = v.get("model").ok_or("no `model` object")?;
+    let constraints = v
+        .get("constraints")
+        .and_then(|c| c.as_array())
+        .map(|a| a.as_slice())
+        .unwrap_or(&[]);
+    build(model, constraints.iter().map(|c| Ok(c.clone())), None)
+}
+
+fn build(
+    model: &Value,
+    constraint_list: impl Iterator<Item = Result<Value, String>>,
+    origin: Option<Box<serde_json::value::RawValue>>,
+) -> Result<Loaded, String> {
     let mapping = model.get("mapping").ok_or("model: no `mapping` object")?;
     let views: Vec<&Value> = model
         .get("views")
@@ -219,14 +250,15 @@ pub fn parse(v: &Value) -> Result<Loaded, String> {
             .ok_or_else(|| format!("{what}: no resource `{name}` in the model"))
     };
     let mut constraints = Vec::new();
-    for (i, c) in v
-        .get("constraints")
-        .and_then(|x| x.as_array())
-        .map(|a| a.as_slice())
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
+    let mut groups: HashMap<Vec<Vec<NodeIdx>>, NodeGroups> = HashMap::new();
+    let mut intern = |g: Vec<Vec<NodeIdx>>| {
+        groups
+            .entry(g)
+            .or_insert_with_key(|g| std::sync::Arc::new(g.clone()))
+            .clone()
+    };
+    for (i, c) in constraint_list.enumerate() {
+        let c = &c.map_err(|e| format!("constraint {i}: {e}"))?;
         let id = c["id"].as_str().ok_or_else(|| format!("constraint {i}: no `id`"))?;
         let what = format!("constraint {i} ({id})");
         let cont = c.get("continuous").and_then(|x| x.as_bool()).unwrap_or(false);
@@ -283,7 +315,7 @@ pub fn parse(v: &Value) -> Result<Loaded, String> {
             },
             "among" => Constraint::Among {
                 vms: vms(&c["vms"], &what)?,
-                parts: parts("parts", &nodes)?,
+                parts: intern(parts("parts", &nodes)?),
                 continuous: cont,
             },
             "preserve" => Constraint::Preserve {
@@ -297,9 +329,13 @@ pub fn parse(v: &Value) -> Result<Loaded, String> {
     }
     let mut instance = Instance::new(m, constraints);
     instance.costs = costs;
+    let origin = match origin {
+        Some(o) => o,
+        None => serde_json::value::to_raw_value(model).map_err(|e| e.to_string())?,
+    };
     Ok(Loaded {
         instance,
-        origin: model.clone(),
+        origin,
         node_ids,
         vm_ids,
     })
@@ -481,6 +517,138 @@ pub fn parse_plan(loaded: &Loaded, v: &Value) -> Result<Plan, String> {
     Ok(Plan { target, actions })
 }
 
+/// An instance in BtrPlace's format (ids are the model's indices; names go to `ns` views when
+/// they are not those indices).
+pub fn instance_json(inst: &Instance) -> Value {
+    let m = &inst.model;
+    let mut online = Map::new();
+    let mut offline = Vec::new();
+    for n in 0..m.nodes() as NodeIdx {
+        if m.is_online(n) {
+            online.insert(n.to_string(), json!({"runningVMs": [], "sleepingVMs": []}));
+        } else {
+            offline.push(json!(n));
+        }
+    }
+    let mut ready = Vec::new();
+    for v in 0..m.vms() as VmIdx {
+        let key = match m.state(v) {
+            VmState::Running => "runningVMs",
+            VmState::Sleeping if m.host(v) != NO_NODE => "sleepingVMs",
+            VmState::Killed => continue,
+            _ => {
+                ready.push(json!(v));
+                continue;
+            }
+        };
+        let entry = online
+            .entry(m.host(v).to_string())
+            .or_insert_with(|| json!({"runningVMs": [], "sleepingVMs": []}));
+        entry[key].as_array_mut().expect("an array").push(json!(v));
+    }
+    let mut views: Vec<Value> = (0..m.nres())
+        .map(|k| {
+            let nodes: Map<String, Value> = (0..m.nodes() as NodeIdx).map(|n| (n.to_string(), json!(m.capacity(n)[k]))).collect();
+            let vms: Map<String, Value> = (0..m.vms() as VmIdx).map(|v| (v.to_string(), json!(m.demand(v)[k]))).collect();
+            json!({"id": "shareableResource", "rcId": m.resources()[k], "defCapacity": 0, "defConsumption": 0, "nodes": nodes, "vms": vms})
+        })
+        .collect();
+    let named_vms: Map<String, Value> = (0..m.vms() as VmIdx)
+        .filter(|&v| m.vm_name(v) != v.to_string())
+        .map(|v| (m.vm_name(v).to_string(), json!(v)))
+        .collect();
+    if !named_vms.is_empty() {
+        views.push(json!({"id": "ns", "type": "vm", "map": named_vms}));
+    }
+    let named_nodes: Map<String, Value> = (0..m.nodes() as NodeIdx)
+        .filter(|&n| m.node_name(n) != n.to_string())
+        .map(|n| (m.node_name(n).to_string(), json!(n)))
+        .collect();
+    if !named_nodes.is_empty() {
+        views.push(json!({"id": "ns", "type": "node", "map": named_nodes}));
+    }
+    let c = &inst.costs;
+    let vm_attrs: Map<String, Value> = (0..m.vms())
+        .map(|v| {
+            let get = |x: &Vec<u64>| x.get(v).copied().unwrap_or(1);
+            (
+                v.to_string(),
+                json!({"boot": get(&c.boot), "shutdown": get(&c.shutdown), "migrate": get(&c.migrate),
+                       "suspend": get(&c.suspend), "resume": get(&c.resume), "kill": get(&c.kill)}),
+            )
+        })
+        .collect();
+    let node_attrs: Map<String, Value> = (0..m.nodes())
+        .map(|n| {
+            let get = |x: &Vec<u64>| x.get(n).copied().unwrap_or(1);
+            (
+                n.to_string(),
+                json!({"boot": get(&c.boot_node), "shutdown": get(&c.shutdown_node)}),
+            )
+        })
+        .collect();
+    let rc = |k: usize| json!(m.resources()[k]);
+    let constraints: Vec<Value> = inst
+        .constraints
+        .iter()
+        .filter_map(|c| {
+            Some(match c {
+                Constraint::Running { vm } => json!({"id": "running", "vm": vm}),
+                Constraint::Ready { vm } => json!({"id": "ready", "vm": vm}),
+                Constraint::Sleeping { vm } => json!({"id": "sleeping", "vm": vm}),
+                Constraint::Killed { vm } => json!({"id": "killed", "vm": vm}),
+                Constraint::Online { node } => json!({"id": "online", "node": node}),
+                Constraint::Offline { node } => json!({"id": "offline", "node": node}),
+                Constraint::Root { vm } => json!({"id": "root", "vm": vm}),
+                Constraint::Ban { vms, nodes } => json!({"id": "ban", "vms": vms, "nodes": nodes}),
+                Constraint::Fence { vms, nodes } => json!({"id": "fence", "vms": vms, "nodes": nodes}),
+                Constraint::Spread { vms, continuous } => json!({"id": "spread", "vms": vms, "continuous": continuous}),
+                Constraint::Gather { vms, continuous } => json!({"id": "gather", "vms": vms, "continuous": continuous}),
+                Constraint::Lonely { vms, continuous } => json!({"id": "lonely", "vms": vms, "continuous": continuous}),
+                Constraint::Among { vms, parts, continuous } => json!({"id": "among", "vms": vms, "parts": parts, "continuous": continuous}),
+                Constraint::Split { parts, continuous } => json!({"id": "split", "parts": parts, "continuous": continuous}),
+                Constraint::SplitAmong { vparts, nparts, continuous } => {
+                    json!({"id": "splitAmong", "vParts": vparts, "pParts": nparts, "continuous": continuous})
+                }
+                Constraint::Preserve { vm, rc: k, amount } => json!({"id": "preserve", "vm": vm, "rc": rc(*k), "amount": amount}),
+                Constraint::Quarantine { nodes } => json!({"id": "quarantine", "nodes": nodes}),
+                Constraint::ResourceCapacity { nodes, rc: k, amount, continuous } => {
+                    json!({"id": "resourceCapacity", "nodes": nodes, "rc": rc(*k), "amount": amount, "continuous": continuous})
+                }
+                Constraint::RunningCapacity { nodes, amount, continuous } => {
+                    json!({"id": "runningCapacity", "nodes": nodes, "amount": amount, "continuous": continuous})
+                }
+                Constraint::Overbook { nodes, rc: k, ratio, continuous } => {
+                    json!({"id": "overbook", "nodes": nodes, "rc": rc(*k), "ratio": ratio, "continuous": continuous})
+                }
+                Constraint::MaxOnline { nodes, amount, continuous } => {
+                    json!({"id": "maxOnline", "nodes": nodes, "amount": amount, "continuous": continuous})
+                }
+                Constraint::Seq { vms } => json!({"id": "seq", "vms": vms}),
+                // vjob's drain has no BtrPlace equivalent; written as a ban of the VMs not there.
+                Constraint::NoArrival { nodes } => {
+                    let away: Vec<VmIdx> = (0..m.vms() as VmIdx)
+                        .filter(|&v| !(m.state(v) == VmState::Running && nodes.contains(&m.host(v))))
+                        .collect();
+                    if away.is_empty() {
+                        return None;
+                    }
+                    json!({"id": "ban", "vms": away, "nodes": nodes})
+                }
+            })
+        })
+        .collect();
+    json!({
+        "model": {
+            "mapping": {"onlineNodes": online, "offlineNodes": offline, "readyVMs": ready},
+            "attributes": {"nodes": node_attrs, "vms": vm_attrs},
+            "views": views,
+        },
+        "constraints": constraints,
+        "objective": {"id": "minimizeMTTR"},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,9 +680,21 @@ mod tests {
         );
         let out = plan_json(&loaded, &plan);
         assert_eq!(out["origin"], v["model"]);
+        let again = parse_bytes(SMALL.as_bytes()).unwrap();
+        assert_eq!(again.instance.model, loaded.instance.model);
         let back = parse_plan(&loaded, &out).unwrap();
         assert_eq!(back.actions.len(), plan.actions.len());
         assert!(crate::check::check(&loaded.instance, &back).is_empty());
+    }
+
+    #[test]
+    fn instances_round_trip() {
+        let v: Value = serde_json::from_str(SMALL).unwrap();
+        let loaded = parse(&v).unwrap();
+        let again = parse(&instance_json(&loaded.instance)).unwrap();
+        assert_eq!(again.instance.model, loaded.instance.model);
+        assert_eq!(again.instance.constraints, loaded.instance.constraints);
+        assert_eq!(again.instance.costs.boot, loaded.instance.costs.boot);
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
     }
     let target_demand = |v: VmIdx| plan.target.demand(v).to_vec();
     let cap = effective_capacity(inst);
+    let groups = GroupIndex::new(inst);
     // A node overloaded from the start may stay so until relieved, but never grow beyond where
     // it started, and never receive anything while above its capacity.
     let limit: Vec<Vec<u64>> = (0..m.nodes())
@@ -266,7 +267,7 @@ pub fn check(inst: &Instance, plan: &Plan) -> Vec<String> {
         }
         // Continuous constraints at this instant.
         for c in &inst.constraints {
-            if let Some(msg) = continuous_violation(c, &present, &online, &demand) {
+            if let Some(msg) = continuous_violation(c, &present, &online, &demand, &groups) {
                 errors.push(format!("at {t}: {} broken: {msg}", describe(c, m)));
             }
         }
@@ -337,11 +338,52 @@ fn effective_capacity(inst: &Instance) -> Vec<Vec<u64>> {
     cap
 }
 
+/// The group of each node, for every distinct list of node groups of among and split-among.
+struct GroupIndex(HashMap<*const Vec<Vec<NodeIdx>>, HashMap<NodeIdx, usize>>);
+
+impl GroupIndex {
+    fn new(inst: &Instance) -> GroupIndex {
+        let mut idx = HashMap::new();
+        for c in &inst.constraints {
+            let groups = match c {
+                Constraint::Among { parts, .. } => parts,
+                Constraint::SplitAmong { nparts, .. } => nparts,
+                _ => continue,
+            };
+            idx.entry(std::sync::Arc::as_ptr(groups)).or_insert_with(|| {
+                let mut m = HashMap::new();
+                for (i, g) in groups.iter().enumerate() {
+                    for &n in g {
+                        m.entry(n).or_insert(i);
+                    }
+                }
+                m
+            });
+        }
+        GroupIndex(idx)
+    }
+
+    /// The group of `n` among `groups` (the first one listing it).
+    fn of(&self, groups: &crate::plan::NodeGroups, n: NodeIdx) -> Option<usize> {
+        self.0[&std::sync::Arc::as_ptr(groups)].get(&n).copied()
+    }
+
+    /// Whether all these nodes are in one group.
+    fn one_group(&self, groups: &crate::plan::NodeGroups, nodes: &[NodeIdx]) -> bool {
+        let Some(&first) = nodes.first() else { return true };
+        let Some(g) = self.of(groups, first) else { return false };
+        // A node may be listed in several groups: fall back to the lists when in doubt.
+        nodes.iter().all(|&n| self.of(groups, n) == Some(g))
+            || groups.iter().any(|p| nodes.iter().all(|n| p.contains(n)))
+    }
+}
+
 fn continuous_violation(
     c: &Constraint,
     present: &[Vec<NodeIdx>],
     online: &[bool],
     demand: &[Vec<u64>],
+    groups: &GroupIndex,
 ) -> Option<String> {
     let on = |v: VmIdx| present[v as usize].clone();
     match c {
@@ -421,8 +463,7 @@ fn continuous_violation(
             continuous: true,
         } => {
             let used: Vec<NodeIdx> = vms.iter().flat_map(|&v| present[v as usize].iter().copied()).collect();
-            (!used.is_empty() && !parts.iter().any(|p| used.iter().all(|n| p.contains(n))))
-                .then(|| "VMs span several groups".to_string())
+            (!used.is_empty() && !groups.one_group(parts, &used)).then(|| "VMs span several groups".to_string())
         }
         _ => None,
     }
@@ -430,6 +471,7 @@ fn continuous_violation(
 
 /// Everything wrong with a configuration alone: capacities and every constraint's final state.
 pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
+    let groups = GroupIndex::new(inst);
     let m = &inst.model;
     let mut errors = Vec::new();
     let r = fin.nres();
@@ -480,7 +522,7 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
             }
             Constraint::Among { vms, parts, .. } => {
                 let hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
-                !hosts.is_empty() && !parts.iter().any(|p| hosts.iter().all(|h| p.contains(h)))
+                !hosts.is_empty() && !groups.one_group(parts, &hosts)
             }
             Constraint::Root { vm } => m.state(*vm) == VmState::Running && running(*vm) && fin.host(*vm) != m.host(*vm),
             Constraint::Preserve { vm, rc, amount } => running(*vm) && fin.demand(*vm)[*rc] < *amount,
@@ -505,7 +547,7 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
                 (0..nodes.len()).any(|i| (i + 1..nodes.len()).any(|j| nodes[i].iter().any(|n| nodes[j].contains(n))))
             }
             Constraint::SplitAmong { vparts, nparts, .. } => {
-                let part_of = |n: NodeIdx| nparts.iter().position(|p| p.contains(&n));
+                let part_of = |n: NodeIdx| groups.of(nparts, n);
                 let mut used: Vec<Option<usize>> = Vec::new();
                 let mut bad = false;
                 for vs in vparts {

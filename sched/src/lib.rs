@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod exec;
+pub mod gen;
 pub mod jobs;
 pub mod model;
 pub mod plan;

@@ -3,6 +3,7 @@
 //! ```text
 //! vplan solve INSTANCE.json[.gz] [--out PLAN.json]   # BtrPlace instance in, BtrPlace plan out
 //! vplan check INSTANCE.json[.gz] PLAN.json          # independent replay of a plan
+//! vplan gen --nodes N --vms M --scenario li|nr [--constrained PCT] --out FILE   # a test instance
 //! ```
 //!
 //! `solve` prints one summary line (solve time, actions by kind, plan duration); an unsatisfiable
@@ -36,6 +37,29 @@ pub enum Cmd {
         /// Also replay the plan with the independent checker.
         #[arg(long)]
         check: bool,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Baseline for comparisons: re-place every VM from scratch instead of repairing.
+        #[arg(long)]
+        from_scratch: bool,
+    },
+    /// Generate an instance shaped like BtrPlace's benchmark, at any scale.
+    Gen {
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long)]
+        vms: usize,
+        /// `li` (load increase) or `nr` (new requests).
+        #[arg(long, default_value = "li")]
+        scenario: String,
+        /// Percentage of VMs under side constraints (continuous spread and among).
+        #[arg(long, default_value_t = 0)]
+        constrained: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Replay a plan on its instance and verify every capacity and constraint.
     Check { instance: PathBuf, plan: PathBuf },
@@ -54,9 +78,16 @@ pub fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> Result<ExitCode, String> {
     match cmd {
-        Cmd::Solve { instance, out, check } => {
+        Cmd::Solve {
+            instance,
+            out,
+            check,
+            json,
+            from_scratch,
+        } => {
             let t0 = Instant::now();
-            let loaded = btrplace::load(&instance).map_err(|e| e.to_string())?;
+            let mut loaded = btrplace::load(&instance).map_err(|e| e.to_string())?;
+            loaded.instance.options.from_scratch = from_scratch;
             let read_s = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             let plan = match crate::plan::solve(&loaded.instance) {
@@ -67,29 +98,87 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 }
             };
             let solve_s = t1.elapsed().as_secs_f64();
-            let counts: Vec<String> = plan.counts().iter().map(|(k, n)| format!("{k} {n}")).collect();
             let m = &loaded.instance.model;
-            println!(
-                "{}: {} nodes, {} VMs, {} constraints: solved in {:.3} s (read {:.3} s): {} actions ({}), plan duration {}, sum of completion times {}",
-                instance.display(),
-                m.nodes(),
-                m.vms(),
-                loaded.instance.constraints.len(),
-                solve_s,
-                read_s,
-                plan.actions.len(),
-                if counts.is_empty() { "none".to_string() } else { counts.join(", ") },
-                plan.duration(),
-                plan.sum_completion()
-            );
+            let errors = if check {
+                Some(crate::check::check(&loaded.instance, &plan))
+            } else {
+                None
+            };
+            if json {
+                let counts: serde_json::Map<String, serde_json::Value> = plan
+                    .counts()
+                    .into_iter()
+                    .map(|(k, n)| (k.to_string(), n.into()))
+                    .collect();
+                let summary = serde_json::json!({
+                    "instance": instance.display().to_string(),
+                    "nodes": m.nodes(), "vms": m.vms(), "constraints": loaded.instance.constraints.len(),
+                    "solve_s": solve_s, "read_s": read_s, "actions": plan.actions.len(), "counts": counts,
+                    "migrations": plan.count("migrateVM"), "duration": plan.duration(),
+                    "sum_completion": plan.sum_completion(), "peak_rss_mib": peak_rss_mib(),
+                    "valid": errors.as_ref().map(|e| e.is_empty()),
+                });
+                println!("{summary}");
+            } else {
+                let counts: Vec<String> = plan.counts().iter().map(|(k, n)| format!("{k} {n}")).collect();
+                println!(
+                    "{}: {} nodes, {} VMs, {} constraints: solved in {:.3} s (read {:.3} s): {} actions ({}), plan duration {}, sum of completion times {}, peak memory {:.0} MiB",
+                    instance.display(),
+                    m.nodes(),
+                    m.vms(),
+                    loaded.instance.constraints.len(),
+                    solve_s,
+                    read_s,
+                    plan.actions.len(),
+                    if counts.is_empty() { "none".to_string() } else { counts.join(", ") },
+                    plan.duration(),
+                    plan.sum_completion(),
+                    peak_rss_mib()
+                );
+            }
             if let Some(out) = out {
                 let json = btrplace::plan_json(&loaded, &plan);
                 std::fs::write(&out, serde_json::to_vec(&json).expect("plans serialize"))
                     .map_err(|e| format!("{}: cannot write the plan: {e}", out.display()))?;
             }
-            if check {
-                return Ok(report(&crate::check::check(&loaded.instance, &plan)));
+            match errors {
+                Some(e) => Ok(report(&e, json)),
+                None => Ok(ExitCode::SUCCESS),
             }
+        }
+        Cmd::Gen {
+            nodes,
+            vms,
+            scenario,
+            constrained,
+            seed,
+            out,
+        } => {
+            let scenario = match scenario.as_str() {
+                "li" => crate::gen::Scenario::LoadIncrease,
+                "nr" => crate::gen::Scenario::NewRequests,
+                other => return Err(format!("--scenario {other}: expected `li` or `nr`")),
+            };
+            if nodes == 0 || vms == 0 || constrained > 100 {
+                return Err("--nodes and --vms must be positive, --constrained at most 100".into());
+            }
+            let inst = crate::gen::generate(&crate::gen::Params {
+                nodes,
+                vms,
+                scenario,
+                constrained_pct: constrained,
+                seed,
+            });
+            let json = btrplace::instance_json(&inst);
+            let bytes = serde_json::to_vec(&json).expect("instances serialize");
+            let written = if out.extension().is_some_and(|e| e == "gz") {
+                let f = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+                let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+                std::io::Write::write_all(&mut gz, &bytes).and_then(|_| gz.finish().map(|_| ()))
+            } else {
+                std::fs::write(&out, &bytes)
+            };
+            written.map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { instance, plan } => {
@@ -98,14 +187,29 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", plan.display()))?;
             let p = btrplace::parse_plan(&loaded, &v).map_err(|e| format!("{}: {e}", plan.display()))?;
-            Ok(report(&crate::check::check(&loaded.instance, &p)))
+            Ok(report(&crate::check::check(&loaded.instance, &p), false))
         }
     }
 }
 
-fn report(errors: &[String]) -> ExitCode {
+/// This process's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn report(errors: &[String], quiet: bool) -> ExitCode {
     if errors.is_empty() {
-        println!("plan valid: every capacity and constraint holds at every instant");
+        if !quiet {
+            println!("plan valid: every capacity and constraint holds at every instant");
+        }
         ExitCode::SUCCESS
     } else {
         for e in errors {

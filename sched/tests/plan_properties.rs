@@ -99,7 +99,7 @@ fn build(s: &Spec) -> Instance {
             },
             6 => Constraint::Among {
                 vms: vms(a),
-                parts: vec![nodes(b), (0..nn as NodeIdx).filter(|n| !nodes(b).contains(n)).collect()],
+                parts: vec![nodes(b), (0..nn as NodeIdx).filter(|n| !nodes(b).contains(n)).collect()].into(),
                 continuous: cont,
             },
             7 => Constraint::Offline { node: node(b[0]) },
@@ -143,6 +143,7 @@ fn build(s: &Spec) -> Instance {
     inst.costs.boot = s.costs.iter().map(|c| c + 1).collect();
     inst.options = Options {
         suspend_to_break_cycles: s.suspend_ok,
+        ..Default::default()
     };
     inst
 }

@@ -966,6 +966,7 @@ impl Core {
             costs,
             options: Options {
                 suspend_to_break_cycles: true,
+                ..Default::default()
             },
         };
         let t0 = Instant::now();

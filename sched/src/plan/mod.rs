@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Model, NodeIdx, VmIdx, VmState};
 
+/// Groups of nodes (zones, racks), shared between the constraints that name the same groups: a
+/// 10,000-node cluster's zones are listed once, not once per application.
+pub type NodeGroups = std::sync::Arc<Vec<Vec<NodeIdx>>>;
+
 /// A placement constraint, after BtrPlace's catalog. Each one is an invariant on a configuration
 /// (and, when `continuous`, on every instant of the plan) that [`crate::check`] verifies alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +56,7 @@ pub enum Constraint {
     /// The running VMs are all within one of the node groups.
     Among {
         vms: Vec<VmIdx>,
-        parts: Vec<Vec<NodeIdx>>,
+        parts: NodeGroups,
         continuous: bool,
     },
     /// The VM does not move (no migration).
@@ -71,7 +75,7 @@ pub enum Constraint {
         #[serde(rename = "vParts")]
         vparts: Vec<Vec<VmIdx>>,
         #[serde(rename = "pParts")]
-        nparts: Vec<Vec<NodeIdx>>,
+        nparts: NodeGroups,
         continuous: bool,
     },
     /// No VM arrives on these nodes and none leaves them.
@@ -145,6 +149,9 @@ pub struct Options {
     /// When a cycle of migrations has no pivot node, suspend one VM and resume it at its
     /// destination once room is freed (the daemon allows it; a BtrPlace instance does not).
     pub suspend_to_break_cycles: bool,
+    /// Baseline for comparisons: place every running VM again from scratch (first fit,
+    /// largest first) instead of keeping those that may stay.
+    pub from_scratch: bool,
 }
 
 /// What the planner is given.

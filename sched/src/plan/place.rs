@@ -197,10 +197,13 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     for v in 0..m.vms() as VmIdx {
         let h = m.host(v);
         if states[v as usize] == VmState::Running {
-            let stays = m.state(v) == VmState::Running && online[h as usize] && rules.allows(inst, v, h, &host);
+            let stays = !inst.options.from_scratch
+                && m.state(v) == VmState::Running
+                && online[h as usize]
+                && rules.allows(inst, v, h, &host);
             if stays {
                 host[v as usize] = h;
-            } else if rules.is_root(v) && m.state(v) == VmState::Running {
+            } else if rules.is_root(v) && m.state(v) == VmState::Running && !inst.options.from_scratch {
                 return Err(PlanError::Conflict {
                     constraints: root_and_others(inst, v),
                     reason: format!(
@@ -502,7 +505,8 @@ fn evict_for_constraints(inst: &Instance, t: &Model, rules: &Rules, host: &mut [
             to_place.push(v);
         }
     };
-    for c in &inst.constraints {
+    for (ci, c) in inst.constraints.iter().enumerate() {
+        let ci = ci as u32;
         match c {
             Constraint::Spread { vms, .. } => {
                 let mut seen: HashMap<NodeIdx, VmIdx> = HashMap::new();
@@ -536,8 +540,8 @@ fn evict_for_constraints(inst: &Instance, t: &Model, rules: &Rules, host: &mut [
                     }
                 }
             }
-            Constraint::Among { vms, parts, .. } => {
-                let part_of = |n: NodeIdx| parts.iter().position(|p| p.contains(&n));
+            Constraint::Among { vms, .. } => {
+                let part_of = |n: NodeIdx| rules.node_part(ci, n);
                 let rooted = vms
                     .iter()
                     .find(|&&v| rules.is_root(v) && host[v as usize] != NO_NODE)

@@ -6,6 +6,7 @@
 //! placed and unplaced. The filter step of the placement is [`Rules::allows`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{Constraint, Instance};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
@@ -21,7 +22,7 @@ pub struct Rules {
     /// Sorted node lists of Ban, Fence and capacity constraints, by constraint index.
     node_sets: HashMap<u32, Vec<NodeIdx>>,
     /// Among and split-among: per constraint, the node part of each node (sorted by node).
-    node_parts: HashMap<u32, Vec<(NodeIdx, u32)>>,
+    node_parts: HashMap<u32, Arc<Vec<(NodeIdx, u32)>>>,
     /// Split and split-among: the part of each VM, by (constraint, VM).
     vm_part: HashMap<(u32, VmIdx), u32>,
     /// Among: the node part chosen; split-among: by (constraint, VM part).
@@ -75,14 +76,20 @@ impl Rules {
             ns.dedup();
             ns
         };
-        let parts_of = |parts: &[Vec<NodeIdx>]| {
-            let mut p: Vec<(NodeIdx, u32)> = parts
-                .iter()
-                .enumerate()
-                .flat_map(|(i, ns)| ns.iter().map(move |&n| (n, i as u32)))
-                .collect();
-            p.sort_unstable();
-            p
+        let mut indexed: HashMap<*const Vec<Vec<NodeIdx>>, Arc<Vec<(NodeIdx, u32)>>> = HashMap::new();
+        let mut parts_of = |parts: &super::NodeGroups| {
+            indexed
+                .entry(Arc::as_ptr(parts))
+                .or_insert_with(|| {
+                    let mut p: Vec<(NodeIdx, u32)> = parts
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(i, ns)| ns.iter().map(move |&n| (n, i as u32)))
+                        .collect();
+                    p.sort_unstable();
+                    Arc::new(p)
+                })
+                .clone()
         };
         for (i, c) in inst.constraints.iter().enumerate() {
             let i = i as u32;
@@ -164,7 +171,8 @@ impl Rules {
         &self.demand[v as usize * self.nres..(v as usize + 1) * self.nres]
     }
 
-    fn node_part(&self, c: u32, n: NodeIdx) -> Option<u32> {
+    /// The node part of `n` in among or split-among constraint `c`.
+    pub fn node_part(&self, c: u32, n: NodeIdx) -> Option<u32> {
         let parts = &self.node_parts[&c];
         parts
             .binary_search_by_key(&n, |&(node, _)| node)

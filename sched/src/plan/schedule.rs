@@ -735,6 +735,7 @@ mod tests {
         let mut inst3 = inst.clone();
         inst3.options = Options {
             suspend_to_break_cycles: true,
+            ..Default::default()
         };
         let p = solve(&inst3).unwrap();
         assert_eq!(
