@@ -11,6 +11,9 @@ use std::sync::Arc;
 use super::{Constraint, Instance};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 
+/// The part of each node, sorted by node, shared between constraints naming the same groups.
+type PartOfNode = Arc<Vec<(NodeIdx, u32)>>;
+
 pub struct Rules {
     nres: usize,
     /// Target demands, `demand[v * R + r]`.
@@ -22,7 +25,7 @@ pub struct Rules {
     /// Sorted node lists of Ban, Fence and capacity constraints, by constraint index.
     node_sets: HashMap<u32, Vec<NodeIdx>>,
     /// Among and split-among: per constraint, the node part of each node (sorted by node).
-    node_parts: HashMap<u32, Arc<Vec<(NodeIdx, u32)>>>,
+    node_parts: HashMap<u32, PartOfNode>,
     /// Split and split-among: the part of each VM, by (constraint, VM).
     vm_part: HashMap<(u32, VmIdx), u32>,
     /// Among: the node part chosen; split-among: by (constraint, VM part).
@@ -76,7 +79,7 @@ impl Rules {
             ns.dedup();
             ns
         };
-        let mut indexed: HashMap<*const Vec<Vec<NodeIdx>>, Arc<Vec<(NodeIdx, u32)>>> = HashMap::new();
+        let mut indexed: HashMap<*const Vec<Vec<NodeIdx>>, PartOfNode> = HashMap::new();
         let mut parts_of = |parts: &super::NodeGroups| {
             indexed
                 .entry(Arc::as_ptr(parts))
