@@ -29,10 +29,17 @@ fn row(name: &str, file: &Path) {
     }
     runs.sort_by(|a, b| a["solve_s"].as_f64().partial_cmp(&b["solve_s"].as_f64()).unwrap());
     let med = &runs[runs.len() / 2];
-    let checked = vplan(&["solve", f, "--json", "--check"]).and_then(|v| v["valid"].as_bool()).unwrap_or(false);
+    let checked = vplan(&["solve", f, "--json", "--check"])
+        .and_then(|v| v["valid"].as_bool())
+        .unwrap_or(false);
     let naive = vplan(&["solve", f, "--json", "--from-scratch", "--check"]);
     let (nm, nd, ns, nv) = match &naive {
-        Some(n) => (n["migrations"].to_string(), n["duration"].to_string(), n["sum_completion"].to_string(), n["valid"].as_bool() == Some(true)),
+        Some(n) => (
+            n["migrations"].to_string(),
+            n["duration"].to_string(),
+            n["sum_completion"].to_string(),
+            n["valid"].as_bool() == Some(true),
+        ),
         None => ("failed".into(), "-".into(), "-".into(), false),
     };
     println!(
@@ -73,8 +80,21 @@ fn main() {
                 let name = format!("gen-{scenario}-{nodes}-{vms}-c{constrained}");
                 let file = dir.join(format!("{name}.json.gz"));
                 let ok = Command::new(env!("CARGO_BIN_EXE_vplan"))
-                    .args(["gen", "--nodes", &nodes.to_string(), "--vms", &vms.to_string(), "--scenario", scenario])
-                    .args(["--constrained", &constrained.to_string(), "--out", file.to_str().unwrap()])
+                    .args([
+                        "gen",
+                        "--nodes",
+                        &nodes.to_string(),
+                        "--vms",
+                        &vms.to_string(),
+                        "--scenario",
+                        scenario,
+                    ])
+                    .args([
+                        "--constrained",
+                        &constrained.to_string(),
+                        "--out",
+                        file.to_str().unwrap(),
+                    ])
                     .status()
                     .unwrap()
                     .success();

@@ -152,3 +152,33 @@ fn walltime_kills_with_a_reason() {
         c.job(id)["vms"][0]["state"] == "gone"
     });
 }
+
+#[test]
+fn snapshot_shows_what_the_scheduler_would_plan() {
+    let c = two_nodes("snapshot");
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 2, 2, "1GiB", "1h")), &[]);
+    c.wait_state(a, "running", SECS(10));
+    let snap = c.dir.join("snap.json");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vplan"))
+        .args([
+            "snapshot",
+            "--socket",
+            c.socket.to_str().unwrap(),
+            "--out",
+            snap.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vplan"))
+        .args(["solve", snap.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    // Both VMs run and nothing needs to change: the plan is empty and valid.
+    assert!(
+        out.contains("2 nodes, 2 VMs") && out.contains("0 actions") && out.contains("plan valid"),
+        "{out}"
+    );
+}

@@ -82,6 +82,9 @@ pub enum Op {
     Resume { id: u64 },
     /// Admin: live-migrate one VM (by index) of a running vjob to a node.
     Migrate { id: u64, vm: usize, to: String },
+    /// Anyone: what the scheduler would do now, as a planner instance in BtrPlace's format
+    /// (the current configuration and the constraints the policy's decision adds).
+    Snapshot,
 }
 
 /// A submission: the spec file's text, as read by the client, plus command-line overrides.
@@ -337,6 +340,10 @@ pub enum Reply {
     /// An administrative change was made.
     Done {
         message: String,
+    },
+    /// A planner instance (BtrPlace's JSON format).
+    Snapshot {
+        instance: serde_json::Value,
     },
 }
 

@@ -531,18 +531,22 @@ pub fn instance_json(inst: &Instance) -> Value {
         }
     }
     let mut ready = Vec::new();
+    // BtrPlace keeps a sleeping VM on a node; vjob's images are on shared storage, so a VM
+    // sleeping nowhere in particular is written on the first online node.
+    let first_online = (0..m.nodes() as NodeIdx).find(|&n| m.is_online(n));
     for v in 0..m.vms() as VmIdx {
-        let key = match m.state(v) {
-            VmState::Running => "runningVMs",
-            VmState::Sleeping if m.host(v) != NO_NODE => "sleepingVMs",
-            VmState::Killed => continue,
+        let (key, host) = match (m.state(v), m.host(v), first_online) {
+            (VmState::Running, h, _) => ("runningVMs", h),
+            (VmState::Sleeping, h, _) if h != NO_NODE => ("sleepingVMs", h),
+            (VmState::Sleeping, _, Some(n)) => ("sleepingVMs", n),
+            (VmState::Killed, _, _) => continue,
             _ => {
                 ready.push(json!(v));
                 continue;
             }
         };
         let entry = online
-            .entry(m.host(v).to_string())
+            .entry(host.to_string())
             .or_insert_with(|| json!({"runningVMs": [], "sleepingVMs": []}));
         entry[key].as_array_mut().expect("an array").push(json!(v));
     }

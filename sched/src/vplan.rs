@@ -4,7 +4,11 @@
 //! vplan solve INSTANCE.json[.gz] [--out PLAN.json]   # BtrPlace instance in, BtrPlace plan out
 //! vplan check INSTANCE.json[.gz] PLAN.json          # independent replay of a plan
 //! vplan gen --nodes N --vms M --scenario li|nr [--constrained PCT] --out FILE   # a test instance
+//! vplan snapshot [--socket PATH] --out FILE          # what the running vjobd would plan now
 //! ```
+//!
+//! A snapshot is an instance like any other: `vplan solve` on it shows what the scheduler would
+//! do now (names are kept in the instance's `ns` views).
 //!
 //! `solve` prints one summary line (solve time, actions by kind, plan duration); an unsatisfiable
 //! instance exits 1 and names the constraints in conflict. `check` exits 1 and lists every
@@ -43,6 +47,14 @@ pub enum Cmd {
         /// Baseline for comparisons: re-place every VM from scratch instead of repairing.
         #[arg(long)]
         from_scratch: bool,
+    },
+    /// Ask a running vjobd for the instance it would plan now.
+    Snapshot {
+        /// The daemon's socket (default: $VJOB_SOCKET, else /run/vjob/vjobd.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Generate an instance shaped like BtrPlace's benchmark, at any scale.
     Gen {
@@ -146,6 +158,15 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 None => Ok(ExitCode::SUCCESS),
             }
         }
+        Cmd::Snapshot { socket, out } => {
+            let socket = socket
+                .or_else(|| std::env::var_os(vjob_api::SOCKET_ENV).map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(vjob_api::DEFAULT_SOCKET));
+            let instance = snapshot(&socket)?;
+            std::fs::write(&out, serde_json::to_vec(&instance).expect("instances serialize"))
+                .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Gen {
             nodes,
             vms,
@@ -189,6 +210,31 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let p = btrplace::parse_plan(&loaded, &v).map_err(|e| format!("{}: {e}", plan.display()))?;
             Ok(report(&crate::check::check(&loaded.instance, &p), false))
         }
+    }
+}
+
+/// Asks the daemon at `socket` for its current planner instance.
+fn snapshot(socket: &std::path::Path) -> Result<serde_json::Value, String> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach vjobd at {}: {e} (is it running? name its socket with --socket)",
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(&vjob_api::Request::new(vjob_api::Op::Snapshot)).expect("requests serialize");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| format!("sending to vjobd: {e}"))?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(|e| format!("reading from vjobd: {e}"))?;
+    let r: vjob_api::Response =
+        serde_json::from_str(&answer).map_err(|e| format!("unreadable answer from vjobd: {e}"))?;
+    match r.into_result() {
+        Ok(vjob_api::Reply::Snapshot { instance }) => Ok(instance),
+        Ok(other) => Err(format!("unexpected answer from vjobd: {other:?}")),
+        Err(e) => Err(e.message),
     }
 }
 

@@ -57,6 +57,13 @@ enum Effect {
     Destroyed { job: u64, vm: usize },
 }
 
+/// What the scheduler would do now: the policy's decision and the planner's instance.
+pub struct PlanInput {
+    pub decision: policy::Decision,
+    pub instance: Instance,
+    pub vm_refs: Vec<Option<(u64, usize)>>,
+}
+
 /// A cleanup call outside plans (destroying ended or cancelled VMs, removing images, unpausing).
 #[derive(Debug, Clone)]
 struct Cleanup {
@@ -739,15 +746,15 @@ impl Core {
         self.decide();
     }
 
-    /// Runs the policy and the planner and starts carrying the plan out.
-    fn decide(&mut self) {
+    /// The policy's decision and the planner instance that carries it out, with the job and VM
+    /// index of each of the instance's VMs (`None`: not a job's). `None` when nothing is to be
+    /// done, unless `snapshot` (an administrator asking what the scheduler would do now).
+    pub(super) fn plan_input(&mut self, snapshot: bool) -> Option<PlanInput> {
         let now = now_ms();
-        let r_cpu = 0usize;
         let mut model = Model::new(vec!["cpu".into(), "memory".into()]);
         for n in &self.nodes {
             model.add_node(n.cfg.name.clone(), true, &[n.cfg.cpus as u64, n.cfg.memory]);
         }
-        let _ = r_cpu;
         let accepts = |n: &NodeView| n.up && n.admin == NodeAdminState::Online;
 
         // Everything that occupies nodes without being a candidate: VMs of other jobs' remains,
@@ -883,8 +890,9 @@ impl Core {
             }
         }
         let manual: Vec<(String, String)> = self.manual_moves.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-        if decision.run.is_empty() && decision.suspend.is_empty() && manual.is_empty() && !self.misplaced() {
-            return;
+        if !snapshot && decision.run.is_empty() && decision.suspend.is_empty() && manual.is_empty() && !self.misplaced()
+        {
+            return None;
         }
 
         // The planner: from what runs to what the policy wants.
@@ -948,7 +956,9 @@ impl Core {
                 });
             }
         }
-        self.manual_moves.clear();
+        if !snapshot {
+            self.manual_moves.clear();
+        }
         let d = &self.cfg.hypervisor.durations;
         let mut costs = ActionCosts::uniform(&model, d.destroy_ms);
         for v in 0..model.vms() as VmIdx {
@@ -969,6 +979,24 @@ impl Core {
                 ..Default::default()
             },
         };
+        Some(PlanInput {
+            decision,
+            instance: inst,
+            vm_refs,
+        })
+    }
+
+    /// Runs the policy and the planner and starts carrying the plan out.
+    fn decide(&mut self) {
+        let Some(PlanInput {
+            decision,
+            instance: inst,
+            vm_refs,
+        }) = self.plan_input(false)
+        else {
+            return;
+        };
+        let now = now_ms();
         let t0 = Instant::now();
         let plan = match plan::solve(&inst) {
             Ok(p) => p,

@@ -79,6 +79,12 @@ impl Core {
                 admin_only(who, "resuming a vjob by hand")?;
                 self.admin_resume(id)
             }
+            Op::Snapshot => {
+                let input = self.plan_input(true).expect("a snapshot is always built");
+                Ok(Reply::Snapshot {
+                    instance: crate::btrplace::instance_json(&input.instance),
+                })
+            }
             Op::Migrate { id, vm, to } => {
                 admin_only(who, "migrating a vjob by hand")?;
                 self.admin_migrate(id, vm, &to)
