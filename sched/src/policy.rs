@@ -25,14 +25,6 @@ pub enum Standing {
     Running,
 }
 
-/// One VM of a candidate: its demand and, for a running VM, its host (`None`: it must be placed,
-/// e.g. its node is going offline, or it is the sleeping part of a half-switched vjob).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CandidateVm {
-    pub demand: Vec<u64>,
-    pub host: Option<NodeIdx>,
-}
-
 /// A vjob as the policy sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -47,7 +39,15 @@ pub struct Candidate {
     pub eligible: bool,
     /// May not be suspended now (within its quantum, or switching).
     pub protected: bool,
-    pub vms: Vec<CandidateVm>,
+    /// What each of its VMs needs (a vjob's VMs are alike).
+    pub demand: Vec<u64>,
+    /// Where each VM runs; `None` for a VM that must be placed (not started, sleeping, or on a
+    /// node going offline).
+    pub hosts: Vec<Option<NodeIdx>>,
+    /// The user's estimate of its running time (walltime), for backfilling.
+    pub requested_ms: Option<u64>,
+    /// For a running vjob: when its estimate says it ends.
+    pub expected_end_ms: Option<u64>,
 }
 
 /// Limits on running vjobs.
@@ -55,6 +55,10 @@ pub struct Candidate {
 pub struct Limits {
     /// Per queue: most running vjobs, and most running vjobs per user.
     pub queues: HashMap<String, (Option<u32>, Option<u32>)>,
+    /// Within a queue priority, a vjob may suspend a running one only if its priority is at
+    /// least this many times the victim's (the suspension factor of selective suspension);
+    /// `None`: any vjob behind it in order.
+    pub preempt_ratio: Option<f64>,
 }
 
 /// What should change.
@@ -110,12 +114,7 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
 
     for (pos, &i) in order.iter().enumerate() {
         let c = &cands[i];
-        let missing: Vec<&[u64]> = c
-            .vms
-            .iter()
-            .filter(|v| v.host.is_none())
-            .map(|v| v.demand.as_slice())
-            .collect();
+        let missing: Vec<&[u64]> = vec![c.demand.as_slice(); c.hosts.iter().filter(|h| h.is_none()).count()];
         if c.standing == Standing::Running && missing.is_empty() {
             continue;
         }
@@ -175,10 +174,15 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
             if v.standing != Standing::Running || v.protected || suspended[j] {
                 continue;
             }
-            for vm in &v.vms {
-                if let Some(h) = vm.host {
-                    placer.release(h, &vm.demand);
-                }
+            let outranked = c.queue_priority > v.queue_priority
+                || limits
+                    .preempt_ratio
+                    .is_none_or(|r| c.priority as f64 >= r * v.priority as f64);
+            if !outranked {
+                continue;
+            }
+            for &h in v.hosts.iter().flatten() {
+                placer.release(h, &v.demand);
             }
             victims.push(j);
             let trial = placer.mark();
@@ -214,14 +218,12 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
             let v = &cands[j];
             let back = placer.mark();
             let mut ok = true;
-            for vm in &v.vms {
-                if let Some(h) = vm.host {
-                    if placer.fits(h, &vm.demand) {
-                        placer.take(h, &vm.demand);
-                    } else {
-                        ok = false;
-                        break;
-                    }
+            for &h in v.hosts.iter().flatten() {
+                if placer.fits(h, &v.demand) {
+                    placer.take(h, &v.demand);
+                } else {
+                    ok = false;
+                    break;
                 }
             }
             let trial = placer.mark();
@@ -244,6 +246,103 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
         // Room was freed: shapes that failed may fit now.
         failed_shapes.clear();
         hopeless.clear();
+    }
+    placer.commit();
+    decision
+}
+
+/// First come, first served: waiting vjobs start in order while they fit; the first that does
+/// not fit blocks all the others. No preemption. The baseline every scheduler is compared with.
+pub fn fcfs(cands: &[Candidate], placer: &mut Placer) -> Decision {
+    let mut decision = Decision::default();
+    for i in order(cands) {
+        let c = &cands[i];
+        if c.standing == Standing::Running || !c.eligible {
+            continue;
+        }
+        let demands: Vec<&[u64]> = vec![c.demand.as_slice(); c.hosts.len()];
+        if placer.place_group(&demands).is_some() {
+            decision.run.push(c.id);
+        } else {
+            decision
+                .waiting
+                .push((c.id, "waiting for resources (first come, first served)".into()));
+            break;
+        }
+    }
+    placer.commit();
+    decision
+}
+
+/// EASY backfilling (Lifka 1995; the default of Maui and Slurm's backfill): vjobs start in order
+/// while they fit; the first that does not fit gets a reservation at the earliest time enough
+/// running vjobs are expected to have ended (by their walltime estimates); later vjobs may jump
+/// ahead if they fit now and either end before that time or leave enough room for it. No
+/// preemption. Resource counts for the reservation are aggregate (`rc` = the resource counted,
+/// e.g. cpu); fits are checked node by node.
+pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> Decision {
+    let mut decision = Decision::default();
+    let total_free = |p: &Placer| -> u64 {
+        (0..p.nodes() as NodeIdx)
+            .filter(|&n| p.accepts(n))
+            .map(|n| p.capacity(n)[rc].saturating_sub(p.load(n)[rc]))
+            .sum()
+    };
+    let size = |c: &Candidate| -> u64 { c.demand[rc] * c.hosts.len() as u64 };
+    // Expected ends of what runs, as (time, amount freed).
+    let mut ends: Vec<(u64, u64)> = cands
+        .iter()
+        .filter(|c| c.standing == Standing::Running)
+        .map(|c| (c.expected_end_ms.unwrap_or(u64::MAX), size(c)))
+        .collect();
+    let mut reservation: Option<(u64, u64)> = None;
+    for i in order(cands) {
+        let c = &cands[i];
+        if c.standing == Standing::Running || !c.eligible {
+            continue;
+        }
+        let demands: Vec<&[u64]> = vec![c.demand.as_slice(); c.hosts.len()];
+        let estimate_end = now.saturating_add(c.requested_ms.unwrap_or(u64::MAX / 2));
+        match reservation {
+            None => {
+                if placer.place_group(&demands).is_some() {
+                    decision.run.push(c.id);
+                    ends.push((estimate_end, size(c)));
+                    continue;
+                }
+                // The head: reserve the earliest time enough is expected to be free.
+                ends.sort_unstable();
+                let need = size(c);
+                let mut free = total_free(placer);
+                let mut shadow = u64::MAX;
+                for &(t, amount) in &ends {
+                    if free >= need {
+                        break;
+                    }
+                    free += amount;
+                    shadow = t;
+                }
+                let extra = free.saturating_sub(need);
+                reservation = Some((shadow, extra));
+                decision
+                    .waiting
+                    .push((c.id, "waiting for resources (holds the reservation)".into()));
+            }
+            Some((shadow, extra)) => {
+                let fits_in_time = estimate_end <= shadow;
+                let fits_in_extra = size(c) <= extra;
+                if (fits_in_time || fits_in_extra) && placer.place_group(&demands).is_some() {
+                    decision.run.push(c.id);
+                    if !fits_in_time {
+                        reservation = Some((shadow, extra - size(c)));
+                    }
+                } else {
+                    decision
+                        .waiting
+                        .push((c.id, "waiting for resources (backfilling)".into()));
+                }
+            }
+        }
     }
     placer.commit();
     decision
@@ -274,10 +373,8 @@ fn suspend_vjob<'a>(
     running_q: &mut HashMap<&'a str, u32>,
     running_qu: &mut HashMap<(&'a str, &'a str), u32>,
 ) {
-    for vm in &c.vms {
-        if let Some(h) = vm.host {
-            placer.release(h, &vm.demand);
-        }
+    for &h in c.hosts.iter().flatten() {
+        placer.release(h, &c.demand);
     }
     suspended[i] = true;
     decision.suspend.push((c.id, by));
@@ -309,22 +406,19 @@ mod tests {
             standing,
             eligible: true,
             protected: false,
-            vms: vms
-                .iter()
-                .map(|&(cpu, host)| CandidateVm {
-                    demand: vec![cpu, 4],
-                    host,
-                })
-                .collect(),
+            requested_ms: None,
+            expected_end_ms: None,
+            demand: vec![vms[0].0, 4],
+            hosts: vms.iter().map(|&(_, h)| h).collect(),
         }
     }
 
     /// A placer whose loads hold the running candidates' VMs.
     fn placer(m: &mut Model, cands: &[Candidate]) -> Placer {
         for c in cands {
-            for (k, vm) in c.vms.iter().enumerate() {
-                if let Some(h) = vm.host {
-                    m.add_vm(format!("{}-{k}", c.id), VmState::Running, h, &vm.demand);
+            for (k, h) in c.hosts.iter().enumerate() {
+                if let Some(h) = *h {
+                    m.add_vm(format!("{}-{k}", c.id), VmState::Running, h, &c.demand);
                 }
             }
         }
@@ -400,6 +494,7 @@ mod tests {
         let mut p = placer(&mut m, &cands);
         let limits = Limits {
             queues: [("batch".to_string(), (Some(1), None))].into(),
+            ..Default::default()
         };
         let d = context_switch(&cands, &mut p, &limits);
         assert_eq!(d.run, vec![1]);

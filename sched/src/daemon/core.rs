@@ -23,7 +23,7 @@ use crate::jobs::{parse_vm_name, Job, NodeRecord, Queue, VmPhase};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
 use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
-use crate::policy::{self, Candidate, CandidateVm, Limits, Standing};
+use crate::policy::{self, Candidate, Limits, Standing};
 use crate::store::{Batch, Store};
 
 /// Milliseconds since the Unix epoch.
@@ -793,20 +793,12 @@ impl Core {
             if job.admin_suspended && any_running {
                 admin_suspend.push(id);
             }
-            let vms = job
+            let hosts = job
                 .vms
                 .iter()
-                .map(|v| {
-                    let host = match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
-                        (VmPhase::Running, Some(h)) if self.nodes[h as usize].admin != NodeAdminState::Offline => {
-                            Some(h)
-                        }
-                        _ => None,
-                    };
-                    CandidateVm {
-                        demand: vec![job.spec.vm.vcpus as u64, job.spec.vm.memory],
-                        host,
-                    }
+                .map(|v| match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
+                    (VmPhase::Running, Some(h)) if self.nodes[h as usize].admin != NodeAdminState::Offline => Some(h),
+                    _ => None,
                 })
                 .collect();
             job.vms.iter().for_each(|v| {
@@ -822,7 +814,13 @@ impl Core {
                 standing,
                 eligible,
                 protected: now < job.protected_until || job.admin_suspended,
-                vms,
+                demand: vec![job.spec.vm.vcpus as u64, job.spec.vm.memory],
+                hosts,
+                requested_ms: job.spec.walltime_ms,
+                expected_end_ms: job
+                    .spec
+                    .walltime_ms
+                    .map(|w| now + w.saturating_sub(job.elapsed_ms(now))),
             });
         }
         // Load outside candidates: every domain on a node that no candidate owns.
@@ -851,10 +849,8 @@ impl Core {
                 if admin_suspend.contains(&c.id) {
                     continue;
                 }
-                for vm in &c.vms {
-                    if let Some(h) = vm.host {
-                        m.add_vm("", VmState::Running, h, &vm.demand);
-                    }
+                for &h in c.hosts.iter().flatten() {
+                    m.add_vm("", VmState::Running, h, &c.demand);
                 }
             }
             let mut p = Placer::from_model(&m);
@@ -876,6 +872,7 @@ impl Core {
                 .values()
                 .map(|q| (q.name.clone(), (q.max_running, q.max_user_running)))
                 .collect(),
+            ..Default::default()
         };
         let mut decision = policy::context_switch(&cands_for_policy, &mut placer, &limits);
         for id in admin_suspend {

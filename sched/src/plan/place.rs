@@ -26,7 +26,15 @@ pub struct Placer {
     /// Load as of now (before any departure), to prefer nodes where an action can start at once.
     load_now: Vec<u64>,
     undo: Vec<(NodeIdx, Vec<u64>, bool)>,
+    /// On large clusters: open nodes by free amount of the first resource, so that a search
+    /// looks at the tightest candidates instead of every node.
+    index: Option<std::collections::BTreeSet<(u64, NodeIdx)>>,
 }
+
+/// Clusters of at least this many nodes use the free-capacity index.
+const INDEX_FROM_NODES: usize = 8192;
+/// How many fitting nodes an indexed search scores before choosing.
+const INDEXED_CANDIDATES: usize = 64;
 
 /// A point to roll a [`Placer`] back to.
 #[derive(Debug, Clone, Copy)]
@@ -36,14 +44,28 @@ impl Placer {
     /// A placer over `capacity` (`n * R`), starting from `load` (target loads so far) and
     /// `load_now` (loads before any action).
     pub fn new(nres: usize, capacity: Vec<u64>, closed: Vec<bool>, load: Vec<u64>, load_now: Vec<u64>) -> Placer {
-        Placer {
+        let mut p = Placer {
             nres,
             capacity,
             closed,
             load,
             load_now,
             undo: Vec::new(),
+            index: None,
+        };
+        if p.nodes() >= INDEX_FROM_NODES && nres > 0 {
+            let idx = (0..p.nodes() as NodeIdx)
+                .filter(|&n| !p.closed[n as usize])
+                .map(|n| (p.free0(n), n))
+                .collect();
+            p.index = Some(idx);
         }
+        p
+    }
+
+    fn free0(&self, n: NodeIdx) -> u64 {
+        let i = n as usize * self.nres;
+        self.capacity[i].saturating_sub(self.load[i])
     }
 
     /// A placer for a model's online nodes and current loads.
@@ -62,7 +84,15 @@ impl Placer {
         self.closed.len()
     }
     pub fn close(&mut self, n: NodeIdx) {
+        if let Some(idx) = self.index.as_mut() {
+            let f = self.capacity[n as usize * self.nres].saturating_sub(self.load[n as usize * self.nres]);
+            idx.remove(&(f, n));
+        }
         self.closed[n as usize] = true;
+    }
+    /// Whether `n` takes new VMs.
+    pub fn accepts(&self, n: NodeIdx) -> bool {
+        !self.closed[n as usize]
     }
     pub fn load(&self, n: NodeIdx) -> &[u64] {
         &self.load[n as usize * self.nres..(n as usize + 1) * self.nres]
@@ -80,8 +110,22 @@ impl Placer {
     pub fn best(&self, demand: &[u64], mut allowed: impl FnMut(NodeIdx) -> bool) -> Option<NodeIdx> {
         let r = self.nres;
         let mut best: Option<(bool, u64, NodeIdx)> = None;
-        for n in 0..self.nodes() as NodeIdx {
-            if !self.fits(n, demand) || !allowed(n) {
+        // On a large cluster, score only the tightest nodes that fit (best fit on the first
+        // resource); elsewhere every node.
+        let indexed: Option<Vec<NodeIdx>> = self.index.as_ref().map(|idx| {
+            idx.range((demand[0], 0)..)
+                .map(|&(_, n)| n)
+                .filter(|&n| self.fits(n, demand) && allowed(n))
+                .take(INDEXED_CANDIDATES)
+                .collect()
+        });
+        let all = 0..self.nodes() as NodeIdx;
+        let candidates: Box<dyn Iterator<Item = NodeIdx>> = match &indexed {
+            Some(v) => Box::new(v.iter().copied()),
+            None => Box::new(all),
+        };
+        for n in candidates {
+            if indexed.is_none() && (!self.fits(n, demand) || !allowed(n)) {
                 continue;
             }
             let i = n as usize * r;
@@ -117,12 +161,25 @@ impl Placer {
 
     fn apply(&mut self, n: NodeIdx, demand: &[u64], add: bool) {
         let i = n as usize * self.nres;
+        let before = self.free0(n);
         for (k, d) in demand.iter().enumerate() {
             if add {
                 self.load[i + k] += d;
                 self.load_now[i + k] += d;
             } else {
                 self.load[i + k] -= d;
+            }
+        }
+        self.reindex(n, before);
+    }
+
+    /// Moves `n` in the index after its load changed from free amount `before`.
+    fn reindex(&mut self, n: NodeIdx, before: u64) {
+        let after = self.free0(n);
+        if let (Some(idx), false) = (self.index.as_mut(), self.closed[n as usize]) {
+            if before != after {
+                idx.remove(&(before, n));
+                idx.insert((after, n));
             }
         }
     }
@@ -136,6 +193,7 @@ impl Placer {
         while self.undo.len() > mark.0 {
             let (n, d, added) = self.undo.pop().expect("len > mark");
             let i = n as usize * self.nres;
+            let before = self.free0(n);
             for (k, d) in d.iter().enumerate() {
                 if added {
                     self.load[i + k] -= d;
@@ -144,6 +202,7 @@ impl Placer {
                     self.load[i + k] += d;
                 }
             }
+            self.reindex(n, before);
         }
     }
 

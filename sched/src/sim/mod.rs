@@ -1,0 +1,600 @@
+//! Discrete-event simulation of a vjob cluster in virtual time, driving the very policies
+//! ([`crate::policy`]) and planner ([`crate::plan`]) that `vjobd` runs: trace replay (SWF) and
+//! synthetic scenarios, with honest metrics.
+//!
+//! The loop mirrors the daemon's: events arrive (submissions, job ends, ends of actions); when no
+//! plan is being carried out, the policy decides and the planner computes the plan; its actions
+//! take the time the [`DurationModel`] gives and hold resources as they would for real (a VM being
+//! saved keeps its memory and cores until written). A job runs for its recorded run time once
+//! all its VMs run; the policies never see that time, only the user's estimate.
+
+pub mod report;
+pub mod swf;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use vjob_hypervisor::DurationModel;
+
+use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
+use crate::plan::place::Placer;
+use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
+use crate::policy::{self, Candidate, Limits, Standing};
+
+/// A scheduling policy of the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// First come, first served.
+    Fcfs,
+    /// EASY backfilling.
+    Easy,
+    /// vjob's context switch: vjobs ordered by expansion factor, whole-vjob suspension of
+    /// lower-ranked running vjobs (suspension factor 2), anti-thrashing quantum.
+    Vjob,
+    /// Selective suspension (Kettimuthu et al., 2005): the same ordering and suspension factor,
+    /// without the quantum.
+    Ss,
+}
+
+impl PolicyKind {
+    pub fn parse(s: &str) -> Result<PolicyKind, String> {
+        match s {
+            "fcfs" => Ok(PolicyKind::Fcfs),
+            "easy" => Ok(PolicyKind::Easy),
+            "vjob" => Ok(PolicyKind::Vjob),
+            "ss" => Ok(PolicyKind::Ss),
+            o => Err(format!("unknown policy `{o}` (fcfs, easy, vjob, ss)")),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Fcfs => "fcfs",
+            PolicyKind::Easy => "easy",
+            PolicyKind::Vjob => "vjob",
+            PolicyKind::Ss => "ss",
+        }
+    }
+}
+
+/// The simulated cluster and the policy's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    pub nodes: u32,
+    pub cores: u32,
+    /// Memory per node, bytes.
+    pub node_memory: u64,
+    /// Memory of a VM per core when the trace gives none, bytes.
+    pub vm_memory_per_core: u64,
+    pub durations: DurationModel,
+    pub policy: PolicyKind,
+    /// A vjob resumed after a preemption is not preempted again for this long (vjob policy).
+    pub quantum_ms: u64,
+    /// Suspension factor: a vjob may suspend one whose expansion factor is this many times lower.
+    pub suspension_factor: f64,
+    /// Keep each job's state changes, for Gantt charts.
+    pub record_segments: bool,
+    /// vcpus of each VM (0: as many as the job needs, up to a node's cores).
+    pub vm_vcpus: u32,
+    /// Stop after this many decisions (0: run to the end), for decision-time measurements.
+    pub max_decisions: u64,
+}
+
+/// A job to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimJob {
+    pub submit_ms: u64,
+    /// The real running time; never shown to a policy.
+    pub run_ms: u64,
+    /// The user's estimate.
+    pub requested_ms: Option<u64>,
+    pub procs: u32,
+    /// Memory per VM core, bytes.
+    pub mem_per_core: u64,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Not submitted yet.
+    Future,
+    Waiting,
+    Starting,
+    Running,
+    Suspending,
+    Suspended,
+    Done,
+}
+
+/// A job's state in the simulation.
+#[derive(Debug, Clone)]
+struct JobState {
+    phase: Phase,
+    remaining_ms: u64,
+    run_since: u64,
+    end_ms: Option<u64>,
+    epoch: u32,
+    vcpus: u32,
+    vms: u32,
+    mem: u64,
+    hosts: Vec<NodeIdx>,
+    protected_until: u64,
+    preempted: bool,
+    /// Actions of the current plan not yet ended.
+    pending_actions: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// Ends of actions come first at equal times: resources freed are seen by what follows.
+    /// `frees`: the node a VM left (saved or migrated away), or none.
+    ActionEnd {
+        job: u32,
+        frees: NodeIdx,
+    },
+    Finish {
+        job: u32,
+        epoch: u32,
+    },
+    Arrive {
+        job: u32,
+    },
+}
+
+/// One state change of a job, for Gantt charts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    pub job: u32,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub phase: Phase,
+}
+
+/// What the cluster looked like at a moment, for plots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub t_ms: u64,
+    pub busy_cores: u64,
+    pub queued: u32,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outcome {
+    pub jobs: usize,
+    pub response_ms: Vec<u64>,
+    pub run_ms: Vec<u64>,
+    pub procs: Vec<u32>,
+    pub first_submit_ms: u64,
+    pub last_end_ms: u64,
+    pub total_cores: u64,
+    pub suspends: u64,
+    pub resumes: u64,
+    pub migrations: u64,
+    pub bytes_moved: u64,
+    pub decisions: u64,
+    /// Wall-clock time of each decision (policy and planner), in microseconds.
+    pub decision_us: Vec<u64>,
+    /// The decisions that planned something: wall-clock microseconds and VMs in the instance.
+    pub planned: Vec<(u64, usize)>,
+    pub samples: Vec<Sample>,
+    pub segments: Vec<Segment>,
+}
+
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    jobs: &'a [SimJob],
+    st: Vec<JobState>,
+    events: BinaryHeap<Reverse<(u64, Event, u64)>>,
+    seq: u64,
+    /// Cores and memory used on each node (by VMs that exist there).
+    load: Vec<u64>,
+    plan_in_flight: u32,
+    dirty: bool,
+    queued: u32,
+    busy_cores: u64,
+    out: Outcome,
+    seg_start: Vec<u64>,
+    /// Jobs submitted and not done, in submission order.
+    active: std::collections::BTreeSet<u32>,
+}
+
+impl Sim<'_> {
+    fn push(&mut self, t: u64, e: Event) {
+        self.seq += 1;
+        self.events.push(Reverse((t, e, self.seq)));
+    }
+
+    fn set_phase(&mut self, j: usize, phase: Phase, now: u64) {
+        let old = self.st[j].phase;
+        if old == phase {
+            return;
+        }
+        if self.cfg.record_segments && old != Phase::Future {
+            self.out.segments.push(Segment {
+                job: j as u32,
+                start_ms: self.seg_start[j],
+                end_ms: now,
+                phase: old,
+            });
+            self.seg_start[j] = now;
+        }
+        let cores = self.jobs[j].procs as u64;
+        if matches!(old, Phase::Waiting | Phase::Suspended) {
+            self.queued -= 1;
+        }
+        if matches!(phase, Phase::Waiting | Phase::Suspended) {
+            self.queued += 1;
+        }
+        if old == Phase::Running {
+            self.busy_cores -= cores;
+        }
+        if phase == Phase::Running {
+            self.busy_cores += cores;
+        }
+        self.st[j].phase = phase;
+    }
+
+    fn occupy(&mut self, j: usize, add: bool) {
+        let (vcpus, mem) = (self.st[j].vcpus as u64, self.st[j].mem);
+        for i in 0..self.st[j].hosts.len() {
+            let n = self.st[j].hosts[i] as usize;
+            if add {
+                self.load[n * 2] += vcpus;
+                self.load[n * 2 + 1] += mem;
+            } else {
+                self.load[n * 2] -= vcpus;
+                self.load[n * 2 + 1] -= mem;
+            }
+        }
+    }
+
+    fn sample(&mut self, now: u64) {
+        let s = Sample {
+            t_ms: now,
+            busy_cores: self.busy_cores,
+            queued: self.queued,
+        };
+        match self.out.samples.last_mut() {
+            Some(last) if last.t_ms == now => *last = s,
+            Some(last) if last.busy_cores == s.busy_cores && last.queued == s.queued => {}
+            _ => self.out.samples.push(s),
+        }
+    }
+
+    /// Expansion factor (wait + estimate) / estimate, the priority of the preemptive policies.
+    fn xfactor(&self, j: usize, now: u64) -> f64 {
+        let job = &self.jobs[j];
+        let est = job.requested_ms.unwrap_or(86_400_000).max(60_000) as f64;
+        let executed = job.run_ms - self.st[j].remaining_ms
+            + if self.st[j].phase == Phase::Running {
+                now - self.st[j].run_since
+            } else {
+                0
+            };
+        let waited = now.saturating_sub(job.submit_ms).saturating_sub(executed) as f64;
+        (waited + est) / est
+    }
+
+    fn decide(&mut self, now: u64) {
+        let t0 = Instant::now();
+        let cfg = self.cfg;
+        let preemptive = matches!(cfg.policy, PolicyKind::Vjob | PolicyKind::Ss);
+        let mut cands: Vec<Candidate> = Vec::new();
+        for &j in &self.active {
+            let j = j as usize;
+            let s = &self.st[j];
+            let standing = match s.phase {
+                Phase::Waiting => Standing::Waiting,
+                Phase::Suspended => Standing::Suspended,
+                Phase::Running => Standing::Running,
+                _ => continue,
+            };
+            let job = &self.jobs[j];
+            let hosts = (0..s.vms as usize)
+                .map(|i| (standing == Standing::Running).then(|| s.hosts[i]))
+                .collect();
+            cands.push(Candidate {
+                id: j as u64,
+                queue: String::new(),
+                queue_priority: 0,
+                priority: if preemptive {
+                    (self.xfactor(j, now) * 1000.0).min(i32::MAX as f64) as i32
+                } else {
+                    0
+                },
+                submit_ms: job.submit_ms,
+                user: job.user.clone(),
+                standing,
+                eligible: true,
+                protected: now < s.protected_until,
+                demand: vec![s.vcpus as u64, s.mem],
+                hosts,
+                requested_ms: job.requested_ms,
+                expected_end_ms: (standing == Standing::Running).then(|| {
+                    s.run_since
+                        + job
+                            .requested_ms
+                            .unwrap_or(u64::MAX / 4)
+                            .saturating_sub(job.run_ms - s.remaining_ms)
+                }),
+            });
+        }
+        let n = cfg.nodes as usize;
+        let capacity: Vec<u64> = (0..n).flat_map(|_| [cfg.cores as u64, cfg.node_memory]).collect();
+        let mut placer = Placer::new(2, capacity, vec![false; n], self.load.clone(), self.load.clone());
+        let decision = match cfg.policy {
+            PolicyKind::Fcfs => policy::fcfs(&cands, &mut placer),
+            PolicyKind::Easy => policy::easy(&cands, &mut placer, now, 0),
+            PolicyKind::Vjob | PolicyKind::Ss => {
+                let limits = Limits {
+                    preempt_ratio: Some(cfg.suspension_factor),
+                    ..Default::default()
+                };
+                policy::context_switch(&cands, &mut placer, &limits)
+            }
+        };
+        self.out.decisions += 1;
+        if decision.run.is_empty() && decision.suspend.is_empty() {
+            self.out.decision_us.push(t0.elapsed().as_micros() as u64);
+            return;
+        }
+        // The planner, from what runs to what the policy wants.
+        let mut m = Model::new(vec!["cpu".into(), "memory".into()]);
+        for i in 0..n {
+            m.add_node(i.to_string(), true, &[cfg.cores as u64, cfg.node_memory]);
+        }
+        let mut owner: Vec<(u32, usize)> = Vec::new();
+        let mut constraints = Vec::new();
+        let mut place_first = Vec::new();
+        let runs: std::collections::HashSet<u64> = decision.run.iter().copied().collect();
+        let sleeps: std::collections::HashSet<u64> = decision.suspend.iter().map(|(id, _)| *id).collect();
+        let mut order: Vec<usize> = decision.run.iter().map(|&id| id as usize).collect();
+        order.extend(
+            self.active
+                .iter()
+                .map(|&j| j as usize)
+                .filter(|&j| self.st[j].phase == Phase::Running && !runs.contains(&(j as u64))),
+        );
+        for j in order {
+            let s = &self.st[j];
+            let d = [s.vcpus as u64, s.mem];
+            for i in 0..s.vms as usize {
+                let (state, host) = match s.phase {
+                    Phase::Running => (VmState::Running, s.hosts[i]),
+                    Phase::Suspended => (VmState::Sleeping, NO_NODE),
+                    _ => (VmState::Ready, NO_NODE),
+                };
+                let v = m.add_vm(format!("{j}-{i}"), state, host, &d);
+                owner.push((j as u32, i));
+                if runs.contains(&(j as u64)) {
+                    constraints.push(Constraint::Running { vm: v });
+                    place_first.push(v);
+                } else if sleeps.contains(&(j as u64)) {
+                    constraints.push(Constraint::Sleeping { vm: v });
+                }
+            }
+        }
+        let dm = &cfg.durations;
+        let mut costs = ActionCosts::uniform(&m, dm.destroy_ms);
+        for v in 0..m.vms() {
+            let mem = m.demand(v as VmIdx)[1];
+            costs.boot[v] = dm.boot(mem);
+            costs.migrate[v] = dm.migrate(mem);
+            costs.suspend[v] = dm.save(mem);
+            costs.resume[v] = dm.restore(mem);
+        }
+        let inst = Instance {
+            model: m,
+            constraints,
+            place_first,
+            costs,
+            options: Options {
+                suspend_to_break_cycles: true,
+                ..Default::default()
+            },
+        };
+        let plan = match plan::solve(&inst) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "the planner found no plan for the policy's decision; skipped");
+                self.out.decision_us.push(t0.elapsed().as_micros() as u64);
+                return;
+            }
+        };
+        let us = t0.elapsed().as_micros() as u64;
+        self.out.decision_us.push(us);
+        self.out.planned.push((us, inst.model.vms()));
+        // Carry it out in virtual time: every action ends at `now + end`.
+        for a in &plan.actions {
+            let Some(v) = a.kind.vm() else { continue };
+            let (j, i) = owner[v as usize];
+            let ju = j as usize;
+            let (vcpus, mem) = (self.st[ju].vcpus as u64, self.st[ju].mem);
+            let frees = match a.kind {
+                ActionKind::SuspendVm { from, .. } => {
+                    self.out.suspends += 1;
+                    self.out.bytes_moved += mem;
+                    if self.st[ju].phase == Phase::Running {
+                        let done = now - self.st[ju].run_since;
+                        self.st[ju].remaining_ms = self.st[ju].remaining_ms.saturating_sub(done);
+                        self.st[ju].epoch += 1;
+                        self.st[ju].preempted = true;
+                        self.set_phase(ju, Phase::Suspending, now);
+                    }
+                    from
+                }
+                ActionKind::ResumeVm { to, .. } | ActionKind::BootVm { on: to, .. } => {
+                    if matches!(a.kind, ActionKind::ResumeVm { .. }) {
+                        self.out.resumes += 1;
+                        self.out.bytes_moved += mem;
+                    }
+                    self.st[ju].hosts[i] = to;
+                    self.load[to as usize * 2] += vcpus;
+                    self.load[to as usize * 2 + 1] += mem;
+                    if self.st[ju].phase != Phase::Starting {
+                        self.set_phase(ju, Phase::Starting, now);
+                    }
+                    NO_NODE
+                }
+                ActionKind::MigrateVm { from, to, .. } => {
+                    // Occupies both nodes while it lasts; the source is freed at its end.
+                    self.out.migrations += 1;
+                    self.out.bytes_moved += mem;
+                    self.st[ju].hosts[i] = to;
+                    self.load[to as usize * 2] += vcpus;
+                    self.load[to as usize * 2 + 1] += mem;
+                    from
+                }
+                _ => continue,
+            };
+            self.st[ju].pending_actions += 1;
+            self.plan_in_flight += 1;
+            self.push(now + a.end, Event::ActionEnd { job: j, frees });
+        }
+        self.sample(now);
+    }
+
+    fn handle(&mut self, now: u64, e: Event) {
+        match e {
+            Event::Arrive { job } => {
+                let j = job as usize;
+                self.seg_start[j] = now;
+                self.active.insert(job);
+                self.set_phase(j, Phase::Waiting, now);
+                self.dirty = true;
+            }
+            Event::Finish { job, epoch } => {
+                let j = job as usize;
+                if self.st[j].epoch != epoch || self.st[j].phase != Phase::Running {
+                    return;
+                }
+                self.st[j].remaining_ms = 0;
+                self.st[j].end_ms = Some(now);
+                self.occupy(j, false);
+                self.active.remove(&job);
+                self.set_phase(j, Phase::Done, now);
+                self.dirty = true;
+            }
+            Event::ActionEnd { job, frees } => {
+                let j = job as usize;
+                if frees != NO_NODE {
+                    self.load[frees as usize * 2] -= self.st[j].vcpus as u64;
+                    self.load[frees as usize * 2 + 1] -= self.st[j].mem;
+                }
+                self.st[j].pending_actions -= 1;
+                self.plan_in_flight -= 1;
+                if self.st[j].pending_actions == 0 {
+                    match self.st[j].phase {
+                        Phase::Suspending => self.set_phase(j, Phase::Suspended, now),
+                        Phase::Starting => {
+                            if self.st[j].preempted && self.cfg.policy == PolicyKind::Vjob {
+                                self.st[j].protected_until = now + self.cfg.quantum_ms;
+                            }
+                            self.st[j].run_since = now;
+                            let epoch = self.st[j].epoch;
+                            self.set_phase(j, Phase::Running, now);
+                            self.push(now + self.st[j].remaining_ms, Event::Finish { job, epoch });
+                        }
+                        _ => {}
+                    }
+                }
+                if self.plan_in_flight == 0 {
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+}
+
+/// Progress reports: called with (events done, events in all) now and then.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// Runs a simulation to its end.
+pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome {
+    let per_vm = if cfg.vm_vcpus > 0 {
+        cfg.vm_vcpus.min(cfg.cores)
+    } else {
+        cfg.cores
+    }
+    .max(1);
+    let st: Vec<JobState> = jobs
+        .iter()
+        .map(|j| {
+            let vcpus = j.procs.min(per_vm);
+            let vms = j.procs.div_ceil(vcpus);
+            JobState {
+                phase: Phase::Future,
+                remaining_ms: j.run_ms,
+                run_since: 0,
+                end_ms: None,
+                epoch: 0,
+                vcpus,
+                vms,
+                mem: j.mem_per_core * vcpus as u64,
+                hosts: vec![NO_NODE; vms as usize],
+                protected_until: 0,
+                preempted: false,
+                pending_actions: 0,
+            }
+        })
+        .collect();
+    let mut sim = Sim {
+        cfg,
+        jobs,
+        st,
+        events: BinaryHeap::new(),
+        seq: 0,
+        load: vec![0; cfg.nodes as usize * 2],
+        plan_in_flight: 0,
+        dirty: false,
+        queued: 0,
+        busy_cores: 0,
+        out: Outcome {
+            total_cores: cfg.nodes as u64 * cfg.cores as u64,
+            ..Default::default()
+        },
+        seg_start: vec![0; jobs.len()],
+        active: Default::default(),
+    };
+    // Jobs are waiting (counted in the queue) from their arrival only.
+    for (j, job) in jobs.iter().enumerate() {
+        sim.push(job.submit_ms, Event::Arrive { job: j as u32 });
+    }
+    let total = jobs.len();
+    let mut done = 0usize;
+    while let Some(Reverse((now, e, _))) = sim.events.pop() {
+        if let Event::Arrive { .. } = e {
+            done += 1;
+            if done.is_multiple_of(1024) {
+                progress(done, total);
+            }
+        }
+        sim.handle(now, e);
+        let more_now = sim.events.peek().is_some_and(|Reverse((t, _, _))| *t == now);
+        if !more_now {
+            if sim.dirty && sim.plan_in_flight == 0 {
+                sim.dirty = false;
+                sim.decide(now);
+                if cfg.max_decisions > 0 && sim.out.decisions >= cfg.max_decisions {
+                    sim.sample(now);
+                    break;
+                }
+            }
+            sim.sample(now);
+        }
+    }
+    progress(total, total);
+    let mut out = sim.out;
+    out.first_submit_ms = jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0);
+    for (j, s) in sim.st.iter().enumerate() {
+        if let Some(end) = s.end_ms {
+            out.jobs += 1;
+            out.response_ms.push(end - jobs[j].submit_ms);
+            out.run_ms.push(jobs[j].run_ms);
+            out.procs.push(jobs[j].procs);
+            out.last_end_ms = out.last_end_ms.max(end);
+        }
+    }
+    out
+}

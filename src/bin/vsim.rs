@@ -1,0 +1,5 @@
+//! `vsim`: see [`vjob_sched::vsim`].
+
+fn main() -> std::process::ExitCode {
+    vjob_sched::vsim::main()
+}
