@@ -502,6 +502,29 @@ mod tests {
     }
 
     #[test]
+    fn fcfs_blocks_behind_the_head_and_easy_backfills_only_what_keeps_its_reservation() {
+        // Two 4-cpu nodes; a 4-cpu job runs until t=100 by its estimate.
+        let mut m = cluster(2);
+        let mut running = cand(1, 10, 0, Standing::Running, &[(4, Some(0))]);
+        running.expected_end_ms = Some(100);
+        let mut head = cand(2, 10, 1, Standing::Waiting, &[(4, None), (4, None)]);
+        head.requested_ms = Some(1000);
+        let mut short = cand(3, 10, 2, Standing::Waiting, &[(2, None)]);
+        short.requested_ms = Some(50);
+        let mut long = cand(4, 10, 3, Standing::Waiting, &[(2, None)]);
+        long.requested_ms = Some(500);
+        let cands = vec![running, head, short, long];
+        let mut p = placer(&mut m, &cands);
+        let d = fcfs(&cands, &mut p);
+        assert!(d.run.is_empty(), "the head does not fit: nothing starts");
+        let mut m = cluster(2);
+        let mut p = placer(&mut m, &cands);
+        let d = easy(&cands, &mut p, 0, 0);
+        // The head is reserved for t=100; the short job ends before, the long one would delay it.
+        assert_eq!(d.run, vec![3]);
+    }
+
+    #[test]
     fn a_running_vjob_whose_vms_have_nowhere_to_go_is_suspended() {
         let mut m = cluster(1);
         let cands = vec![cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, None)])];

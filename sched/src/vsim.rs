@@ -98,6 +98,7 @@ fn run(args: &Args) -> Result<(), String> {
             record_segments: false,
             vm_vcpus: 1,
             max_decisions: args.rounds,
+            tick_ms: tick_ms(policy),
         };
         let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
         (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
@@ -151,6 +152,7 @@ fn run(args: &Args) -> Result<(), String> {
             record_segments: args.svg.is_some() && jobs.len() <= 400,
             vm_vcpus: 0,
             max_decisions: 0,
+            tick_ms: tick_ms(policy),
         };
         let name = path
             .file_name()
@@ -193,6 +195,15 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Scheduling rounds while vjobs wait: the preemptive policies' priorities (expansion factors)
+/// change with time alone; FCFS and EASY decide on events only, as they would gain nothing.
+fn tick_ms(policy: PolicyKind) -> u64 {
+    match policy {
+        PolicyKind::Vjob | PolicyKind::Ss => 300_000,
+        PolicyKind::Fcfs | PolicyKind::Easy => 0,
+    }
 }
 
 /// The synthetic scenario: a cluster filled by vjobs of 1 to 64 one-core VMs, then arrivals and

@@ -78,6 +78,8 @@ pub struct SimConfig {
     pub vm_vcpus: u32,
     /// Stop after this many decisions (0: run to the end), for decision-time measurements.
     pub max_decisions: u64,
+    /// Interval of scheduling rounds while vjobs wait (0: only on events), like the daemon's tick.
+    pub tick_ms: u64,
 }
 
 /// A job to simulate.
@@ -139,6 +141,9 @@ enum Event {
     Arrive {
         job: u32,
     },
+    /// A periodic scheduling round while vjobs wait (priorities by expansion factor change
+    /// with time alone, as do quanta).
+    Tick,
 }
 
 /// One state change of a job, for Gantt charts.
@@ -197,6 +202,7 @@ struct Sim<'a> {
     seg_start: Vec<u64>,
     /// Jobs submitted and not done, in submission order.
     active: std::collections::BTreeSet<u32>,
+    tick_pending: bool,
 }
 
 impl Sim<'_> {
@@ -457,6 +463,10 @@ impl Sim<'_> {
 
     fn handle(&mut self, now: u64, e: Event) {
         match e {
+            Event::Tick => {
+                self.tick_pending = false;
+                self.dirty = true;
+            }
             Event::Arrive { job } => {
                 let j = job as usize;
                 self.seg_start[j] = now;
@@ -556,6 +566,7 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         },
         seg_start: vec![0; jobs.len()],
         active: Default::default(),
+        tick_pending: false,
     };
     // Jobs are waiting (counted in the queue) from their arrival only.
     for (j, job) in jobs.iter().enumerate() {
@@ -576,6 +587,10 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
             if sim.dirty && sim.plan_in_flight == 0 {
                 sim.dirty = false;
                 sim.decide(now);
+                if cfg.tick_ms > 0 && sim.queued > 0 && !sim.tick_pending {
+                    sim.tick_pending = true;
+                    sim.push(now + cfg.tick_ms, Event::Tick);
+                }
                 if cfg.max_decisions > 0 && sim.out.decisions >= cfg.max_decisions {
                     sim.sample(now);
                     break;
@@ -597,4 +612,74 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(policy: PolicyKind) -> SimConfig {
+        SimConfig {
+            nodes: 2,
+            cores: 1,
+            node_memory: 4 << 30,
+            vm_memory_per_core: 1 << 30,
+            durations: DurationModel {
+                boot_ms: 1_000,
+                ..DurationModel::libvirt_lab()
+            },
+            policy,
+            quantum_ms: 600_000,
+            suspension_factor: 2.0,
+            record_segments: true,
+            vm_vcpus: 0,
+            max_decisions: 0,
+            tick_ms: 60_000,
+        }
+    }
+
+    fn job(submit_s: u64, run_s: u64, requested_s: u64, procs: u32) -> SimJob {
+        SimJob {
+            submit_ms: submit_s * 1000,
+            run_ms: run_s * 1000,
+            requested_ms: Some(requested_s * 1000),
+            procs,
+            mem_per_core: 1 << 30,
+            user: "u".into(),
+        }
+    }
+
+    #[test]
+    fn a_job_on_an_empty_cluster_waits_only_for_its_boot() {
+        let o = run(&cfg(PolicyKind::Fcfs), &[job(0, 100, 200, 2)], &mut |_, _| {});
+        assert_eq!(o.jobs, 1);
+        assert_eq!(o.response_ms, vec![101_000], "boot (1 s) then 100 s of running");
+    }
+
+    #[test]
+    fn the_context_switch_suspends_a_long_job_for_a_short_one_and_charges_the_cost() {
+        // A 10-hour job fills the cluster; a 1-minute job arrives: under vjob it waits until its
+        // expansion factor is twice the long job's, then the long job is suspended whole.
+        let jobs = [job(0, 36_000, 36_000, 2), job(10, 60, 60, 1)];
+        let easy = run(&cfg(PolicyKind::Easy), &jobs, &mut |_, _| {});
+        let vjob = run(&cfg(PolicyKind::Vjob), &jobs, &mut |_, _| {});
+        assert_eq!(easy.suspends, 0);
+        assert_eq!(
+            (vjob.suspends, vjob.resumes),
+            (2, 2),
+            "both VMs of the long job, together"
+        );
+        let short = |o: &Outcome| o.response_ms[1];
+        assert!(short(&vjob) < short(&easy) / 10, "{} vs {}", short(&vjob), short(&easy));
+        // The long job pays the switch: more than its run time plus a save and a restore.
+        let d = DurationModel::libvirt_lab();
+        assert!(vjob.response_ms[0] >= 36_000_000 + d.save(1 << 30) + d.restore(1 << 30));
+        assert!(vjob.segments.iter().any(|s| s.phase == Phase::Suspended && s.job == 0));
+        // Deterministic (all but the wall-clock decision times).
+        let again = run(&cfg(PolicyKind::Vjob), &jobs, &mut |_, _| {});
+        assert_eq!(
+            (&again.response_ms, &again.segments, &again.samples),
+            (&vjob.response_ms, &vjob.segments, &vjob.samples)
+        );
+    }
 }

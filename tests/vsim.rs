@@ -1,0 +1,71 @@
+//! End-to-end tests of `vsim` on a small trace of the project's own (tests/fixtures/small.swf).
+
+use std::process::Command;
+
+fn vsim(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vsim")).args(args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+const TRACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/small.swf");
+
+#[test]
+fn every_policy_replays_the_trace_with_json_metrics_deterministically() {
+    let mut bsld = std::collections::HashMap::new();
+    for policy in ["fcfs", "easy", "vjob", "ss"] {
+        let (ok, out, err) = vsim(&["--trace", TRACE, "--policy", policy, "--json"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for field in [
+            "jobs",
+            "skipped",
+            "mean_wait_s",
+            "mean_bounded_slowdown",
+            "max_bounded_slowdown",
+            "utilization",
+            "makespan_s",
+            "suspends",
+            "resumes",
+            "migrations",
+            "bytes_moved",
+        ] {
+            assert!(v.get(field).is_some(), "{policy}: no {field} in {out}");
+        }
+        assert_eq!(v["jobs"], 40, "{policy}: {out}");
+        assert_eq!(v["skipped"], 1, "the job without a run time");
+        let u = v["utilization"].as_f64().unwrap();
+        assert!(u > 0.0 && u <= 1.0);
+        bsld.insert(policy, v["mean_bounded_slowdown"].as_f64().unwrap());
+        // Same input, same output (but the wall-clock fields).
+        let (_, again, _) = vsim(&["--trace", TRACE, "--policy", policy, "--json"]);
+        let w: serde_json::Value = serde_json::from_str(&again).unwrap();
+        assert_eq!(v["mean_bounded_slowdown"], w["mean_bounded_slowdown"]);
+        assert_eq!(v["makespan_s"], w["makespan_s"]);
+    }
+    assert!(bsld["easy"] <= bsld["fcfs"], "{bsld:?}");
+}
+
+#[test]
+fn summary_svg_and_errors() {
+    let svg = std::env::temp_dir().join(format!("vsim-test-{}.svg", std::process::id()));
+    let (ok, out, err) = vsim(&["--trace", TRACE, "--policy", "vjob", "--svg", svg.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("mean bounded slowdown") && out.contains("8 nodes x 1 cores"),
+        "{out}"
+    );
+    let drawing = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawing.starts_with("<svg") && drawing.contains("polyline") && drawing.contains("<rect x="),
+        "a Gantt for a small run"
+    );
+    let _ = std::fs::remove_file(&svg);
+    let (ok, _, err) = vsim(&["--trace", TRACE, "--policy", "lottery"]);
+    assert!(!ok && err.contains("unknown policy `lottery`"));
+    let (ok, _, err) = vsim(&["--trace", "/nonexistent.swf"]);
+    assert!(!ok && err.contains("/nonexistent.swf: cannot read"));
+}
