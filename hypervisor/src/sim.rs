@@ -144,7 +144,6 @@ impl SimState {
                         if matches!(vm.op, Some(PendingOp::Migrating { .. })) {
                             vm.op = None;
                         }
-                        let _ = g;
                     }
                     (_, Some(t)) => {
                         let op = vm.op.take().expect("op_end implies an op");

@@ -956,16 +956,7 @@ impl Core {
         if !snapshot {
             self.manual_moves.clear();
         }
-        let d = &self.cfg.hypervisor.durations;
-        let mut costs = ActionCosts::uniform(&model, d.destroy_ms);
-        for v in 0..model.vms() as VmIdx {
-            let mem = model.demand(v)[1];
-            costs.boot[v as usize] = d.boot(mem);
-            costs.migrate[v as usize] = d.migrate(mem);
-            costs.suspend[v as usize] = d.save(mem);
-            costs.resume[v as usize] = d.restore(mem);
-        }
-        costs.allocate = 0;
+        let costs = ActionCosts::from_durations(&model, &self.cfg.hypervisor.durations, 1);
         let inst = Instance {
             model,
             constraints,
@@ -1180,15 +1171,8 @@ impl Core {
             }
         }
         // Unpause the VMs of a vjob together, once all have arrived.
-        for (job_id, arrived) in &arrivals {
+        for arrived in arrivals.values() {
             let all: Vec<usize> = arrived.iter().map(|(s, _, _)| *s).collect();
-            let others_running: Vec<(String, String)> = self.jobs[job_id]
-                .vms
-                .iter()
-                .filter(|v| v.phase == VmPhase::Running && !arrived.iter().any(|(_, _, n)| n == &v.name))
-                .filter_map(|v| v.node.clone().map(|n| (n, v.name.clone())))
-                .collect();
-            let _ = others_running;
             for (_, node, vm) in arrived {
                 steps.push(Step {
                     op: Op::Unpause {

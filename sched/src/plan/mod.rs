@@ -125,6 +125,21 @@ pub struct ActionCosts {
 }
 
 impl ActionCosts {
+    /// Costs in milliseconds from a duration model, for VMs whose memory is resource `mem_rc`
+    /// (the daemon and the simulator: one model for both).
+    pub fn from_durations(model: &Model, d: &vjob_hypervisor::DurationModel, mem_rc: usize) -> ActionCosts {
+        let mut c = ActionCosts::uniform(model, d.destroy_ms);
+        for v in 0..model.vms() {
+            let mem = model.demand(v as VmIdx)[mem_rc];
+            c.boot[v] = d.boot(mem);
+            c.migrate[v] = d.migrate(mem);
+            c.suspend[v] = d.save(mem);
+            c.resume[v] = d.restore(mem);
+        }
+        c.allocate = 0;
+        c
+    }
+
     /// The same cost for every action of every VM and node.
     pub fn uniform(model: &Model, cost: u64) -> ActionCosts {
         let v = vec![cost; model.vms()];

@@ -295,7 +295,7 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
             rules.place(inst, v, h);
         }
     }
-    choose_among_parts(inst, &t, &mut rules, &host, &load, &to_place);
+    choose_among_parts(inst, &t, &mut rules, &load, &to_place);
 
     // Place what must move: first in the caller's order, then the largest first.
     let mut order: Vec<VmIdx> = Vec::with_capacity(to_place.len());
@@ -783,14 +783,7 @@ fn evict_for_capacity(
 }
 
 /// For each among with no VM placed yet, picks the part with the most room for its VMs.
-fn choose_among_parts(
-    inst: &Instance,
-    t: &Model,
-    rules: &mut Rules,
-    host: &[NodeIdx],
-    load: &[u64],
-    to_place: &[VmIdx],
-) {
+fn choose_among_parts(inst: &Instance, t: &Model, rules: &mut Rules, load: &[u64], to_place: &[VmIdx]) {
     let r = t.nres();
     let mut placing = vec![false; t.vms()];
     to_place.iter().for_each(|&v| placing[v as usize] = true);
@@ -802,7 +795,6 @@ fn choose_among_parts(
         if rules.among_choice.contains_key(&i) || !vms.iter().any(|&v| placing[v as usize]) {
             continue;
         }
-        let _ = host;
         let room = |p: &Vec<NodeIdx>| -> u128 {
             p.iter()
                 .filter(|&&n| t.is_online(n))

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use vjob_hypervisor::DurationModel;
 
-use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
+use crate::model::{Model, NodeIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
 use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
 use crate::policy::{self, Candidate, Limits, Standing};
@@ -381,15 +381,7 @@ impl Sim<'_> {
                 }
             }
         }
-        let dm = &cfg.durations;
-        let mut costs = ActionCosts::uniform(&m, dm.destroy_ms);
-        for v in 0..m.vms() {
-            let mem = m.demand(v as VmIdx)[1];
-            costs.boot[v] = dm.boot(mem);
-            costs.migrate[v] = dm.migrate(mem);
-            costs.suspend[v] = dm.save(mem);
-            costs.resume[v] = dm.restore(mem);
-        }
+        let costs = ActionCosts::from_durations(&m, &cfg.durations, 1);
         let inst = Instance {
             model: m,
             constraints,
