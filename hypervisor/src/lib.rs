@@ -7,9 +7,12 @@
 //! Every call blocks until the operation is over (a save returns once the image is written), so
 //! callers run them on worker threads, never on an async reactor. Backends:
 //! - [`sim`]: an in-process simulated cluster whose actions take the time a real one would
-//!   (modeled by [`DurationModel`]) and whose state survives a restart of the process.
+//!   (modeled by [`DurationModel`]) and whose state survives a restart of the process;
+//! - `libvirt` (cargo feature `libvirt`): real QEMU/KVM nodes through libvirt.
 
 pub mod duration;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod sim;
 
 use std::path::{Path, PathBuf};
@@ -164,4 +167,10 @@ pub trait Hypervisor: Send + Sync {
 
     /// The node's capacity and use.
     fn stats(&self) -> Result<NodeStats, HvError>;
+
+    /// Where a VM's console output (its job's stdout and stderr) is written, if the backend
+    /// keeps one.
+    fn console_log(&self, _vm: &str) -> Option<PathBuf> {
+        None
+    }
 }
