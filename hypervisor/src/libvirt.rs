@@ -124,8 +124,7 @@ impl LibvirtNode {
             String::new()
         } else {
             format!(
-                "<serial type='file'><source path='{}' append='on'/><target port='0'/></serial>\
-                 <console type='serial'><target type='serial' port='0'/></console><memballoon model='none'/>",
+                "<serial type='file'><source path='{}' append='on'/><target port='0'/></serial><memballoon model='none'/>",
                 esc(&self.console_path(&spec.name).display().to_string())
             )
         };
@@ -142,6 +141,7 @@ impl LibvirtNode {
                {tcg_cpu}\
                <os><type arch='x86_64'>hvm</type><kernel>{kernel}</kernel><initrd>{initrd}</initrd>\
                  <cmdline>console=ttyS0 quiet loglevel=0 panic=-1</cmdline></os>\
+               <features><acpi/><apic/></features>\
                <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>\
                <devices>{console}</devices>\
              </domain>",
@@ -167,6 +167,8 @@ impl LibvirtNode {
             path: base.to_path_buf(),
             source,
         })?;
+        // Linux finds the next archive at a 4-byte boundary.
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
         let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
         let env: String = spec
             .guest
@@ -434,7 +436,7 @@ mod tests {
         let kernel = dir.join("vmlinuz");
         let initrd = dir.join("initrd.gz");
         std::fs::write(&kernel, b"kernel").unwrap();
-        std::fs::write(&initrd, b"base").unwrap();
+        std::fs::write(&initrd, b"base").unwrap(); // 4 bytes: no padding needed
         let settings = LibvirtSettings {
             domain_type: "test".into(),
             run_dir: dir.join("run"),
@@ -470,7 +472,7 @@ mod tests {
         let n = node(&dir);
         let path = n.write_initrd(&spec("vjob-7-0"), &dir.join("initrd.gz")).unwrap();
         let bytes = std::fs::read(path).unwrap();
-        assert!(bytes.starts_with(b"base070701"));
+        assert!(bytes.starts_with(b"base070701"), "padded to 4 bytes, then the archive");
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("vjob/script") && text.contains("echo hi") && text.contains("export VJOB_ID='7'"));
         assert!(text.contains("TRAILER!!!"));
