@@ -25,6 +25,7 @@ pub struct Config {
     pub hypervisor: HypervisorConfig,
     pub nodes: Vec<NodeConfig>,
     pub queues: Vec<QueueConfig>,
+    pub images: Vec<ImageConfig>,
     pub scheduler: SchedulerConfig,
 }
 
@@ -33,12 +34,28 @@ pub struct HypervisorConfig {
     pub backend: Backend,
     /// Where suspended VMs' images are written; shared by all nodes.
     pub image_dir: PathBuf,
+    /// libvirt: per-VM initramfs and console files; shared by all nodes.
+    pub run_dir: PathBuf,
+    /// libvirt: `kvm`, `qemu` (TCG) or `test`.
+    pub domain_type: String,
     pub durations: DurationModel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sim,
+    Libvirt,
+}
+
+/// A guest image (libvirt backend): a kernel and an initramfs, as `hypervisor/guest/build.sh`
+/// makes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageConfig {
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Memory of VMs of this image whose spec gives none.
+    pub memory: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +63,10 @@ pub struct NodeConfig {
     pub name: String,
     pub cpus: u32,
     pub memory: u64,
+    /// libvirt: how the daemon reaches the node.
+    pub uri: Option<String>,
+    /// libvirt: how peers reach the node for live migration (default: `uri`).
+    pub migration_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +117,18 @@ struct RawConfig {
     nodes: Vec<RawNode>,
     #[serde(default, rename = "queue")]
     queues: Vec<RawQueue>,
+    #[serde(default, rename = "image")]
+    images: Vec<RawImage>,
     scheduler: Option<RawScheduler>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    name: Spanned<String>,
+    kernel: String,
+    initrd: String,
+    memory: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -104,6 +136,8 @@ struct RawConfig {
 struct RawHypervisor {
     backend: Option<Spanned<String>>,
     image_dir: Option<String>,
+    run_dir: Option<String>,
+    domain_type: Option<Spanned<String>>,
     boot_time: Option<Spanned<String>>,
     destroy_time: Option<Spanned<String>>,
     pause_time: Option<Spanned<String>>,
@@ -120,6 +154,8 @@ struct RawNode {
     name: Spanned<String>,
     cpus: Spanned<u32>,
     memory: Spanned<String>,
+    uri: Option<String>,
+    migration_uri: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -207,18 +243,19 @@ impl Config {
             None => Backend::Sim,
             Some(b) => match b.get_ref().as_str() {
                 "sim" => Backend::Sim,
+                "libvirt" if cfg!(feature = "libvirt") => Backend::Libvirt,
                 "libvirt" => {
                     return Err(src.at(
                         b,
                         "hypervisor.backend",
-                        "the libvirt backend is not available in this build of vjobd",
+                        "this vjobd was built without the libvirt backend: build it with `--features libvirt`",
                     ))
                 }
                 other => {
                     return Err(src.at(
                         b,
                         "hypervisor.backend",
-                        format!("unknown backend `{other}` (expected `sim`)"),
+                        format!("unknown backend `{other}` (expected `sim` or `libvirt`)"),
                     ))
                 }
             },
@@ -250,6 +287,39 @@ impl Config {
             .image_dir
             .map(PathBuf::from)
             .unwrap_or_else(|| state_dir.join("images"));
+        let run_dir = hv.run_dir.map(PathBuf::from).unwrap_or_else(|| state_dir.join("run"));
+        let domain_type = match &hv.domain_type {
+            None => "kvm".to_string(),
+            Some(t) if ["kvm", "qemu", "test"].contains(&t.get_ref().as_str()) => t.get_ref().clone(),
+            Some(t) => {
+                return Err(src.at(
+                    t,
+                    "hypervisor.domain_type",
+                    format!("`{}`: expected kvm, qemu (software emulation) or test", t.get_ref()),
+                ))
+            }
+        };
+        let mut images: Vec<ImageConfig> = Vec::new();
+        for i in &raw.images {
+            check_name(i.name.get_ref()).map_err(|m| src.at(&i.name, "image.name", m))?;
+            if images.iter().any(|o| &o.name == i.name.get_ref()) {
+                return Err(src.at(
+                    &i.name,
+                    "image.name",
+                    format!("image `{}` is listed twice", i.name.get_ref()),
+                ));
+            }
+            let memory = match &i.memory {
+                None => None,
+                Some(m) => Some(parse_size(m.get_ref()).map_err(|e| src.at(m, "image.memory", e))?),
+            };
+            images.push(ImageConfig {
+                name: i.name.get_ref().clone(),
+                kernel: i.kernel.clone().into(),
+                initrd: i.initrd.clone().into(),
+                memory,
+            });
+        }
 
         if raw.nodes.is_empty() {
             return Err(src.error(
@@ -275,10 +345,22 @@ impl Config {
             if memory == 0 {
                 return Err(src.at(&n.memory, "node.memory", "a node needs some memory"));
             }
+            if backend == Backend::Libvirt && n.uri.is_none() {
+                return Err(src.at(
+                    &n.name,
+                    "node.uri",
+                    format!(
+                        "node `{}` needs a libvirt `uri` (e.g. qemu:///system)",
+                        n.name.get_ref()
+                    ),
+                ));
+            }
             nodes.push(NodeConfig {
                 name: n.name.get_ref().clone(),
                 cpus: *n.cpus.get_ref(),
                 memory,
+                uri: n.uri.clone(),
+                migration_uri: n.migration_uri.clone(),
             });
         }
 
@@ -351,10 +433,13 @@ impl Config {
             hypervisor: HypervisorConfig {
                 backend,
                 image_dir,
+                run_dir,
+                domain_type,
                 durations,
             },
             nodes,
             queues,
+            images,
             scheduler,
         })
     }

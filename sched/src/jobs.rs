@@ -161,6 +161,21 @@ impl Job {
         self.events.push((now, message.into()));
     }
 
+    /// Where the job's output goes: the spec's `output` (relative to the submitter's working
+    /// directory), else `STATE_DIR/output/ID.out`.
+    pub fn output_path(&self, state_dir: &std::path::Path) -> std::path::PathBuf {
+        match &self.spec.run.output {
+            Some(o) => {
+                let p = std::path::Path::new(o);
+                match (&self.cwd, p.is_absolute()) {
+                    (Some(cwd), false) => std::path::Path::new(cwd).join(p),
+                    _ => p.to_path_buf(),
+                }
+            }
+            None => state_dir.join("output").join(format!("{}.out", self.id)),
+        }
+    }
+
     /// Running time so far.
     pub fn elapsed_ms(&self, now: u64) -> u64 {
         self.run_ms + self.running_since.map(|s| now.saturating_sub(s)).unwrap_or(0)

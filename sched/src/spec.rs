@@ -51,6 +51,9 @@ pub struct VmTemplate {
     pub vcpus: u32,
     pub memory: u64,
     pub image: Option<String>,
+    /// The spec named no memory: the image's default may replace [`DEFAULT_VM_MEMORY`].
+    #[serde(default)]
+    pub default_memory: bool,
 }
 
 /// What runs inside each VM.
@@ -123,6 +126,7 @@ impl JobSpec {
                 vcpus: 1,
                 memory: DEFAULT_VM_MEMORY,
                 image: None,
+                default_memory: true,
             },
             Some(v) => {
                 let count = match &v.count {
@@ -158,6 +162,7 @@ impl JobSpec {
                     vcpus,
                     memory,
                     image,
+                    default_memory: v.memory.is_none(),
                 }
             }
         };
@@ -249,7 +254,8 @@ sim_runtime = "20s"      # sim backend: how long the job runs once all its VMs r
                 count: 2,
                 vcpus: 4,
                 memory: 4 << 30,
-                image: None
+                image: None,
+                default_memory: false,
             }
         );
         assert_eq!(s.run.script.trim(), "echo hello from $VJOB_ID");

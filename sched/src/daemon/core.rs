@@ -57,6 +57,53 @@ enum Effect {
     Destroyed { job: u64, vm: usize },
 }
 
+/// Writes what a finished job's VMs printed (between the guest's begin and exit markers) to the
+/// job's output file, VM after VM; removes the consoles. `None` when the backend keeps no
+/// console (the simulated one).
+fn collect_output(backends: &Backends, state_dir: &std::path::Path, job: &Job) -> std::io::Result<Option<PathBuf>> {
+    let mut text = String::new();
+    let mut any = false;
+    for (i, v) in job.vms.iter().enumerate() {
+        let Some(console) = v
+            .node
+            .as_ref()
+            .and_then(|n| backends.get(n))
+            .and_then(|b| b.console_log(&v.name))
+        else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read_to_string(&console) else {
+            continue;
+        };
+        any = true;
+        if job.vms.len() > 1 {
+            text.push_str(&format!("== VM {i} ({}) ==\n", v.name));
+        }
+        let mut inside = false;
+        for line in raw.lines() {
+            let line = line.trim_end_matches('\r');
+            if line.starts_with("VJOB-BEGIN") {
+                inside = true;
+            } else if line.starts_with("VJOB-EXIT: ") {
+                inside = false;
+            } else if inside {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let _ = std::fs::remove_file(&console);
+    }
+    if !any {
+        return Ok(None);
+    }
+    let path = job.output_path(state_dir);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, text)?;
+    Ok(Some(path))
+}
+
 /// What the scheduler would do now: the policy's decision and the planner's instance.
 pub struct PlanInput {
     pub decision: policy::Decision,
@@ -76,6 +123,7 @@ pub struct Core {
     pub(super) cfg: Config,
     store: Store,
     exec: Executor,
+    backends: Backends,
     pub(super) jobs: BTreeMap<u64, Job>,
     /// Jobs not final, or final with VMs or images left to clean up.
     pub(super) active: BTreeSet<u64>,
@@ -172,6 +220,7 @@ impl Core {
             cfg,
             store,
             exec,
+            backends: backends.clone(),
             jobs,
             active,
             queues,
@@ -649,6 +698,11 @@ impl Core {
                         job.reason = None;
                     }
                     job.event(now, msg);
+                    match collect_output(&self.backends, &self.cfg.state_dir, &job) {
+                        Ok(Some(path)) => job.event(now, format!("output written to {}", path.display())),
+                        Ok(None) => {}
+                        Err(e) => job.event(now, format!("output lost: {e}")),
+                    }
                     changed = true;
                     self.need_decision = true;
                 }

@@ -74,6 +74,36 @@ pub fn open_backends(cfg: &Config) -> anyhow::Result<Backends> {
                 map.insert(n.name.clone(), Arc::new(cluster.node(&n.name)?));
             }
         }
+        #[cfg(feature = "libvirt")]
+        Backend::Libvirt => {
+            use vjob_hypervisor::libvirt::{GuestImage, LibvirtNode, LibvirtSettings};
+            let settings = Arc::new(LibvirtSettings {
+                domain_type: cfg.hypervisor.domain_type.clone(),
+                run_dir: cfg.hypervisor.run_dir.clone(),
+                images: cfg
+                    .images
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.name.clone(),
+                            GuestImage {
+                                kernel: i.kernel.clone(),
+                                initrd: i.initrd.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            });
+            for n in &cfg.nodes {
+                let uri = n.uri.as_deref().expect("the configuration requires a uri with libvirt");
+                let node = LibvirtNode::new(&n.name, uri, n.migration_uri.as_deref(), settings.clone());
+                map.insert(n.name.clone(), Arc::new(node));
+            }
+        }
+        #[cfg(not(feature = "libvirt"))]
+        Backend::Libvirt => {
+            anyhow::bail!("this vjobd was built without the libvirt backend: build it with --features libvirt")
+        }
     }
     Ok(Arc::new(map))
 }

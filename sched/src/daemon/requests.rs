@@ -127,6 +127,7 @@ impl Core {
                 "queue `{queue_name}` is disabled: it accepts no submissions"
             )));
         }
+        self.choose_image(&file, &mut spec)?;
         self.check_fits_cluster(&file, &spec)?;
         spec.queue = Some(queue_name.clone());
         let id = self.next_id;
@@ -147,6 +148,36 @@ impl Core {
         self.touch(id);
         self.need_decision = true;
         Ok(Reply::Submitted { id })
+    }
+
+    /// With guest images configured (libvirt), checks the spec's image, or picks the only one,
+    /// and takes the image's memory when the spec names none.
+    fn choose_image(&self, file: &str, spec: &mut JobSpec) -> Result<(), ApiError> {
+        let images = &self.cfg.images;
+        if images.is_empty() {
+            return Ok(());
+        }
+        let names = || images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+        let image = match &spec.vm.image {
+            Some(name) => images.iter().find(|i| &i.name == name).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{file}: field vm.image: no image named `{name}` (images: {})",
+                    names()
+                ))
+            })?,
+            None if images.len() == 1 => &images[0],
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "{file}: field vm.image: name the guest image to boot ({})",
+                    names()
+                )))
+            }
+        };
+        spec.vm.image = Some(image.name.clone());
+        if let (true, Some(m)) = (spec.vm.default_memory, image.memory) {
+            spec.vm.memory = m;
+        }
+        Ok(())
     }
 
     /// Refuses a vjob that no configuration of the cluster could ever hold.

@@ -1,0 +1,196 @@
+//! vjobd on real libvirt nodes: two libvirtd in network namespaces (`hypervisor/guest/lab.sh`)
+//! running TCG guests built by `hypervisor/guest/build.sh`, driven through the real commands.
+//! Runs when built with `--features libvirt` and `VJOB_LAB` / `VJOB_GUEST` name the lab and the
+//! guest (tests/run-all.sh sets them up); skipped, saying so, otherwise.
+#![cfg(feature = "libvirt")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::Cluster;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn lab() -> Option<(PathBuf, PathBuf)> {
+    let (Some(lab), Some(guest)) = (std::env::var_os("VJOB_LAB"), std::env::var_os("VJOB_GUEST")) else {
+        eprintln!("skipped: set VJOB_LAB and VJOB_GUEST (see tests/run-all.sh) to run on real libvirtd nodes");
+        return None;
+    };
+    Some((PathBuf::from(lab), PathBuf::from(guest)))
+}
+
+fn config(lab: &Path, guest: &Path, work: &str) -> String {
+    let node = |i: u32| {
+        format!(
+            "[[node]]\nname = \"node{i}\"\nuri = \"qemu+unix:///system?socket={}/node{i}/sock/libvirt-sock\"\nmigration_uri = \"qemu+tcp://10.77.0.{i}/system\"\ncpus = 2\nmemory = \"1GiB\"\n\n",
+            lab.display()
+        )
+    };
+    format!(
+        "admins = [\"root\"]\n\n[hypervisor]\nbackend = \"libvirt\"\ndomain_type = \"qemu\"\nimage_dir = \"{work}/images\"\nrun_dir = \"{work}/run\"\nboot_time = \"4s\"\n\n\
+         [[image]]\nname = \"tiny\"\nkernel = \"{g}/vmlinuz\"\ninitrd = \"{g}/initrd.gz\"\nmemory = \"96MiB\"\n\n{}{}\
+         [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n\n\
+         [scheduler]\npoll_interval = \"300ms\"\n",
+        node(1),
+        node(2),
+        g = guest.display()
+    )
+}
+
+fn spec(name: &str, queue: &str, count: u32, vcpus: u32, script: &str) -> String {
+    format!("name = \"{name}\"\nqueue = \"{queue}\"\n\n[vm]\ncount = {count}\nvcpus = {vcpus}\nimage = \"tiny\"\n\n[run]\nscript = '''\n{script}\n'''\n")
+}
+
+/// Domains named like vjob's on a lab node.
+fn domains(lab: &Path, node: u32) -> Vec<String> {
+    let uri = format!(
+        "qemu+unix:///system?socket={}/node{node}/sock/libvirt-sock",
+        lab.display()
+    );
+    let o = std::process::Command::new("virsh")
+        .args(["-c", &uri, "list", "--all", "--name"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("vjob-") && !l.starts_with("vjob-lab"))
+        .map(String::from)
+        .collect()
+}
+
+fn ticks(text: &str, vm: usize) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == "tick" && w.next()?.parse::<usize>().ok()? == vm).then_some(())?;
+            w.next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
+    let Some((lab, guest)) = lab() else { return };
+    let work = std::env::temp_dir().join(format!("vjob-e2e-libvirt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let c = Cluster::new("libvirt", &config(&lab, &guest, &work.display().to_string()));
+
+    // 1. A vjob prints a line and exits 3: its output and exit code come back.
+    let id = c.submit(
+        &c.spec(
+            "three.toml",
+            &spec("three", "batch", 1, 1, "echo \"line from $VJOB_ID\"\nexit 3"),
+        ),
+        &[],
+    );
+    let j = c.wait_state(id, "failed", SECS(90));
+    assert_eq!(j["exit_code"], 3, "{j}");
+    let out = std::fs::read_to_string(c.dir.join("state/output").join(format!("{id}.out"))).unwrap();
+    assert_eq!(out.trim(), format!("line from {id}"));
+
+    // 2. A 2-VM low-priority vjob is saved to disk for a high-priority one, then resumed on the
+    //    other node with its guests' state intact.
+    let counter = "i=0\nwhile [ $i -lt 40 ]; do i=$((i+1)); echo \"tick $VJOB_VM_INDEX $i\"; sleep 0.5; done";
+    let low = c.submit(&c.spec("low.toml", &spec("low", "batch", 2, 1, counter)), &[]);
+    let j = c.wait_state(low, "running", SECS(90));
+    let first_nodes = Cluster::nodes_of(&j);
+    let console = |vm: usize| work.join("run").join(format!("vjob-{low}-{vm}.console"));
+    c.wait(SECS(60), "the counters to tick", || {
+        std::fs::read_to_string(console(0)).is_ok_and(|t| ticks(&t, 0).len() >= 4)
+    });
+    let high = c.submit(
+        &c.spec("high.toml", &spec("high", "express", 2, 2, "echo high; sleep 6")),
+        &[],
+    );
+    c.wait(SECS(60), "low to be saved to disk", || {
+        c.job(low)["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["state"] == "sleeping")
+    });
+    for vm in 0..2 {
+        assert!(
+            work.join("images").join(format!("vjob-{low}-{vm}.img")).exists(),
+            "saved image of VM {vm}"
+        );
+    }
+    c.wait_state(high, "running", SECS(60));
+    // Only the node low did not use first may take it back.
+    let away = if first_nodes.contains(&"node1".to_string()) {
+        "node1"
+    } else {
+        "node2"
+    };
+    c.ok("vqmgr", &["node", "drain", away]);
+    c.wait_state(high, "completed", SECS(90));
+    let j = c.wait_state(low, "running", SECS(90));
+    assert!(
+        Cluster::nodes_of(&j).iter().all(|n| n != away),
+        "resumed away from {away}: {j}"
+    );
+    c.ok("vqmgr", &["node", "online", away]);
+    c.wait_state(low, "completed", SECS(120));
+    let out = std::fs::read_to_string(c.dir.join("state/output").join(format!("{low}.out"))).unwrap();
+    for vm in 0..2 {
+        assert_eq!(
+            ticks(&out, vm),
+            (1..=40).collect::<Vec<u64>>(),
+            "VM {vm} counted on across the switch:\n{out}"
+        );
+    }
+    for vm in 0..2 {
+        assert!(
+            !work.join("images").join(format!("vjob-{low}-{vm}.img")).exists(),
+            "image removed after the resume"
+        );
+    }
+
+    // 3. A vjob is live-migrated while it runs; vdel leaves no domain and no image behind.
+    let long = c.submit(
+        &c.spec(
+            "long.toml",
+            &spec(
+                "long",
+                "batch",
+                1,
+                1,
+                "i=0; while true; do i=$((i+1)); echo \"tick 0 $i\"; sleep 0.5; done",
+            ),
+        ),
+        &[],
+    );
+    let j = c.wait_state(long, "running", SECS(90));
+    let from = Cluster::nodes_of(&j)[0].clone();
+    let to = if from == "node1" { "node2" } else { "node1" };
+    c.ok("vqmgr", &["job", "migrate", &long.to_string(), "--vm", "0", "--to", to]);
+    c.wait(SECS(60), "the migration", || {
+        Cluster::nodes_of(&c.job(long)) == vec![to.to_string()]
+    });
+    let console = work.join("run").join(format!("vjob-{long}-0.console"));
+    let before = ticks(&std::fs::read_to_string(&console).unwrap(), 0).len();
+    c.wait(SECS(30), "the guest to tick on after the migration", || {
+        ticks(&std::fs::read_to_string(&console).unwrap(), 0).len() > before + 3
+    });
+    let t = ticks(&std::fs::read_to_string(&console).unwrap(), 0);
+    assert!(
+        t.windows(2).all(|w| w[1] == w[0] + 1),
+        "one guest, never restarted: {t:?}"
+    );
+    // Suspended by hand, then deleted: its image goes too.
+    c.ok("vqmgr", &["job", "suspend", &long.to_string()]);
+    c.wait(SECS(60), "the save", || c.job(long)["vms"][0]["state"] == "sleeping");
+    c.ok("vdel", &[&long.to_string()]);
+    c.wait(SECS(60), "no domain and no image left", || {
+        domains(&lab, 1).is_empty()
+            && domains(&lab, 2).is_empty()
+            && std::fs::read_dir(work.join("images"))
+                .map(|d| d.count() == 0)
+                .unwrap_or(true)
+    });
+    drop(c);
+    let _ = std::fs::remove_dir_all(&work);
+}
