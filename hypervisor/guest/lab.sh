@@ -72,6 +72,10 @@ up() { # DIR N
   mkdir -p "$dir"
   # Without this, libvirt probes QEMU again on every start and restore.
   if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null || true; chmod 0660 /dev/kvm || true; fi
+  # Leftovers of an interrupted run would make the namespaces clash.
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^vjob-node' || true); do
+    ip netns delete "$ns" || true
+  done
   for i in $(seq "$count"); do
     ip netns add "vjob-node$i"
     ip -n "vjob-node$i" link set lo up
