@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{job, two_nodes, Cluster};
+use common::{job, nodes, two_nodes, Cluster, FAST_HYPERVISOR};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -181,4 +181,52 @@ fn snapshot_shows_what_the_scheduler_would_plan() {
         out.contains("2 nodes, 2 VMs") && out.contains("0 actions") && out.contains("plan valid"),
         "{out}"
     );
+}
+
+#[test]
+fn a_node_that_stops_answering_is_down_and_its_vjobs_start_over_elsewhere() {
+    let c = Cluster::new(
+        "nodedown",
+        &format!(
+            "admins = [\"root\"]\n{FAST_HYPERVISOR}\n{}\n[scheduler]\nnode_timeout = \"2s\"\n\n[[queue]]\nname = \"batch\"\ndefault = true\n",
+            nodes(&[("n1", 4, "8GiB"), ("n2", 4, "8GiB")])
+        ),
+    );
+    c.ok("vqmgr", &["node", "drain", "n1"]);
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 2, "1GiB", "1h")), &[]);
+    let j = c.wait_state(a, "running", SECS(10));
+    assert_eq!(Cluster::nodes_of(&j), vec!["n2"]);
+    c.ok("vqmgr", &["node", "online", "n1"]);
+
+    // n2's hypervisor stops answering (its VMs go on, as QEMU does when libvirtd dies).
+    let marker = c.dir.join("state").join("sim").join("n2.down");
+    std::fs::write(&marker, "").unwrap();
+    c.wait(SECS(10), "n2 to be shown down", || {
+        c.ok("vstat", &["-n"])
+            .lines()
+            .any(|l| l.starts_with("n2") && l.contains("down"))
+    });
+    // Past the node timeout the vjob is requeued and starts over on n1.
+    c.wait(SECS(20), "the vjob to run again, on n1", || {
+        let j = c.job(a);
+        j["state"] == "running" && Cluster::nodes_of(&j) == vec!["n1"]
+    });
+    let full = c.ok("vstat", &["-f", &a.to_string()]);
+    assert!(
+        full.contains("node n2 did not answer for 2 s: its VMs there are lost; requeued"),
+        "{full}"
+    );
+
+    // n2 answers again: the stale copy there is destroyed, never adopted.
+    std::fs::remove_file(&marker).unwrap();
+    c.wait(SECS(15), "the stale copy to be destroyed", || {
+        c.log().contains("destroying the stale copy of a requeued VM")
+            && c.ok("vstat", &["-n"])
+                .lines()
+                .any(|l| l.starts_with("n2") && l.contains("0/4"))
+    });
+    assert_eq!(Cluster::nodes_of(&c.job(a)), vec!["n1"]);
+    assert_eq!(c.state(a), "running");
+    c.ok("vdel", &[&a.to_string()]);
+    c.wait_state(a, "cancelled", SECS(10));
 }

@@ -12,13 +12,14 @@ set -euo pipefail
 
 install() {
   if command -v libvirtd >/dev/null && command -v qemu-system-x86_64 >/dev/null && command -v tini >/dev/null \
+     && command -v qemu-img >/dev/null && command -v mke2fs >/dev/null \
      && [ -x /bin/busybox ] && pkg-config --exists libvirt 2>/dev/null; then
     return 0
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients libvirt-dev \
-    pkg-config busybox-static tini iproute2 util-linux >/dev/null
+    pkg-config busybox-static tini iproute2 util-linux qemu-utils e2fsprogs >/dev/null
 }
 
 node_up() { # DIR NAME IP

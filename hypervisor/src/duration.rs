@@ -90,6 +90,64 @@ impl DurationModel {
     pub fn pause(&self) -> u64 {
         self.pause_ms
     }
+
+    /// Folds one measured action into the model, so that plans follow what the nodes really
+    /// do: fixed costs move toward the measurement, and for the actions that move memory the
+    /// time beyond the fixed overhead becomes a bandwidth sample. Each sample has weight
+    /// [`OBSERVATION_WEIGHT`], so a single odd measurement cannot swing the model.
+    pub fn observe(&mut self, action: Action, memory: u64, ms: u64) {
+        fn blend(old: u64, sample: u64) -> u64 {
+            let w = OBSERVATION_WEIGHT;
+            (old as f64 * (1.0 - w) + sample as f64 * w).round() as u64
+        }
+        // Blended as time per byte: a transfer hidden in the overhead (a nearly empty guest)
+        // counts as very fast, not as an infinite bandwidth.
+        fn blend_bandwidth(old: u64, memory: u64, transfer_ms: u64) -> u64 {
+            let w = OBSERVATION_WEIGHT;
+            let old_rate = if old == 0 { 0.0 } else { 1000.0 / old as f64 };
+            let rate = old_rate * (1.0 - w) + (transfer_ms as f64 / memory as f64) * w;
+            if rate <= 0.0 {
+                return MAX_BANDWIDTH;
+            }
+            ((1000.0 / rate) as u64).min(MAX_BANDWIDTH)
+        }
+        let after_overhead = |overhead: u64| ms.saturating_sub(overhead);
+        match action {
+            Action::Boot => self.boot_ms = blend(self.boot_ms, ms),
+            Action::Destroy => self.destroy_ms = blend(self.destroy_ms, ms),
+            Action::Pause => self.pause_ms = blend(self.pause_ms, ms),
+            _ if memory == 0 => {}
+            Action::Save => {
+                let t = after_overhead(self.save_overhead_ms);
+                self.save_bandwidth = blend_bandwidth(self.save_bandwidth, memory, t);
+            }
+            Action::Restore => {
+                let t = after_overhead(self.save_overhead_ms);
+                self.restore_bandwidth = blend_bandwidth(self.restore_bandwidth, memory, t);
+            }
+            Action::Migrate => {
+                let t = after_overhead(self.migrate_overhead_ms);
+                self.migrate_bandwidth = blend_bandwidth(self.migrate_bandwidth, memory, t);
+            }
+        }
+    }
+}
+
+/// The weight of one measurement in [`DurationModel::observe`].
+pub const OBSERVATION_WEIGHT: f64 = 0.25;
+
+/// Bandwidths are capped here (1 TB/s): a transfer too short to measure is not free.
+const MAX_BANDWIDTH: u64 = 1_000_000_000_000;
+
+/// The kinds of VM actions the model times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Boot,
+    Destroy,
+    Pause,
+    Save,
+    Restore,
+    Migrate,
 }
 
 #[cfg(test)]
@@ -104,5 +162,38 @@ mod tests {
         assert_eq!(m.restore(4 * gib), 300 + 4000);
         assert!(m.migrate(2 * gib) > m.migrate(gib));
         assert_eq!(transfer_ms(1, 0), 0);
+    }
+
+    #[test]
+    fn measurements_pull_the_model_toward_what_the_nodes_do() {
+        let mut m = DurationModel::default();
+        let gib = 1u64 << 30;
+        // A node saving at 100 MB/s, much slower than the model's 1 GiB/s.
+        let measured = m.save_overhead_ms + transfer_ms(gib, 100_000_000);
+        let first = {
+            let mut once = m;
+            once.observe(Action::Save, gib, measured);
+            once.save_bandwidth
+        };
+        assert!(
+            first < 1 << 30 && first > 100_000_000,
+            "one sample moves it part of the way: {first}"
+        );
+        for _ in 0..40 {
+            m.observe(Action::Save, gib, measured);
+        }
+        let bw = m.save_bandwidth as f64;
+        assert!(
+            (bw / 100_000_000.0 - 1.0).abs() < 0.01,
+            "converged to the measured 100 MB/s: {bw}"
+        );
+        assert!((m.save(gib) as f64 / (measured + m.pause_ms) as f64 - 1.0).abs() < 0.01);
+        // Fixed costs blend directly.
+        m.observe(Action::Boot, gib, 5_000);
+        assert_eq!(m.boot_ms, 2_000);
+        // A transfer hidden in the overhead is fast, not free nor infinitely fast.
+        m.observe(Action::Migrate, gib, 10);
+        assert!(m.migrate_bandwidth > 1_250_000_000 && m.migrate_bandwidth <= MAX_BANDWIDTH);
+        assert!(m.migrate(gib) >= m.migrate_overhead_ms);
     }
 }

@@ -13,6 +13,7 @@
 pub mod duration;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod seed;
 pub mod sim;
 
 use std::path::{Path, PathBuf};
@@ -168,9 +169,27 @@ pub trait Hypervisor: Send + Sync {
     /// The node's capacity and use.
     fn stats(&self) -> Result<NodeStats, HvError>;
 
+    /// Deletes the image of a saved VM that will not be restored, with whatever else the VM
+    /// left on shared storage. Discarding an image that is not there is not an error.
+    fn discard_image(&self, image: &Path) -> Result<(), HvError> {
+        remove_file_if_any(image)
+    }
+
     /// Where a VM's console output (its job's stdout and stderr) is written, if the backend
     /// keeps one.
     fn console_log(&self, _vm: &str) -> Option<PathBuf> {
         None
+    }
+}
+
+/// Removes a file; one that is not there is not an error.
+pub fn remove_file_if_any(path: &Path) -> Result<(), HvError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(HvError::Image {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }

@@ -2,12 +2,20 @@
 //! (`qemu:///system`, `qemu+tcp://host/system`, `qemu+ssh://host/system`,
 //! `qemu+unix:///system?socket=...`).
 //!
-//! Guests boot a kernel and an initramfs (see `hypervisor/guest/build.sh`). Each VM gets the
-//! image's initramfs with a small archive appended that carries the job's script and environment
-//! (Linux unpacks concatenated archives as one); the guest's `/init` runs the script, prints
-//! `VJOB-EXIT: <code>` on its serial console and powers off. The console is a file, so the exit
-//! code and the output survive save, restore and migration (same path on every node: the run
-//! directory must be shared, like the image directory).
+//! Two kinds of guest images:
+//! - a kernel and an initramfs (see `hypervisor/guest/build.sh`): each VM gets the image's
+//!   initramfs with a small archive appended that carries the job's script and environment
+//!   (Linux unpacks concatenated archives as one); the guest's `/init` runs the script;
+//! - a disk image (qcow2 or raw, e.g. a cloud image), optionally booted with a given kernel: each
+//!   VM boots from its own copy-on-write qcow2 overlay of it (the image itself is never written)
+//!   and gets its job on a NoCloud seed that cloud-init runs ([`crate::seed`]).
+//!
+//! Either way the job's output goes to the VM's serial console, which ends with
+//! `VJOB-EXIT: <code>` before the guest powers off. The console is a file, so the exit code and
+//! the output survive save, restore and migration. A VM's files (initramfs, overlay, seed) live in
+//! a directory of its own per boot under the run directory, which must be the same path on every
+//! node (shared, like the image directory); they go when the VM is destroyed or its saved image is
+//! discarded.
 //!
 //! Every call opens its own connection (libvirt connections are cheap and not shareable between
 //! threads) and blocks: callers run them on worker threads.
@@ -27,11 +35,33 @@ pub const EXIT_MARKER: &str = "VJOB-EXIT: ";
 /// The console line a guest prints before running its script.
 pub const BEGIN_MARKER: &str = "VJOB-BEGIN";
 
-/// A guest image: a kernel and an initramfs.
-#[derive(Debug, Clone, PartialEq)]
+/// A guest image: a kernel and an initramfs, a disk image, or a disk image booted with a given
+/// kernel (and initramfs).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct GuestImage {
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    /// A disk image each VM boots from through a copy-on-write overlay.
+    pub disk: Option<PathBuf>,
+    /// The disk image's format: `qcow2` or `raw`.
+    pub disk_format: String,
+    /// The kernel command line, for images with a kernel.
+    pub cmdline: Option<String>,
+}
+
+/// The kernel command line of images that give none.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet loglevel=0 panic=-1";
+
+/// The files one boot of a VM uses.
+#[derive(Debug, Default)]
+pub struct BootFiles {
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: Option<String>,
+    /// The VM's copy-on-write overlay, and its format.
+    pub disk: Option<PathBuf>,
+    /// The NoCloud seed carrying the job.
+    pub seed: Option<PathBuf>,
 }
 
 /// Settings shared by the nodes of a libvirt cluster.
@@ -42,6 +72,9 @@ pub struct LibvirtSettings {
     pub domain_type: String,
     /// Per-VM initramfs and console files; must be the same path on every node.
     pub run_dir: PathBuf,
+    /// The run directory is shared storage even if libvirt does not recognize it as such
+    /// (several nodes on one host): live migrations of disk-image VMs are not refused as unsafe.
+    pub shared_storage: bool,
     pub images: HashMap<String, GuestImage>,
 }
 
@@ -107,12 +140,109 @@ impl LibvirtNode {
         self.settings.run_dir.join(format!("{vm}.console"))
     }
 
-    fn initrd_path(&self, vm: &str) -> PathBuf {
-        self.settings.run_dir.join(format!("{vm}.initrd"))
+    /// A new directory for the files of one boot of a VM. A boot of its own: a stale copy of
+    /// the VM (on a node that was down) can be destroyed without touching the files of the new
+    /// one.
+    fn new_boot_dir(&self, vm: &str) -> Result<PathBuf, HvError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = self.settings.run_dir.join(format!("{vm}.{nanos:x}.d"));
+        std::fs::create_dir_all(&dir).map_err(|source| HvError::Image {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    /// The boot directories a domain's XML refers to.
+    pub fn boot_dirs(&self, xml: &str) -> Vec<PathBuf> {
+        let run_dir = self.settings.run_dir.display().to_string();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (at, _) in xml.match_indices(&format!("{run_dir}/")) {
+            let rest = &xml[at + run_dir.len() + 1..];
+            let component = rest.split(['/', '\'', '"', '<']).next().unwrap_or("");
+            if component.ends_with(".d") && !component.contains("..") {
+                let dir = self.settings.run_dir.join(component);
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+        }
+        dirs
+    }
+
+    fn remove_boot_dirs(&self, xml: &str) {
+        for dir in self.boot_dirs(xml) {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a VM's files");
+                }
+            }
+        }
+    }
+
+    /// Prepares the files of one boot: the initramfs with the job, or the overlay and the seed.
+    fn boot_files(&self, spec: &VmSpec, image: &GuestImage, dir: &Path) -> Result<BootFiles, HvError> {
+        let mut files = BootFiles {
+            kernel: image.kernel.clone(),
+            initrd: image.initrd.clone(),
+            cmdline: image
+                .kernel
+                .as_ref()
+                .map(|_| image.cmdline.clone().unwrap_or(DEFAULT_CMDLINE.into())),
+            ..Default::default()
+        };
+        let Some(base) = &image.disk else {
+            let initrd = image.initrd.as_deref().ok_or_else(|| {
+                err(
+                    &self.name,
+                    &spec.name,
+                    "start",
+                    "an image without a disk needs an initrd",
+                )
+            })?;
+            files.initrd = Some(self.write_initrd(spec, initrd, &dir.join("initrd"))?);
+            return Ok(files);
+        };
+        let overlay = dir.join("disk.qcow2");
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", &image.disk_format, "-b"])
+            .arg(base)
+            .arg(&overlay)
+            .output()
+            .map_err(|e| {
+                err(
+                    &self.name,
+                    &spec.name,
+                    "create the disk overlay",
+                    format!("cannot run qemu-img ({e}): install it (Debian: apt-get install qemu-utils)"),
+                )
+            })?;
+        if !out.status.success() {
+            return Err(err(
+                &self.name,
+                &spec.name,
+                "create the disk overlay",
+                format!("qemu-img: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            ));
+        }
+        let wrapper = crate::seed::job_wrapper(&spec.name, &spec.guest.env, &spec.guest.script, EXIT_MARKER);
+        let seed = dir.join("seed.iso");
+        std::fs::write(&seed, crate::seed::nocloud_iso(&spec.name, wrapper.as_bytes())).map_err(|source| {
+            HvError::Image {
+                path: seed.clone(),
+                source,
+            }
+        })?;
+        files.disk = Some(overlay);
+        files.seed = Some(seed);
+        Ok(files)
     }
 
     /// The domain XML of a VM.
-    pub fn domain_xml(&self, spec: &VmSpec, kernel: &Path, initrd: &Path) -> String {
+    pub fn domain_xml(&self, spec: &VmSpec, boot: &BootFiles) -> String {
         let esc = |s: &str| {
             s.replace('&', "&amp;")
                 .replace('<', "&lt;")
@@ -133,36 +263,62 @@ impl LibvirtNode {
         } else {
             ""
         };
+        let path = |p: &Path| esc(&p.display().to_string());
+        let mut os = String::from("<type arch='x86_64'>hvm</type>");
+        if let Some(k) = &boot.kernel {
+            os += &format!("<kernel>{}</kernel>", path(k));
+        }
+        if let Some(i) = &boot.initrd {
+            os += &format!("<initrd>{}</initrd>", path(i));
+        }
+        if let Some(c) = &boot.cmdline {
+            os += &format!("<cmdline>{}</cmdline>", esc(c));
+        }
+        if boot.kernel.is_none() {
+            os += "<boot dev='hd'/>";
+        }
+        let mut disks = String::new();
+        if let Some(d) = &boot.disk {
+            // cache='none': the overlay lives on storage shared by the nodes, which is what
+            // makes live migration without copying the disk safe.
+            disks += &format!(
+                "<disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>\
+                 <source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+                path(d)
+            );
+        }
+        if let Some(s) = &boot.seed {
+            disks += &format!(
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+                 <source file='{}'/><target dev='vdb' bus='virtio'/><readonly/></disk>",
+                path(s)
+            );
+        }
         format!(
             "<domain type='{ty}'>\
                <name>{name}</name>\
                <memory unit='KiB'>{kib}</memory>\
                <vcpu>{vcpus}</vcpu>\
                {tcg_cpu}\
-               <os><type arch='x86_64'>hvm</type><kernel>{kernel}</kernel><initrd>{initrd}</initrd>\
-                 <cmdline>console=ttyS0 quiet loglevel=0 panic=-1</cmdline></os>\
+               <os>{os}</os>\
                <features><acpi/><apic/></features>\
                <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>\
-               <devices>{console}</devices>\
+               <devices>{disks}{console}</devices>\
              </domain>",
             ty = esc(&self.settings.domain_type),
             name = esc(&spec.name),
             kib = spec.memory / 1024,
             vcpus = spec.vcpus,
-            kernel = esc(&kernel.display().to_string()),
-            initrd = esc(&initrd.display().to_string()),
         )
     }
 
     /// Writes the VM's initramfs: the image's, then an archive with the job's script and
     /// environment.
-    fn write_initrd(&self, spec: &VmSpec, base: &Path) -> Result<PathBuf, HvError> {
-        let path = self.initrd_path(&spec.name);
+    fn write_initrd(&self, spec: &VmSpec, base: &Path, path: &Path) -> Result<PathBuf, HvError> {
         let io = |source| HvError::Image {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(&self.settings.run_dir).map_err(io)?;
         let mut bytes = std::fs::read(base).map_err(|source| HvError::Image {
             path: base.to_path_buf(),
             source,
@@ -181,9 +337,9 @@ impl LibvirtNode {
             ("vjob/env", Some(env.as_bytes())),
             ("vjob/script", Some(spec.guest.script.as_bytes())),
         ]));
-        let mut f = std::fs::File::create(&path).map_err(io)?;
+        let mut f = std::fs::File::create(path).map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
-        Ok(path)
+        Ok(path.to_path_buf())
     }
 
     /// The exit code the guest printed on its console, if it did.
@@ -231,6 +387,21 @@ pub fn cpio(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
     out
 }
 
+/// The domain XML at the start of an image written by `virDomainSave`.
+fn saved_domain_xml(image: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(image)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut head)
+        .ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let start = text.find("<domain")?;
+    let end = text[start..].find("</domain>")? + start + "</domain>".len();
+    Some(text[start..end].to_string())
+}
+
 fn state_of(node: &LibvirtNode, dom: &Domain) -> Result<DomainState, virt::error::Error> {
     use virt::domain::DomainState as S;
     let (state, _reason) = dom.state()?;
@@ -263,14 +434,25 @@ impl Hypervisor for LibvirtNode {
                 format!("no guest image named `{image_name}` in the cluster configuration"),
             )
         })?;
-        let initrd = self.write_initrd(spec, &image.initrd)?;
+        let conn = self.connect()?;
+        let dir = self.new_boot_dir(&spec.name)?;
+        let files = match self.boot_files(spec, image, &dir) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         // A fresh console for a fresh VM.
         let _ = std::fs::remove_file(self.console_path(&spec.name));
-        let conn = self.connect()?;
-        let xml = self.domain_xml(spec, &image.kernel, &initrd);
-        let dom = conn
-            .define_domain_xml(&xml)
-            .map_err(|e| err(&self.name, &spec.name, "define", e))?;
+        let xml = self.domain_xml(spec, &files);
+        let dom = match conn.define_domain_xml(&xml) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(err(&self.name, &spec.name, "define", e));
+            }
+        };
         let flags = if paused { sys::VIR_DOMAIN_START_PAUSED } else { 0 };
         let started = match dom.create_with_flags(flags) {
             // A driver without paused starts (libvirt's test driver): start, then pause.
@@ -281,6 +463,7 @@ impl Hypervisor for LibvirtNode {
         };
         if let Err(e) = started {
             let _ = dom.undefine();
+            let _ = std::fs::remove_dir_all(&dir);
             return Err(err(&self.name, &spec.name, "start", e));
         }
         Ok(())
@@ -356,10 +539,13 @@ impl Hypervisor for LibvirtNode {
     fn migrate(&self, vm: &str, target: &str) -> Result<(), HvError> {
         let conn = self.connect()?;
         let dom = self.domain(&conn, vm, "migrate")?;
-        let flags = sys::VIR_MIGRATE_LIVE
+        let mut flags = sys::VIR_MIGRATE_LIVE
             | sys::VIR_MIGRATE_PEER2PEER
             | sys::VIR_MIGRATE_PERSIST_DEST
             | sys::VIR_MIGRATE_UNDEFINE_SOURCE;
+        if self.settings.shared_storage {
+            flags |= sys::VIR_MIGRATE_UNSAFE;
+        }
         dom.migrate_to_uri(target, flags, None, 0)
             .map_err(|e| err(&self.name, vm, "migrate", e))
     }
@@ -371,14 +557,24 @@ impl Hypervisor for LibvirtNode {
             Err(HvError::NoSuchVm { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
+        let xml = dom.xml_desc(0).unwrap_or_default();
         if dom.is_active().unwrap_or(false) {
             dom.destroy().map_err(|e| err(&self.name, vm, "destroy", e))?;
         }
         if dom.is_persistent().unwrap_or(false) {
             dom.undefine().map_err(|e| err(&self.name, vm, "undefine", e))?;
         }
-        let _ = std::fs::remove_file(self.initrd_path(vm));
+        self.remove_boot_dirs(&xml);
         Ok(())
+    }
+
+    fn discard_image(&self, image: &Path) -> Result<(), HvError> {
+        // The saved image starts with the domain's XML: read it here, without a node, so that
+        // the VM's files go even when no node answers.
+        if let Some(xml) = saved_domain_xml(image) {
+            self.remove_boot_dirs(&xml);
+        }
+        crate::remove_file_if_any(image)
     }
 
     fn list(&self) -> Result<Vec<DomainInfo>, HvError> {
@@ -440,7 +636,16 @@ mod tests {
         let settings = LibvirtSettings {
             domain_type: "test".into(),
             run_dir: dir.join("run"),
-            images: [("tiny".to_string(), GuestImage { kernel, initrd })].into(),
+            shared_storage: false,
+            images: [(
+                "tiny".to_string(),
+                GuestImage {
+                    kernel: Some(kernel),
+                    initrd: Some(initrd),
+                    ..Default::default()
+                },
+            )]
+            .into(),
         };
         LibvirtNode::new("t", "test:///default", None, std::sync::Arc::new(settings))
     }
@@ -470,13 +675,47 @@ mod tests {
     fn the_job_archive_is_appended_to_the_image_initramfs() {
         let dir = tmp("initrd");
         let n = node(&dir);
-        let path = n.write_initrd(&spec("vjob-7-0"), &dir.join("initrd.gz")).unwrap();
+        let path = n
+            .write_initrd(&spec("vjob-7-0"), &dir.join("initrd.gz"), &dir.join("initrd"))
+            .unwrap();
         let bytes = std::fs::read(path).unwrap();
         assert!(bytes.starts_with(b"base070701"), "padded to 4 bytes, then the archive");
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("vjob/script") && text.contains("echo hi") && text.contains("export VJOB_ID='7'"));
         assert!(text.contains("TRAILER!!!"));
         assert_eq!(bytes.len() % 4, 0);
+    }
+
+    #[test]
+    fn disk_images_get_an_overlay_and_a_seed_and_their_files_are_found_again() {
+        let dir = tmp("xml");
+        let n = node(&dir);
+        let boot = n.settings.run_dir.join("vjob-7-0.1a.d");
+        let files = BootFiles {
+            disk: Some(boot.join("disk.qcow2")),
+            seed: Some(boot.join("seed.iso")),
+            ..Default::default()
+        };
+        let xml = n.domain_xml(&spec("vjob-7-0"), &files);
+        assert!(xml.contains("<boot dev='hd'/>") && !xml.contains("<kernel>"), "{xml}");
+        assert!(
+            xml.contains("type='qcow2' cache='none'/><source file='") && xml.contains("disk.qcow2'/><target dev='vda'")
+        );
+        assert!(xml.contains("seed.iso'/><target dev='vdb' bus='virtio'/><readonly/>"));
+        assert_eq!(n.boot_dirs(&xml), vec![boot.clone()]);
+        // With a kernel: booted directly, disk attached.
+        let files = BootFiles {
+            kernel: Some("/k".into()),
+            initrd: Some("/i".into()),
+            cmdline: Some(DEFAULT_CMDLINE.into()),
+            disk: Some(boot.join("disk.qcow2")),
+            ..Default::default()
+        };
+        let xml = n.domain_xml(&spec("vjob-7-0"), &files);
+        assert!(xml.contains("<kernel>/k</kernel><initrd>/i</initrd><cmdline>console=ttyS0"));
+        assert!(!xml.contains("<boot dev"));
+        // Files outside the run directory are never taken for a VM's own.
+        assert!(n.boot_dirs("<kernel>/elsewhere/x.d/k</kernel>").is_empty());
     }
 
     #[test]
@@ -494,6 +733,12 @@ mod tests {
         let img = dir.join("images").join(format!("{name}.img"));
         n.save(&name, &img).unwrap();
         assert_eq!(state(&n), None, "saved VMs are not defined on the node");
+        let boot_dirs = n.boot_dirs(&saved_domain_xml(&img).expect("the image starts with the domain XML"));
+        assert_eq!(boot_dirs.len(), 1);
+        assert!(
+            boot_dirs[0].join("initrd").exists(),
+            "the VM's initramfs waits for its restore"
+        );
         assert_eq!(n.restore(&img, false).unwrap(), name);
         assert_eq!(state(&n), Some(DomainState::Running));
         // A guest that printed its exit code and stopped has ended with it.
@@ -501,6 +746,7 @@ mod tests {
         assert_eq!(n.exit_code(&name), Some(3));
         n.destroy(&name).unwrap();
         assert_eq!(state(&n), None);
+        assert!(!boot_dirs[0].exists(), "destroy removes the VM's files");
         n.destroy(&name).unwrap();
         assert!(matches!(n.pause(&name), Err(HvError::NoSuchVm { .. })));
     }

@@ -29,6 +29,11 @@ pub struct SimNodeConfig {
     pub memory: u64,
 }
 
+/// Where a copy of a VM left on a node that was down is kept once the VM started elsewhere.
+fn stale_key(vm: &str, node: &str) -> String {
+    format!("{vm}@{node}")
+}
+
 /// Milliseconds since the Unix epoch, the simulated cluster's clock.
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -300,7 +305,9 @@ impl SimCluster {
     }
 
     /// Simulates a node failure (or its repair): a node that is down answers every call with
-    /// [`HvError::Unreachable`].
+    /// [`HvError::Unreachable`]; its VMs go on as a real node's do when its libvirtd is down. A
+    /// node is also down while the file [`SimCluster::down_marker`] exists, so that operators
+    /// and tests can fail a node of a running daemon.
     pub fn set_node_up(&self, name: &str, up: bool) -> Result<(), HvError> {
         let mut st = self.lock();
         st.nodes
@@ -309,6 +316,15 @@ impl SimCluster {
             .up = up;
         self.persist(&st);
         Ok(())
+    }
+
+    /// The file whose existence takes node `name` down.
+    pub fn down_marker(&self, name: &str) -> PathBuf {
+        self.shared.state_file.with_file_name(format!("{name}.down"))
+    }
+
+    fn reachable(&self, name: &str, up: bool) -> bool {
+        up && !self.down_marker(name).exists()
     }
 
     pub fn durations(&self) -> &DurationModel {
@@ -363,7 +379,7 @@ impl SimNode {
     fn locked(&self) -> Result<MutexGuard<'_, SimState>, HvError> {
         let st = self.cluster.lock();
         match st.nodes.get(&self.name) {
-            Some(n) if n.up => Ok(st),
+            Some(n) if self.cluster.reachable(&self.name, n.up) => Ok(st),
             Some(_) => Err(HvError::Unreachable {
                 node: self.name.clone(),
             }),
@@ -430,10 +446,16 @@ impl SimNode {
     ) -> Result<u64, HvError> {
         let mut st = self.locked()?;
         if let Some(existing) = st.vms.get(&spec.name) {
-            return Err(HvError::AlreadyExists {
-                node: existing.node.clone(),
-                vm: spec.name,
-            });
+            let node = existing.node.clone();
+            let up = st.nodes.get(&node).is_some_and(|n| n.up);
+            if self.cluster.reachable(&node, up) {
+                return Err(HvError::AlreadyExists { node, vm: spec.name });
+            }
+            // The VM is being started again elsewhere while its node is down, as on a real
+            // cluster (names are per node there): the old copy stays on its node, under another
+            // key, until destroyed.
+            let old = st.vms.remove(&spec.name).expect("looked up above");
+            st.vms.insert(stale_key(&spec.name, &node), old);
         }
         st.check_room(&self.name, &spec, op)?;
         let done_at = now_ms() + duration_ms;
@@ -576,7 +598,9 @@ impl Hypervisor for SimNode {
         }
         match st.nodes.get(target) {
             None => return Err(HvError::NoSuchNode(target.into())),
-            Some(n) if !n.up => return Err(HvError::Unreachable { node: target.into() }),
+            Some(n) if !self.cluster.reachable(target, n.up) => {
+                return Err(HvError::Unreachable { node: target.into() })
+            }
             Some(_) => {}
         }
         let spec = self.idle_vm(&mut st, vm, "migrate")?.spec.clone();
@@ -604,9 +628,13 @@ impl Hypervisor for SimNode {
 
     fn destroy(&self, vm: &str) -> Result<(), HvError> {
         let mut st = self.locked()?;
-        let here = st.vms.get(vm).is_some_and(|v| v.node == self.name);
-        if here {
-            st.vms.remove(vm);
+        let key = if st.vms.get(vm).is_some_and(|v| v.node == self.name) {
+            Some(vm.to_string())
+        } else {
+            Some(stale_key(vm, &self.name)).filter(|k| st.vms.contains_key(k))
+        };
+        if let Some(key) = key {
+            st.vms.remove(&key);
             self.cluster.persist(&st);
             drop(st);
             std::thread::sleep(Duration::from_millis(self.cluster.durations().destroy(0)));
@@ -796,5 +824,17 @@ mod tests {
         let a = c.node("a").unwrap();
         a.start(&spec("v", 1, None), false).unwrap();
         assert!(matches!(a.migrate("v", "b"), Err(HvError::Unreachable { .. })));
+        // Down while its marker file exists; its VMs still there when it comes back.
+        c.set_node_up("b", true).unwrap();
+        std::fs::write(c.down_marker("a"), "").unwrap();
+        assert!(matches!(a.list(), Err(HvError::Unreachable { .. })));
+        assert!(matches!(b.list(), Ok(v) if v.is_empty()));
+        // Started again elsewhere while its node is down, then the stale copy destroyed.
+        b.start(&spec("v", 1, None), false).unwrap();
+        std::fs::remove_file(c.down_marker("a")).unwrap();
+        let names = |n: &SimNode| n.list().unwrap().into_iter().map(|d| d.name).collect::<Vec<_>>();
+        assert_eq!((names(&a), names(&b)), (vec!["v".to_string()], vec!["v".to_string()]));
+        a.destroy("v").unwrap();
+        assert_eq!((names(&a), names(&b)), (vec![], vec!["v".to_string()]));
     }
 }

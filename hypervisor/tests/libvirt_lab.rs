@@ -23,13 +23,27 @@ fn nodes(lab: &Path, guest: &Path, run: &Path) -> (LibvirtNode, LibvirtNode) {
     let settings = Arc::new(LibvirtSettings {
         domain_type: "qemu".into(),
         run_dir: run.to_path_buf(),
-        images: [(
-            "tiny".to_string(),
-            GuestImage {
-                kernel: guest.join("vmlinuz"),
-                initrd: guest.join("initrd.gz"),
-            },
-        )]
+        shared_storage: true, // the lab's nodes share one host
+        images: [
+            (
+                "tiny".to_string(),
+                GuestImage {
+                    kernel: Some(guest.join("vmlinuz")),
+                    initrd: Some(guest.join("initrd.gz")),
+                    ..Default::default()
+                },
+            ),
+            (
+                "tinydisk".to_string(),
+                GuestImage {
+                    kernel: Some(guest.join("vmlinuz")),
+                    initrd: Some(guest.join("initrd.gz")),
+                    disk: Some(guest.join("disk.qcow2")),
+                    disk_format: "qcow2".into(),
+                    cmdline: None,
+                },
+            ),
+        ]
         .into(),
     });
     let node = |i: u32| {
@@ -143,4 +157,70 @@ fn save_on_one_node_restore_on_the_other_and_migrate_back_keep_the_guest_going()
         .collect();
     assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "ticks out of order: {all:?}");
     a.destroy(vm).unwrap();
+}
+
+#[test]
+fn disk_images_boot_through_private_overlays_and_get_their_job_from_a_seed() {
+    let Some((lab, guest)) = lab() else { return };
+    let run = lab.join("run-disk");
+    let (a, b) = nodes(&lab, &guest, &run);
+    let base = guest.join("disk.qcow2");
+    let base_before = std::fs::read(&base).unwrap();
+    let vms = ["vjob-lab-disk-0", "vjob-lab-disk-1"];
+    // Each guest reads the base image's file, writes its own on its disk, and proves it
+    // sees its own write only; then it waits to be moved.
+    let script = "mount /dev/vda /mnt && cat /mnt/hello && echo mine-$VJOB_ID > /mnt/own && ls /mnt && \
+                  cat /mnt/own && sync && echo disk-ok; while true; do echo alive; sleep 0.5; done";
+    for (i, vm) in vms.iter().enumerate() {
+        a.destroy(vm).unwrap();
+        b.destroy(vm).unwrap();
+        let mut s = spec(vm, script);
+        s.guest.image = Some("tinydisk".into());
+        s.guest.env = vec![("VJOB_ID".into(), i.to_string())];
+        a.start(&s, false).unwrap();
+    }
+    for (i, vm) in vms.iter().enumerate() {
+        let console = a.console_log(vm).unwrap();
+        wait("the guest to use its disk", Duration::from_secs(90), || {
+            std::fs::read_to_string(&console)
+                .unwrap_or_default()
+                .contains("disk-ok")
+        });
+        let text = std::fs::read_to_string(&console).unwrap();
+        assert!(text.contains("hello from the base image"), "{text}");
+        assert!(text.contains(&format!("mine-{i}")), "{text}");
+    }
+    // The base image was never written; each VM has its own boot directory.
+    assert_eq!(std::fs::read(&base).unwrap(), base_before);
+    let dirs = || {
+        std::fs::read_dir(&run)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "d"))
+            .count()
+    };
+    assert_eq!(dirs(), 2);
+    // Live migration with the overlay on shared storage.
+    b.migrate(vms[0], &b.migration_target()).unwrap_err(); // not on b
+    a.migrate(vms[0], &b.migration_target()).unwrap();
+    assert_eq!(state(&b, vms[0]), Some(DomainState::Running));
+    let console = a.console_log(vms[0]).unwrap();
+    let alive = || {
+        std::fs::read_to_string(&console)
+            .unwrap_or_default()
+            .matches("alive")
+            .count()
+    };
+    let before = alive();
+    wait("the migrated guest to go on", Duration::from_secs(30), || {
+        alive() > before + 2
+    });
+    // Saved and discarded: the image and the VM's files go.
+    let image = lab.join("images").join(format!("{}.img", vms[1]));
+    a.save(vms[1], &image).unwrap();
+    assert!(image.exists());
+    a.discard_image(&image).unwrap();
+    assert!(!image.exists());
+    assert_eq!(dirs(), 1);
+    b.destroy(vms[0]).unwrap();
+    assert_eq!(dirs(), 0, "destroy removes the overlay and the seed");
 }

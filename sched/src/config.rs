@@ -38,6 +38,10 @@ pub struct HypervisorConfig {
     pub run_dir: PathBuf,
     /// libvirt: `kvm`, `qemu` (TCG) or `test`.
     pub domain_type: String,
+    /// libvirt: the run directory is shared by the nodes even if libvirt cannot tell (it
+    /// recognizes NFS, GlusterFS, Ceph, ...; not several nodes on one host): live migration of
+    /// VMs booted from disk images goes ahead.
+    pub shared_storage: bool,
     pub durations: DurationModel,
 }
 
@@ -48,12 +52,17 @@ pub enum Backend {
 }
 
 /// A guest image (libvirt backend): a kernel and an initramfs, as `hypervisor/guest/build.sh`
-/// makes them.
+/// makes them, or a disk image (qcow2 or raw, e.g. a cloud image with cloud-init) that each VM
+/// boots from through its own copy-on-write overlay, optionally with a given kernel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageConfig {
     pub name: String,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub disk: Option<PathBuf>,
+    /// `qcow2` or `raw`.
+    pub format: String,
+    pub cmdline: Option<String>,
     /// Memory of VMs of this image whose spec gives none.
     pub memory: Option<u64>,
 }
@@ -90,6 +99,9 @@ pub struct SchedulerConfig {
     pub poll_ms: u64,
     /// How many VM actions may run at once across the cluster.
     pub max_parallel_actions: usize,
+    /// A node that does not answer for this long is down: the vjobs that ran there lost those
+    /// VMs and are requeued.
+    pub node_timeout_ms: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -99,6 +111,7 @@ impl Default for SchedulerConfig {
             keep_finished_ms: 300_000,
             poll_ms: 500,
             max_parallel_actions: 32,
+            node_timeout_ms: 60_000,
         }
     }
 }
@@ -126,8 +139,11 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawImage {
     name: Spanned<String>,
-    kernel: String,
-    initrd: String,
+    kernel: Option<String>,
+    initrd: Option<Spanned<String>>,
+    disk: Option<String>,
+    format: Option<Spanned<String>>,
+    cmdline: Option<String>,
     memory: Option<Spanned<String>>,
 }
 
@@ -138,6 +154,8 @@ struct RawHypervisor {
     image_dir: Option<String>,
     run_dir: Option<String>,
     domain_type: Option<Spanned<String>>,
+    #[serde(default)]
+    shared_storage: bool,
     boot_time: Option<Spanned<String>>,
     destroy_time: Option<Spanned<String>>,
     pause_time: Option<Spanned<String>>,
@@ -178,6 +196,7 @@ struct RawScheduler {
     keep_finished: Option<Spanned<String>>,
     poll_interval: Option<Spanned<String>>,
     max_parallel_actions: Option<Spanned<usize>>,
+    node_timeout: Option<Spanned<String>>,
 }
 
 /// Checks a name used in commands and VM names: letters, digits, `-`, `_`, `.`.
@@ -313,10 +332,54 @@ impl Config {
                 None => None,
                 Some(m) => Some(parse_size(m.get_ref()).map_err(|e| src.at(m, "image.memory", e))?),
             };
+            if i.kernel.is_none() && i.disk.is_none() {
+                return Err(src.at(
+                    &i.name,
+                    "image",
+                    format!(
+                        "image `{}` needs a `kernel` (with an `initrd`) or a `disk`",
+                        i.name.get_ref()
+                    ),
+                ));
+            }
+            if i.disk.is_none() && i.initrd.is_none() {
+                return Err(src.at(
+                    &i.name,
+                    "image.initrd",
+                    format!(
+                        "image `{}` has a kernel but no `initrd`: vjob passes the job in the initramfs (or give a `disk`)",
+                        i.name.get_ref()
+                    ),
+                ));
+            }
+            if let (Some(initrd), None) = (&i.initrd, &i.kernel) {
+                return Err(src.at(initrd, "image.initrd", "an `initrd` needs a `kernel`"));
+            }
+            let format = match &i.format {
+                None => "qcow2".to_string(),
+                Some(f) if i.disk.is_none() => {
+                    return Err(src.at(
+                        f,
+                        "image.format",
+                        "`format` is the format of the `disk`, and there is none",
+                    ))
+                }
+                Some(f) if matches!(f.get_ref().as_str(), "qcow2" | "raw") => f.get_ref().clone(),
+                Some(f) => {
+                    return Err(src.at(
+                        f,
+                        "image.format",
+                        format!("unknown disk format `{}` (expected qcow2 or raw)", f.get_ref()),
+                    ))
+                }
+            };
             images.push(ImageConfig {
                 name: i.name.get_ref().clone(),
-                kernel: i.kernel.clone().into(),
-                initrd: i.initrd.clone().into(),
+                kernel: i.kernel.clone().map(PathBuf::from),
+                initrd: i.initrd.as_ref().map(|p| PathBuf::from(p.get_ref())),
+                disk: i.disk.clone().map(PathBuf::from),
+                format,
+                cmdline: i.cmdline.clone(),
                 memory,
             });
         }
@@ -410,6 +473,7 @@ impl Config {
             scheduler.keep_finished_ms =
                 duration(&s.keep_finished, "scheduler.keep_finished", scheduler.keep_finished_ms)?;
             scheduler.poll_ms = duration(&s.poll_interval, "scheduler.poll_interval", scheduler.poll_ms)?;
+            scheduler.node_timeout_ms = duration(&s.node_timeout, "scheduler.node_timeout", scheduler.node_timeout_ms)?;
             if scheduler.poll_ms == 0 {
                 return Err(src.at(
                     s.poll_interval.as_ref().unwrap(),
@@ -435,6 +499,7 @@ impl Config {
                 image_dir,
                 run_dir,
                 domain_type,
+                shared_storage: hv.shared_storage,
                 durations,
             },
             nodes,
@@ -511,6 +576,37 @@ priority = 100
         assert!(err(&format!("{base}[hypervisor]\nbackend = \"xen\"\n"))
             .contains("line 7: field hypervisor.backend: unknown backend"));
         assert!(err(&format!("{base}[scheduler]\nquantum = \"soon\"\n")).contains("line 7: field scheduler.quantum"));
+    }
+
+    #[test]
+    fn images_are_a_kernel_with_an_initrd_or_a_disk() {
+        let base = "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n[[image]]\nname = \"i\"\n";
+        let c = Config::parse(
+            "c.toml",
+            &format!("{base}kernel = \"/k\"\ninitrd = \"/i\"\nmemory = \"96MiB\"\n"),
+        )
+        .unwrap();
+        assert_eq!(c.images[0].kernel.as_deref(), Some(Path::new("/k")));
+        assert_eq!(c.images[0].memory, Some(96 << 20));
+        let c = Config::parse("c.toml", &format!("{base}disk = \"/cloud.img\"\nformat = \"raw\"\n")).unwrap();
+        assert_eq!(
+            (c.images[0].disk.as_deref(), c.images[0].format.as_str()),
+            (Some(Path::new("/cloud.img")), "raw")
+        );
+        let c = Config::parse(
+            "c.toml",
+            &format!("{base}disk = \"/d.qcow2\"\nkernel = \"/k\"\ncmdline = \"root=/dev/vda\"\n"),
+        )
+        .unwrap();
+        assert_eq!(c.images[0].format, "qcow2");
+        assert_eq!(c.images[0].cmdline.as_deref(), Some("root=/dev/vda"));
+        assert!(err(base).contains("line 7: field image: image `i` needs a `kernel` (with an `initrd`) or a `disk`"));
+        assert!(err(&format!("{base}kernel = \"/k\"\n"))
+            .contains("field image.initrd: image `i` has a kernel but no `initrd`"));
+        assert!(err(&format!("{base}disk = \"/d\"\ninitrd = \"/i\"\n"))
+            .contains("line 9: field image.initrd: an `initrd` needs a `kernel`"));
+        assert!(err(&format!("{base}disk = \"/d\"\nformat = \"vmdk\"\n"))
+            .contains("line 9: field image.format: unknown disk format `vmdk`"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! without the next plan knowing it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -151,7 +151,7 @@ fn perform(b: &Backends, op: &Op) -> Result<(), HvError> {
         Op::Boot { node, spec } => backend(b, node)?.start(spec, true),
         Op::Restore { node, image, .. } => {
             backend(b, node)?.restore(image, true)?;
-            remove_image(image)
+            vjob_hypervisor::remove_file_if_any(image)
         }
         Op::Pause { node, vm } => backend(b, node)?.pause(vm),
         Op::Unpause { node, vm } => backend(b, node)?.unpause(vm),
@@ -161,18 +161,11 @@ fn perform(b: &Backends, op: &Op) -> Result<(), HvError> {
             backend(b, node)?.migrate(vm, &target)
         }
         Op::Destroy { node, vm } => backend(b, node)?.destroy(vm),
-        Op::RemoveImage { image, .. } => remove_image(image),
-    }
-}
-
-fn remove_image(image: &Path) -> Result<(), HvError> {
-    match std::fs::remove_file(image) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(HvError::Image {
-            path: image.to_path_buf(),
-            source,
-        }),
+        // Any node can discard an image on the shared image directory.
+        Op::RemoveImage { image, .. } => match b.values().next() {
+            Some(any) => any.discard_image(image),
+            None => vjob_hypervisor::remove_file_if_any(image),
+        },
     }
 }
 
@@ -292,6 +285,7 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use vjob_hypervisor::sim::{SimCluster, SimNodeConfig};
     use vjob_hypervisor::{DurationModel, GuestSpec};
 

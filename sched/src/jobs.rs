@@ -78,6 +78,10 @@ pub struct Job {
     pub spec: JobSpec,
     pub vms: Vec<VmRecord>,
     pub events: Vec<(u64, String)>,
+    /// Copies of its VMs left on nodes that went down (VM name, node) after the job was
+    /// requeued: destroyed when those nodes answer again, never adopted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<(String, String)>,
 }
 
 /// A refused state change.
@@ -149,6 +153,7 @@ impl Job {
             spec,
             vms,
             events: Vec::new(),
+            stale: Vec::new(),
         };
         job.event(now, if hold { "submitted, held" } else { "submitted" });
         job

@@ -46,11 +46,17 @@ pub struct Batch<'a> {
     pub queues: Vec<&'a Queue>,
     pub deleted_queues: Vec<String>,
     pub nodes: Vec<&'a NodeRecord>,
+    /// Daemon-wide settings by key (e.g. the learned action durations), as JSON.
+    pub meta: Vec<(&'static str, String)>,
 }
 
 impl Batch<'_> {
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.queues.is_empty() && self.deleted_queues.is_empty() && self.nodes.is_empty()
+        self.jobs.is_empty()
+            && self.queues.is_empty()
+            && self.deleted_queues.is_empty()
+            && self.nodes.is_empty()
+            && self.meta.is_empty()
     }
 }
 
@@ -129,12 +135,15 @@ impl Store {
 
     /// Whether this database was ever initialized (queues seeded).
     pub fn initialized(&self) -> Result<bool, StoreError> {
-        let v: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'initialized'", [], |r| r.get(0))
+        Ok(self.meta("initialized")?.is_some())
+    }
+
+    /// A daemon-wide setting written with [`Batch::meta`].
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(|e| self.sql(e))?;
-        Ok(v.is_some())
+            .map_err(|e| self.sql(e))
     }
 
     /// Writes a batch in one transaction; returns once it is on disk.
@@ -177,6 +186,12 @@ impl Store {
                 put_node
                     .execute(params![n.name, serde_json::to_string(n).expect("nodes serialize")])
                     .map_err(sql)?;
+            }
+            let mut put_meta = tx
+                .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            for (key, value) in &batch.meta {
+                put_meta.execute(params![key, value]).map_err(sql)?;
             }
             if !batch.queues.is_empty() {
                 tx.execute(
@@ -233,6 +248,7 @@ mod tests {
                 queues: vec![&q],
                 deleted_queues: vec![],
                 nodes: vec![&n],
+                meta: vec![("durations", "{\"boot_ms\":1}".into())],
             })
             .unwrap();
             job.set_state(JobState::Running, 10).unwrap();
@@ -247,5 +263,7 @@ mod tests {
         assert_eq!(s.jobs().unwrap(), vec![job]);
         assert_eq!(s.queues().unwrap(), vec![q]);
         assert_eq!(s.nodes().unwrap(), vec![n]);
+        assert_eq!(s.meta("durations").unwrap().as_deref(), Some("{\"boot_ms\":1}"));
+        assert_eq!(s.meta("nothing").unwrap(), None);
     }
 }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use crossbeam_channel::{select, Receiver};
 use vjob_api::{ApiError, JobState, NodeAdminState, Response};
-use vjob_hypervisor::{DomainInfo, DomainState, GuestSpec, VmSpec};
+use vjob_hypervisor::duration::Action;
+use vjob_hypervisor::{DomainInfo, DomainState, DurationModel, GuestSpec, VmSpec};
 
 use super::{Answer, Command, Observation};
 use crate::config::{Config, NodeConfig};
@@ -45,6 +46,8 @@ pub struct NodeView {
     pub admin: NodeAdminState,
     /// Its last report succeeded.
     pub up: bool,
+    /// When it stopped answering.
+    pub down_since: Option<Instant>,
     pub domains: Vec<DomainInfo>,
 }
 
@@ -153,6 +156,63 @@ pub struct Core {
     /// Jobs' JSON for listings, for jobs whose listing does not change by itself (not running);
     /// an entry is dropped whenever its job is written.
     pub(super) json_cache: HashMap<u64, Box<str>>,
+    /// The action durations the planner uses: the configured model, corrected by every action
+    /// measured on the nodes since (kept across restarts while the configured model is unchanged).
+    pub(super) durations: LearnedDurations,
+}
+
+/// Action durations learned from measurements, and the configured model they started from.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LearnedDurations {
+    pub configured: DurationModel,
+    pub learned: DurationModel,
+    /// Measurements folded in so far.
+    pub samples: u64,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl LearnedDurations {
+    const KEY: &'static str = "durations";
+
+    fn load(store: &Store, configured: DurationModel) -> anyhow::Result<LearnedDurations> {
+        let fresh = LearnedDurations {
+            configured,
+            learned: configured,
+            samples: 0,
+            dirty: false,
+        };
+        let Some(text) = store.meta(Self::KEY)? else {
+            return Ok(fresh);
+        };
+        match serde_json::from_str::<LearnedDurations>(&text) {
+            Ok(saved) if saved.configured == configured => Ok(saved),
+            Ok(_) => {
+                tracing::info!("the configured action durations changed: measurements start over");
+                Ok(fresh)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable learned durations: measurements start over");
+                Ok(fresh)
+            }
+        }
+    }
+
+    /// Folds in the measured duration of a call that succeeded.
+    fn observe(&mut self, op: &Op, memory: u64, ms: u64) {
+        let action = match op {
+            Op::Boot { .. } => Action::Boot,
+            Op::Restore { .. } => Action::Restore,
+            Op::Pause { .. } | Op::Unpause { .. } => Action::Pause,
+            Op::Save { .. } => Action::Save,
+            Op::Migrate { .. } => Action::Migrate,
+            Op::Destroy { .. } => Action::Destroy,
+            Op::RemoveImage { .. } => return,
+        };
+        self.learned.observe(action, memory, ms);
+        self.samples += 1;
+        self.dirty = true;
+    }
 }
 
 impl Core {
@@ -191,6 +251,7 @@ impl Core {
                 cfg: n.clone(),
                 admin: admin_states.get(&n.name).copied().unwrap_or(NodeAdminState::Online),
                 up: true,
+                down_since: None,
                 domains: Vec::new(),
             })
             .collect();
@@ -215,6 +276,7 @@ impl Core {
             nodes = nodes.len(),
             "state loaded"
         );
+        let durations = LearnedDurations::load(&store, cfg.hypervisor.durations)?;
         let now = Instant::now();
         let mut core = Core {
             cfg,
@@ -244,6 +306,7 @@ impl Core {
             manual_moves: BTreeMap::new(),
             orphans_reported: HashSet::new(),
             json_cache: HashMap::new(),
+            durations,
         };
         // Adopt what runs before deciding anything.
         let names: Vec<String> = core.nodes.iter().map(|n| n.cfg.name.clone()).collect();
@@ -348,11 +411,19 @@ impl Core {
                 state: v.admin,
             })
             .collect();
+        let mut meta = Vec::new();
+        if self.durations.dirty {
+            meta.push((
+                LearnedDurations::KEY,
+                serde_json::to_string(&self.durations).expect("durations serialize"),
+            ));
+        }
         let batch = Batch {
             jobs,
             queues,
             deleted_queues: self.deleted_queues.clone(),
             nodes: node_records.iter().collect(),
+            meta,
         };
         if batch.is_empty() {
             return Ok(());
@@ -365,6 +436,7 @@ impl Core {
         self.dirty_queues.clear();
         self.deleted_queues.clear();
         self.dirty_nodes.clear();
+        self.durations.dirty = false;
         Ok(())
     }
 
@@ -394,6 +466,15 @@ impl Core {
             tracing::warn!(op = %d.op.describe(), error = %e, "hypervisor call failed");
         } else {
             tracing::debug!(op = %d.op.describe(), ms = d.millis, "hypervisor call done");
+            let memory = match &d.op {
+                Op::Boot { spec, .. } => Some(spec.memory),
+                op => parse_vm_name(op.vm())
+                    .and_then(|(id, _)| self.jobs.get(&id))
+                    .map(|j| j.spec.vm.memory),
+            };
+            if let Some(memory) = memory {
+                self.durations.observe(&d.op, memory, d.millis);
+            }
         }
         if let Some(c) = self.cleanups.remove(&d.id) {
             self.busy.remove(&vm);
@@ -501,6 +582,14 @@ impl Core {
         let now = now_ms();
         let mut found: HashMap<String, (String, DomainInfo)> = HashMap::new();
         let mut listed: HashSet<String> = HashSet::new();
+        // Copies of requeued jobs' VMs on nodes that were down: never taken for the real ones.
+        let stale: HashSet<(String, String)> = self
+            .active
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .flat_map(|j| j.stale.iter().cloned())
+            .collect();
+        let mut stale_found: HashSet<(String, String)> = HashSet::new();
         for (node, result) in obs.nodes {
             let Some(view) = self.nodes.iter_mut().find(|n| n.cfg.name == node) else {
                 continue;
@@ -511,8 +600,14 @@ impl Core {
                         tracing::info!(node = %node, "node answers again");
                     }
                     view.up = true;
+                    view.down_since = None;
                     for d in &domains {
-                        found.insert(d.name.clone(), (node.clone(), d.clone()));
+                        let key = (d.name.clone(), node.clone());
+                        if stale.contains(&key) {
+                            stale_found.insert(key);
+                        } else {
+                            found.insert(d.name.clone(), (node.clone(), d.clone()));
+                        }
                     }
                     view.domains = domains;
                     listed.insert(node);
@@ -522,9 +617,12 @@ impl Core {
                         tracing::warn!(node = %node, error = %e, "node does not answer; no new VMs go there");
                     }
                     view.up = false;
+                    view.down_since.get_or_insert_with(Instant::now);
                 }
             }
         }
+        self.requeue_from_lost_nodes(now, &found);
+        self.destroy_stale_copies(&listed, &stale_found);
         let all_listed = listed.len() == self.nodes.len();
         let active: Vec<u64> = self.active.iter().copied().collect();
         let mut ours: HashSet<String> = HashSet::new();
@@ -754,6 +852,124 @@ impl Core {
         }
         self.last_obs = Some(obs.started);
         self.need_decision = true;
+    }
+
+    /// Requeues the vjobs with VMs on nodes down for longer than the node timeout: those VMs
+    /// are lost (their node may come back, but the vjob cannot wait for it), so the vjob starts
+    /// over, its other VMs destroyed and its images discarded.
+    fn requeue_from_lost_nodes(&mut self, now: u64, found: &HashMap<String, (String, DomainInfo)>) {
+        let timeout = Duration::from_millis(self.cfg.scheduler.node_timeout_ms);
+        let lost: HashSet<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| n.down_since.is_some_and(|t| t.elapsed() >= timeout))
+            .map(|n| n.cfg.name.as_str())
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        let hit: Vec<u64> = self
+            .active
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.jobs.get(id).is_some_and(|j| {
+                    !j.state.is_final()
+                        && j.vms
+                            .iter()
+                            .any(|v| v.phase == VmPhase::Running && v.node.as_deref().is_some_and(|n| lost.contains(n)))
+                        && !j.vms.iter().any(|v| self.is_busy(&v.name))
+                })
+            })
+            .collect();
+        let lost: HashSet<String> = lost.into_iter().map(str::to_string).collect();
+        for id in hit {
+            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            let mut ops: Vec<(Op, usize)> = Vec::new();
+            let mut down: Vec<String> = Vec::new();
+            for (i, v) in job.vms.iter_mut().enumerate() {
+                match (v.phase, v.node.clone()) {
+                    (VmPhase::Running, Some(node)) if lost.contains(&node) => {
+                        job.stale.push((v.name.clone(), node.clone()));
+                        if !down.contains(&node) {
+                            down.push(node);
+                        }
+                    }
+                    (VmPhase::Running | VmPhase::Ended, Some(_)) => {
+                        if let Some((node, _)) = found.get(&v.name) {
+                            ops.push((
+                                Op::Destroy {
+                                    node: node.clone(),
+                                    vm: v.name.clone(),
+                                },
+                                i,
+                            ));
+                        }
+                    }
+                    (VmPhase::Sleeping, _) => ops.push((
+                        Op::RemoveImage {
+                            vm: v.name.clone(),
+                            image: self.cfg.hypervisor.image_dir.join(format!("{}.img", v.name)),
+                        },
+                        i,
+                    )),
+                    _ => {}
+                }
+                v.phase = VmPhase::Ready;
+                v.node = None;
+                v.exit_code = None;
+            }
+            let _ = job.set_state(JobState::Queued, now);
+            // It starts over: its clock too.
+            job.run_ms = 0;
+            job.start_ms = None;
+            let why = format!(
+                "node {} did not answer for {} s: its VMs there are lost",
+                down.join(","),
+                timeout.as_secs()
+            );
+            tracing::warn!(job = id, "{why}; requeued");
+            job.event(now, format!("{why}; requeued"));
+            job.reason = Some(format!("requeued: {why}"));
+            self.dirty_jobs.insert(id);
+            for (op, vm) in ops {
+                self.start_cleanup(id, vm, op, false);
+            }
+            self.need_decision = true;
+        }
+    }
+
+    /// Destroys the stale copies found on nodes that answer again, and forgets those gone.
+    fn destroy_stale_copies(&mut self, listed: &HashSet<String>, stale_found: &HashSet<(String, String)>) {
+        let ids: Vec<u64> = self
+            .active
+            .iter()
+            .copied()
+            .filter(|id| self.jobs.get(id).is_some_and(|j| !j.stale.is_empty()))
+            .collect();
+        for id in ids {
+            let job = self.jobs.get_mut(&id).expect("filtered above");
+            let before = job.stale.len();
+            job.stale
+                .retain(|(vm, node)| !listed.contains(node) || stale_found.contains(&(vm.clone(), node.clone())));
+            if job.stale.len() != before {
+                self.dirty_jobs.insert(id);
+            }
+            let to_destroy: Vec<(String, String)> = job
+                .stale
+                .iter()
+                .filter(|key| stale_found.contains(*key))
+                .cloned()
+                .collect();
+            for (vm, node) in to_destroy {
+                if self.is_busy(&vm) {
+                    continue;
+                }
+                let idx = parse_vm_name(&vm).map(|(_, i)| i).unwrap_or(0);
+                tracing::info!(vm = %vm, node = %node, "destroying the stale copy of a requeued VM");
+                self.start_cleanup(id, idx, Op::Destroy { node, vm }, false);
+            }
+        }
     }
 
     fn start_cleanup(&mut self, job: u64, vm: usize, op: Op, gone_after: bool) {
@@ -1010,7 +1226,7 @@ impl Core {
         if !snapshot {
             self.manual_moves.clear();
         }
-        let costs = ActionCosts::from_durations(&model, &self.cfg.hypervisor.durations, 1);
+        let costs = ActionCosts::from_durations(&model, &self.durations.learned, 1);
         let inst = Instance {
             model,
             constraints,

@@ -80,6 +80,7 @@ pub fn open_backends(cfg: &Config) -> anyhow::Result<Backends> {
             let settings = Arc::new(LibvirtSettings {
                 domain_type: cfg.hypervisor.domain_type.clone(),
                 run_dir: cfg.hypervisor.run_dir.clone(),
+                shared_storage: cfg.hypervisor.shared_storage,
                 images: cfg
                     .images
                     .iter()
@@ -89,6 +90,9 @@ pub fn open_backends(cfg: &Config) -> anyhow::Result<Backends> {
                             GuestImage {
                                 kernel: i.kernel.clone(),
                                 initrd: i.initrd.clone(),
+                                disk: i.disk.clone(),
+                                disk_format: i.format.clone(),
+                                cmdline: i.cmdline.clone(),
                             },
                         )
                     })
