@@ -33,7 +33,7 @@ fn config(lab: &Path, guest: &Path, work: &str) -> String {
          [[image]]\nname = \"tiny\"\nkernel = \"{g}/vmlinuz\"\ninitrd = \"{g}/initrd.gz\"\nmemory = \"96MiB\"\n\n\
          [[image]]\nname = \"tinydisk\"\nkernel = \"{g}/vmlinuz\"\ninitrd = \"{g}/initrd.gz\"\ndisk = \"{g}/disk.qcow2\"\nformat = \"qcow2\"\nmemory = \"96MiB\"\n\n{}{}\
          [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n\n\
-         [scheduler]\npoll_interval = \"300ms\"\n",
+         [scheduler]\npoll_interval = \"300ms\"\nnode_timeout = \"3s\"\n",
         node(1),
         node(2),
         g = guest.display()
@@ -236,6 +236,80 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
         .filter(|n| !n.ends_with(".console"))
         .collect();
     assert!(left.is_empty(), "left in the run directory: {left:?}");
+    drop(c);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+fn lab_sh(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hypervisor/guest/lab.sh");
+    let o = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "lab.sh {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_restarted_daemon_adopts_real_vms_and_a_dead_node_sends_its_vjobs_elsewhere() {
+    let Some((lab, guest)) = lab() else { return };
+    let work = std::env::temp_dir().join(format!("vjob-e2e-libvirt-fail-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let c = Cluster::new("libvirt-fail", &config(&lab, &guest, &work.display().to_string()));
+    let counter = "i=0; while true; do i=$((i+1)); echo \"tick 0 $i\"; sleep 0.5; done";
+    let id = c.submit(&c.spec("t.toml", &spec("t", "batch", 1, 1, counter)), &[]);
+    let j = c.wait_state(id, "running", SECS(90));
+    let first = Cluster::nodes_of(&j)[0].clone();
+    let console = work.join("run").join(format!("vjob-{id}-0.console"));
+    let count = || ticks(&std::fs::read_to_string(&console).unwrap_or_default(), 0).len();
+    c.wait(SECS(60), "the guest to tick", || count() >= 3);
+
+    // kill -9 of the daemon: the restarted one adopts the guest, which never stopped.
+    c.kill9();
+    c.start();
+    let before = count();
+    c.wait(SECS(30), "the guest to tick on", || count() > before + 3);
+    assert_eq!(Cluster::nodes_of(&c.job(id)), vec![first.clone()]);
+    let text = std::fs::read_to_string(&console).unwrap();
+    assert_eq!(text.matches("VJOB-BEGIN").count(), 1, "started once: {text}");
+    let t = ticks(&text, 0);
+    assert!(
+        t.windows(2).all(|w| w[1] == w[0] + 1),
+        "one guest, never restarted: {t:?}"
+    );
+
+    // Its node's libvirtd dies (the guest goes on there, unreachable): the node is shown down,
+    // and past the node timeout the vjob starts over on the other node.
+    lab_sh(&["node-stop", lab.to_str().unwrap(), &first]);
+    let other = if first == "node1" { "node2" } else { "node1" };
+    c.wait(SECS(20), "the node to be shown down", || {
+        c.ok("vstat", &["-n"])
+            .lines()
+            .any(|l| l.starts_with(first.as_str()) && l.contains("down"))
+    });
+    c.wait(SECS(90), "the vjob to run again on the other node", || {
+        let j = c.job(id);
+        j["state"] == "running" && Cluster::nodes_of(&j) == vec![other.to_string()]
+    });
+    let full = c.ok("vstat", &["-f", &id.to_string()]);
+    assert!(full.contains(&format!("node {first} did not answer for 3 s")), "{full}");
+
+    // The node comes back with the stale copy: destroyed, never adopted.
+    lab_sh(&["node-start", lab.to_str().unwrap(), &first]);
+    let n = |name: &str| name.trim_start_matches("node").parse::<u32>().unwrap();
+    c.wait(SECS(60), "the stale copy to be destroyed", || {
+        c.log().contains("destroying the stale copy of a requeued VM") && domains(&lab, n(&first)).is_empty()
+    });
+    assert_eq!(domains(&lab, n(other)), vec![format!("vjob-{id}-0")]);
+    assert_eq!(c.state(id), "running");
+    c.ok("vdel", &[&id.to_string()]);
+    c.wait(SECS(60), "no domain left", || {
+        domains(&lab, 1).is_empty() && domains(&lab, 2).is_empty()
+    });
     drop(c);
     let _ = std::fs::remove_dir_all(&work);
 }

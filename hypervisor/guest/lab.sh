@@ -8,6 +8,8 @@
 #   lab.sh install            # the Debian packages (idempotent)
 #   lab.sh up DIR N           # N nodes (node1..nodeN) under DIR
 #   lab.sh down DIR           # stop the daemons, delete the namespaces and DIR
+#   lab.sh node-stop DIR NODE # stop one node's libvirtd (its guests go on running), as a failure
+#   lab.sh node-start DIR NODE  # start it again: it finds its guests
 set -euo pipefail
 
 install() {
@@ -122,9 +124,27 @@ down() { # DIR
   rm -rf "$dir"
 }
 
+node_stop() { # DIR NAME
+  local n=$1/$2
+  [ -f "$n/tini.pid" ] || { echo "lab.sh: no node $2 in $1" >&2; exit 1; }
+  kill "$(cat "$n/tini.pid")" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$(cat "$n/tini.pid")" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$(cat "$n/tini.pid")" 2>/dev/null || true
+}
+
+node_start() { # DIR NAME
+  local name=$2
+  node_up "$1" "$name" "10.77.0.${name#node}"
+}
+
 case "${1:-}" in
   install) install ;;
   up) up "${2:?DIR}" "${3:-2}" ;;
   down) down "${2:?DIR}" ;;
-  *) echo "usage: lab.sh install | up DIR N | down DIR" >&2; exit 2 ;;
+  node-stop) node_stop "${2:?DIR}" "${3:?NODE}" ;;
+  node-start) node_start "${2:?DIR}" "${3:?NODE}" ;;
+  *) echo "usage: lab.sh install | up DIR N | down DIR | node-stop DIR NODE | node-start DIR NODE" >&2; exit 2 ;;
 esac
