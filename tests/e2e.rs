@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{job, two_nodes, Cluster};
+use common::{job, nodes, two_nodes, Cluster, FAST_HYPERVISOR};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -257,4 +257,63 @@ fn a_thousand_concurrent_submissions_survive_kill9() {
     let present: std::collections::HashSet<u64> = c.jobs().iter().map(|j| j["id"].as_u64().unwrap()).collect();
     let missing: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
+
+#[test]
+fn a_short_preemption_pauses_in_memory_and_resumes_in_place() {
+    let c = Cluster::new(
+        "pause",
+        &format!(
+            "admins = [\"root\"]\n{FAST_HYPERVISOR}\n{}\n[scheduler]\nshort_preemption = \"1m\"\n\n\
+             [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n",
+            nodes(&[("n1", 4, "8GiB"), ("n2", 4, "8GiB")])
+        ),
+    );
+    // low takes every processor, a quarter of the memory.
+    let low = c.submit(&c.spec("low.toml", &job("low", "batch", 2, 4, "2GiB", "4s")), &[]);
+    let first = Cluster::nodes_of(&c.wait_state(low, "running", SECS(10)));
+    // A short express job (30 s walltime) needs processors only: low is paused, not saved.
+    let short = format!("walltime = \"30s\"\n{}", job("short", "express", 1, 4, "2GiB", "2s"));
+    let high = c.submit(&c.spec("high.toml", &short), &[]);
+    c.wait_state(high, "running", SECS(10));
+    let j = c.job(low);
+    assert_eq!(j["state"], "suspended", "{j}");
+    assert!(
+        j["vms"].as_array().unwrap().iter().all(|v| v["state"] == "paused"),
+        "{j}"
+    );
+    let mut paused_on: Vec<String> = j["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["node"].as_str().unwrap().to_string())
+        .collect();
+    paused_on.sort();
+    assert_eq!(paused_on, first, "paused where they ran");
+    let full = c.ok("vstat", &["-f", &low.to_string()]);
+    assert!(
+        full.contains(&format!("preempted by job {high}: paused in memory")),
+        "{full}"
+    );
+    assert!(
+        std::fs::read_dir(c.dir.join("state").join("images")).map_or(true, |d| d.count() == 0),
+        "nothing written to disk"
+    );
+    // The express job ends: low resumes in place, and its guest time goes on to completion.
+    c.wait_state(high, "completed", SECS(10));
+    let j = c.wait_state(low, "running", SECS(10));
+    assert_eq!(Cluster::nodes_of(&j), first);
+    c.wait_state(low, "completed", SECS(15));
+    assert!(!c.log().contains("suspendVM"), "never saved to disk");
+    // A long job saves it to disk as before.
+    let again = c.submit(&c.spec("low2.toml", &job("low2", "batch", 2, 4, "2GiB", "1h")), &[]);
+    c.wait_state(again, "running", SECS(10));
+    let long = format!("walltime = \"2h\"\n{}", job("long", "express", 1, 4, "2GiB", "1s"));
+    let long = c.submit(&c.spec("long.toml", &long), &[]);
+    c.wait_state(long, "running", SECS(15));
+    let j = c.job(again);
+    assert!(
+        j["vms"].as_array().unwrap().iter().all(|v| v["state"] == "sleeping"),
+        "{j}"
+    );
 }

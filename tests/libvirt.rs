@@ -13,6 +13,10 @@ use common::Cluster;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
+/// The tests share the lab's nodes and their daemons name VMs alike (`vjob-1-0`, ...): one at a
+/// time, or each daemon would take the other's VMs for its own.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn lab() -> Option<(PathBuf, PathBuf)> {
     let (Some(lab), Some(guest)) = (std::env::var_os("VJOB_LAB"), std::env::var_os("VJOB_GUEST")) else {
         eprintln!("skipped: set VJOB_LAB and VJOB_GUEST (see tests/run-all.sh) to run on real libvirtd nodes");
@@ -33,7 +37,7 @@ fn config(lab: &Path, guest: &Path, work: &str) -> String {
          [[image]]\nname = \"tiny\"\nkernel = \"{g}/vmlinuz\"\ninitrd = \"{g}/initrd.gz\"\nmemory = \"96MiB\"\n\n\
          [[image]]\nname = \"tinydisk\"\nkernel = \"{g}/vmlinuz\"\ninitrd = \"{g}/initrd.gz\"\ndisk = \"{g}/disk.qcow2\"\nformat = \"qcow2\"\nmemory = \"96MiB\"\n\n{}{}\
          [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n\n\
-         [scheduler]\npoll_interval = \"300ms\"\nnode_timeout = \"3s\"\n",
+         [scheduler]\npoll_interval = \"300ms\"\nnode_timeout = \"3s\"\nshort_preemption = \"1m\"\n",
         node(1),
         node(2),
         g = guest.display()
@@ -74,6 +78,7 @@ fn ticks(text: &str, vm: usize) -> Vec<u64> {
 
 #[test]
 fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let Some((lab, guest)) = lab() else { return };
     let work = std::env::temp_dir().join(format!("vjob-e2e-libvirt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -256,6 +261,7 @@ fn lab_sh(args: &[&str]) {
 
 #[test]
 fn a_restarted_daemon_adopts_real_vms_and_a_dead_node_sends_its_vjobs_elsewhere() {
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let Some((lab, guest)) = lab() else { return };
     let work = std::env::temp_dir().join(format!("vjob-e2e-libvirt-fail-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -267,6 +273,34 @@ fn a_restarted_daemon_adopts_real_vms_and_a_dead_node_sends_its_vjobs_elsewhere(
     let console = work.join("run").join(format!("vjob-{id}-0.console"));
     let count = || ticks(&std::fs::read_to_string(&console).unwrap_or_default(), 0).len();
     c.wait(SECS(60), "the guest to tick", || count() >= 3);
+
+    // A short express vjob that needs every processor: the guest is paused in memory, not
+    // saved, and goes on where it stopped once the express vjob is over.
+    let short = format!(
+        "walltime = \"30s\"\n{}",
+        spec("short", "express", 2, 2, "echo short; sleep 4")
+    );
+    let high = c.submit(&c.spec("short.toml", &short), &[]);
+    c.wait_state(high, "running", SECS(90));
+    let j = c.job(id);
+    assert_eq!(
+        (j["state"].as_str(), j["vms"][0]["state"].as_str()),
+        (Some("suspended"), Some("paused")),
+        "{j}"
+    );
+    assert!(
+        std::fs::read_dir(work.join("images")).map_or(true, |d| d.count() == 0),
+        "nothing saved"
+    );
+    let frozen = count();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(), frozen, "a paused guest does not tick");
+    c.wait_state(high, "completed", SECS(90));
+    c.wait_state(id, "running", SECS(30));
+    assert_eq!(Cluster::nodes_of(&c.job(id)), vec![first.clone()]);
+    c.wait(SECS(30), "the guest to tick on after the pause", || {
+        count() > frozen + 3
+    });
 
     // kill -9 of the daemon: the restarted one adopts the guest, which never stopped.
     c.kill9();

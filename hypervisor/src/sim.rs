@@ -123,6 +123,10 @@ impl SimVm {
         }
     }
 
+    fn uses_processors(&self) -> bool {
+        matches!(self.exec, Exec::Running { .. }) || self.op.is_some()
+    }
+
     fn holds_resources(&self) -> bool {
         !matches!(self.exec, Exec::Ended { .. })
     }
@@ -190,7 +194,10 @@ impl SimState {
         for vm in self.vms.values() {
             let here = vm.node == node || matches!(&vm.op, Some(PendingOp::Migrating { to, .. }) if to == node);
             if here && vm.holds_resources() {
-                cpu += vm.spec.vcpus;
+                // A paused VM keeps its memory but not its processors.
+                if vm.uses_processors() {
+                    cpu += vm.spec.vcpus;
+                }
                 mem += vm.spec.memory;
                 if vm.node == node {
                     n += 1;
@@ -517,6 +524,13 @@ impl Hypervisor for SimNode {
     fn unpause(&self, vm: &str) -> Result<(), HvError> {
         let mut st = self.locked()?;
         let now = now_ms();
+        let v = self.idle_vm(&mut st, vm, "unpause")?;
+        if v.exec == Exec::Paused {
+            // It takes its processors back: they must be free.
+            let mut spec = v.spec.clone();
+            spec.memory = 0;
+            st.check_room(&self.name, &spec, "unpause")?;
+        }
         let v = self.idle_vm(&mut st, vm, "unpause")?;
         match v.exec {
             Exec::Paused => v.exec = Exec::Running { since: now },

@@ -102,6 +102,9 @@ pub struct SchedulerConfig {
     /// A node that does not answer for this long is down: the vjobs that ran there lost those
     /// VMs and are requeued.
     pub node_timeout_ms: u64,
+    /// A vjob whose walltime is at most this long pauses the vjobs it preempts in memory
+    /// instead of saving them to disk, when their processors are enough; 0: always save.
+    pub short_preemption_ms: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -112,6 +115,7 @@ impl Default for SchedulerConfig {
             poll_ms: 500,
             max_parallel_actions: 32,
             node_timeout_ms: 60_000,
+            short_preemption_ms: 0,
         }
     }
 }
@@ -197,6 +201,7 @@ struct RawScheduler {
     poll_interval: Option<Spanned<String>>,
     max_parallel_actions: Option<Spanned<usize>>,
     node_timeout: Option<Spanned<String>>,
+    short_preemption: Option<Spanned<String>>,
 }
 
 /// Checks a name used in commands and VM names: letters, digits, `-`, `_`, `.`.
@@ -474,6 +479,11 @@ impl Config {
                 duration(&s.keep_finished, "scheduler.keep_finished", scheduler.keep_finished_ms)?;
             scheduler.poll_ms = duration(&s.poll_interval, "scheduler.poll_interval", scheduler.poll_ms)?;
             scheduler.node_timeout_ms = duration(&s.node_timeout, "scheduler.node_timeout", scheduler.node_timeout_ms)?;
+            scheduler.short_preemption_ms = duration(
+                &s.short_preemption,
+                "scheduler.short_preemption",
+                scheduler.short_preemption_ms,
+            )?;
             if scheduler.poll_ms == 0 {
                 return Err(src.at(
                     s.poll_interval.as_ref().unwrap(),

@@ -315,7 +315,7 @@ mod tests {
         Box::new(VmSpec {
             name: name.into(),
             vcpus: 2,
-            memory: 1 << 20,
+            memory: 600 << 20,
             guest: GuestSpec::default(),
         })
     }
@@ -346,7 +346,7 @@ mod tests {
                 },
                 vec![0],
             ),
-            // b has 2 vcpus: a second 2-vcpu VM there fails...
+            // b has 1 GiB: a second 600 MiB VM there fails...
             step(
                 Op::Boot {
                     node: "b".into(),

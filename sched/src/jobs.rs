@@ -23,6 +23,8 @@ pub enum VmPhase {
     Running,
     /// Saved to disk.
     Sleeping,
+    /// Paused in memory on its node by a short preemption: holds its memory, not its processors.
+    Paused,
     /// Its guest ended with this exit code; waiting to be destroyed.
     Ended,
     /// Destroyed, image removed.
@@ -35,6 +37,7 @@ impl VmPhase {
             VmPhase::Ready => "ready",
             VmPhase::Running => "running",
             VmPhase::Sleeping => "sleeping",
+            VmPhase::Paused => "paused",
             VmPhase::Ended => "ended",
             VmPhase::Gone => "gone",
         }
@@ -226,7 +229,7 @@ impl Job {
         let all = |p: VmPhase| self.vms.iter().all(|v| v.phase == p);
         let to = if all(VmPhase::Running) {
             JobState::Running
-        } else if all(VmPhase::Sleeping) && self.state != JobState::Held {
+        } else if (all(VmPhase::Sleeping) || all(VmPhase::Paused)) && self.state != JobState::Held {
             JobState::Suspended
         } else {
             return false;
@@ -260,9 +263,12 @@ impl Job {
 
     /// Whether any VM still exists on a node or on disk.
     pub fn has_remains(&self) -> bool {
-        self.vms
-            .iter()
-            .any(|v| matches!(v.phase, VmPhase::Running | VmPhase::Sleeping | VmPhase::Ended))
+        self.vms.iter().any(|v| {
+            matches!(
+                v.phase,
+                VmPhase::Running | VmPhase::Paused | VmPhase::Sleeping | VmPhase::Ended
+            )
+        })
     }
 
     pub fn info(&self, now: u64, full: bool) -> JobInfo {

@@ -10,6 +10,11 @@
 //! or equal priority but submitted later, i.e. backfilled while it waited) are suspended whole,
 //! lowest first, until it fits; those that turn out not to be needed are kept running. A vjob
 //! that was preempted and resumed is not preempted again within the quantum (no thrashing).
+//! When the preemption is short (a [`PauseRule`]: the preempting vjob's walltime is short) and
+//! giving back processors is enough, the victims are paused in memory instead of saved to disk
+//! (Slurm's `PreemptMode=SUSPEND`): no disk traffic either way, and they resume on the same nodes,
+//! in a moment, once processors are free there. A paused vjob still holds its memory, so a later
+//! vjob that needs it saves it to disk.
 //! Running vjobs never move here: defragmentation is the planner's business.
 
 use std::collections::HashMap;
@@ -23,6 +28,8 @@ pub enum Standing {
     Waiting,
     Suspended,
     Running,
+    /// Paused in memory on its hosts: holds the resources its [`PauseRule`] keeps there.
+    Paused,
 }
 
 /// A vjob as the policy sees it.
@@ -59,6 +66,37 @@ pub struct Limits {
     /// least this many times the victim's (the suspension factor of selective suspension);
     /// `None`: any vjob behind it in order.
     pub preempt_ratio: Option<f64>,
+    /// When preemptions pause their victims instead of saving them; `None`: never.
+    pub pause: Option<PauseRule>,
+}
+
+/// Short preemptions pause their victims in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PauseRule {
+    /// A vjob whose walltime is at most this long pauses the vjobs it preempts.
+    pub max_walltime_ms: u64,
+    /// The resources a paused VM keeps (its memory); it gives back the others (processors).
+    pub kept: Vec<usize>,
+}
+
+impl PauseRule {
+    /// What pausing a VM of this demand gives back.
+    pub fn freed(&self, demand: &[u64]) -> Vec<u64> {
+        self.mask(demand, false)
+    }
+
+    /// What a paused VM of this demand still holds.
+    pub fn held(&self, demand: &[u64]) -> Vec<u64> {
+        self.mask(demand, true)
+    }
+
+    fn mask(&self, demand: &[u64], kept: bool) -> Vec<u64> {
+        demand
+            .iter()
+            .enumerate()
+            .map(|(r, &d)| if self.kept.contains(&r) == kept { d } else { 0 })
+            .collect()
+    }
 }
 
 /// What should change.
@@ -69,6 +107,8 @@ pub struct Decision {
     /// Running vjobs to suspend, with the vjob they make room for (`None`: no room left for
     /// their misplaced VMs).
     pub suspend: Vec<(u64, Option<u64>)>,
+    /// Running vjobs to pause in memory, with the vjob they make room for.
+    pub pause: Vec<(u64, u64)>,
     /// Why each waiting candidate waits.
     pub waiting: Vec<(u64, String)>,
 }
@@ -118,7 +158,7 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
         if c.standing == Standing::Running && missing.is_empty() {
             continue;
         }
-        if c.standing == Standing::Running && suspended[i] {
+        if suspended[i] {
             continue;
         }
         if c.standing != Standing::Running {
@@ -152,6 +192,30 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
                 continue;
             }
         }
+        if c.standing == Standing::Paused {
+            // It resumes where it is, once its processors are free there; it preempts nobody.
+            let back = limits
+                .pause
+                .as_ref()
+                .map_or_else(|| c.demand.clone(), |r| r.freed(&c.demand));
+            let mark = placer.mark();
+            let fits = c.hosts.iter().flatten().all(|&h| {
+                let ok = placer.fits(h, &back);
+                if ok {
+                    placer.take(h, &back);
+                }
+                ok
+            });
+            if fits {
+                admit(c, i, &mut decision, &mut running_q, &mut running_qu);
+            } else {
+                placer.rollback(mark);
+                decision
+                    .waiting
+                    .push((c.id, "paused in memory: waiting for processors on its nodes".into()));
+            }
+            continue;
+        }
         let shape: Vec<Vec<u64>> = missing.iter().map(|d| d.to_vec()).collect();
         if c.standing != Standing::Running && hopeless.contains(&shape) {
             decision.waiting.push((c.id, "waiting for resources".into()));
@@ -165,35 +229,82 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
             }
             failed_shapes.push((shape.clone(), pos));
         }
-        // Preemption: suspend running vjobs behind this one, lowest first.
-        let mark = placer.mark();
-        let mut victims: Vec<usize> = Vec::new();
-        let mut fits = false;
-        for &j in order[pos + 1..].iter().rev() {
-            let v = &cands[j];
-            if v.standing != Standing::Running || v.protected || suspended[j] {
+        // Preemption: suspend running vjobs behind this one, lowest first; pause them instead
+        // when the preemption is short and processors are enough.
+        let short = limits
+            .pause
+            .as_ref()
+            .filter(|r| c.standing != Standing::Running && c.requested_ms.is_some_and(|w| w <= r.max_walltime_ms));
+        let mut chosen: Option<(Vec<usize>, bool)> = None;
+        for pausing in [true, false] {
+            if pausing && short.is_none() {
                 continue;
             }
-            let outranked = c.queue_priority > v.queue_priority
-                || limits
-                    .preempt_ratio
-                    .is_none_or(|r| c.priority as f64 >= r * v.priority as f64);
-            if !outranked {
+            let gives_back = |v: &Candidate| -> Vec<u64> {
+                match (pausing, v.standing, limits.pause.as_ref()) {
+                    (true, _, Some(r)) => r.freed(&v.demand),
+                    (false, Standing::Paused, Some(r)) => r.held(&v.demand),
+                    _ => v.demand.clone(),
+                }
+            };
+            let mark = placer.mark();
+            let mut victims: Vec<usize> = Vec::new();
+            let mut fits = false;
+            for &j in order[pos + 1..].iter().rev() {
+                let v = &cands[j];
+                let may_go = v.standing == Standing::Running || (!pausing && v.standing == Standing::Paused);
+                if !may_go || v.protected || suspended[j] {
+                    continue;
+                }
+                let outranked = c.queue_priority > v.queue_priority
+                    || limits
+                        .preempt_ratio
+                        .is_none_or(|r| c.priority as f64 >= r * v.priority as f64);
+                if !outranked {
+                    continue;
+                }
+                for &h in v.hosts.iter().flatten() {
+                    placer.release(h, &gives_back(v));
+                }
+                victims.push(j);
+                let trial = placer.mark();
+                if placer.place_group(&missing).is_some() {
+                    placer.rollback(trial);
+                    fits = true;
+                    break;
+                }
+            }
+            if !fits {
+                placer.rollback(mark);
                 continue;
             }
-            for &h in v.hosts.iter().flatten() {
-                placer.release(h, &v.demand);
+            // Keep every victim that is not needed, highest priority first.
+            let mut needed = Vec::new();
+            for &j in victims.iter().rev() {
+                let v = &cands[j];
+                let back = placer.mark();
+                let mut ok = true;
+                for &h in v.hosts.iter().flatten() {
+                    let d = gives_back(v);
+                    if placer.fits(h, &d) {
+                        placer.take(h, &d);
+                    } else {
+                        ok = false;
+                        break;
+                    }
+                }
+                let trial = placer.mark();
+                if ok && placer.place_group(&missing).is_some() {
+                    placer.rollback(trial);
+                } else {
+                    placer.rollback(back);
+                    needed.push(j);
+                }
             }
-            victims.push(j);
-            let trial = placer.mark();
-            if placer.place_group(&missing).is_some() {
-                placer.rollback(trial);
-                fits = true;
-                break;
-            }
+            chosen = Some((needed, pausing));
+            break;
         }
-        if !fits {
-            placer.rollback(mark);
+        let Some((needed, pausing)) = chosen else {
             if c.standing == Standing::Running {
                 // Its misplaced VMs have nowhere to go: the whole vjob sleeps.
                 suspend_vjob(
@@ -211,35 +322,19 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
                 hopeless.push(shape);
             }
             continue;
-        }
-        // Keep running every victim that is not needed, highest priority first.
-        let mut needed = Vec::new();
-        for &j in victims.iter().rev() {
-            let v = &cands[j];
-            let back = placer.mark();
-            let mut ok = true;
-            for &h in v.hosts.iter().flatten() {
-                if placer.fits(h, &v.demand) {
-                    placer.take(h, &v.demand);
-                } else {
-                    ok = false;
-                    break;
-                }
-            }
-            let trial = placer.mark();
-            if ok && placer.place_group(&missing).is_some() {
-                placer.rollback(trial);
-            } else {
-                placer.rollback(back);
-                needed.push(j);
-            }
-        }
+        };
         for &j in &needed {
             suspended[j] = true;
             let v = &cands[j];
-            decision.suspend.push((v.id, Some(c.id)));
-            *running_q.entry(&v.queue).or_default() -= 1;
-            *running_qu.entry((&v.queue, &v.user)).or_default() -= 1;
+            if pausing {
+                decision.pause.push((v.id, c.id));
+            } else {
+                decision.suspend.push((v.id, Some(c.id)));
+            }
+            if v.standing == Standing::Running {
+                *running_q.entry(&v.queue).or_default() -= 1;
+                *running_qu.entry((&v.queue, &v.user)).or_default() -= 1;
+            }
         }
         placer.place_group(&missing).expect("room was just made");
         admit(c, i, &mut decision, &mut running_q, &mut running_qu);
@@ -436,6 +531,87 @@ mod tests {
         let d = context_switch(&cands, &mut p, &Limits::default());
         assert_eq!(d.run, vec![2]);
         assert_eq!(d.suspend, vec![(1, Some(2))]);
+    }
+
+    #[test]
+    fn short_preemptions_pause_in_memory_when_processors_are_enough() {
+        let rule = PauseRule {
+            max_walltime_ms: 60_000,
+            kept: vec![1],
+        };
+        let limits = Limits {
+            pause: Some(rule.clone()),
+            ..Default::default()
+        };
+        let batch = cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, Some(1))]);
+        let short = Candidate {
+            requested_ms: Some(30_000),
+            ..cand(2, 100, 5, Standing::Waiting, &[(4, None)])
+        };
+        let decide = |cands: &[Candidate]| {
+            let mut m = cluster(2);
+            let mut p = placer(&mut m, cands);
+            context_switch(cands, &mut p, &limits)
+        };
+        // Batch holds every processor and half the memory: the short job pauses it.
+        let d = decide(&[batch.clone(), short.clone()]);
+        assert_eq!((d.run, d.pause, d.suspend), (vec![2], vec![(1, 2)], vec![]));
+        // A long job saves it to disk.
+        let long = Candidate {
+            requested_ms: Some(3_600_000),
+            ..short.clone()
+        };
+        let d = decide(&[batch.clone(), long]);
+        assert_eq!((d.run, d.pause, d.suspend), (vec![2], vec![], vec![(1, Some(2))]));
+        // So does a short one that needs the memory too.
+        let big = Candidate {
+            demand: vec![4, 8],
+            ..short.clone()
+        };
+        let d = decide(&[batch.clone(), big]);
+        assert_eq!((d.pause, d.suspend), (vec![], vec![(1, Some(2))]));
+
+        // A paused vjob holds its memory where it is and resumes there once processors are free.
+        let paused = cand(1, 10, 0, Standing::Paused, &[(4, Some(0)), (4, Some(1))]);
+        let with_held = |others: &[Candidate]| {
+            let mut m = cluster(2);
+            for (k, h) in paused.hosts.iter().enumerate() {
+                m.add_vm(
+                    format!("p-{k}"),
+                    VmState::Running,
+                    h.unwrap(),
+                    &rule.held(&paused.demand),
+                );
+            }
+            let mut p = placer(&mut m, others);
+            let mut all = vec![paused.clone()];
+            all.extend_from_slice(others);
+            context_switch(&all, &mut p, &limits)
+        };
+        let running_short = Candidate {
+            standing: Standing::Running,
+            hosts: vec![Some(0)],
+            ..short.clone()
+        };
+        let d = with_held(&[running_short]);
+        assert!(d.run.is_empty() && d.suspend.is_empty() && d.pause.is_empty());
+        assert_eq!(
+            d.waiting,
+            vec![(1, "paused in memory: waiting for processors on its nodes".to_string())]
+        );
+        assert_eq!(with_held(&[]).run, vec![1]);
+        // A job that needs its memory saves it to disk.
+        let hungry = Candidate {
+            demand: vec![1, 8],
+            ..cand(3, 100, 9, Standing::Waiting, &[(1, None)])
+        };
+        let running_short = Candidate {
+            standing: Standing::Running,
+            hosts: vec![Some(0)],
+            ..short
+        };
+        let d = with_held(&[running_short, hungry]);
+        assert_eq!((d.run, d.suspend), (vec![3], vec![(1, Some(3))]));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::jobs::{parse_vm_name, Job, NodeRecord, Queue, VmPhase};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
 use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
-use crate::policy::{self, Candidate, Limits, Standing};
+use crate::policy::{self, Candidate, Limits, PauseRule, Standing};
 use crate::store::{Batch, Store};
 
 /// Milliseconds since the Unix epoch.
@@ -57,6 +57,7 @@ enum Effect {
     None,
     Arrived { job: u64, vm: usize, node: String },
     Saved { job: u64, vm: usize },
+    Paused { job: u64, vm: usize },
     Destroyed { job: u64, vm: usize },
 }
 
@@ -509,7 +510,10 @@ impl Core {
     fn apply_effect(&mut self, effect: Effect) {
         let (job, vm) = match &effect {
             Effect::None => return,
-            Effect::Arrived { job, vm, .. } | Effect::Saved { job, vm } | Effect::Destroyed { job, vm } => (*job, *vm),
+            Effect::Arrived { job, vm, .. }
+            | Effect::Saved { job, vm }
+            | Effect::Paused { job, vm }
+            | Effect::Destroyed { job, vm } => (*job, *vm),
         };
         let Some(j) = self.jobs.get_mut(&job) else { return };
         let Some(v) = j.vms.get_mut(vm) else { return };
@@ -519,6 +523,7 @@ impl Core {
                 v.node = Some(node);
             }
             Effect::Saved { .. } => v.phase = VmPhase::Sleeping,
+            Effect::Paused { .. } => v.phase = VmPhase::Paused,
             Effect::Destroyed { .. } => v.phase = VmPhase::Gone,
             Effect::None => {}
         }
@@ -728,7 +733,7 @@ impl Core {
                             ));
                         }
                     },
-                    (VmPhase::Running, None) if recorded_node_listed => {
+                    (VmPhase::Running | VmPhase::Paused, None) if recorded_node_listed => {
                         if image.exists() {
                             tracing::info!(vm = %v.name, "found saved while the daemon was away");
                             v.phase = VmPhase::Sleeping;
@@ -875,9 +880,10 @@ impl Core {
             .filter(|id| {
                 self.jobs.get(id).is_some_and(|j| {
                     !j.state.is_final()
-                        && j.vms
-                            .iter()
-                            .any(|v| v.phase == VmPhase::Running && v.node.as_deref().is_some_and(|n| lost.contains(n)))
+                        && j.vms.iter().any(|v| {
+                            matches!(v.phase, VmPhase::Running | VmPhase::Paused)
+                                && v.node.as_deref().is_some_and(|n| lost.contains(n))
+                        })
                         && !j.vms.iter().any(|v| self.is_busy(&v.name))
                 })
             })
@@ -889,13 +895,13 @@ impl Core {
             let mut down: Vec<String> = Vec::new();
             for (i, v) in job.vms.iter_mut().enumerate() {
                 match (v.phase, v.node.clone()) {
-                    (VmPhase::Running, Some(node)) if lost.contains(&node) => {
+                    (VmPhase::Running | VmPhase::Paused, Some(node)) if lost.contains(&node) => {
                         job.stale.push((v.name.clone(), node.clone()));
                         if !down.contains(&node) {
                             down.push(node);
                         }
                     }
-                    (VmPhase::Running | VmPhase::Ended, Some(_)) => {
+                    (VmPhase::Running | VmPhase::Paused | VmPhase::Ended, Some(_)) => {
                         if let Some((node, _)) = found.get(&v.name) {
                             ops.push((
                                 Op::Destroy {
@@ -1048,13 +1054,16 @@ impl Core {
                 continue;
             };
             let any_running = job.vms.iter().any(|v| v.phase == VmPhase::Running);
+            let any_paused = job.vms.iter().any(|v| v.phase == VmPhase::Paused);
             let eligible = queue.started && job.state != JobState::Held && !job.admin_suspended;
-            if !any_running && !eligible {
+            if !any_running && !any_paused && !eligible {
                 // Occupies nothing and may not start: nothing to decide about it.
                 continue;
             }
             let standing = if any_running {
                 Standing::Running
+            } else if any_paused {
+                Standing::Paused
             } else if job.vms.iter().any(|v| v.phase == VmPhase::Sleeping) {
                 Standing::Suspended
             } else {
@@ -1068,6 +1077,7 @@ impl Core {
                 .iter()
                 .map(|v| match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
                     (VmPhase::Running, Some(h)) if self.nodes[h as usize].admin != NodeAdminState::Offline => Some(h),
+                    (VmPhase::Paused, Some(h)) => Some(h),
                     _ => None,
                 })
                 .collect();
@@ -1112,15 +1122,28 @@ impl Core {
             }
         }
 
-        // The policy, over a placer holding the load of what runs.
+        // The policy, over a placer holding the load of what runs (and of what is paused).
+        let pause_rule = (self.cfg.scheduler.short_preemption_ms > 0).then(|| PauseRule {
+            max_walltime_ms: self.cfg.scheduler.short_preemption_ms,
+            kept: vec![1],
+        });
+        let held = |demand: &[u64]| match &pause_rule {
+            Some(r) => r.held(demand),
+            None => demand.to_vec(),
+        };
         let mut placer = {
             let mut m = model.clone();
             for c in &cands {
                 if admin_suspend.contains(&c.id) {
                     continue;
                 }
+                let load = if c.standing == Standing::Paused {
+                    held(&c.demand)
+                } else {
+                    c.demand.clone()
+                };
                 for &h in c.hosts.iter().flatten() {
-                    m.add_vm("", VmState::Running, h, &c.demand);
+                    m.add_vm("", VmState::Running, h, &load);
                 }
             }
             let mut p = Placer::from_model(&m);
@@ -1142,6 +1165,7 @@ impl Core {
                 .values()
                 .map(|q| (q.name.clone(), (q.max_running, q.max_user_running)))
                 .collect(),
+            pause: pause_rule.clone(),
             ..Default::default()
         };
         let mut decision = policy::context_switch(&cands_for_policy, &mut placer, &limits);
@@ -1157,7 +1181,12 @@ impl Core {
             }
         }
         let manual: Vec<(String, String)> = self.manual_moves.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-        if !snapshot && decision.run.is_empty() && decision.suspend.is_empty() && manual.is_empty() && !self.misplaced()
+        if !snapshot
+            && decision.run.is_empty()
+            && decision.suspend.is_empty()
+            && decision.pause.is_empty()
+            && manual.is_empty()
+            && !self.misplaced()
         {
             return None;
         }
@@ -1165,6 +1194,7 @@ impl Core {
         // The planner: from what runs to what the policy wants.
         let run_set: HashSet<u64> = decision.run.iter().copied().collect();
         let suspend_set: HashSet<u64> = decision.suspend.iter().map(|(id, _)| *id).collect();
+        let pause_set: HashSet<u64> = decision.pause.iter().map(|(id, _)| *id).collect();
         let mut vm_of: HashMap<String, VmIdx> = HashMap::new();
         let mut place_first: Vec<VmIdx> = Vec::new();
         let order: Vec<u64> = decision.run.clone();
@@ -1181,9 +1211,17 @@ impl Core {
                 None
             };
             for (i, v) in job.vms.iter().enumerate() {
-                let demand = [job.spec.vm.vcpus as u64, job.spec.vm.memory];
+                let full = [job.spec.vm.vcpus as u64, job.spec.vm.memory];
+                // Paused in memory (or about to be): it stays where it is, without its processors
+                // unless it is unpaused now.
+                let in_memory = v.phase == VmPhase::Paused || pause_set.contains(&id);
+                let demand = if in_memory && wanted != Some(VmState::Running) {
+                    held(&full)
+                } else {
+                    full.to_vec()
+                };
                 let (state, host) = match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
-                    (VmPhase::Running, Some(h)) => (VmState::Running, h),
+                    (VmPhase::Running | VmPhase::Paused, Some(h)) => (VmState::Running, h),
                     (VmPhase::Sleeping, _) => (VmState::Sleeping, NO_NODE),
                     (VmPhase::Ready, _) => (VmState::Ready, NO_NODE),
                     _ => continue,
@@ -1194,6 +1232,9 @@ impl Core {
                 let idx = model.add_vm(v.name.clone(), state, host, &demand);
                 vm_refs.push(Some((id, i)));
                 vm_of.insert(v.name.clone(), idx);
+                if in_memory && wanted != Some(VmState::Sleeping) {
+                    constraints.push(Constraint::Root { vm: idx });
+                }
                 match wanted {
                     Some(VmState::Running) => {
                         constraints.push(Constraint::Running { vm: idx });
@@ -1268,7 +1309,21 @@ impl Core {
             actions = plan.actions.len(),
             "planned"
         );
-        if plan.actions.is_empty() {
+        // Pauses and unpauses in memory happen beside the plan (nothing moves).
+        let in_memory = |ids: &mut dyn Iterator<Item = u64>, phase: VmPhase| -> Vec<(u64, usize, String)> {
+            ids.filter_map(|id| self.jobs.get(&id).map(|j| (id, j)))
+                .flat_map(|(id, j)| {
+                    j.vms
+                        .iter()
+                        .enumerate()
+                        .filter(move |(_, v)| v.phase == phase)
+                        .filter_map(move |(i, v)| Some((id, i, v.node.clone()?)))
+                })
+                .collect()
+        };
+        let pauses = in_memory(&mut decision.pause.iter().map(|(id, _)| *id), VmPhase::Running);
+        let unpauses = in_memory(&mut decision.run.iter().copied(), VmPhase::Paused);
+        if plan.actions.is_empty() && pauses.is_empty() && unpauses.is_empty() {
             return;
         }
         if cfg!(debug_assertions) {
@@ -1296,6 +1351,16 @@ impl Core {
                 self.dirty_jobs.insert(*id);
             }
         }
+        for (id, by) in &decision.pause {
+            if let Some(job) = self.jobs.get_mut(id) {
+                let msg = format!("preempted by job {by}: paused in memory");
+                job.preemptions += 1;
+                let _ = job.set_state(JobState::Suspended, now);
+                job.reason = Some(msg.clone());
+                job.event(now, msg);
+                self.dirty_jobs.insert(*id);
+            }
+        }
         for id in &decision.run {
             if let Some(job) = self.jobs.get(id) {
                 if job.state == JobState::Suspended && job.preemptions > 0 {
@@ -1303,7 +1368,7 @@ impl Core {
                 }
             }
         }
-        self.start_plan(&inst, &plan, &vm_refs);
+        self.start_plan(&inst, &plan, &vm_refs, &pauses, &unpauses);
     }
 
     /// Whether some running VM sits on a node that must be left.
@@ -1321,7 +1386,16 @@ impl Core {
 
     /// Turns a plan into executor steps, with the vjob barriers: all VMs of a vjob pause before
     /// any is saved, and none is unpaused before all are booted or restored.
-    fn start_plan(&mut self, inst: &Instance, plan: &plan::Plan, vm_refs: &[Option<(u64, usize)>]) {
+    /// `pauses` and `unpauses` (job, VM index, node) pause VMs in memory before anything of the
+    /// plan starts, and unpause paused VMs where they are.
+    fn start_plan(
+        &mut self,
+        inst: &Instance,
+        plan: &plan::Plan,
+        vm_refs: &[Option<(u64, usize)>],
+        pauses: &[(u64, usize, String)],
+        unpauses: &[(u64, usize, String)],
+    ) {
         let m = &inst.model;
         let mut steps: Vec<Step> = Vec::new();
         let mut effects: Vec<Effect> = Vec::new();
@@ -1439,6 +1513,42 @@ impl Core {
             for &s in save_steps {
                 steps[s].deps.extend(pauses.iter().copied());
             }
+        }
+        // Paused in memory to free processors: before anything of the plan starts.
+        let mut pause_steps = Vec::new();
+        for (job, idx, node) in pauses {
+            pause_steps.push(steps.len());
+            steps.push(Step {
+                op: Op::Pause {
+                    node: node.clone(),
+                    vm: self.jobs[job].vms[*idx].name.clone(),
+                },
+                deps: Vec::new(),
+                state: StepState::Waiting,
+            });
+            effects.push(Effect::Paused { job: *job, vm: *idx });
+            touched.insert(*job);
+        }
+        if !pause_steps.is_empty() {
+            for step in steps.iter_mut().filter(|s| !matches!(s.op, Op::Pause { .. })) {
+                step.deps.extend(pause_steps.iter().copied());
+            }
+        }
+        for (job, idx, node) in unpauses {
+            steps.push(Step {
+                op: Op::Unpause {
+                    node: node.clone(),
+                    vm: self.jobs[job].vms[*idx].name.clone(),
+                },
+                deps: Vec::new(),
+                state: StepState::Waiting,
+            });
+            effects.push(Effect::Arrived {
+                job: *job,
+                vm: *idx,
+                node: node.clone(),
+            });
+            touched.insert(*job);
         }
         // Unpause the VMs of a vjob together, once all have arrived.
         for arrived in arrivals.values() {

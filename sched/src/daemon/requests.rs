@@ -274,10 +274,13 @@ impl Core {
         let mut use_of: std::collections::HashMap<&str, (u32, u64, Vec<String>)> = Default::default();
         for job in self.active.iter().filter_map(|id| self.jobs.get(id)) {
             for v in &job.vms {
-                if v.phase == VmPhase::Running {
+                if matches!(v.phase, VmPhase::Running | VmPhase::Paused) {
                     if let Some(n) = &v.node {
                         let e = use_of.entry(n.as_str()).or_default();
-                        e.0 += job.spec.vm.vcpus;
+                        // A VM paused in memory holds no processor.
+                        if v.phase == VmPhase::Running {
+                            e.0 += job.spec.vm.vcpus;
+                        }
                         e.1 += job.spec.vm.memory;
                         e.2.push(v.name.clone());
                     }
@@ -571,13 +574,13 @@ impl Core {
         m.add_node(to, true, &[n.cfg.cpus as u64, n.cfg.memory]);
         for j in self.active.iter().filter_map(|i| self.jobs.get(i)) {
             for x in &j.vms {
-                if x.phase == VmPhase::Running && x.node.as_deref() == Some(to) {
-                    m.add_vm(
-                        x.name.clone(),
-                        VmState::Running,
-                        0,
-                        &[j.spec.vm.vcpus as u64, j.spec.vm.memory],
-                    );
+                if matches!(x.phase, VmPhase::Running | VmPhase::Paused) && x.node.as_deref() == Some(to) {
+                    let cpus = if x.phase == VmPhase::Running {
+                        j.spec.vm.vcpus as u64
+                    } else {
+                        0
+                    };
+                    m.add_vm(x.name.clone(), VmState::Running, 0, &[cpus, j.spec.vm.memory]);
                 }
             }
         }
