@@ -260,12 +260,16 @@ fn lab_sh(args: &[&str]) {
 }
 
 #[test]
-fn a_restarted_daemon_adopts_real_vms_and_a_dead_node_sends_its_vjobs_elsewhere() {
+fn pauses_refusals_restarts_and_node_failures_on_real_nodes() {
     let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let Some((lab, guest)) = lab() else { return };
     let work = std::env::temp_dir().join(format!("vjob-e2e-libvirt-fail-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    let c = Cluster::new("libvirt-fail", &config(&lab, &guest, &work.display().to_string()));
+    // Storage not declared shared: libvirt refuses to live-migrate VMs booted from disk images.
+    let c = Cluster::new(
+        "libvirt-fail",
+        &config(&lab, &guest, &work.display().to_string()).replace("shared_storage = true", "shared_storage = false"),
+    );
     let counter = "i=0; while true; do i=$((i+1)); echo \"tick 0 $i\"; sleep 0.5; done";
     let id = c.submit(&c.spec("t.toml", &spec("t", "batch", 1, 1, counter)), &[]);
     let j = c.wait_state(id, "running", SECS(90));
@@ -301,6 +305,25 @@ fn a_restarted_daemon_adopts_real_vms_and_a_dead_node_sends_its_vjobs_elsewhere(
     c.wait(SECS(30), "the guest to tick on after the pause", || {
         count() > frozen + 3
     });
+
+    // A migration the node refuses leaves the vjob running where it was, saying why.
+    let disk_spec =
+        spec("d", "batch", 1, 1, "while true; do echo alive; sleep 0.5; done").replace("\"tiny\"", "\"tinydisk\"");
+    let disk = c.submit(&c.spec("d.toml", &disk_spec), &[]);
+    let from = Cluster::nodes_of(&c.wait_state(disk, "running", SECS(90)))[0].clone();
+    let to = if from == "node1" { "node2" } else { "node1" };
+    c.ok("vqmgr", &["job", "migrate", &disk.to_string(), "--vm", "0", "--to", to]);
+    c.wait(SECS(60), "the refusal to be reported", || {
+        c.ok("vstat", &["-f", &disk.to_string()]).contains("Unsafe migration")
+    });
+    let j = c.job(disk);
+    assert_eq!(
+        (j["state"].as_str(), Cluster::nodes_of(&j)),
+        (Some("running"), vec![from.clone()]),
+        "{j}"
+    );
+    c.ok("vdel", &[&disk.to_string()]);
+    c.wait_state(disk, "cancelled", SECS(30));
 
     // kill -9 of the daemon: the restarted one adopts the guest, which never stopped.
     c.kill9();

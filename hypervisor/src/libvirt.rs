@@ -582,14 +582,32 @@ impl Hypervisor for LibvirtNode {
         let doms = conn.list_all_domains(0).map_err(|e| err(&self.name, "", "list", e))?;
         let mut out = Vec::with_capacity(doms.len());
         for dom in doms {
-            let (name, info, state) = match (dom.name(), dom.info(), state_of(self, &dom)) {
-                (Ok(n), Ok(i), Ok(s)) => (n, i, s),
-                (n, i, s) => {
-                    // A domain that vanished between the listing and these calls.
-                    tracing::debug!(node = %self.name, name = ?n.ok(), info = ?i.err(), state = ?s.err(), "skipping a domain");
-                    continue;
+            // A domain in the middle of a change (its QEMU exiting) may not answer for a moment.
+            // Leaving it out would read as "the VM vanished"; so ask again, and if it still does
+            // not answer, this listing fails as a whole (the caller asks again next round).
+            let mut attempt = 0;
+            let read = loop {
+                match (dom.name(), dom.info(), state_of(self, &dom)) {
+                    (Ok(n), Ok(i), Ok(s)) => break Some((n, i, s)),
+                    (n, i, s) => {
+                        let gone = [i.as_ref().err(), s.as_ref().err()]
+                            .into_iter()
+                            .flatten()
+                            .any(|e| e.code().is(virt::error::ErrorNumber::NoDomain));
+                        if gone {
+                            break None;
+                        }
+                        attempt += 1;
+                        if attempt == 3 {
+                            let e = i.err().or(s.err()).map(|e| e.to_string()).unwrap_or_default();
+                            return Err(err(&self.name, n.as_deref().unwrap_or("?"), "list", e));
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
                 }
             };
+            // None: undefined between the listing and these calls, so gone indeed.
+            let Some((name, info, state)) = read else { continue };
             out.push(DomainInfo {
                 name,
                 state,
