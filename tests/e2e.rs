@@ -308,12 +308,33 @@ fn a_short_preemption_pauses_in_memory_and_resumes_in_place() {
     // A long job saves it to disk as before.
     let again = c.submit(&c.spec("low2.toml", &job("low2", "batch", 2, 4, "2GiB", "1h")), &[]);
     c.wait_state(again, "running", SECS(10));
-    let long = format!("walltime = \"2h\"\n{}", job("long", "express", 1, 4, "2GiB", "1s"));
+    let long = format!("walltime = \"2h\"\n{}", job("long", "express", 1, 4, "2GiB", "3s"));
     let long = c.submit(&c.spec("long.toml", &long), &[]);
     c.wait_state(long, "running", SECS(15));
-    let j = c.job(again);
-    assert!(
-        j["vms"].as_array().unwrap().iter().all(|v| v["state"] == "sleeping"),
-        "{j}"
+    let all_in = |id: u64, state: &str| c.job(id)["vms"].as_array().unwrap().iter().all(|v| v["state"] == state);
+    assert!(all_in(again, "sleeping"), "{}", c.job(again));
+    c.wait_state(long, "completed", SECS(15));
+    c.wait_state(again, "running", SECS(15));
+    // (Resumed after a preemption, it is protected for a quantum: a fresh vjob takes its place.)
+    c.ok("vdel", &[&again.to_string()]);
+    c.wait_state(again, "cancelled", SECS(10));
+    let again = c.submit(&c.spec("low3.toml", &job("low3", "batch", 2, 4, "2GiB", "1h")), &[]);
+    c.wait_state(again, "running", SECS(10));
+    // A paused vjob still holds its memory: a vjob that needs it saves the paused one to disk.
+    let short = format!("walltime = \"30s\"\n{}", job("short2", "express", 1, 4, "2GiB", "6s"));
+    let short = c.submit(&c.spec("short2.toml", &short), &[]);
+    c.wait_state(short, "running", SECS(10));
+    assert!(all_in(again, "paused"), "{}", c.job(again));
+    let hungry = c.submit(
+        &c.spec("hungry.toml", &job("hungry", "express", 1, 4, "7GiB", "1s")),
+        &[],
     );
+    c.wait_state(hungry, "running", SECS(15));
+    assert!(all_in(again, "sleeping"), "{}", c.job(again));
+    let full = c.ok("vstat", &["-f", &again.to_string()]);
+    assert!(
+        full.contains(&format!("preempted by job {hungry}: suspending")),
+        "{full}"
+    );
+    c.wait_state(again, "running", SECS(30));
 }
