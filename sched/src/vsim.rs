@@ -48,6 +48,10 @@ pub struct Args {
     /// Anti-thrashing quantum of the vjob policy.
     #[arg(long, default_value = "10m")]
     pub quantum: String,
+    /// Preemptive policies: a vjob whose estimate is at most this long pauses the vjobs it
+    /// preempts in memory instead of saving them, when processors are enough (0: never).
+    #[arg(long, default_value = "0s")]
+    pub short_preemption: String,
     /// Suspension factor of the preemptive policies.
     #[arg(long, default_value_t = 2.0)]
     pub factor: f64,
@@ -80,6 +84,8 @@ fn run(args: &Args) -> Result<(), String> {
     let policy = PolicyKind::parse(&args.policy)?;
     let vm_memory = parse_size(&args.vm_memory).map_err(|e| format!("--vm-memory: {e}"))?;
     let quantum_ms = parse_duration_ms(&args.quantum).map_err(|e| format!("--quantum: {e}"))?;
+    let short_preemption_ms =
+        parse_duration_ms(&args.short_preemption).map_err(|e| format!("--short-preemption: {e}"))?;
     if args.factor < 1.0 {
         return Err("--factor must be at least 1".into());
     }
@@ -99,6 +105,7 @@ fn run(args: &Args) -> Result<(), String> {
             vm_vcpus: 1,
             max_decisions: args.rounds,
             tick_ms: tick_ms(policy),
+            short_preemption_ms,
         };
         let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
         (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
@@ -153,6 +160,7 @@ fn run(args: &Args) -> Result<(), String> {
             vm_vcpus: 0,
             max_decisions: 0,
             tick_ms: tick_ms(policy),
+            short_preemption_ms,
         };
         let name = path
             .file_name()

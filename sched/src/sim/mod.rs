@@ -20,7 +20,7 @@ use vjob_hypervisor::DurationModel;
 use crate::model::{Model, NodeIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
 use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
-use crate::policy::{self, Candidate, Limits, Standing};
+use crate::policy::{self, Candidate, Limits, PauseRule, Standing};
 
 /// A scheduling policy of the simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,10 @@ pub struct SimConfig {
     pub max_decisions: u64,
     /// Interval of scheduling rounds while vjobs wait (0: only on events), like the daemon's tick.
     pub tick_ms: u64,
+    /// Preemptive policies: a vjob whose estimate is at most this long pauses the vjobs it
+    /// preempts in memory instead of saving them, when processors are enough (0: never), as
+    /// the daemon's `short_preemption`.
+    pub short_preemption_ms: u64,
 }
 
 /// A job to simulate.
@@ -105,6 +109,8 @@ pub enum Phase {
     Running,
     Suspending,
     Suspended,
+    /// Paused in memory on its hosts (its processors given back).
+    Paused,
     Done,
 }
 
@@ -175,6 +181,8 @@ pub struct Outcome {
     pub total_cores: u64,
     pub suspends: u64,
     pub resumes: u64,
+    /// VMs paused in memory by short preemptions (each unpaused later).
+    pub pauses: u64,
     pub migrations: u64,
     pub bytes_moved: u64,
     pub decisions: u64,
@@ -226,10 +234,10 @@ impl Sim<'_> {
             self.seg_start[j] = now;
         }
         let cores = self.jobs[j].procs as u64;
-        if matches!(old, Phase::Waiting | Phase::Suspended) {
+        if matches!(old, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued -= 1;
         }
-        if matches!(phase, Phase::Waiting | Phase::Suspended) {
+        if matches!(phase, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued += 1;
         }
         if old == Phase::Running {
@@ -294,11 +302,12 @@ impl Sim<'_> {
                 Phase::Waiting => Standing::Waiting,
                 Phase::Suspended => Standing::Suspended,
                 Phase::Running => Standing::Running,
+                Phase::Paused => Standing::Paused,
                 _ => continue,
             };
             let job = &self.jobs[j];
             let hosts = (0..s.vms as usize)
-                .map(|i| (standing == Standing::Running).then(|| s.hosts[i]))
+                .map(|i| matches!(standing, Standing::Running | Standing::Paused).then(|| s.hosts[i]))
                 .collect();
             cands.push(Candidate {
                 id: j as u64,
@@ -335,13 +344,17 @@ impl Sim<'_> {
             PolicyKind::Vjob | PolicyKind::Ss => {
                 let limits = Limits {
                     preempt_ratio: Some(cfg.suspension_factor),
+                    pause: (cfg.short_preemption_ms > 0).then(|| PauseRule {
+                        max_walltime_ms: cfg.short_preemption_ms,
+                        kept: vec![1],
+                    }),
                     ..Default::default()
                 };
                 policy::context_switch(&cands, &mut placer, &limits)
             }
         };
         self.out.decisions += 1;
-        if decision.run.is_empty() && decision.suspend.is_empty() {
+        if decision.run.is_empty() && decision.suspend.is_empty() && decision.pause.is_empty() {
             self.out.decision_us.push(t0.elapsed().as_micros() as u64);
             return;
         }
@@ -355,29 +368,41 @@ impl Sim<'_> {
         let mut place_first = Vec::new();
         let runs: std::collections::HashSet<u64> = decision.run.iter().copied().collect();
         let sleeps: std::collections::HashSet<u64> = decision.suspend.iter().map(|(id, _)| *id).collect();
+        let pauses: std::collections::HashSet<u64> = decision.pause.iter().map(|(id, _)| *id).collect();
         let mut order: Vec<usize> = decision.run.iter().map(|&id| id as usize).collect();
         order.extend(
             self.active
                 .iter()
                 .map(|&j| j as usize)
-                .filter(|&j| self.st[j].phase == Phase::Running && !runs.contains(&(j as u64))),
+                .filter(|&j| matches!(self.st[j].phase, Phase::Running | Phase::Paused) && !runs.contains(&(j as u64))),
         );
         for j in order {
             let s = &self.st[j];
-            let d = [s.vcpus as u64, s.mem];
+            let id = j as u64;
+            // Paused in memory (or about to be): stays where it is, without its processors
+            // unless it resumes now.
+            let in_memory = s.phase == Phase::Paused || pauses.contains(&id);
+            let d = if in_memory && !runs.contains(&id) {
+                [0, s.mem]
+            } else {
+                [s.vcpus as u64, s.mem]
+            };
             for i in 0..s.vms as usize {
                 let (state, host) = match s.phase {
-                    Phase::Running => (VmState::Running, s.hosts[i]),
+                    Phase::Running | Phase::Paused => (VmState::Running, s.hosts[i]),
                     Phase::Suspended => (VmState::Sleeping, NO_NODE),
                     _ => (VmState::Ready, NO_NODE),
                 };
                 let v = m.add_vm(format!("{j}-{i}"), state, host, &d);
                 owner.push((j as u32, i));
-                if runs.contains(&(j as u64)) {
+                if runs.contains(&id) {
                     constraints.push(Constraint::Running { vm: v });
                     place_first.push(v);
-                } else if sleeps.contains(&(j as u64)) {
+                } else if sleeps.contains(&id) {
                     constraints.push(Constraint::Sleeping { vm: v });
+                }
+                if in_memory && !sleeps.contains(&id) {
+                    constraints.push(Constraint::Root { vm: v });
                 }
             }
         }
@@ -403,6 +428,48 @@ impl Sim<'_> {
         let us = t0.elapsed().as_micros() as u64;
         self.out.decision_us.push(us);
         self.out.planned.push((us, inst.model.vms()));
+        // Pauses give the processors back at once (a pause takes milliseconds); unpauses take
+        // them back and end after a pause's duration.
+        let was_paused: std::collections::HashSet<usize> = self
+            .active
+            .iter()
+            .map(|&j| j as usize)
+            .filter(|&j| self.st[j].phase == Phase::Paused)
+            .collect();
+        for &(id, _) in &decision.pause {
+            let j = id as usize;
+            if self.st[j].phase != Phase::Running {
+                continue;
+            }
+            let done = now - self.st[j].run_since;
+            self.st[j].remaining_ms = self.st[j].remaining_ms.saturating_sub(done);
+            self.st[j].epoch += 1;
+            self.st[j].preempted = true;
+            for i in 0..self.st[j].vms as usize {
+                self.load[self.st[j].hosts[i] as usize * 2] -= self.st[j].vcpus as u64;
+            }
+            self.out.pauses += self.st[j].vms as u64;
+            self.set_phase(j, Phase::Paused, now);
+        }
+        for &id in &decision.run {
+            let j = id as usize;
+            if !was_paused.contains(&j) {
+                continue;
+            }
+            for i in 0..self.st[j].vms as usize {
+                self.load[self.st[j].hosts[i] as usize * 2] += self.st[j].vcpus as u64;
+                self.st[j].pending_actions += 1;
+                self.plan_in_flight += 1;
+                self.push(
+                    now + cfg.durations.pause(),
+                    Event::ActionEnd {
+                        job: id as u32,
+                        frees: NO_NODE,
+                    },
+                );
+            }
+            self.set_phase(j, Phase::Starting, now);
+        }
         // Carry it out in virtual time: every action ends at `now + end`.
         for a in &plan.actions {
             let Some(v) = a.kind.vm() else { continue };
@@ -418,6 +485,12 @@ impl Sim<'_> {
                         self.st[ju].remaining_ms = self.st[ju].remaining_ms.saturating_sub(done);
                         self.st[ju].epoch += 1;
                         self.st[ju].preempted = true;
+                        self.set_phase(ju, Phase::Suspending, now);
+                    }
+                    if was_paused.contains(&ju) {
+                        // Its processors were given back at the pause; the end of the save
+                        // releases them with the memory, so take them again meanwhile.
+                        self.load[from as usize * 2] += vcpus;
                         self.set_phase(ju, Phase::Suspending, now);
                     }
                     from
@@ -627,6 +700,7 @@ mod tests {
             vm_vcpus: 0,
             max_decisions: 0,
             tick_ms: 60_000,
+            short_preemption_ms: 0,
         }
     }
 
@@ -667,6 +741,26 @@ mod tests {
         let d = DurationModel::libvirt_lab();
         assert!(vjob.response_ms[0] >= 36_000_000 + d.save(1 << 30) + d.restore(1 << 30));
         assert!(vjob.segments.iter().any(|s| s.phase == Phase::Suspended && s.job == 0));
+        // With short preemptions paused in memory (the 1-minute job's memory fits beside the
+        // long job's), the long job is paused and unpaused in place: nothing goes to disk.
+        let paused = run(
+            &SimConfig {
+                short_preemption_ms: 300_000,
+                ..cfg(PolicyKind::Vjob)
+            },
+            &jobs,
+            &mut |_, _| {},
+        );
+        assert_eq!(
+            (paused.pauses, paused.suspends, paused.resumes, paused.bytes_moved),
+            (2, 0, 0, 0)
+        );
+        assert!(paused.segments.iter().any(|s| s.phase == Phase::Paused && s.job == 0));
+        assert!(short(&paused) <= short(&vjob), "{} vs {}", short(&paused), short(&vjob));
+        assert!(
+            paused.response_ms[0] < vjob.response_ms[0],
+            "no save nor restore to pay"
+        );
         // Deterministic (all but the wall-clock decision times).
         let again = run(&cfg(PolicyKind::Vjob), &jobs, &mut |_, _| {});
         assert_eq!(

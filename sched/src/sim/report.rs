@@ -23,6 +23,7 @@ pub struct Metrics {
     pub makespan_s: f64,
     pub suspends: u64,
     pub resumes: u64,
+    pub pauses: u64,
     pub migrations: u64,
     pub bytes_moved: u64,
     pub decisions: u64,
@@ -75,6 +76,7 @@ impl Metrics {
             makespan_s: makespan,
             suspends: o.suspends,
             resumes: o.resumes,
+            pauses: o.pauses,
             migrations: o.migrations,
             bytes_moved: o.bytes_moved,
             decisions: o.decisions,
@@ -89,7 +91,7 @@ impl Metrics {
 
     pub fn summary(&self) -> String {
         format!(
-            "policy {}: {} jobs ({} skipped)\n  mean wait {:.0} s, mean bounded slowdown {:.2} (max {:.0}), utilization {:.3}, makespan {:.0} s\n  context switches: {} suspends, {} resumes, {} migrations, {} moved\n  {} decisions, median {:.3} ms (p95 {:.3} ms); {} planned, median {:.1} ms over {:.0} VMs; simulated in {:.2} s\n",
+            "policy {}: {} jobs ({} skipped)\n  mean wait {:.0} s, mean bounded slowdown {:.2} (max {:.0}), utilization {:.3}, makespan {:.0} s\n  context switches: {} suspends, {} resumes, {} pauses, {} migrations, {} moved\n  {} decisions, median {:.3} ms (p95 {:.3} ms); {} planned, median {:.1} ms over {:.0} VMs; simulated in {:.2} s\n",
             self.policy,
             self.jobs,
             self.skipped,
@@ -100,6 +102,7 @@ impl Metrics {
             self.makespan_s,
             self.suspends,
             self.resumes,
+            self.pauses,
             self.migrations,
             vjob_api::display::size(self.bytes_moved),
             self.decisions,
@@ -168,7 +171,7 @@ pub fn svg(title: &str, o: &Outcome, gantt_max: usize) -> String {
     if gantt {
         let y0 = 2.0 * h + 20.0;
         out.push_str(&format!(
-            "<text x='60' y='{}'>vjobs: running (green), waiting (grey), suspended (orange), switching (blue)</text>\n",
+            "<text x='60' y='{}'>vjobs: running (green), waiting (grey), suspended (orange), paused (yellow), switching (blue)</text>\n",
             y0 - 4.0
         ));
         for s in &o.segments {
@@ -176,6 +179,7 @@ pub fn svg(title: &str, o: &Outcome, gantt_max: usize) -> String {
                 Phase::Running => "#2a7",
                 Phase::Waiting => "#ccc",
                 Phase::Suspended => "#e93",
+                Phase::Paused => "#ec3",
                 Phase::Starting | Phase::Suspending => "#36c",
                 _ => continue,
             };
