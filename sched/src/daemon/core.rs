@@ -218,7 +218,7 @@ impl LearnedDurations {
 
 impl Core {
     /// Loads the state and takes a first look at the nodes.
-    pub fn open(cfg: Config, exec: Executor, backends: &Backends) -> anyhow::Result<Core> {
+    pub fn open(cfg: Config, exec: Executor, backends: &Backends, first: Observation) -> anyhow::Result<Core> {
         let store = Store::open(&cfg.state_dir)?;
         let mut queues = BTreeMap::new();
         let initialized = store.initialized()?;
@@ -310,9 +310,7 @@ impl Core {
             durations,
         };
         // Adopt what runs before deciding anything.
-        let names: Vec<String> = core.nodes.iter().map(|n| n.cfg.name.clone()).collect();
-        let obs = super::observe(backends, &names);
-        core.reconcile(obs);
+        core.reconcile(first);
         core.flush()
             .context("writing the state after adopting the running VMs")?;
         Ok(core)

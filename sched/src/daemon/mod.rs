@@ -7,6 +7,7 @@
 //! the executor's workers make the blocking hypervisor calls. They talk over channels only.
 
 pub mod core;
+pub mod poll;
 mod requests;
 pub mod server;
 
@@ -113,11 +114,11 @@ pub fn open_backends(cfg: &Config) -> anyhow::Result<Backends> {
 }
 
 /// Polls every node's VMs forever, one round every `interval`.
-pub fn spawn_observer(backends: Backends, names: Vec<String>, interval: Duration, tx: Sender<Observation>) {
+pub fn spawn_observer(mut poller: poll::Poller, names: Vec<String>, interval: Duration, tx: Sender<Observation>) {
     std::thread::Builder::new()
         .name("observer".into())
         .spawn(move || loop {
-            let obs = observe(&backends, &names);
+            let obs = poller.round(&names);
             if tx.send(obs).is_err() {
                 return;
             }
@@ -126,20 +127,9 @@ pub fn spawn_observer(backends: Backends, names: Vec<String>, interval: Duration
         .expect("spawn the observer thread");
 }
 
-/// One polling round.
-pub fn observe(backends: &Backends, names: &[String]) -> Observation {
-    let started = Instant::now();
-    let nodes = names
-        .iter()
-        .map(|n| {
-            let r = match backends.get(n) {
-                Some(b) => b.list().map_err(|e| e.to_string()),
-                None => Err(format!("no connection to node {n}")),
-            };
-            (n.clone(), r)
-        })
-        .collect();
-    Observation { started, nodes }
+/// How long a polling round waits for a node: half the node timeout, within 0.5 to 10 s.
+fn answer_deadline(cfg: &Config) -> Duration {
+    Duration::from_millis((cfg.scheduler.node_timeout_ms / 2).clamp(500, 10_000))
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -152,9 +142,12 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (obs_tx, obs_rx) = crossbeam_channel::bounded::<Observation>(4);
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let exec = crate::exec::Executor::start(backends.clone(), cfg.scheduler.max_parallel_actions, done_tx);
-    let core = core::Core::open(cfg.clone(), exec, &backends)?;
     let names: Vec<String> = cfg.nodes.iter().map(|n| n.name.clone()).collect();
-    spawn_observer(backends, names, Duration::from_millis(cfg.scheduler.poll_ms), obs_tx);
+    let mut poller = poll::Poller::start(backends.clone(), names.len().min(16), answer_deadline(&cfg));
+    // Adopt what runs before deciding anything.
+    let first = poller.round(&names);
+    let core = core::Core::open(cfg.clone(), exec, &backends, first)?;
+    spawn_observer(poller, names, Duration::from_millis(cfg.scheduler.poll_ms), obs_tx);
     let core_thread = std::thread::Builder::new()
         .name("core".into())
         .spawn(move || core.run(cmd_rx, obs_rx, done_rx))

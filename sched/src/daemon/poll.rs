@@ -1,0 +1,205 @@
+//! Asking the nodes what runs on them, side by side and with a deadline.
+//!
+//! A node's hypervisor can take minutes to fail (a TCP connection to a host that died waits for
+//! the kernel to give up), so the nodes are listed by a few worker threads at once, and a round
+//! waits at most a deadline: a node whose listing is not over by then (and began at least half a
+//! deadline ago) is reported as not answering, and is not asked again until that listing returns. A node still
+//! waiting for a free worker is left out of the round (neither up nor down), so that a few hung
+//! nodes occupying every worker never make healthy ones look dead.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use vjob_hypervisor::DomainInfo;
+
+use super::Observation;
+use crate::exec::Backends;
+
+type Listing = Result<Vec<DomainInfo>, String>;
+
+/// The workers and what they are doing.
+pub struct Poller {
+    requests: Sender<String>,
+    results: Receiver<(String, Listing)>,
+    /// Nodes asked and not answered yet, with when they were asked.
+    asked: HashMap<String, Instant>,
+    /// Nodes a worker is listing now, with when it began.
+    listing: Arc<Mutex<HashMap<String, Instant>>>,
+    deadline: Duration,
+}
+
+impl Poller {
+    /// Starts `workers` threads; a round waits at most `deadline` for a node.
+    pub fn start(backends: Backends, workers: usize, deadline: Duration) -> Poller {
+        let (requests, jobs) = crossbeam_channel::unbounded::<String>();
+        let (answers, results) = crossbeam_channel::unbounded();
+        let listing: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        for i in 0..workers.max(1) {
+            let (jobs, answers, backends, listing) = (jobs.clone(), answers.clone(), backends.clone(), listing.clone());
+            std::thread::Builder::new()
+                .name(format!("poll-{i}"))
+                .spawn(move || {
+                    for node in jobs {
+                        lock(&listing).insert(node.clone(), Instant::now());
+                        let r = match backends.get(&node) {
+                            Some(b) => b.list().map_err(|e| e.to_string()),
+                            None => Err(format!("no connection to node {node}")),
+                        };
+                        lock(&listing).remove(&node);
+                        if answers.send((node, r)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn a polling thread");
+        }
+        Poller {
+            requests,
+            results,
+            asked: HashMap::new(),
+            listing,
+            deadline,
+        }
+    }
+
+    /// One round over `names`.
+    pub fn round(&mut self, names: &[String]) -> Observation {
+        let started = Instant::now();
+        for n in names {
+            if !self.asked.contains_key(n) {
+                self.asked.insert(n.clone(), started);
+                let _ = self.requests.send(n.clone());
+            }
+        }
+        let mut nodes = Vec::with_capacity(names.len());
+        let end = started + self.deadline;
+        while !self.asked.is_empty() {
+            let Ok((node, listing)) = self.results.recv_timeout(end.saturating_duration_since(Instant::now())) else {
+                break;
+            };
+            // An answer to an earlier round began before this one: it may miss changes made
+            // since, so it is dropped (the node is asked again next round).
+            if self.asked.remove(&node).is_some_and(|asked| asked >= started) {
+                nodes.push((node, listing));
+            }
+        }
+        // Listings still going: down for this round, unless a worker only just got to them.
+        let listing = lock(&self.listing);
+        for (node, since) in listing.iter() {
+            if since.elapsed() >= self.deadline / 2 && self.asked.contains_key(node) {
+                nodes.push((
+                    node.clone(),
+                    Err(format!("no answer within {:.1} s", since.elapsed().as_secs_f64())),
+                ));
+            }
+        }
+        Observation { started, nodes }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps stay consistent across a panic (single inserts and removes).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use vjob_hypervisor::{HvError, Hypervisor, NodeStats, VmSpec};
+
+    /// A node that answers after `delay`.
+    struct Slow {
+        name: String,
+        delay: Duration,
+    }
+
+    impl Hypervisor for Slow {
+        fn node(&self) -> &str {
+            &self.name
+        }
+        fn migration_target(&self) -> String {
+            self.name.clone()
+        }
+        fn start(&self, _: &VmSpec, _: bool) -> Result<(), HvError> {
+            unimplemented!("only listed")
+        }
+        fn pause(&self, _: &str) -> Result<(), HvError> {
+            unimplemented!("only listed")
+        }
+        fn unpause(&self, _: &str) -> Result<(), HvError> {
+            unimplemented!("only listed")
+        }
+        fn save(&self, _: &str, _: &Path) -> Result<(), HvError> {
+            unimplemented!("only listed")
+        }
+        fn restore(&self, _: &Path, _: bool) -> Result<String, HvError> {
+            unimplemented!("only listed")
+        }
+        fn migrate(&self, _: &str, _: &str) -> Result<(), HvError> {
+            unimplemented!("only listed")
+        }
+        fn destroy(&self, _: &str) -> Result<(), HvError> {
+            unimplemented!("only listed")
+        }
+        fn list(&self) -> Result<Vec<DomainInfo>, HvError> {
+            std::thread::sleep(self.delay);
+            Ok(Vec::new())
+        }
+        fn stats(&self) -> Result<NodeStats, HvError> {
+            unimplemented!("only listed")
+        }
+        fn console_log(&self, _: &str) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    fn backends(nodes: &[(&str, u64)]) -> Backends {
+        let map: HashMap<String, Arc<dyn Hypervisor>> = nodes
+            .iter()
+            .map(|&(n, ms)| {
+                let h: Arc<dyn Hypervisor> = Arc::new(Slow {
+                    name: n.into(),
+                    delay: Duration::from_millis(ms),
+                });
+                (n.to_string(), h)
+            })
+            .collect();
+        Arc::new(map)
+    }
+
+    fn answer<'a>(obs: &'a Observation, node: &str) -> Option<&'a Listing> {
+        obs.nodes.iter().find(|(n, _)| n == node).map(|(_, r)| r)
+    }
+
+    #[test]
+    fn a_hung_node_holds_up_neither_the_others_nor_the_round() {
+        let names: Vec<String> = ["a", "hung", "b"].map(String::from).to_vec();
+        let mut p = Poller::start(
+            backends(&[("a", 0), ("hung", 60_000), ("b", 0)]),
+            3,
+            Duration::from_millis(300),
+        );
+        let t = Instant::now();
+        let obs = p.round(&names);
+        assert!(t.elapsed() < Duration::from_secs(2), "the round ends at its deadline");
+        assert!(matches!(answer(&obs, "a"), Some(Ok(v)) if v.is_empty()));
+        assert!(matches!(answer(&obs, "b"), Some(Ok(_))));
+        assert!(matches!(answer(&obs, "hung"), Some(Err(e)) if e.starts_with("no answer within")));
+        // Not asked twice while its listing hangs; still reported.
+        let obs = p.round(&names);
+        assert!(matches!(answer(&obs, "hung"), Some(Err(_))));
+        assert!(matches!(answer(&obs, "a"), Some(Ok(_))));
+    }
+
+    #[test]
+    fn nodes_waiting_for_a_worker_are_left_out_not_reported_down() {
+        let names: Vec<String> = ["hung", "a"].map(String::from).to_vec();
+        let mut p = Poller::start(backends(&[("hung", 60_000), ("a", 0)]), 1, Duration::from_millis(200));
+        let obs = p.round(&names);
+        assert!(matches!(answer(&obs, "hung"), Some(Err(_))));
+        assert!(answer(&obs, "a").is_none(), "no worker got to it: neither up nor down");
+    }
+}
