@@ -588,6 +588,27 @@ priority = 100
         assert!(err(&format!("{base}[scheduler]\nquantum = \"soon\"\n")).contains("line 7: field scheduler.quantum"));
     }
 
+    #[cfg(feature = "libvirt")]
+    #[test]
+    fn accepts_the_libvirt_example() {
+        let text = include_str!("../../examples/libvirt-cluster.toml");
+        let c = Config::parse("libvirt-cluster.toml", text).unwrap();
+        assert_eq!(c.hypervisor.backend, Backend::Libvirt);
+        assert!(c.hypervisor.shared_storage);
+        assert_eq!(c.images.len(), 2);
+        assert_eq!(
+            c.images[1].disk.as_deref(),
+            Some(Path::new("/tmp/vjob-guest/disk.qcow2"))
+        );
+        assert_eq!(c.nodes[1].migration_uri.as_deref(), Some("qemu+tcp://10.77.0.2/system"));
+        assert_eq!(
+            (c.scheduler.node_timeout_ms, c.scheduler.short_preemption_ms),
+            (30_000, 120_000)
+        );
+        let spec = crate::spec::JobSpec::parse("guest.toml", include_str!("../../examples/jobs/guest.toml")).unwrap();
+        assert_eq!((spec.vm.count, spec.vm.image.as_deref()), (2, Some("tiny")));
+    }
+
     #[test]
     fn images_are_a_kernel_with_an_initrd_or_a_disk() {
         let base = "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n[[image]]\nname = \"i\"\n";
