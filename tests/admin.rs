@@ -159,17 +159,7 @@ fn snapshot_shows_what_the_scheduler_would_plan() {
     let a = c.submit(&c.spec("a.toml", &job("a", "batch", 2, 2, "1GiB", "1h")), &[]);
     c.wait_state(a, "running", SECS(10));
     let snap = c.dir.join("snap.json");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vplan"))
-        .args([
-            "snapshot",
-            "--socket",
-            c.socket.to_str().unwrap(),
-            "--out",
-            snap.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    c.snapshot(&snap);
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_vplan"))
         .args(["solve", snap.to_str().unwrap(), "--check"])
         .output()

@@ -201,17 +201,7 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     // The planner's durations follow what was measured on these nodes: booting a VM here takes
     // well under the configured 4 s (the boot call returns once the domain is created).
     let snap = work.join("snap.json");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vplan"))
-        .args([
-            "snapshot",
-            "--socket",
-            c.socket.to_str().unwrap(),
-            "--out",
-            snap.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    c.snapshot(&snap);
     let snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
     let boots: Vec<u64> = snap["model"]["attributes"]["vms"]
         .as_object()

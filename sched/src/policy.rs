@@ -17,10 +17,11 @@
 //! vjob that needs it saves it to disk.
 //! Running vjobs never move here: defragmentation is the planner's business.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::model::NodeIdx;
+use crate::model::{Model, NodeIdx, VmIdx, VmState};
 use crate::plan::place::Placer;
+use crate::plan::{ActionCosts, Constraint, Instance, Options};
 
 /// Where a candidate stands now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,15 @@ pub struct PauseRule {
 }
 
 impl PauseRule {
+    /// The rule of the daemon's and the simulator's models (resource 1 is memory): preemptors
+    /// with a walltime of at most `max_walltime_ms` pause; none when it is 0.
+    pub fn keeping_memory(max_walltime_ms: u64) -> Option<PauseRule> {
+        (max_walltime_ms > 0).then(|| PauseRule {
+            max_walltime_ms,
+            kept: vec![1],
+        })
+    }
+
     /// What pausing a VM of this demand gives back.
     pub fn freed(&self, demand: &[u64]) -> Vec<u64> {
         self.mask(demand, false)
@@ -111,6 +121,92 @@ pub struct Decision {
     pub pause: Vec<(u64, u64)>,
     /// Why each waiting candidate waits.
     pub waiting: Vec<(u64, String)>,
+}
+
+/// The planner instance that carries a [`Decision`] out, built VM by VM: the daemon and the
+/// simulator say where each VM of a candidate stands, this says how the planner must see it
+/// (what it holds over the plan, and the constraints that carry the decision out).
+pub struct DecisionInstance<'a> {
+    pub model: Model,
+    pub constraints: Vec<Constraint>,
+    place_first: Vec<VmIdx>,
+    run: HashSet<u64>,
+    sleep: HashSet<u64>,
+    pause: HashSet<u64>,
+    rule: Option<&'a PauseRule>,
+}
+
+impl<'a> DecisionInstance<'a> {
+    /// Starts from `model` and `constraints` (what is not a candidate's: load, nodes).
+    pub fn new(
+        model: Model,
+        constraints: Vec<Constraint>,
+        decision: &Decision,
+        rule: Option<&'a PauseRule>,
+    ) -> DecisionInstance<'a> {
+        DecisionInstance {
+            model,
+            constraints,
+            place_first: Vec::new(),
+            run: decision.run.iter().copied().collect(),
+            sleep: decision.suspend.iter().map(|(id, _)| *id).collect(),
+            pause: decision.pause.iter().map(|(id, _)| *id).collect(),
+            rule,
+        }
+    }
+
+    /// Adds VM `name` of candidate `id`, which stands in `state` on `host` (paused in memory
+    /// there when `paused`) and needs `demand` to run. Add the VMs of the vjobs to run first, in
+    /// the decision's order, so that the planner places them as the policy did. `None`: the plan
+    /// has nothing to do with this VM (it is not on a node and is not to run).
+    pub fn add_vm(
+        &mut self,
+        id: u64,
+        name: String,
+        state: VmState,
+        host: NodeIdx,
+        demand: &[u64],
+        paused: bool,
+    ) -> Option<VmIdx> {
+        let to_run = self.run.contains(&id);
+        if state != VmState::Running && !to_run {
+            return None;
+        }
+        let to_sleep = self.sleep.contains(&id);
+        // Paused in memory (or about to be): it stays where it is, holding what its rule keeps,
+        // unless it is unpaused now.
+        let in_memory = paused || self.pause.contains(&id);
+        let held = match (in_memory && !to_run, self.rule) {
+            (true, Some(r)) => r.held(demand),
+            _ => demand.to_vec(),
+        };
+        let v = self.model.add_vm(name, state, host, &held);
+        if to_run {
+            self.constraints.push(Constraint::Running { vm: v });
+            self.place_first.push(v);
+        } else if to_sleep && state == VmState::Running {
+            self.constraints.push(Constraint::Sleeping { vm: v });
+        }
+        if in_memory && !to_sleep {
+            self.constraints.push(Constraint::Root { vm: v });
+        }
+        Some(v)
+    }
+
+    /// The instance, with action costs from `durations` (VM memory is resource `mem_rc`).
+    pub fn finish(self, durations: &vjob_hypervisor::DurationModel, mem_rc: usize) -> Instance {
+        let costs = ActionCosts::from_durations(&self.model, durations, mem_rc);
+        Instance {
+            model: self.model,
+            constraints: self.constraints,
+            place_first: self.place_first,
+            costs,
+            options: Options {
+                suspend_to_break_cycles: true,
+                ..Default::default()
+            },
+        }
+    }
 }
 
 /// The order in which candidates are considered: queue priority, job priority, submission, id.

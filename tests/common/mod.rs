@@ -198,6 +198,21 @@ impl Cluster {
     }
 
     /// Nodes of a job's running VMs.
+    /// `vplan snapshot` of the running daemon into `out`.
+    pub fn snapshot(&self, out: &Path) {
+        let o = Command::new(env!("CARGO_BIN_EXE_vplan"))
+            .args([
+                "snapshot",
+                "--socket",
+                self.socket.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
     pub fn nodes_of(job: &Value) -> Vec<String> {
         let mut n: Vec<String> = job["vms"]
             .as_array()

@@ -23,9 +23,14 @@ use crate::exec::{Backends, Executor, Op, OpDone, Run, Step, StepState};
 use crate::jobs::{parse_vm_name, Job, NodeRecord, Queue, VmPhase};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
-use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
-use crate::policy::{self, Candidate, Limits, PauseRule, Standing};
+use crate::plan::{self, ActionKind, Constraint, Instance};
+use crate::policy::{self, Candidate, DecisionInstance, Limits, PauseRule, Standing};
 use crate::store::{Batch, Store};
+
+/// Where VM `vm` is saved.
+fn image_file(image_dir: &std::path::Path, vm: &str) -> PathBuf {
+    image_dir.join(format!("{vm}.img"))
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -444,7 +449,20 @@ impl Core {
     }
 
     pub(super) fn image_path(&self, vm: &str) -> PathBuf {
-        self.cfg.hypervisor.image_dir.join(format!("{vm}.img"))
+        image_file(&self.cfg.hypervisor.image_dir, vm)
+    }
+
+    /// The VMs of these jobs in `phase`, with their nodes: (job, VM index, node).
+    fn vms_in_phase(&self, ids: impl Iterator<Item = u64>, phase: VmPhase) -> Vec<(u64, usize, String)> {
+        let mut out = Vec::new();
+        for (id, job) in ids.filter_map(|id| Some((id, self.jobs.get(&id)?))) {
+            for (i, v) in job.vms.iter().enumerate() {
+                if let (true, Some(node)) = (v.phase == phase, &v.node) {
+                    out.push((id, i, node.clone()));
+                }
+            }
+        }
+        out
     }
 
     pub(super) fn node_idx(&self, name: &str) -> Option<NodeIdx> {
@@ -913,7 +931,7 @@ impl Core {
                     (VmPhase::Sleeping, _) => ops.push((
                         Op::RemoveImage {
                             vm: v.name.clone(),
-                            image: self.cfg.hypervisor.image_dir.join(format!("{}.img", v.name)),
+                            image: image_file(&self.cfg.hypervisor.image_dir, &v.name),
                         },
                         i,
                     )),
@@ -1121,10 +1139,7 @@ impl Core {
         }
 
         // The policy, over a placer holding the load of what runs (and of what is paused).
-        let pause_rule = (self.cfg.scheduler.short_preemption_ms > 0).then(|| PauseRule {
-            max_walltime_ms: self.cfg.scheduler.short_preemption_ms,
-            kept: vec![1],
-        });
+        let pause_rule = PauseRule::keeping_memory(self.cfg.scheduler.short_preemption_ms);
         let held = |demand: &[u64]| match &pause_rule {
             Some(r) => r.held(demand),
             None => demand.to_vec(),
@@ -1190,73 +1205,41 @@ impl Core {
         }
 
         // The planner: from what runs to what the policy wants.
-        let run_set: HashSet<u64> = decision.run.iter().copied().collect();
-        let suspend_set: HashSet<u64> = decision.suspend.iter().map(|(id, _)| *id).collect();
-        let pause_set: HashSet<u64> = decision.pause.iter().map(|(id, _)| *id).collect();
+        let mut build = DecisionInstance::new(model, constraints, &decision, pause_rule.as_ref());
         let mut vm_of: HashMap<String, VmIdx> = HashMap::new();
-        let mut place_first: Vec<VmIdx> = Vec::new();
         let order: Vec<u64> = decision.run.clone();
         let mut job_ids: Vec<u64> = cands.iter().map(|c| c.id).collect();
         // Jobs to run first, in policy order, so the planner places them as the policy did.
         job_ids.sort_by_key(|id| order.iter().position(|o| o == id).unwrap_or(usize::MAX));
         for id in job_ids {
             let job = &self.jobs[&id];
-            let wanted = if run_set.contains(&id) {
-                Some(VmState::Running)
-            } else if suspend_set.contains(&id) {
-                Some(VmState::Sleeping)
-            } else {
-                None
-            };
+            let demand = [job.spec.vm.vcpus as u64, job.spec.vm.memory];
             for (i, v) in job.vms.iter().enumerate() {
-                let full = [job.spec.vm.vcpus as u64, job.spec.vm.memory];
-                // Paused in memory (or about to be): it stays where it is, without its processors
-                // unless it is unpaused now.
-                let in_memory = v.phase == VmPhase::Paused || pause_set.contains(&id);
-                let demand = if in_memory && wanted != Some(VmState::Running) {
-                    held(&full)
-                } else {
-                    full.to_vec()
-                };
                 let (state, host) = match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
                     (VmPhase::Running | VmPhase::Paused, Some(h)) => (VmState::Running, h),
                     (VmPhase::Sleeping, _) => (VmState::Sleeping, NO_NODE),
                     (VmPhase::Ready, _) => (VmState::Ready, NO_NODE),
                     _ => continue,
                 };
-                if state != VmState::Running && wanted != Some(VmState::Running) {
-                    continue;
-                }
-                let idx = model.add_vm(v.name.clone(), state, host, &demand);
-                vm_refs.push(Some((id, i)));
-                vm_of.insert(v.name.clone(), idx);
-                if in_memory && wanted != Some(VmState::Sleeping) {
-                    constraints.push(Constraint::Root { vm: idx });
-                }
-                match wanted {
-                    Some(VmState::Running) => {
-                        constraints.push(Constraint::Running { vm: idx });
-                        place_first.push(idx);
-                    }
-                    Some(VmState::Sleeping) if state == VmState::Running => {
-                        constraints.push(Constraint::Sleeping { vm: idx })
-                    }
-                    _ => {}
+                let paused = v.phase == VmPhase::Paused;
+                if let Some(idx) = build.add_vm(id, v.name.clone(), state, host, &demand, paused) {
+                    vm_refs.push(Some((id, i)));
+                    vm_of.insert(v.name.clone(), idx);
                 }
             }
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if n.admin == NodeAdminState::Offline {
-                constraints.push(Constraint::Offline { node: i as NodeIdx });
+                build.constraints.push(Constraint::Offline { node: i as NodeIdx });
             } else if !accepts(n) {
-                constraints.push(Constraint::NoArrival {
+                build.constraints.push(Constraint::NoArrival {
                     nodes: vec![i as NodeIdx],
                 });
             }
         }
         for (vm, node) in &manual {
             if let (Some(&v), Some(n)) = (vm_of.get(vm), self.node_idx(node)) {
-                constraints.push(Constraint::Fence {
+                build.constraints.push(Constraint::Fence {
                     vms: vec![v],
                     nodes: vec![n],
                 });
@@ -1265,20 +1248,9 @@ impl Core {
         if !snapshot {
             self.manual_moves.clear();
         }
-        let costs = ActionCosts::from_durations(&model, &self.durations.learned, 1);
-        let inst = Instance {
-            model,
-            constraints,
-            place_first,
-            costs,
-            options: Options {
-                suspend_to_break_cycles: true,
-                ..Default::default()
-            },
-        };
         Some(PlanInput {
+            instance: build.finish(&self.durations.learned, 1),
             decision,
-            instance: inst,
             vm_refs,
         })
     }
@@ -1308,19 +1280,8 @@ impl Core {
             "planned"
         );
         // Pauses and unpauses in memory happen beside the plan (nothing moves).
-        let in_memory = |ids: &mut dyn Iterator<Item = u64>, phase: VmPhase| -> Vec<(u64, usize, String)> {
-            ids.filter_map(|id| self.jobs.get(&id).map(|j| (id, j)))
-                .flat_map(|(id, j)| {
-                    j.vms
-                        .iter()
-                        .enumerate()
-                        .filter(move |(_, v)| v.phase == phase)
-                        .filter_map(move |(i, v)| Some((id, i, v.node.clone()?)))
-                })
-                .collect()
-        };
-        let pauses = in_memory(&mut decision.pause.iter().map(|(id, _)| *id), VmPhase::Running);
-        let unpauses = in_memory(&mut decision.run.iter().copied(), VmPhase::Paused);
+        let pauses = self.vms_in_phase(decision.pause.iter().map(|(id, _)| *id), VmPhase::Running);
+        let unpauses = self.vms_in_phase(decision.run.iter().copied(), VmPhase::Paused);
         if plan.actions.is_empty() && pauses.is_empty() && unpauses.is_empty() {
             return;
         }

@@ -19,8 +19,8 @@ use vjob_hypervisor::DurationModel;
 
 use crate::model::{Model, NodeIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
-use crate::plan::{self, ActionCosts, ActionKind, Constraint, Instance, Options};
-use crate::policy::{self, Candidate, Limits, PauseRule, Standing};
+use crate::plan::{self, ActionKind};
+use crate::policy::{self, Candidate, DecisionInstance, Limits, PauseRule, Standing};
 
 /// A scheduling policy of the simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,16 +338,14 @@ impl Sim<'_> {
         let n = cfg.nodes as usize;
         let capacity: Vec<u64> = (0..n).flat_map(|_| [cfg.cores as u64, cfg.node_memory]).collect();
         let mut placer = Placer::new(2, capacity, vec![false; n], self.load.clone(), self.load.clone());
+        let pause_rule = PauseRule::keeping_memory(cfg.short_preemption_ms);
         let decision = match cfg.policy {
             PolicyKind::Fcfs => policy::fcfs(&cands, &mut placer),
             PolicyKind::Easy => policy::easy(&cands, &mut placer, now, 0),
             PolicyKind::Vjob | PolicyKind::Ss => {
                 let limits = Limits {
                     preempt_ratio: Some(cfg.suspension_factor),
-                    pause: (cfg.short_preemption_ms > 0).then(|| PauseRule {
-                        max_walltime_ms: cfg.short_preemption_ms,
-                        kept: vec![1],
-                    }),
+                    pause: pause_rule.clone(),
                     ..Default::default()
                 };
                 policy::context_switch(&cands, &mut placer, &limits)
@@ -363,12 +361,9 @@ impl Sim<'_> {
         for i in 0..n {
             m.add_node(i.to_string(), true, &[cfg.cores as u64, cfg.node_memory]);
         }
+        let mut build = DecisionInstance::new(m, Vec::new(), &decision, pause_rule.as_ref());
         let mut owner: Vec<(u32, usize)> = Vec::new();
-        let mut constraints = Vec::new();
-        let mut place_first = Vec::new();
         let runs: std::collections::HashSet<u64> = decision.run.iter().copied().collect();
-        let sleeps: std::collections::HashSet<u64> = decision.suspend.iter().map(|(id, _)| *id).collect();
-        let pauses: std::collections::HashSet<u64> = decision.pause.iter().map(|(id, _)| *id).collect();
         let mut order: Vec<usize> = decision.run.iter().map(|&id| id as usize).collect();
         order.extend(
             self.active
@@ -378,45 +373,23 @@ impl Sim<'_> {
         );
         for j in order {
             let s = &self.st[j];
-            let id = j as u64;
-            // Paused in memory (or about to be): stays where it is, without its processors
-            // unless it resumes now.
-            let in_memory = s.phase == Phase::Paused || pauses.contains(&id);
-            let d = if in_memory && !runs.contains(&id) {
-                [0, s.mem]
-            } else {
-                [s.vcpus as u64, s.mem]
-            };
+            let demand = [s.vcpus as u64, s.mem];
             for i in 0..s.vms as usize {
                 let (state, host) = match s.phase {
                     Phase::Running | Phase::Paused => (VmState::Running, s.hosts[i]),
                     Phase::Suspended => (VmState::Sleeping, NO_NODE),
                     _ => (VmState::Ready, NO_NODE),
                 };
-                let v = m.add_vm(format!("{j}-{i}"), state, host, &d);
-                owner.push((j as u32, i));
-                if runs.contains(&id) {
-                    constraints.push(Constraint::Running { vm: v });
-                    place_first.push(v);
-                } else if sleeps.contains(&id) {
-                    constraints.push(Constraint::Sleeping { vm: v });
-                }
-                if in_memory && !sleeps.contains(&id) {
-                    constraints.push(Constraint::Root { vm: v });
+                let paused = s.phase == Phase::Paused;
+                if build
+                    .add_vm(j as u64, format!("{j}-{i}"), state, host, &demand, paused)
+                    .is_some()
+                {
+                    owner.push((j as u32, i));
                 }
             }
         }
-        let costs = ActionCosts::from_durations(&m, &cfg.durations, 1);
-        let inst = Instance {
-            model: m,
-            constraints,
-            place_first,
-            costs,
-            options: Options {
-                suspend_to_break_cycles: true,
-                ..Default::default()
-            },
-        };
+        let inst = build.finish(&cfg.durations, 1);
         let plan = match plan::solve(&inst) {
             Ok(p) => p,
             Err(e) => {
