@@ -14,7 +14,7 @@ fn stopped_queue_dispatches_nothing_and_disabled_queue_refuses() {
     let c = two_nodes("queues");
     c.ok("vqmgr", &["queue", "stop", "batch"]);
     let id = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 1, "1GiB", "1s")), &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    c.decided_since_now();
     assert_eq!(c.state(id), "queued");
     c.ok("vqmgr", &["queue", "start", "batch"]);
     c.wait_state(id, "completed", SECS(10));
@@ -42,7 +42,7 @@ fn stopped_queue_dispatches_nothing_and_disabled_queue_refuses() {
     let a = c.submit(&c.spec("l1.toml", &job("l1", "long", 1, 1, "1GiB", "1h")), &[]);
     let b = c.submit(&c.spec("l2.toml", &job("l2", "long", 1, 1, "1GiB", "1h")), &[]);
     c.wait_state(a, "running", SECS(10));
-    std::thread::sleep(Duration::from_millis(1000));
+    c.decided_since_now();
     assert_eq!(c.state(b), "queued", "max_running = 1");
     let full = c.ok("vstat", &["-f", &b.to_string()]);
     assert!(full.contains("queue long is at its limit of 1 running vjobs"), "{full}");
@@ -67,7 +67,7 @@ fn per_user_limits_hold_and_release() {
 
     let h = c.submit(&c.spec("h.toml", &job("h", "batch", 1, 1, "1GiB", "1s")), &["--hold"]);
     assert_eq!(c.state(h), "held");
-    std::thread::sleep(Duration::from_millis(1000));
+    c.decided_since_now();
     assert_eq!(c.state(h), "held");
     c.ok("vqmgr", &["job", "release", &h.to_string()]);
     c.wait_state(h, "completed", SECS(15));
@@ -101,7 +101,13 @@ fn drain_takes_no_new_vms_and_offline_evacuates_by_migration() {
             .any(|l| l.starts_with("n2") && l.contains("offline") && l.contains("0/4")),
         "{nodes}"
     );
-    assert!(c.log().contains("migrateVM"), "evacuated by migration");
+    for id in [a, b] {
+        let full = c.ok("vstat", &["-f", &id.to_string()]);
+        assert!(
+            full.contains("migrated live from n2 to n1"),
+            "evacuated by migration: {full}"
+        );
+    }
     // With no room left anywhere, a vjob on a node going offline is suspended.
     let d = c.submit(&c.spec("d.toml", &job("d", "batch", 1, 4, "1GiB", "1h")), &[]);
     c.ok("vqmgr", &["node", "online", "n2"]);
@@ -125,7 +131,7 @@ fn manual_suspend_resume_and_migrate() {
             .iter()
             .all(|v| v["state"] == "sleeping")
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    c.decided_since_now();
     assert_eq!(c.state(a), "suspended", "stays suspended until resumed by hand");
     c.ok("vqmgr", &["job", "resume", &a.to_string()]);
     let j = c.wait_state(a, "running", SECS(10));
@@ -206,14 +212,15 @@ fn a_node_that_stops_answering_is_down_and_its_vjobs_start_over_elsewhere() {
         full.contains("node n2 did not answer for 2 s: its VMs there are lost; requeued"),
         "{full}"
     );
+    assert!(full.contains(&format!("stale_copies = vjob-{a}-0 on n2")), "{full}");
 
     // n2 answers again: the stale copy there is destroyed, never adopted.
     std::fs::remove_file(&marker).unwrap();
     c.wait(SECS(15), "the stale copy to be destroyed", || {
-        c.log().contains("destroying the stale copy of a requeued VM")
+        !c.ok("vstat", &["-f", &a.to_string()]).contains("stale_copies")
             && c.ok("vstat", &["-n"])
                 .lines()
-                .any(|l| l.starts_with("n2") && l.contains("0/4"))
+                .any(|l| l.starts_with("n2") && l.contains("0/4") && !l.contains("not ours"))
     });
     assert_eq!(Cluster::nodes_of(&c.job(a)), vec!["n1"]);
     assert_eq!(c.state(a), "running");

@@ -13,19 +13,28 @@ use common::Cluster;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// The tests share the lab's nodes and their daemons name VMs alike (`vjob-1-0`, ...): one at a
-/// time, or each daemon would take the other's VMs for its own.
+/// The tests share the lab's two small nodes and expect their capacity for themselves: one at a
+/// time. (Their daemons have cluster names of their own, so they would leave each other's VMs
+/// alone, but not room for each other's placements.)
 static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn lab() -> Option<(PathBuf, PathBuf)> {
-    let (Some(lab), Some(guest)) = (std::env::var_os("VJOB_LAB"), std::env::var_os("VJOB_GUEST")) else {
-        eprintln!("skipped: set VJOB_LAB and VJOB_GUEST (see tests/run-all.sh) to run on real libvirtd nodes");
-        return None;
-    };
-    Some((PathBuf::from(lab), PathBuf::from(guest)))
+/// The cluster names of the two tests' daemons: they prefix the domains.
+const SWITCHES: &str = "lvswitch";
+const FAILURES: &str = "lvfail";
+
+/// The lab and the guest, or `None` (the test is skipped; under CI it fails) when either is
+/// missing.
+fn lab(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match common::prerequisite::libvirt_lab() {
+        Ok(found) => Some(found),
+        Err(what) => {
+            common::prerequisite::missing(test, &what);
+            None
+        }
+    }
 }
 
-fn config(lab: &Path, guest: &Path, work: &str) -> String {
+fn config(cluster: &str, lab: &Path, guest: &Path, work: &str) -> String {
     let node = |i: u32| {
         format!(
             "[[node]]\nname = \"node{i}\"\nuri = \"qemu+unix:///system?socket={}/node{i}/sock/libvirt-sock\"\nmigration_uri = \"qemu+tcp://10.77.0.{i}/system\"\ncpus = 2\nmemory = \"1GiB\"\n\n",
@@ -33,7 +42,7 @@ fn config(lab: &Path, guest: &Path, work: &str) -> String {
         )
     };
     format!(
-        "admins = [\"root\"]\n\n[hypervisor]\nbackend = \"libvirt\"\ndomain_type = \"qemu\"\nshared_storage = true\nimage_dir = \"{work}/images\"\nrun_dir = \"{work}/run\"\nboot_time = \"4s\"\n\n\
+        "cluster = \"{cluster}\"\nadmins = [\"root\"]\n\n[hypervisor]\nbackend = \"libvirt\"\ndomain_type = \"qemu\"\nshared_storage = true\nimage_dir = \"{work}/images\"\nrun_dir = \"{work}/run\"\nboot_time = \"4s\"\n\n\
          [[image]]\nname = \"tiny\"\nkernel = \"{g}/vmlinuz\"\ninitrd = \"{g}/initrd.gz\"\nmemory = \"96MiB\"\n\n\
          [[image]]\nname = \"tinydisk\"\nkernel = \"{g}/vmlinuz\"\ninitrd = \"{g}/initrd.gz\"\ndisk = \"{g}/disk.qcow2\"\nformat = \"qcow2\"\nmemory = \"96MiB\"\n\n{}{}\
          [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n\n\
@@ -48,8 +57,8 @@ fn spec(name: &str, queue: &str, count: u32, vcpus: u32, script: &str) -> String
     format!("name = \"{name}\"\nqueue = \"{queue}\"\n\n[vm]\ncount = {count}\nvcpus = {vcpus}\nimage = \"tiny\"\n\n[run]\nscript = '''\n{script}\n'''\n")
 }
 
-/// Domains named like vjob's on a lab node.
-fn domains(lab: &Path, node: u32) -> Vec<String> {
+/// The domains of cluster `cluster` on a lab node, as `virsh` lists them.
+fn domains(lab: &Path, node: u32, cluster: &str) -> Vec<String> {
     let uri = format!(
         "qemu+unix:///system?socket={}/node{node}/sock/libvirt-sock",
         lab.display()
@@ -61,9 +70,22 @@ fn domains(lab: &Path, node: u32) -> Vec<String> {
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("vjob-") && !l.starts_with("vjob-lab"))
+        .filter(|l| l.starts_with(&format!("{cluster}-")))
         .map(String::from)
         .collect()
+}
+
+/// What `virsh domstate` says of a domain on a lab node.
+fn domstate(lab: &Path, node: u32, name: &str) -> String {
+    let uri = format!(
+        "qemu+unix:///system?socket={}/node{node}/sock/libvirt-sock",
+        lab.display()
+    );
+    let o = std::process::Command::new("virsh")
+        .args(["-c", &uri, "domstate", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 fn ticks(text: &str, vm: usize) -> Vec<u64> {
@@ -79,10 +101,12 @@ fn ticks(text: &str, vm: usize) -> Vec<u64> {
 #[test]
 fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, guest)) = lab() else { return };
+    let Some((lab, guest)) = lab("jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up") else {
+        return;
+    };
     let work = std::env::temp_dir().join(format!("vjob-e2e-libvirt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    let c = Cluster::new("libvirt", &config(&lab, &guest, &work.display().to_string()));
+    let c = Cluster::new("libvirt", &config(SWITCHES, &lab, &guest, &work.display().to_string()));
 
     // 1. A vjob prints a line and exits 3: its output and exit code come back.
     let id = c.submit(
@@ -115,7 +139,7 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     let low = c.submit(&c.spec("low.toml", &spec("low", "batch", 2, 1, counter)), &[]);
     let j = c.wait_state(low, "running", SECS(90));
     let first_nodes = Cluster::nodes_of(&j);
-    let console = |vm: usize| work.join("run").join(format!("vjob-{low}-{vm}.console"));
+    let console = |vm: usize| work.join("run").join(format!("{SWITCHES}-{low}-{vm}.console"));
     c.wait(SECS(60), "the counters to tick", || {
         std::fs::read_to_string(console(0)).is_ok_and(|t| ticks(&t, 0).len() >= 4)
     });
@@ -132,7 +156,7 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     });
     for vm in 0..2 {
         assert!(
-            work.join("images").join(format!("vjob-{low}-{vm}.img")).exists(),
+            work.join("images").join(format!("{SWITCHES}-{low}-{vm}.img")).exists(),
             "saved image of VM {vm}"
         );
     }
@@ -162,7 +186,7 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     }
     for vm in 0..2 {
         assert!(
-            !work.join("images").join(format!("vjob-{low}-{vm}.img")).exists(),
+            !work.join("images").join(format!("{SWITCHES}-{low}-{vm}.img")).exists(),
             "image removed after the resume"
         );
     }
@@ -188,7 +212,7 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     c.wait(SECS(60), "the migration", || {
         Cluster::nodes_of(&c.job(long)) == vec![to.to_string()]
     });
-    let console = work.join("run").join(format!("vjob-{long}-0.console"));
+    let console = work.join("run").join(format!("{SWITCHES}-{long}-0.console"));
     let before = ticks(&std::fs::read_to_string(&console).unwrap(), 0).len();
     c.wait(SECS(30), "the guest to tick on after the migration", || {
         ticks(&std::fs::read_to_string(&console).unwrap(), 0).len() > before + 3
@@ -218,8 +242,8 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     c.wait(SECS(60), "the save", || c.job(long)["vms"][0]["state"] == "sleeping");
     c.ok("vdel", &[&long.to_string()]);
     c.wait(SECS(60), "no domain and no image left", || {
-        domains(&lab, 1).is_empty()
-            && domains(&lab, 2).is_empty()
+        domains(&lab, 1, SWITCHES).is_empty()
+            && domains(&lab, 2, SWITCHES).is_empty()
             && std::fs::read_dir(work.join("images"))
                 .map(|d| d.count() == 0)
                 .unwrap_or(true)
@@ -252,19 +276,22 @@ fn lab_sh(args: &[&str]) {
 #[test]
 fn pauses_refusals_restarts_and_node_failures_on_real_nodes() {
     let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, guest)) = lab() else { return };
+    let Some((lab, guest)) = lab("pauses_refusals_restarts_and_node_failures_on_real_nodes") else {
+        return;
+    };
     let work = std::env::temp_dir().join(format!("vjob-e2e-libvirt-fail-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     // Storage not declared shared: libvirt refuses to live-migrate VMs booted from disk images.
     let c = Cluster::new(
         "libvirt-fail",
-        &config(&lab, &guest, &work.display().to_string()).replace("shared_storage = true", "shared_storage = false"),
+        &config(FAILURES, &lab, &guest, &work.display().to_string())
+            .replace("shared_storage = true", "shared_storage = false"),
     );
     let counter = "i=0; while true; do i=$((i+1)); echo \"tick 0 $i\"; sleep 0.5; done";
     let id = c.submit(&c.spec("t.toml", &spec("t", "batch", 1, 1, counter)), &[]);
     let j = c.wait_state(id, "running", SECS(90));
     let first = Cluster::nodes_of(&j)[0].clone();
-    let console = work.join("run").join(format!("vjob-{id}-0.console"));
+    let console = work.join("run").join(format!("{FAILURES}-{id}-0.console"));
     let count = || ticks(&std::fs::read_to_string(&console).unwrap_or_default(), 0).len();
     c.wait(SECS(60), "the guest to tick", || count() >= 3);
 
@@ -285,6 +312,12 @@ fn pauses_refusals_restarts_and_node_failures_on_real_nodes() {
     assert!(
         std::fs::read_dir(work.join("images")).map_or(true, |d| d.count() == 0),
         "nothing saved"
+    );
+    let n = |name: &str| name.trim_start_matches("node").parse::<u32>().unwrap();
+    assert_eq!(
+        domstate(&lab, n(&first), &format!("{FAILURES}-{id}-0")),
+        "paused",
+        "paused by libvirt"
     );
     let frozen = count();
     std::thread::sleep(Duration::from_secs(2));
@@ -347,15 +380,15 @@ fn pauses_refusals_restarts_and_node_failures_on_real_nodes() {
 
     // The node comes back with the stale copy: destroyed, never adopted.
     lab_sh(&["node-start", lab.to_str().unwrap(), &first]);
-    let n = |name: &str| name.trim_start_matches("node").parse::<u32>().unwrap();
     c.wait(SECS(60), "the stale copy to be destroyed", || {
-        c.log().contains("destroying the stale copy of a requeued VM") && domains(&lab, n(&first)).is_empty()
+        domains(&lab, n(&first), FAILURES).is_empty()
+            && !c.ok("vstat", &["-f", &id.to_string()]).contains("stale_copies")
     });
-    assert_eq!(domains(&lab, n(other)), vec![format!("vjob-{id}-0")]);
+    assert_eq!(domains(&lab, n(other), FAILURES), vec![format!("{FAILURES}-{id}-0")]);
     assert_eq!(c.state(id), "running");
     c.ok("vdel", &[&id.to_string()]);
     c.wait(SECS(60), "no domain left", || {
-        domains(&lab, 1).is_empty() && domains(&lab, 2).is_empty()
+        domains(&lab, 1, FAILURES).is_empty() && domains(&lab, 2, FAILURES).is_empty()
     });
     drop(c);
     let _ = std::fs::remove_dir_all(&work);

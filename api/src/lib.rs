@@ -85,6 +85,9 @@ pub enum Op {
     /// Anyone: what the scheduler would do now, as a planner instance in BtrPlace's format
     /// (the current configuration and the constraints the policy's decision adds).
     Snapshot,
+    /// Anyone: the server's status: its cluster, how many decision rounds and node reports it
+    /// has taken, its nodes and jobs in numbers.
+    Status,
 }
 
 /// A submission: the spec file's text, as read by the client, plus command-line overrides.
@@ -227,6 +230,10 @@ pub struct JobDetail {
     pub output: Option<String>,
     pub spec_file: String,
     pub events: Vec<JobEvent>,
+    /// Copies of its VMs left on nodes that were lost, to be destroyed there once they answer:
+    /// `VM on NODE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_copies: Vec<String>,
 }
 
 /// Something that happened to a job.
@@ -270,6 +277,11 @@ pub struct NodeInfo {
     pub cpus_used: u32,
     pub memory_used: u64,
     pub vms: Vec<String>,
+    /// VMs on the node that are not this cluster's (another cluster's, or stale copies of its
+    /// own left by a lost node): load it plans around, and never touches but to destroy its own
+    /// stale copies. Their use is in `cpus_used` and `memory_used`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_vms: Vec<String>,
 }
 
 /// A queue's settings; in [`Op::QueueSet`], absent fields are left unchanged.
@@ -345,6 +357,28 @@ pub enum Reply {
     Snapshot {
         instance: serde_json::Value,
     },
+    Status(ServerStatus),
+}
+
+/// What `vstat -B` shows: the server and its counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub version: String,
+    /// The cluster's name (it prefixes its VMs' names).
+    pub cluster: String,
+    pub backend: String,
+    /// Decision rounds taken since the daemon started: each consulted the policy on the state
+    /// of its time. A change committed before a status answer is seen by every round counted
+    /// after it.
+    pub rounds: u64,
+    /// Node reports taken in since the daemon started.
+    pub observations: u64,
+    /// A plan is being carried out.
+    pub busy: bool,
+    pub nodes_up: u32,
+    pub nodes_down: u32,
+    /// Jobs by state (queued, running, ...), active ones only.
+    pub jobs: std::collections::BTreeMap<String, u32>,
 }
 
 /// What kind of refusal an error is; commands map it to an exit code.

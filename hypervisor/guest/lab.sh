@@ -19,9 +19,33 @@ install() {
     return 0
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  local utils
+  utils=$(qemu_utils_package)
+  # --allow-downgrades: a qemu-utils newer than the QEMU that apt can install (from a backports
+  # repository no longer listed) is replaced by the one of QEMU's own version.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
     libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients libvirt-dev \
-    pkg-config busybox-static tini iproute2 util-linux qemu-utils e2fsprogs >/dev/null
+    pkg-config busybox-static tini iproute2 util-linux "$utils" e2fsprogs >/dev/null
+}
+
+# qemu-utils and qemu-system-x86 are built from one source and refuse to sit beside each other
+# at different versions (qemu-utils 8+ breaks qemu-system-common 7.x). Prints the qemu-utils to
+# install: the version of the QEMU that is installed (or would be), when apt has that version
+# and another is installed; plain `qemu-utils` otherwise.
+qemu_utils_package() {
+  local system utils
+  if dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q 'ok installed'; then
+    system=$(dpkg-query -W -f='${Version}' qemu-system-x86)
+  else
+    system=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+  fi
+  utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+  if [ -n "$system" ] && [ "$system" != "(none)" ] && [ -n "$utils" ] && [ "$utils" != "$system" ] \
+     && apt-cache madison qemu-utils | awk -F'|' '{gsub(/ /, "", $2); print $2}' | grep -qxF "$system"; then
+    echo "qemu-utils=$system"
+  else
+    echo qemu-utils
+  fi
 }
 
 node_up() { # DIR NAME IP

@@ -557,12 +557,31 @@ impl Hypervisor for LibvirtNode {
             Err(HvError::NoSuchVm { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let xml = dom.xml_desc(0).unwrap_or_default();
-        if dom.is_active().unwrap_or(false) {
-            dom.destroy().map_err(|e| err(&self.name, vm, "destroy", e))?;
+        // Undefined meanwhile: gone, as asked. Any other failure is the node's, and reported:
+        // a destroy that did not happen must not read as done.
+        let gone = |e: &virt::error::Error| e.code().is(virt::error::ErrorNumber::NoDomain);
+        let xml = match dom.xml_desc(0) {
+            Ok(x) => x,
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(err(&self.name, vm, "destroy", e)),
+        };
+        match dom.is_active() {
+            Ok(true) => match dom.destroy() {
+                Err(e) if !gone(&e) => return Err(err(&self.name, vm, "destroy", e)),
+                _ => {}
+            },
+            Ok(false) => {}
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(err(&self.name, vm, "destroy", e)),
         }
-        if dom.is_persistent().unwrap_or(false) {
-            dom.undefine().map_err(|e| err(&self.name, vm, "undefine", e))?;
+        match dom.is_persistent() {
+            Ok(true) => match dom.undefine() {
+                Err(e) if !gone(&e) => return Err(err(&self.name, vm, "undefine", e)),
+                _ => {}
+            },
+            Ok(false) => {}
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(err(&self.name, vm, "undefine", e)),
         }
         self.remove_boot_dirs(&xml);
         Ok(())

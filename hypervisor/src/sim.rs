@@ -135,13 +135,17 @@ impl SimVm {
 impl SimState {
     /// Applies every event (guest end, end of a pending operation) that happened up to `now`, in
     /// time order per VM. Saved images are written here, so a save finished while the process was
-    /// down is found written afterwards.
-    fn settle(&mut self, now: u64) {
+    /// down is found written afterwards. Returns whether anything happened.
+    fn settle(&mut self, now: u64) -> bool {
         let names: Vec<String> = self.vms.keys().cloned().collect();
+        let mut changed = false;
         for name in names {
             while let Some(vm) = self.vms.get_mut(&name) {
                 let guest_end = vm.guest_end().filter(|&t| t <= now);
                 let op_end = vm.op.as_ref().map(|o| o.done_at()).filter(|&t| t <= now);
+                if guest_end.is_some() || op_end.is_some() {
+                    changed = true;
+                }
                 match (guest_end, op_end) {
                     (None, None) => break,
                     (Some(g), o) if o.is_none_or(|o| g < o) => {
@@ -187,6 +191,7 @@ impl SimState {
                 }
             }
         }
+        changed
     }
 
     fn used(&self, node: &str) -> (u32, u64, u32) {
@@ -246,12 +251,96 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 struct Shared {
-    state: Mutex<SimState>,
+    state: Mutex<Cached>,
     state_file: PathBuf,
+    /// Held (flock) while a caller works on the state, by every process sharing the directory.
+    lock_file: PathBuf,
     durations: DurationModel,
 }
 
+/// The state as this process last read or wrote it, and which version of the file that was.
+struct Cached {
+    state: SimState,
+    seen: Option<FileVersion>,
+}
+
+/// What tells one write of the state file from another: it is replaced (a new inode) on every
+/// write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn file_version(path: &Path) -> std::io::Result<Option<FileVersion>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(FileVersion {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_state(path: &Path) -> std::io::Result<SimState> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: not a simulated cluster state ({e}); move it away to start afresh",
+                    path.display()
+                ),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SimState::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Exclusive use of the simulated cluster's state: this process's lock, the directory's file
+/// lock (so that several daemons can share the simulated nodes), and the state read afresh if
+/// another process changed it.
+struct SimGuard<'a> {
+    cached: MutexGuard<'a, Cached>,
+    state_file: &'a Path,
+    _flock: Option<std::fs::File>,
+}
+
+impl std::ops::Deref for SimGuard<'_> {
+    type Target = SimState;
+    fn deref(&self) -> &SimState {
+        &self.cached.state
+    }
+}
+
+impl std::ops::DerefMut for SimGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SimState {
+        &mut self.cached.state
+    }
+}
+
+impl SimGuard<'_> {
+    /// Writes the state for the next call, in this process or another.
+    fn persist(&mut self) {
+        let bytes = serde_json::to_vec(&self.cached.state).expect("sim state serializes");
+        match write_atomically(self.state_file, &bytes) {
+            Ok(()) => self.cached.seen = file_version(self.state_file).ok().flatten(),
+            Err(e) => {
+                tracing::error!(file = %self.state_file.display(), error = %e, "cannot persist the simulated cluster")
+            }
+        }
+    }
+}
+
 /// The simulated cluster: owns the state of all nodes; hands out one [`SimNode`] per node.
+///
+/// Its state lives in a directory; processes that open the same directory share the nodes (each
+/// call takes a file lock and reads what the others wrote), as clusters sharing hosts do.
 #[derive(Clone)]
 pub struct SimCluster {
     shared: Arc<Shared>,
@@ -263,22 +352,21 @@ impl SimCluster {
     pub fn open(dir: &Path, nodes: &[SimNodeConfig], durations: DurationModel) -> std::io::Result<SimCluster> {
         std::fs::create_dir_all(dir)?;
         let state_file = dir.join("sim-cluster.json");
-        let mut state: SimState = match std::fs::read(&state_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: not a simulated cluster state ({e}); move it away to start afresh",
-                        state_file.display()
-                    ),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
-            Err(e) => return Err(e),
+        let cluster = SimCluster {
+            shared: Arc::new(Shared {
+                state: Mutex::new(Cached {
+                    state: SimState::default(),
+                    seen: None,
+                }),
+                lock_file: dir.join("sim-cluster.lock"),
+                state_file,
+                durations,
+            }),
         };
+        let mut st = cluster.try_lock()?;
         for n in nodes {
-            let up = state.nodes.get(&n.name).map(|s| s.up).unwrap_or(true);
-            state.nodes.insert(
+            let up = st.nodes.get(&n.name).map(|s| s.up).unwrap_or(true);
+            st.nodes.insert(
                 n.name.clone(),
                 SimNodeState {
                     vcpus: n.vcpus,
@@ -287,16 +375,8 @@ impl SimCluster {
                 },
             );
         }
-        let cluster = SimCluster {
-            shared: Arc::new(Shared {
-                state: Mutex::new(state),
-                state_file,
-                durations,
-            }),
-        };
-        let guard = cluster.lock();
-        cluster.persist(&guard);
-        drop(guard);
+        st.persist();
+        drop(st);
         Ok(cluster)
     }
 
@@ -321,7 +401,7 @@ impl SimCluster {
             .get_mut(name)
             .ok_or_else(|| HvError::NoSuchNode(name.to_string()))?
             .up = up;
-        self.persist(&st);
+        st.persist();
         Ok(())
     }
 
@@ -338,23 +418,58 @@ impl SimCluster {
         &self.shared.durations
     }
 
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        // A panic in another caller leaves consistent records (each change is a single assignment
-        // sequence under the lock), so a poisoned lock is still usable.
-        let mut st = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        st.settle(now_ms());
-        st
+    /// [`SimCluster::try_lock`], going on with what this process knows when the shared files
+    /// cannot be read (said in the log).
+    fn lock(&self) -> SimGuard<'_> {
+        match self.try_lock() {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(dir = %self.shared.state_file.display(), error = %e, "cannot read the shared simulated cluster; going on with this process's copy");
+                let mut g = SimGuard {
+                    cached: self.cached(),
+                    state_file: &self.shared.state_file,
+                    _flock: None,
+                };
+                g.settle(now_ms());
+                g
+            }
+        }
     }
 
-    fn persist(&self, st: &SimState) {
-        let bytes = serde_json::to_vec(st).expect("sim state serializes");
-        if let Err(e) = write_atomically(&self.shared.state_file, &bytes) {
-            tracing::error!(file = %self.shared.state_file.display(), error = %e, "cannot persist the simulated cluster");
+    fn cached(&self) -> MutexGuard<'_, Cached> {
+        // A panic in another caller leaves consistent records (each change is a single assignment
+        // sequence under the lock), so a poisoned lock is still usable.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the state for one call: locks it, reads it again if another process wrote it since,
+    /// and settles it up to now (written back if that changed it, so that every process sees
+    /// the same events happen once).
+    fn try_lock(&self) -> std::io::Result<SimGuard<'_>> {
+        let cached = self.cached();
+        let flock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.shared.lock_file)?;
+        flock.lock()?;
+        let mut g = SimGuard {
+            cached,
+            state_file: &self.shared.state_file,
+            _flock: Some(flock),
+        };
+        let version = file_version(&self.shared.state_file)?;
+        if version.is_none() || version != g.cached.seen {
+            g.cached.state = read_state(&self.shared.state_file)?;
+            g.cached.seen = version;
         }
+        if g.settle(now_ms()) {
+            g.persist();
+        }
+        Ok(g)
     }
 }
 
@@ -383,7 +498,7 @@ fn state_name(vm: &SimVm) -> String {
 }
 
 impl SimNode {
-    fn locked(&self) -> Result<MutexGuard<'_, SimState>, HvError> {
+    fn locked(&self) -> Result<SimGuard<'_>, HvError> {
         let st = self.cluster.lock();
         match st.nodes.get(&self.name) {
             Some(n) if self.cluster.reachable(&self.name, n.up) => Ok(st),
@@ -425,9 +540,9 @@ impl SimNode {
         expect: impl Fn(Option<&SimVm>) -> bool,
     ) -> Result<(), HvError> {
         sleep_until(done_at);
-        let st = self.cluster.lock();
+        let mut st = self.cluster.lock();
         let ok = expect(st.vms.get(vm));
-        self.cluster.persist(&st);
+        st.persist();
         if ok {
             Ok(())
         } else {
@@ -476,7 +591,7 @@ impl SimNode {
                 op: Some(PendingOp::Starting { done_at, paused }),
             },
         );
-        self.cluster.persist(&st);
+        st.persist();
         Ok(done_at)
     }
 }
@@ -515,7 +630,7 @@ impl Hypervisor for SimNode {
                 })
             }
         }
-        self.cluster.persist(&st);
+        st.persist();
         drop(st);
         std::thread::sleep(Duration::from_millis(self.cluster.durations().pause()));
         Ok(())
@@ -544,7 +659,7 @@ impl Hypervisor for SimNode {
                 })
             }
         }
-        self.cluster.persist(&st);
+        st.persist();
         drop(st);
         std::thread::sleep(Duration::from_millis(self.cluster.durations().pause()));
         Ok(())
@@ -575,7 +690,7 @@ impl Hypervisor for SimNode {
             done_at,
             image: image.to_path_buf(),
         });
-        self.cluster.persist(&st);
+        st.persist();
         drop(st);
         self.wait(vm, done_at, "save", |v| v.is_none())
     }
@@ -634,7 +749,7 @@ impl Hypervisor for SimNode {
             done_at,
             to: target.into(),
         });
-        self.cluster.persist(&st);
+        st.persist();
         drop(st);
         let target = target.to_string();
         self.wait(vm, done_at, "migrate", |v| v.is_some_and(|v| v.node == target))
@@ -649,7 +764,7 @@ impl Hypervisor for SimNode {
         };
         if let Some(key) = key {
             st.vms.remove(&key);
-            self.cluster.persist(&st);
+            st.persist();
             drop(st);
             std::thread::sleep(Duration::from_millis(self.cluster.durations().destroy(0)));
         }
@@ -818,7 +933,7 @@ mod tests {
                 done_at: now_ms() + 30,
                 image: dir.join("gone.img"),
             });
-            c.persist(&st);
+            st.persist();
         }
         std::thread::sleep(Duration::from_millis(50));
         let c = cluster(&dir);
@@ -850,5 +965,21 @@ mod tests {
         assert_eq!((names(&a), names(&b)), (vec!["v".to_string()], vec!["v".to_string()]));
         a.destroy("v").unwrap();
         assert_eq!((names(&a), names(&b)), (vec![], vec!["v".to_string()]));
+    }
+
+    #[test]
+    fn two_openings_of_one_directory_share_the_nodes() {
+        let dir = tmpdir("shared");
+        let (one, two) = (cluster(&dir), cluster(&dir));
+        let (a1, a2) = (one.node("a").unwrap(), two.node("a").unwrap());
+        a1.start(&spec("mine", 3, None), false).unwrap();
+        assert_eq!(a2.list().unwrap().len(), 1, "the other opening sees the VM");
+        let err = a2.start(&spec("theirs", 2, None), false).unwrap_err();
+        assert!(matches!(err, HvError::NoRoom { resource: "vcpus", .. }), "{err}");
+        a2.start(&spec("theirs", 1, None), false).unwrap();
+        let names = |n: &SimNode| n.list().unwrap().into_iter().map(|d| d.name).collect::<Vec<_>>();
+        assert_eq!(names(&a1), vec!["mine", "theirs"]);
+        a1.destroy("mine").unwrap();
+        assert_eq!(names(&a2), vec!["theirs"]);
     }
 }

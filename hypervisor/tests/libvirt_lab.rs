@@ -1,7 +1,7 @@
 //! The libvirt backend against real libvirtd nodes running TCG guests: the lab made by
 //! `hypervisor/guest/lab.sh up DIR 2` and the guest built by `hypervisor/guest/build.sh`.
 //! Runs when `VJOB_LAB` names the lab directory and `VJOB_GUEST` the guest directory (as the
-//! test suite's script sets them); skipped, saying so, otherwise.
+//! test suite's script sets them); otherwise skipped and recorded, or failed under CI.
 #![cfg(feature = "libvirt")]
 
 use std::path::{Path, PathBuf};
@@ -11,12 +11,19 @@ use std::time::{Duration, Instant};
 use vjob_hypervisor::libvirt::{GuestImage, LibvirtNode, LibvirtSettings};
 use vjob_hypervisor::{DomainState, GuestSpec, Hypervisor, VmSpec};
 
-fn lab() -> Option<(PathBuf, PathBuf)> {
-    let (Some(lab), Some(guest)) = (std::env::var_os("VJOB_LAB"), std::env::var_os("VJOB_GUEST")) else {
-        eprintln!("skipped: set VJOB_LAB and VJOB_GUEST (see tests/run-all.sh) to run against real libvirtd nodes");
-        return None;
-    };
-    Some((PathBuf::from(lab), PathBuf::from(guest)))
+#[path = "../../tests/common/prerequisite.rs"]
+mod prerequisite;
+
+/// The lab and the guest, or `None` (the test is skipped; under CI it fails) when either is
+/// missing.
+fn lab(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match prerequisite::libvirt_lab() {
+        Ok(found) => Some(found),
+        Err(what) => {
+            prerequisite::missing(test, &what);
+            None
+        }
+    }
 }
 
 fn nodes(lab: &Path, guest: &Path, run: &Path) -> (LibvirtNode, LibvirtNode) {
@@ -89,7 +96,9 @@ fn wait(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_guest_runs_its_script_and_ends_with_its_exit_code() {
-    let Some((lab, guest)) = lab() else { return };
+    let Some((lab, guest)) = lab("a_guest_runs_its_script_and_ends_with_its_exit_code") else {
+        return;
+    };
     let run = lab.join("run-exit");
     let (a, _) = nodes(&lab, &guest, &run);
     let vm = "vjob-lab-exit";
@@ -107,7 +116,9 @@ fn a_guest_runs_its_script_and_ends_with_its_exit_code() {
 
 #[test]
 fn save_on_one_node_restore_on_the_other_and_migrate_back_keep_the_guest_going() {
-    let Some((lab, guest)) = lab() else { return };
+    let Some((lab, guest)) = lab("save_on_one_node_restore_on_the_other_and_migrate_back_keep_the_guest_going") else {
+        return;
+    };
     let run = lab.join("run-move");
     let (a, b) = nodes(&lab, &guest, &run);
     let vm = "vjob-lab-move";
@@ -161,7 +172,9 @@ fn save_on_one_node_restore_on_the_other_and_migrate_back_keep_the_guest_going()
 
 #[test]
 fn disk_images_boot_through_private_overlays_and_get_their_job_from_a_seed() {
-    let Some((lab, guest)) = lab() else { return };
+    let Some((lab, guest)) = lab("disk_images_boot_through_private_overlays_and_get_their_job_from_a_seed") else {
+        return;
+    };
     let run = lab.join("run-disk");
     let (a, b) = nodes(&lab, &guest, &run);
     let base = guest.join("disk.qcow2");

@@ -16,6 +16,9 @@ use crate::units::{parse_bandwidth, parse_duration_ms, parse_size};
 /// A validated cluster configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The cluster's name: it prefixes the names of its VMs (`NAME-JOB-INDEX`), so that several
+    /// clusters (or test daemons) sharing nodes never take each other's VMs for their own.
+    pub cluster: String,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
     /// User names with every right.
@@ -42,6 +45,9 @@ pub struct HypervisorConfig {
     /// recognizes NFS, GlusterFS, Ceph, ...; not several nodes on one host): live migration of
     /// VMs booted from disk images goes ahead.
     pub shared_storage: bool,
+    /// sim: where the simulated nodes keep their state. Daemons given the same directory share
+    /// the nodes, as clusters sharing hosts do.
+    pub sim_dir: PathBuf,
     pub durations: DurationModel,
 }
 
@@ -105,6 +111,10 @@ pub struct SchedulerConfig {
     /// A vjob whose walltime is at most this long pauses the vjobs it preempts in memory
     /// instead of saving them to disk, when their processors are enough; 0: always save.
     pub short_preemption_ms: u64,
+    /// A hypervisor call not over after this long (or after 5 times its modeled duration, if
+    /// longer) counts as failed, so that one hung call never holds up the loop; the VM stays busy
+    /// until the call returns.
+    pub action_timeout_ms: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -116,6 +126,7 @@ impl Default for SchedulerConfig {
             max_parallel_actions: 32,
             node_timeout_ms: 60_000,
             short_preemption_ms: 0,
+            action_timeout_ms: 120_000,
         }
     }
 }
@@ -123,6 +134,7 @@ impl Default for SchedulerConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    cluster: Option<Spanned<String>>,
     state_dir: Spanned<String>,
     socket: Option<String>,
     #[serde(default)]
@@ -160,6 +172,7 @@ struct RawHypervisor {
     domain_type: Option<Spanned<String>>,
     #[serde(default)]
     shared_storage: bool,
+    sim_dir: Option<String>,
     boot_time: Option<Spanned<String>>,
     destroy_time: Option<Spanned<String>>,
     pause_time: Option<Spanned<String>>,
@@ -202,6 +215,32 @@ struct RawScheduler {
     max_parallel_actions: Option<Spanned<usize>>,
     node_timeout: Option<Spanned<String>>,
     short_preemption: Option<Spanned<String>>,
+    action_timeout: Option<Spanned<String>>,
+}
+
+/// The cluster name of configurations that give none (VM names `vjob-JOB-INDEX`).
+pub const DEFAULT_CLUSTER: &str = "vjob";
+
+/// Checks a cluster name: it starts VM names, so a letter first, then letters, digits, `-`
+/// and `_`, at most 32 characters.
+pub fn check_cluster_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 32 {
+        return Err("a cluster name must be 1 to 32 characters long".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "`{name}` must start with a letter (it starts the names of the cluster's VMs)"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    {
+        return Err(format!(
+            "`{name}` contains `{c}`; cluster names may use letters, digits, `-` and `_`"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a name used in commands and VM names: letters, digits, `-`, `_`, `.`.
@@ -249,6 +288,13 @@ impl Config {
             },
         };
 
+        let cluster = match &raw.cluster {
+            None => DEFAULT_CLUSTER.to_string(),
+            Some(c) => {
+                check_cluster_name(c.get_ref()).map_err(|m| src.at(c, "cluster", m))?;
+                c.get_ref().clone()
+            }
+        };
         let state_dir = PathBuf::from(raw.state_dir.get_ref());
         if !state_dir.is_absolute() {
             return Err(src.at(
@@ -312,6 +358,7 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| state_dir.join("images"));
         let run_dir = hv.run_dir.map(PathBuf::from).unwrap_or_else(|| state_dir.join("run"));
+        let sim_dir = hv.sim_dir.map(PathBuf::from).unwrap_or_else(|| state_dir.join("sim"));
         let domain_type = match &hv.domain_type {
             None => "kvm".to_string(),
             Some(t) if ["kvm", "qemu", "test"].contains(&t.get_ref().as_str()) => t.get_ref().clone(),
@@ -484,6 +531,11 @@ impl Config {
                 "scheduler.short_preemption",
                 scheduler.short_preemption_ms,
             )?;
+            scheduler.action_timeout_ms = duration(
+                &s.action_timeout,
+                "scheduler.action_timeout",
+                scheduler.action_timeout_ms,
+            )?;
             if scheduler.poll_ms == 0 {
                 return Err(src.at(
                     s.poll_interval.as_ref().unwrap(),
@@ -500,6 +552,7 @@ impl Config {
         }
 
         Ok(Config {
+            cluster,
             state_dir,
             socket,
             admins: raw.admins,
@@ -510,6 +563,7 @@ impl Config {
                 run_dir,
                 domain_type,
                 shared_storage: hv.shared_storage,
+                sim_dir,
                 durations,
             },
             nodes,
@@ -586,6 +640,28 @@ priority = 100
         assert!(err(&format!("{base}[hypervisor]\nbackend = \"xen\"\n"))
             .contains("line 7: field hypervisor.backend: unknown backend"));
         assert!(err(&format!("{base}[scheduler]\nquantum = \"soon\"\n")).contains("line 7: field scheduler.quantum"));
+        assert!(err(&format!("cluster = \"9lives\"\n{base}"))
+            .contains("line 1: field cluster: `9lives` must start with a letter"));
+        assert!(err(&format!("cluster = \"a.b\"\n{base}")).contains("field cluster: `a.b` contains `.`"));
+    }
+
+    #[test]
+    fn the_cluster_name_defaults_to_vjob_and_the_sim_nodes_live_in_the_state_dir() {
+        let base = "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n";
+        let c = Config::parse("c.toml", base).unwrap();
+        assert_eq!(
+            (c.cluster.as_str(), c.hypervisor.sim_dir.as_path()),
+            ("vjob", Path::new("/s/sim"))
+        );
+        let c = Config::parse(
+            "c.toml",
+            &format!("cluster = \"east-2\"\n{base}[hypervisor]\nsim_dir = \"/shared\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.cluster.as_str(), c.hypervisor.sim_dir.as_path()),
+            ("east-2", Path::new("/shared"))
+        );
     }
 
     #[cfg(feature = "libvirt")]

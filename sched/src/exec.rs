@@ -6,11 +6,15 @@
 //! succeeded; when a step fails, every step that depends on it is skipped, and the daemon plans
 //! again from what it then observes. Nothing is retried blindly and nothing is left half done
 //! without the next plan knowing it.
+//!
+//! Every call has a deadline. A call not over by then is given up on ([`Executor::overdue`]):
+//! it counts as failed, so the loop goes on, and a fresh worker takes its place; the daemon
+//! keeps its VM busy until the call does return ([`Executor::finished`] says it came late).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use vjob_hypervisor::{HvError, Hypervisor, VmSpec};
@@ -59,6 +63,20 @@ pub enum Op {
 }
 
 impl Op {
+    /// The node the call is made on (`None`: an image removal, made on shared storage).
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Op::Boot { node, .. }
+            | Op::Restore { node, .. }
+            | Op::Pause { node, .. }
+            | Op::Unpause { node, .. }
+            | Op::Save { node, .. }
+            | Op::Migrate { node, .. }
+            | Op::Destroy { node, .. } => Some(node),
+            Op::RemoveImage { .. } => None,
+        }
+    }
+
     /// The VM the call is about.
     pub fn vm(&self) -> &str {
         match self {
@@ -102,43 +120,113 @@ pub type Backends = Arc<HashMap<String, Arc<dyn Hypervisor>>>;
 /// A pool of worker threads making hypervisor calls.
 pub struct Executor {
     tx: Sender<(u64, Op)>,
+    rx: Receiver<(u64, Op)>,
+    done: Sender<OpDone>,
+    backends: Backends,
     next_id: u64,
+    workers: usize,
+    in_flight: HashMap<u64, InFlight>,
 }
+
+/// A call submitted and not returned yet.
+struct InFlight {
+    op: Op,
+    submitted: Instant,
+    deadline: Duration,
+    /// Given up on: reported failed, still running on its worker.
+    abandoned: bool,
+}
+
+/// Most workers started in all, replacements of hung ones included: past that, a hung call
+/// waits for a worker like any other.
+const MAX_WORKERS: usize = 256;
 
 impl Executor {
     /// Starts `threads` workers; results arrive on `done`.
     pub fn start(backends: Backends, threads: usize, done: Sender<OpDone>) -> Executor {
         let (tx, rx) = crossbeam_channel::unbounded::<(u64, Op)>();
-        for i in 0..threads {
-            let rx: Receiver<(u64, Op)> = rx.clone();
-            let done = done.clone();
-            let backends = backends.clone();
-            std::thread::Builder::new()
-                .name(format!("exec-{i}"))
-                .spawn(move || {
-                    for (id, op) in rx {
-                        let t0 = Instant::now();
-                        let result = perform(&backends, &op).map_err(|e| e.to_string());
-                        let millis = t0.elapsed().as_millis() as u64;
-                        if done.send(OpDone { id, op, result, millis }).is_err() {
-                            return;
-                        }
-                    }
-                })
-                .expect("spawn an executor thread");
+        let mut exec = Executor {
+            tx,
+            rx,
+            done,
+            backends,
+            next_id: 1,
+            workers: 0,
+            in_flight: HashMap::new(),
+        };
+        for _ in 0..threads.max(1) {
+            exec.spawn_worker();
         }
-        Executor { tx, next_id: 1 }
+        exec
     }
 
-    /// Queues a call; returns its id.
-    pub fn submit(&mut self, op: Op) -> u64 {
+    fn spawn_worker(&mut self) {
+        let (rx, done, backends) = (self.rx.clone(), self.done.clone(), self.backends.clone());
+        std::thread::Builder::new()
+            .name(format!("exec-{}", self.workers))
+            .spawn(move || {
+                for (id, op) in rx {
+                    let t0 = Instant::now();
+                    let result = perform(&backends, &op).map_err(|e| e.to_string());
+                    let millis = t0.elapsed().as_millis() as u64;
+                    if done.send(OpDone { id, op, result, millis }).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn an executor thread");
+        self.workers += 1;
+    }
+
+    /// Queues a call that must be over within `deadline` of now; returns its id.
+    pub fn submit(&mut self, op: Op, deadline: Duration) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         tracing::debug!(id, op = %op.describe(), "submitting");
+        self.in_flight.insert(
+            id,
+            InFlight {
+                op: op.clone(),
+                submitted: Instant::now(),
+                deadline,
+                abandoned: false,
+            },
+        );
         self.tx
             .send((id, op))
             .expect("executor threads live as long as the daemon");
         id
+    }
+
+    /// Gives up on the calls past their deadlines: each is returned as failed (once), and a
+    /// fresh worker replaces the one it holds.
+    pub fn overdue(&mut self) -> Vec<OpDone> {
+        let mut late = Vec::new();
+        for (&id, f) in self.in_flight.iter_mut() {
+            if !f.abandoned && f.submitted.elapsed() > f.deadline {
+                f.abandoned = true;
+                late.push(OpDone {
+                    id,
+                    op: f.op.clone(),
+                    result: Err(format!(
+                        "no answer after {} s: given up on (the VM stays busy until the call returns)",
+                        f.deadline.as_secs()
+                    )),
+                    millis: f.submitted.elapsed().as_millis() as u64,
+                });
+            }
+        }
+        for _ in &late {
+            if self.workers < MAX_WORKERS {
+                self.spawn_worker();
+            }
+        }
+        late
+    }
+
+    /// Takes note that a call returned; `true` when it had been given up on already.
+    pub fn finished(&mut self, id: u64) -> bool {
+        self.in_flight.remove(&id).is_some_and(|f| f.abandoned)
     }
 }
 
@@ -218,8 +306,9 @@ impl Run {
         }
     }
 
-    /// Starts every step whose dependencies are all done, up to `max_in_flight` at once.
-    pub fn start_ready(&mut self, exec: &mut Executor, max_in_flight: usize) {
+    /// Starts every step whose dependencies are all done, up to `max_in_flight` at once, each
+    /// with the deadline `deadline` gives it.
+    pub fn start_ready(&mut self, exec: &mut Executor, max_in_flight: usize, deadline: impl Fn(&Op) -> Duration) {
         let mut in_flight = self
             .steps
             .iter()
@@ -230,7 +319,7 @@ impl Run {
                 break;
             }
             if self.steps[i].state == StepState::Waiting && self.missing[i] == 0 {
-                let id = exec.submit(self.steps[i].op.clone());
+                let id = exec.submit(self.steps[i].op.clone(), deadline(&self.steps[i].op));
                 self.steps[i].state = StepState::Started(id);
                 self.by_call.insert(id, i);
                 in_flight += 1;
@@ -279,6 +368,15 @@ impl Run {
         self.steps
             .iter()
             .any(|s| matches!(s.state, StepState::Waiting | StepState::Started(_)) && s.op.vm() == vm)
+    }
+
+    /// Whether a VM's copy on `node` has a step not yet over (a migration touches both ends).
+    pub fn touches_at(&self, vm: &str, node: &str) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(s.state, StepState::Waiting | StepState::Started(_))
+                && s.op.vm() == vm
+                && (s.op.node().is_none_or(|n| n == node) || matches!(&s.op, Op::Migrate { to, .. } if to == node))
+        })
     }
 }
 
@@ -371,8 +469,9 @@ mod tests {
             ),
         ]);
         while !run.is_over() {
-            run.start_ready(&mut exec, 8);
+            run.start_ready(&mut exec, 8, |_| Duration::from_secs(60));
             let done = rx.recv().unwrap();
+            assert!(!exec.finished(done.id));
             run.finish(&done);
         }
         let states: Vec<StepState> = run.steps.iter().map(|s| s.state).collect();
@@ -391,5 +490,74 @@ mod tests {
         );
         assert_eq!(run.failures.len(), 1);
         assert!(run.failures[0].contains("boot x on b"), "{:?}", run.failures);
+    }
+
+    /// A node whose calls never return.
+    struct Hung;
+
+    impl Hypervisor for Hung {
+        fn node(&self) -> &str {
+            "hung"
+        }
+        fn migration_target(&self) -> String {
+            "hung".into()
+        }
+        fn start(&self, _: &VmSpec, _: bool) -> Result<(), HvError> {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(())
+        }
+        fn pause(&self, _: &str) -> Result<(), HvError> {
+            unimplemented!("only started")
+        }
+        fn unpause(&self, _: &str) -> Result<(), HvError> {
+            unimplemented!("only started")
+        }
+        fn save(&self, _: &str, _: &Path) -> Result<(), HvError> {
+            unimplemented!("only started")
+        }
+        fn restore(&self, _: &Path, _: bool) -> Result<String, HvError> {
+            unimplemented!("only started")
+        }
+        fn migrate(&self, _: &str, _: &str) -> Result<(), HvError> {
+            unimplemented!("only started")
+        }
+        fn destroy(&self, _: &str) -> Result<(), HvError> {
+            Ok(())
+        }
+        fn list(&self) -> Result<Vec<vjob_hypervisor::DomainInfo>, HvError> {
+            unimplemented!("only started")
+        }
+        fn stats(&self) -> Result<vjob_hypervisor::NodeStats, HvError> {
+            unimplemented!("only started")
+        }
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_given_up_on_and_its_worker_replaced() {
+        let map: HashMap<String, Arc<dyn Hypervisor>> =
+            [("hung".to_string(), Arc::new(Hung) as Arc<dyn Hypervisor>)].into();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut exec = Executor::start(Arc::new(map), 1, tx);
+        let boot = Op::Boot {
+            node: "hung".into(),
+            spec: spec("v"),
+        };
+        let id = exec.submit(boot, Duration::from_millis(50));
+        assert!(exec.overdue().is_empty(), "not before its deadline");
+        std::thread::sleep(Duration::from_millis(80));
+        let late = exec.overdue();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].id, id);
+        assert!(late[0].result.as_ref().unwrap_err().contains("given up on"));
+        assert!(exec.overdue().is_empty(), "given up on once");
+        // The only worker is hung: a fresh one takes the next call.
+        let destroy = Op::Destroy {
+            node: "hung".into(),
+            vm: "w".into(),
+        };
+        let next = exec.submit(destroy, Duration::from_secs(60));
+        let done = rx.recv_timeout(Duration::from_secs(5)).expect("a replacement worker");
+        assert_eq!((done.id, done.result.is_ok()), (next, true));
+        assert!(!exec.finished(next));
     }
 }

@@ -100,21 +100,29 @@ impl std::fmt::Display for TransitionError {
     }
 }
 
-/// The name of VM `index` of job `id`, unique across the cluster.
-pub fn vm_name(id: u64, index: usize) -> String {
-    format!("vjob-{id}-{index}")
+/// The name of VM `index` of job `id` of cluster `cluster`, unique across every cluster that
+/// shares the nodes (the domain name on libvirt).
+pub fn vm_name(cluster: &str, id: u64, index: usize) -> String {
+    format!("{cluster}-{id}-{index}")
 }
 
-/// The job id and VM index encoded in a VM name, if it is one of ours.
-pub fn parse_vm_name(name: &str) -> Option<(u64, usize)> {
-    let rest = name.strip_prefix("vjob-")?;
+/// The job id and VM index encoded in a VM name, if it is one of cluster `cluster`'s. Names of
+/// other clusters never parse: their prefix differs, or what follows it is not exactly two
+/// numbers (`a-1-2-0` is cluster `a-1`'s, not `a`'s).
+pub fn parse_vm_name(cluster: &str, name: &str) -> Option<(u64, usize)> {
+    let rest = name.strip_prefix(cluster)?.strip_prefix('-')?;
     let (id, idx) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(id) || !digits(idx) {
+        return None;
+    }
     Some((id.parse().ok()?, idx.parse().ok()?))
 }
 
 impl Job {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        cluster: &str,
         id: u64,
         user: String,
         uid: u32,
@@ -127,7 +135,7 @@ impl Job {
     ) -> Job {
         let vms = (0..spec.vm.count as usize)
             .map(|i| VmRecord {
-                name: vm_name(id, i),
+                name: vm_name(cluster, id, i),
                 node: None,
                 phase: VmPhase::Ready,
                 exit_code: None,
@@ -314,6 +322,7 @@ impl Job {
                         message: m.clone(),
                     })
                     .collect(),
+                stale_copies: self.stale.iter().map(|(vm, node)| format!("{vm} on {node}")).collect(),
             }),
         }
     }
@@ -365,6 +374,7 @@ mod tests {
     fn job() -> Job {
         let spec = JobSpec::parse("j.toml", "[vm]\ncount = 2\n[run]\nscript = 'x'\n").unwrap();
         Job::new(
+            "vjob",
             7,
             "u".into(),
             1000,
@@ -413,8 +423,13 @@ mod tests {
 
     #[test]
     fn vm_names_round_trip() {
-        assert_eq!(parse_vm_name(&vm_name(12, 3)), Some((12, 3)));
-        assert_eq!(parse_vm_name("other"), None);
+        assert_eq!(parse_vm_name("vjob", &vm_name("vjob", 12, 3)), Some((12, 3)));
+        assert_eq!(parse_vm_name("vjob", "other"), None);
+        // Clusters whose names extend one another never read each other's VMs.
+        assert_eq!(parse_vm_name("a", &vm_name("a-1", 2, 0)), None);
+        assert_eq!(parse_vm_name("a-1", &vm_name("a", 1, 2)), None);
+        assert_eq!(parse_vm_name("a", "a-1-+2"), None);
+        assert_eq!(parse_vm_name("a", "ab-1-2"), None);
         let mut j = job();
         j.vms[0].exit_code = Some(0);
         j.vms[1].exit_code = Some(3);

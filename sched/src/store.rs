@@ -217,6 +217,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let spec = JobSpec::parse("j.toml", "[run]\nscript = 'x'\n").unwrap();
         let mut job = Job::new(
+            "vjob",
             1,
             "u".into(),
             1000,

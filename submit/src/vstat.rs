@@ -1,5 +1,5 @@
 //! `vstat`: shows jobs (a table like qstat, every field with `-f`, JSON with `--json`), nodes
-//! (`-n`) and queues (`-Q`).
+//! (`-n`), queues (`-Q`) and the server (`-B`, as `qstat -B`).
 //!
 //! Without ids, the job list holds active jobs and those that ended within the daemon's
 //! `keep_finished` window; `-x` adds every job that ever ended.
@@ -30,6 +30,9 @@ pub struct Args {
     /// Queues: settings and job counts.
     #[arg(short = 'Q', long = "queues", conflicts_with = "full")]
     pub queues: bool,
+    /// The server: its cluster, decision rounds and node reports taken, nodes and jobs counted.
+    #[arg(short = 'B', long = "server", conflicts_with_all = ["nodes", "queues", "full"])]
+    pub server: bool,
     /// Include jobs that ended long ago.
     #[arg(short = 'x', long = "all")]
     pub all: bool,
@@ -77,6 +80,13 @@ fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
             return Err(ClientError::Io("unexpected answer".into()));
         };
         out(&if args.json { json(&nodes) } else { nodes_table(&nodes) });
+        return Ok(());
+    }
+    if args.server {
+        let Reply::Status(status) = client.call(Op::Status)? else {
+            return Err(ClientError::Io("unexpected answer".into()));
+        };
+        out(&if args.json { json(&status) } else { server_text(&status) });
         return Ok(());
     }
     if args.queues {
@@ -225,6 +235,9 @@ fn full(jobs: &[JobInfo]) -> String {
             if let Some(o) = &d.output {
                 field(&mut s, "output", o.clone());
             }
+            if !d.stale_copies.is_empty() {
+                field(&mut s, "stale_copies", d.stale_copies.join(", "));
+            }
         }
         s.push_str("    vm_list:\n");
         for v in &j.vms {
@@ -264,7 +277,12 @@ pub fn nodes_table(nodes: &[NodeInfo]) -> String {
                 format!("{}/{}", n.cpus_used, n.cpus),
                 format!("{}/{}", size(n.memory_used), size(n.memory)),
                 n.vms.len().to_string(),
-                if n.vms.is_empty() { "-".into() } else { n.vms.join(",") },
+                match (n.vms.is_empty(), n.other_vms.len()) {
+                    (true, 0) => "-".into(),
+                    (false, 0) => n.vms.join(","),
+                    (true, k) => format!("(+{k} not ours)"),
+                    (false, k) => format!("{} (+{k} not ours)", n.vms.join(",")),
+                },
             ]
         })
         .collect();
@@ -295,5 +313,21 @@ pub fn queues_table(queues: &[QueueInfo]) -> String {
             "QUEUE", "PRIO", "ENABLED", "STARTED", "MAX", "MAX/USER", "Q", "R", "S", "H",
         ],
         &rows,
+    )
+}
+
+fn server_text(s: &vjob_api::ServerStatus) -> String {
+    let jobs: Vec<String> = s.jobs.iter().map(|(state, n)| format!("{n} {state}")).collect();
+    format!(
+        "cluster: {}\nversion: {}\nbackend: {}\nnodes: {} up, {} down\njobs: {}\ndecision rounds: {}\nnode reports: {}\nplan running: {}\n",
+        s.cluster,
+        s.version,
+        s.backend,
+        s.nodes_up,
+        s.nodes_down,
+        if jobs.is_empty() { "none active".to_string() } else { jobs.join(", ") },
+        s.rounds,
+        s.observations,
+        if s.busy { "yes" } else { "no" },
     )
 }

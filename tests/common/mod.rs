@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod prerequisite;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -181,6 +183,22 @@ impl Cluster {
             last["state"] == state
         });
         last
+    }
+
+    /// The server's status (`vstat -B --json`).
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.ok("vstat", &["-B", "--json"])).unwrap()
+    }
+
+    /// Waits until the daemon has taken a decision round after everything committed so far and
+    /// carried out what it decided: a check that "nothing happened" after this is meaningful,
+    /// whatever the daemon's speed.
+    pub fn decided_since_now(&self) {
+        let before = self.status()["rounds"].as_u64().unwrap();
+        self.wait(Duration::from_secs(30), "a decision round, carried out", || {
+            let s = self.status();
+            s["rounds"].as_u64().unwrap() > before && s["busy"] == false
+        });
     }
 
     pub fn wait(&self, within: Duration, what: &str, mut cond: impl FnMut() -> bool) {

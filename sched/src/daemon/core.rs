@@ -17,7 +17,7 @@ use vjob_api::{ApiError, JobState, NodeAdminState, Response};
 use vjob_hypervisor::duration::Action;
 use vjob_hypervisor::{DomainInfo, DomainState, DurationModel, GuestSpec, VmSpec};
 
-use super::{Answer, Command, Observation};
+use super::{Answer, Command, NodeAnswer, Observation};
 use crate::config::{Config, NodeConfig};
 use crate::exec::{Backends, Executor, Op, OpDone, Run, Step, StepState};
 use crate::jobs::{parse_vm_name, Job, NodeRecord, Queue, VmPhase};
@@ -61,6 +61,7 @@ pub struct NodeView {
 enum Effect {
     None,
     Arrived { job: u64, vm: usize, node: String },
+    Migrated { job: u64, vm: usize, node: String },
     Saved { job: u64, vm: usize },
     Paused { job: u64, vm: usize },
     Destroyed { job: u64, vm: usize },
@@ -120,12 +121,65 @@ pub struct PlanInput {
     pub vm_refs: Vec<Option<(u64, usize)>>,
 }
 
-/// A cleanup call outside plans (destroying ended or cancelled VMs, removing images, unpausing).
+/// A cleanup call outside plans (destroying ended or cancelled VMs, removing images, unpausing,
+/// destroying stale copies).
 #[derive(Debug, Clone)]
 struct Cleanup {
     job: u64,
     vm: usize,
     gone_after: bool,
+    /// Destroys the stale copy on this node: its record goes once the destroy is confirmed.
+    stale_on: Option<String>,
+}
+
+/// Where a VM's copies were found in one round: (node, what the node says), for every node that
+/// listed one. Names are unique per node only: a copy left on a node that was down may sit beside
+/// the live one elsewhere.
+type Found = HashMap<String, Vec<(String, DomainInfo)>>;
+
+/// The copy of a VM to take for the real one: the one on its recorded node, else a running one,
+/// else any.
+fn pick_copy<'a>(
+    copies: Option<&'a Vec<(String, DomainInfo)>>,
+    recorded: Option<&str>,
+) -> Option<&'a (String, DomainInfo)> {
+    let copies = copies?;
+    copies
+        .iter()
+        .find(|(n, _)| Some(n.as_str()) == recorded)
+        .or_else(|| copies.iter().find(|(_, d)| d.state == DomainState::Running))
+        .or_else(|| copies.first())
+}
+
+/// The memory of the VM a call is about, if it is one of this cluster's jobs'.
+fn op_memory(jobs: &BTreeMap<u64, Job>, cfg: &Config, op: &Op) -> Option<u64> {
+    match op {
+        Op::Boot { spec, .. } => Some(spec.memory),
+        op => parse_vm_name(&cfg.cluster, op.vm())
+            .and_then(|(id, _)| jobs.get(&id))
+            .map(|j| j.spec.vm.memory),
+    }
+}
+
+/// How long a call may take before it is given up on: the configured action timeout, or five
+/// times what the model says it takes, if longer (a large VM's save is slow, not hung).
+fn call_deadline(jobs: &BTreeMap<u64, Job>, cfg: &Config, model: &DurationModel, op: &Op) -> Duration {
+    let memory = op_memory(jobs, cfg, op).unwrap_or(0);
+    let modeled = match op {
+        Op::Boot { .. } => model.boot(memory),
+        Op::Restore { .. } => model.restore(memory),
+        Op::Save { .. } => model.save(memory),
+        Op::Migrate { .. } => model.migrate(memory),
+        Op::Pause { .. } | Op::Unpause { .. } => model.pause(),
+        Op::Destroy { .. } => model.destroy(memory),
+        Op::RemoveImage { .. } => 0,
+    };
+    Duration::from_millis(cfg.scheduler.action_timeout_ms.max(modeled.saturating_mul(5)))
+}
+
+/// The key of a call in flight: the VM and the node it is made on (`""` for image removals).
+fn call_key(op: &Op) -> (String, String) {
+    (op.vm().to_string(), op.node().unwrap_or("").to_string())
 }
 
 pub struct Core {
@@ -146,7 +200,11 @@ pub struct Core {
     /// Jobs being suspended by the current run.
     suspending: BTreeSet<u64>,
     cleanups: HashMap<u64, Cleanup>,
-    busy: HashSet<String>,
+    /// Cleanup calls in flight, by (VM, node).
+    busy: HashSet<(String, String)>,
+    /// Calls given up on past their deadline and not returned yet, by (VM, node): their VMs
+    /// are busy.
+    hung: HashSet<(String, String)>,
     changed_at: HashMap<String, Instant>,
     pub(super) dirty_jobs: BTreeSet<u64>,
     pub(super) dirty_queues: BTreeSet<String>,
@@ -165,6 +223,10 @@ pub struct Core {
     /// The action durations the planner uses: the configured model, corrected by every action
     /// measured on the nodes since (kept across restarts while the configured model is unchanged).
     pub(super) durations: LearnedDurations,
+    /// Decision rounds taken (the policy consulted) since the daemon started.
+    pub(super) rounds: u64,
+    /// Node reports taken in since the daemon started.
+    pub(super) observations: u64,
 }
 
 /// Action durations learned from measurements, and the configured model they started from.
@@ -300,6 +362,7 @@ impl Core {
             suspending: BTreeSet::new(),
             cleanups: HashMap::new(),
             busy: HashSet::new(),
+            hung: HashSet::new(),
             changed_at: HashMap::new(),
             dirty_jobs: BTreeSet::new(),
             dirty_queues,
@@ -313,6 +376,8 @@ impl Core {
             orphans_reported: HashSet::new(),
             json_cache: HashMap::new(),
             durations,
+            rounds: 0,
+            observations: 0,
         };
         // Adopt what runs before deciding anything.
         core.reconcile(first);
@@ -359,6 +424,7 @@ impl Core {
                 },
                 default(tick) => {}
             }
+            self.give_up_overdue_calls();
             self.maybe_decide();
             if let Err(e) = self.flush() {
                 tracing::error!(error = %e, "cannot write the state; will retry");
@@ -469,32 +535,70 @@ impl Core {
         self.node_index.get(name).copied()
     }
 
-    /// Whether a VM has a call in flight.
+    /// Whether a plan is being carried out.
+    pub(super) fn plan_running(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// Whether a VM has a call in flight, on any node.
     fn is_busy(&self, vm: &str) -> bool {
-        self.busy.contains(vm) || self.run.as_ref().is_some_and(|(r, _, _)| r.touches(vm))
+        self.busy.iter().chain(&self.hung).any(|(v, _)| v == vm)
+            || self.run.as_ref().is_some_and(|(r, _, _)| r.touches(vm))
+    }
+
+    /// Whether a VM's copy on `node` has a call in flight.
+    fn is_busy_at(&self, vm: &str, node: &str) -> bool {
+        let key = (vm.to_string(), node.to_string());
+        self.busy.contains(&key)
+            || self.hung.contains(&key)
+            || self.hung.contains(&(vm.to_string(), String::new()))
+            || self.run.as_ref().is_some_and(|(r, _, _)| r.touches_at(vm, node))
     }
 
     // ----- results of hypervisor calls -----
 
+    /// Gives up on the calls past their deadlines: each fails as if the node had refused it,
+    /// and its VM stays busy until the call returns.
+    fn give_up_overdue_calls(&mut self) {
+        for d in self.exec.overdue() {
+            tracing::warn!(op = %d.op.describe(), ms = d.millis, "hypervisor call past its deadline: given up on");
+            self.hung.insert(call_key(&d.op));
+            self.take_result(d);
+        }
+    }
+
+    /// A call returned.
     fn on_done(&mut self, d: OpDone) {
+        if self.exec.finished(d.id) {
+            // Given up on earlier: it already counted as failed; what it did, the next listing
+            // shows.
+            tracing::warn!(op = %d.op.describe(), ms = d.millis, result = ?d.result, "a call given up on returned");
+            self.changed_at.insert(d.op.vm().to_string(), Instant::now());
+            self.hung.remove(&call_key(&d.op));
+            self.need_decision = true;
+            return;
+        }
+        self.take_result(d);
+    }
+
+    /// Takes in a call's outcome: the records, the run it belongs to, what it measured.
+    fn take_result(&mut self, d: OpDone) {
         let vm = d.op.vm().to_string();
         self.changed_at.insert(vm.clone(), Instant::now());
         if let Err(e) = &d.result {
             tracing::warn!(op = %d.op.describe(), error = %e, "hypervisor call failed");
         } else {
             tracing::debug!(op = %d.op.describe(), ms = d.millis, "hypervisor call done");
-            let memory = match &d.op {
-                Op::Boot { spec, .. } => Some(spec.memory),
-                op => parse_vm_name(op.vm())
-                    .and_then(|(id, _)| self.jobs.get(&id))
-                    .map(|j| j.spec.vm.memory),
-            };
+            let memory = op_memory(&self.jobs, &self.cfg, &d.op);
             if let Some(memory) = memory {
                 self.durations.observe(&d.op, memory, d.millis);
             }
         }
         if let Some(c) = self.cleanups.remove(&d.id) {
-            self.busy.remove(&vm);
+            self.busy.remove(&call_key(&d.op));
+            if let (Ok(()), Some(node)) = (&d.result, &c.stale_on) {
+                self.forget_stale_copy(c.job, &vm, node);
+            }
             if d.result.is_ok() && c.gone_after {
                 if let Some(job) = self.jobs.get_mut(&c.job) {
                     if let Some(v) = job.vms.get_mut(c.vm) {
@@ -517,7 +621,8 @@ impl Core {
         }
         let max = self.cfg.scheduler.max_parallel_actions;
         let (run, _, _) = self.run.as_mut().expect("checked above");
-        run.start_ready(&mut self.exec, max);
+        let (jobs, cfg, model) = (&self.jobs, &self.cfg, &self.durations.learned);
+        run.start_ready(&mut self.exec, max, |op| call_deadline(jobs, cfg, model, op));
         if run.is_over() {
             self.end_run();
         }
@@ -527,6 +632,7 @@ impl Core {
         let (job, vm) = match &effect {
             Effect::None => return,
             Effect::Arrived { job, vm, .. }
+            | Effect::Migrated { job, vm, .. }
             | Effect::Saved { job, vm }
             | Effect::Paused { job, vm }
             | Effect::Destroyed { job, vm } => (*job, *vm),
@@ -537,6 +643,16 @@ impl Core {
             Effect::Arrived { node, .. } => {
                 v.phase = VmPhase::Running;
                 v.node = Some(node);
+            }
+            Effect::Migrated { node, .. } => {
+                let msg = format!(
+                    "VM {} migrated live from {} to {node}",
+                    v.name,
+                    v.node.as_deref().unwrap_or("?")
+                );
+                v.phase = VmPhase::Running;
+                v.node = Some(node);
+                j.event(now_ms(), msg);
             }
             Effect::Saved { .. } => v.phase = VmPhase::Sleeping,
             Effect::Paused { .. } => v.phase = VmPhase::Paused,
@@ -601,49 +717,23 @@ impl Core {
     /// Brings the records in line with what the nodes report.
     pub(super) fn reconcile(&mut self, obs: Observation) {
         let now = now_ms();
-        let mut found: HashMap<String, (String, DomainInfo)> = HashMap::new();
-        let mut listed: HashSet<String> = HashSet::new();
-        // Copies of requeued jobs' VMs on nodes that were down: never taken for the real ones.
-        let stale: HashSet<(String, String)> = self
-            .active
-            .iter()
-            .filter_map(|id| self.jobs.get(id))
-            .flat_map(|j| j.stale.iter().cloned())
-            .collect();
-        let mut stale_found: HashSet<(String, String)> = HashSet::new();
-        for (node, result) in obs.nodes {
-            let Some(view) = self.nodes.iter_mut().find(|n| n.cfg.name == node) else {
-                continue;
-            };
-            match result {
-                Ok(domains) => {
-                    if !view.up {
-                        tracing::info!(node = %node, "node answers again");
-                    }
-                    view.up = true;
-                    view.down_since = None;
-                    for d in &domains {
-                        let key = (d.name.clone(), node.clone());
-                        if stale.contains(&key) {
-                            stale_found.insert(key);
-                        } else {
-                            found.insert(d.name.clone(), (node.clone(), d.clone()));
-                        }
-                    }
-                    view.domains = domains;
-                    listed.insert(node);
-                }
-                Err(e) => {
-                    if view.up {
-                        tracing::warn!(node = %node, error = %e, "node does not answer; no new VMs go there");
-                    }
-                    view.up = false;
-                    view.down_since.get_or_insert_with(Instant::now);
+        self.observations += 1;
+        let listed = self.take_reports(obs.nodes);
+        self.requeue_from_lost_nodes(now);
+        // Copies of requeued jobs' VMs left on nodes: never taken for the real ones.
+        let stale = self.stale_copies();
+        let mut found: Found = HashMap::new();
+        for view in self.nodes.iter().filter(|n| listed.contains(&n.cfg.name)) {
+            for d in &view.domains {
+                if !stale.contains(&(d.name.clone(), view.cfg.name.clone())) {
+                    found
+                        .entry(d.name.clone())
+                        .or_default()
+                        .push((view.cfg.name.clone(), d.clone()));
                 }
             }
         }
-        self.requeue_from_lost_nodes(now, &found);
-        self.destroy_stale_copies(&listed, &stale_found);
+        self.destroy_stale_copies(&listed);
         let all_listed = listed.len() == self.nodes.len();
         let active: Vec<u64> = self.active.iter().copied().collect();
         let mut ours: HashSet<String> = HashSet::new();
@@ -664,13 +754,10 @@ impl Core {
             let mut changed = false;
             for (i, v) in job.vms.iter_mut().enumerate() {
                 ours.insert(v.name.clone());
-                if self.busy.contains(&v.name)
-                    || self.run.as_ref().is_some_and(|(r, _, _)| r.touches(&v.name))
-                    || self.changed_at.get(&v.name).is_some_and(|t| *t > obs.started)
-                {
+                if self.is_busy(&v.name) || self.changed_at.get(&v.name).is_some_and(|t| *t > obs.started) {
                     continue;
                 }
-                let here = found.get(&v.name);
+                let here = pick_copy(found.get(&v.name), v.node.as_deref());
                 let recorded_node_listed = v.node.as_ref().is_none_or(|n| listed.contains(n));
                 let image = self.image_path(&v.name);
                 if final_state {
@@ -844,16 +931,19 @@ impl Core {
                 self.active.remove(&id);
             }
         }
-        // Domains that belong to no active job.
-        for (name, (node, _)) in &found {
+        // Domains that belong to no active job: those of this cluster's finished jobs go; any
+        // other (another cluster's, or no cluster's) is never touched.
+        for (name, node) in found
+            .iter()
+            .flat_map(|(name, copies)| copies.iter().map(move |(n, _)| (name, n)))
+        {
             if ours.contains(name) || self.orphans_reported.contains(name) {
                 continue;
             }
-            let owner = parse_vm_name(name).and_then(|(id, _)| self.jobs.get(&id));
-            match owner {
-                Some(job) if job.state.is_final() => {
-                    let (id, idx) = parse_vm_name(name).expect("parsed above");
-                    if !self.is_busy(name) {
+            let parsed = parse_vm_name(&self.cfg.cluster, name);
+            match parsed.filter(|(id, _)| self.jobs.get(id).is_some_and(|j| j.state.is_final())) {
+                Some((id, idx)) => {
+                    if !self.is_busy_at(name, node) {
                         self.start_cleanup(
                             id,
                             idx,
@@ -865,8 +955,12 @@ impl Core {
                         );
                     }
                 }
-                _ => {
-                    tracing::warn!(vm = %name, node = %node, "orphan VM: it belongs to no job of this daemon; left alone");
+                None if parsed.is_some() => {
+                    tracing::warn!(vm = %name, node = %node, "orphan VM: named like this cluster's, but of no job it knows; left alone");
+                    self.orphans_reported.insert(name.clone());
+                }
+                None => {
+                    tracing::debug!(vm = %name, node = %node, "a VM of another cluster (or none): counted as load, left alone");
                     self.orphans_reported.insert(name.clone());
                 }
             }
@@ -875,16 +969,63 @@ impl Core {
         self.need_decision = true;
     }
 
+    /// Every stale copy of the active jobs' VMs: (VM, node).
+    pub(super) fn stale_copies(&self) -> HashSet<(String, String)> {
+        self.active
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .flat_map(|j| j.stale.iter().cloned())
+            .collect()
+    }
+
+    /// Takes in the nodes' answers: who is up, what each lists. Returns the nodes that listed.
+    fn take_reports(&mut self, reports: Vec<super::NodeReport>) -> HashSet<String> {
+        let mut listed = HashSet::new();
+        for r in reports {
+            let Some(view) = self.nodes.iter_mut().find(|n| n.cfg.name == r.node) else {
+                continue;
+            };
+            match r.answer {
+                NodeAnswer::Listed(domains) => {
+                    if !view.up {
+                        tracing::info!(node = %r.node, "node answers again");
+                    }
+                    view.up = true;
+                    view.down_since = None;
+                    view.domains = domains;
+                    listed.insert(r.node);
+                }
+                NodeAnswer::Failed(e) => {
+                    if view.up {
+                        tracing::warn!(node = %r.node, error = %e, "node does not answer; no new VMs go there");
+                    }
+                    view.up = false;
+                    view.down_since.get_or_insert(r.began);
+                }
+                NodeAnswer::Silent => {
+                    if view.up {
+                        tracing::warn!(node = %r.node, since_ms = r.began.elapsed().as_millis() as u64, "node is slow to answer; no new VMs go there");
+                    }
+                    view.up = false;
+                    view.down_since.get_or_insert(r.began);
+                }
+            }
+        }
+        listed
+    }
+
     /// Requeues the vjobs with VMs on nodes down for longer than the node timeout: those VMs
     /// are lost (their node may come back, but the vjob cannot wait for it), so the vjob starts
-    /// over, its other VMs destroyed and its images discarded.
-    fn requeue_from_lost_nodes(&mut self, now: u64, found: &HashMap<String, (String, DomainInfo)>) {
+    /// over. Every copy of its VMs on a node becomes a stale record, destroyed (on its node) once
+    /// that node answers, and forgotten only when the destroy is confirmed; its images are
+    /// discarded.
+    fn requeue_from_lost_nodes(&mut self, now: u64) {
         let timeout = Duration::from_millis(self.cfg.scheduler.node_timeout_ms);
-        let lost: HashSet<&str> = self
+        let lost: HashSet<String> = self
             .nodes
             .iter()
             .filter(|n| n.down_since.is_some_and(|t| t.elapsed() >= timeout))
-            .map(|n| n.cfg.name.as_str())
+            .map(|n| n.cfg.name.clone())
             .collect();
         if lost.is_empty() {
             return;
@@ -904,28 +1045,19 @@ impl Core {
                 })
             })
             .collect();
-        let lost: HashSet<String> = lost.into_iter().map(str::to_string).collect();
         for id in hit {
             let Some(job) = self.jobs.get_mut(&id) else { continue };
             let mut ops: Vec<(Op, usize)> = Vec::new();
             let mut down: Vec<String> = Vec::new();
             for (i, v) in job.vms.iter_mut().enumerate() {
                 match (v.phase, v.node.clone()) {
-                    (VmPhase::Running | VmPhase::Paused, Some(node)) if lost.contains(&node) => {
-                        job.stale.push((v.name.clone(), node.clone()));
-                        if !down.contains(&node) {
-                            down.push(node);
+                    (VmPhase::Running | VmPhase::Paused | VmPhase::Ended, Some(node)) => {
+                        if lost.contains(&node) && !down.contains(&node) {
+                            down.push(node.clone());
                         }
-                    }
-                    (VmPhase::Running | VmPhase::Paused | VmPhase::Ended, Some(_)) => {
-                        if let Some((node, _)) = found.get(&v.name) {
-                            ops.push((
-                                Op::Destroy {
-                                    node: node.clone(),
-                                    vm: v.name.clone(),
-                                },
-                                i,
-                            ));
+                        let copy = (v.name.clone(), node);
+                        if !job.stale.contains(&copy) {
+                            job.stale.push(copy);
                         }
                     }
                     (VmPhase::Sleeping, _) => ops.push((
@@ -961,47 +1093,68 @@ impl Core {
         }
     }
 
-    /// Destroys the stale copies found on nodes that answer again, and forgets those gone.
-    fn destroy_stale_copies(&mut self, listed: &HashSet<String>, stale_found: &HashSet<(String, String)>) {
-        let ids: Vec<u64> = self
-            .active
-            .iter()
-            .copied()
-            .filter(|id| self.jobs.get(id).is_some_and(|j| !j.stale.is_empty()))
-            .collect();
-        for id in ids {
-            let job = self.jobs.get_mut(&id).expect("filtered above");
-            let before = job.stale.len();
-            job.stale
-                .retain(|(vm, node)| !listed.contains(node) || stale_found.contains(&(vm.clone(), node.clone())));
-            if job.stale.len() != before {
-                self.dirty_jobs.insert(id);
-            }
-            let to_destroy: Vec<(String, String)> = job
-                .stale
-                .iter()
-                .filter(|key| stale_found.contains(*key))
-                .cloned()
-                .collect();
-            for (vm, node) in to_destroy {
-                if self.is_busy(&vm) {
-                    continue;
+    /// Destroys the stale copies on the nodes that listed this round, whether the listing shows
+    /// them or not (destroying what is not there is confirmed at once): a record goes only
+    /// when its node confirms the destroy.
+    fn destroy_stale_copies(&mut self, listed: &HashSet<String>) {
+        let mut calls: Vec<(u64, usize, String, String)> = Vec::new();
+        for id in &self.active {
+            let Some(job) = self.jobs.get(id) else { continue };
+            for (vm, node) in &job.stale {
+                if listed.contains(node) && !self.is_busy_at(vm, node) {
+                    let idx = parse_vm_name(&self.cfg.cluster, vm).map(|(_, i)| i).unwrap_or(0);
+                    calls.push((*id, idx, vm.clone(), node.clone()));
                 }
-                let idx = parse_vm_name(&vm).map(|(_, i)| i).unwrap_or(0);
-                tracing::info!(vm = %vm, node = %node, "destroying the stale copy of a requeued VM");
-                self.start_cleanup(id, idx, Op::Destroy { node, vm }, false);
             }
+        }
+        for (id, idx, vm, node) in calls {
+            let op = Op::Destroy {
+                node: node.clone(),
+                vm: vm.clone(),
+            };
+            self.busy.insert(call_key(&op));
+            let deadline = call_deadline(&self.jobs, &self.cfg, &self.durations.learned, &op);
+            let call = self.exec.submit(op, deadline);
+            self.cleanups.insert(
+                call,
+                Cleanup {
+                    job: id,
+                    vm: idx,
+                    gone_after: false,
+                    stale_on: Some(node),
+                },
+            );
+        }
+    }
+
+    /// A stale copy's destroy was confirmed by its node.
+    fn forget_stale_copy(&mut self, id: u64, vm: &str, node: &str) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let before = job.stale.len();
+        job.stale.retain(|(v, n)| !(v == vm && n == node));
+        if job.stale.len() != before {
+            tracing::info!(vm = %vm, node = %node, "destroyed the stale copy of a requeued VM");
+            job.event(now_ms(), format!("stale copy of {vm} destroyed on {node}"));
+            self.dirty_jobs.insert(id);
         }
     }
 
     fn start_cleanup(&mut self, job: u64, vm: usize, op: Op, gone_after: bool) {
-        let name = op.vm().to_string();
-        if self.is_busy(&name) {
+        if self.is_busy(op.vm()) {
             return;
         }
-        self.busy.insert(name);
-        let id = self.exec.submit(op);
-        self.cleanups.insert(id, Cleanup { job, vm, gone_after });
+        self.busy.insert(call_key(&op));
+        let deadline = call_deadline(&self.jobs, &self.cfg, &self.durations.learned, &op);
+        let id = self.exec.submit(op, deadline);
+        self.cleanups.insert(
+            id,
+            Cleanup {
+                job,
+                vm,
+                gone_after,
+                stale_on: None,
+            },
+        );
     }
 
     fn check_walltimes(&mut self) {
@@ -1035,6 +1188,7 @@ impl Core {
         }
         self.need_decision = false;
         self.last_decision = Instant::now();
+        self.rounds += 1;
         self.decide();
     }
 
@@ -1056,6 +1210,8 @@ impl Core {
         let mut candidate_vm_names: HashSet<String> = HashSet::new();
         let mut cands: Vec<Candidate> = Vec::new();
         let mut admin_suspend: Vec<u64> = Vec::new();
+        let mut stale_waits: Vec<(u64, String)> = Vec::new();
+        let stale = self.stale_copies();
         for &id in &self.active {
             let Some(job) = self.jobs.get(&id) else { continue };
             if job.state.is_final()
@@ -1069,9 +1225,31 @@ impl Core {
             let Some(queue) = self.queues.get(&job.queue) else {
                 continue;
             };
+            if let Some(v) = job.vms.iter().find(|v| self.hung.iter().any(|(h, _)| h == &v.name)) {
+                // A call on one of its VMs never came back: it stays as it is (its VMs count as
+                // load) until that call returns.
+                stale_waits.push((
+                    id,
+                    format!("waiting for a hypervisor call on {} that does not answer", v.name),
+                ));
+                continue;
+            }
             let any_running = job.vms.iter().any(|v| v.phase == VmPhase::Running);
             let any_paused = job.vms.iter().any(|v| v.phase == VmPhase::Paused);
-            let eligible = queue.started && job.state != JobState::Held && !job.admin_suspended;
+            // A copy of one of its VMs on a node that answers is being destroyed: the VM starts
+            // again once that is confirmed, never beside it (names are per node).
+            let stale_on_up_node = job
+                .stale
+                .iter()
+                .find(|(_, n)| self.node_idx(n).is_some_and(|i| self.nodes[i as usize].up));
+            if let (Some((vm, node)), false) = (stale_on_up_node, any_running || any_paused) {
+                stale_waits.push((
+                    id,
+                    format!("waiting for the stale copy of {vm} on {node} to be destroyed"),
+                ));
+            }
+            let eligible =
+                queue.started && job.state != JobState::Held && !job.admin_suspended && stale_on_up_node.is_none();
             if !any_running && !any_paused && !eligible {
                 // Occupies nothing and may not start: nothing to decide about it.
                 continue;
@@ -1119,20 +1297,22 @@ impl Core {
                     .map(|w| now + w.saturating_sub(job.elapsed_ms(now))),
             });
         }
-        // Load outside candidates: every domain on a node that no candidate owns.
+        // Load outside candidates: every domain on a node that no candidate owns, stale copies
+        // among them.
         for (n, view) in self.nodes.iter().enumerate() {
             for d in &view.domains {
-                if candidate_vm_names.contains(&d.name)
+                let is_stale = stale.contains(&(d.name.clone(), view.cfg.name.clone()));
+                if (candidate_vm_names.contains(&d.name) && !is_stale)
                     || matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed)
                 {
                     continue;
                 }
-                let v = model.add_vm(
-                    d.name.clone(),
-                    VmState::Running,
-                    n as NodeIdx,
-                    &[d.vcpus as u64, d.memory],
-                );
+                let name = if is_stale {
+                    format!("{}@{}", d.name, view.cfg.name)
+                } else {
+                    d.name.clone()
+                };
+                let v = model.add_vm(name, VmState::Running, n as NodeIdx, &[d.vcpus as u64, d.memory]);
                 constraints.push(Constraint::Root { vm: v });
                 vm_refs.push(None);
             }
@@ -1185,7 +1365,7 @@ impl Core {
         for id in admin_suspend {
             decision.suspend.push((id, None));
         }
-        for (id, why) in &decision.waiting {
+        for (id, why) in decision.waiting.iter().chain(&stale_waits) {
             if let Some(job) = self.jobs.get_mut(id) {
                 if job.reason.as_deref() != Some(why) {
                     job.reason = Some(why.clone());
@@ -1408,7 +1588,7 @@ impl Core {
                         vm: name.clone(),
                         to: node(to),
                     },
-                    Effect::Arrived {
+                    Effect::Migrated {
                         job: job_id,
                         vm: idx,
                         node: node(to),
@@ -1531,7 +1711,10 @@ impl Core {
             "carrying out a plan"
         );
         let mut run = Run::new(steps);
-        run.start_ready(&mut self.exec, self.cfg.scheduler.max_parallel_actions);
+        let (jobs, cfg, model) = (&self.jobs, &self.cfg, &self.durations.learned);
+        run.start_ready(&mut self.exec, cfg.scheduler.max_parallel_actions, |op| {
+            call_deadline(jobs, cfg, model, op)
+        });
         let over = run.is_over();
         self.run = Some((run, effects, touched));
         if over {
@@ -1562,3 +1745,7 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -49,9 +49,27 @@ pub enum Answer {
 
 /// What the nodes reported in one polling round.
 pub struct Observation {
-    /// When the round began: changes made after it are not reflected.
+    /// When the oldest listing of the round began: changes made after it may not be reflected.
     pub started: Instant,
-    pub nodes: Vec<(String, Result<Vec<DomainInfo>, String>)>,
+    pub nodes: Vec<NodeReport>,
+}
+
+/// One node's part of a round.
+pub struct NodeReport {
+    pub node: String,
+    /// When the listing began (an answer that arrives rounds later still tells when it was true).
+    pub began: Instant,
+    pub answer: NodeAnswer,
+}
+
+/// What a node answered.
+pub enum NodeAnswer {
+    /// The VMs defined there.
+    Listed(Vec<DomainInfo>),
+    /// The listing failed (the node refused the connection, the hypervisor answered an error).
+    Failed(String),
+    /// The listing began a while ago and is not over: the node may be hung.
+    Silent,
 }
 
 /// Opens the hypervisor connections of the configured nodes.
@@ -68,7 +86,7 @@ pub fn open_backends(cfg: &Config) -> anyhow::Result<Backends> {
                     memory: n.memory,
                 })
                 .collect();
-            let dir = cfg.state_dir.join("sim");
+            let dir = cfg.hypervisor.sim_dir.clone();
             let cluster = SimCluster::open(&dir, &nodes, cfg.hypervisor.durations)
                 .with_context(|| format!("opening the simulated cluster in {}", dir.display()))?;
             for n in &cfg.nodes {

@@ -3,9 +3,11 @@
 //! A node's hypervisor can take minutes to fail (a TCP connection to a host that died waits for
 //! the kernel to give up), so the nodes are listed by a few worker threads at once, and a round
 //! waits at most a deadline: a node whose listing is not over by then (and began at least half a
-//! deadline ago) is reported as not answering, and is not asked again until that listing returns. A node still
-//! waiting for a free worker is left out of the round (neither up nor down), so that a few hung
-//! nodes occupying every worker never make healthy ones look dead.
+//! deadline ago) is reported silent, and is not asked again until that listing returns. Its
+//! answer, when it comes, is reported in the round it arrives in, with the time its listing
+//! began: a slow node counts as alive, and what it reported is dated. A node still waiting for a
+//! free worker is left out of the round (neither up nor down), so that a few hung nodes occupying
+//! every worker never make healthy ones look dead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use vjob_hypervisor::DomainInfo;
 
-use super::Observation;
+use super::{NodeAnswer, NodeReport, Observation};
 use crate::exec::Backends;
 
 type Listing = Result<Vec<DomainInfo>, String>;
@@ -22,8 +24,8 @@ type Listing = Result<Vec<DomainInfo>, String>;
 /// The workers and what they are doing.
 pub struct Poller {
     requests: Sender<String>,
-    results: Receiver<(String, Listing)>,
-    /// Nodes asked and not answered yet, with when they were asked.
+    results: Receiver<(String, Instant, Listing)>,
+    /// Nodes asked and not answered yet.
     asked: HashMap<String, Instant>,
     /// Nodes a worker is listing now, with when it began.
     listing: Arc<Mutex<HashMap<String, Instant>>>,
@@ -42,13 +44,14 @@ impl Poller {
                 .name(format!("poll-{i}"))
                 .spawn(move || {
                     for node in jobs {
-                        lock(&listing).insert(node.clone(), Instant::now());
+                        let began = Instant::now();
+                        lock(&listing).insert(node.clone(), began);
                         let r = match backends.get(&node) {
                             Some(b) => b.list().map_err(|e| e.to_string()),
                             None => Err(format!("no connection to node {node}")),
                         };
                         lock(&listing).remove(&node);
-                        if answers.send((node, r)).is_err() {
+                        if answers.send((node, began, r)).is_err() {
                             return;
                         }
                     }
@@ -66,35 +69,40 @@ impl Poller {
 
     /// One round over `names`.
     pub fn round(&mut self, names: &[String]) -> Observation {
-        let started = Instant::now();
+        let start = Instant::now();
         for n in names {
             if !self.asked.contains_key(n) {
-                self.asked.insert(n.clone(), started);
+                self.asked.insert(n.clone(), start);
                 let _ = self.requests.send(n.clone());
             }
         }
         let mut nodes = Vec::with_capacity(names.len());
-        let end = started + self.deadline;
+        let end = start + self.deadline;
+        // Answers to earlier rounds that came in since are taken too, each with its own date.
         while !self.asked.is_empty() {
-            let Ok((node, listing)) = self.results.recv_timeout(end.saturating_duration_since(Instant::now())) else {
+            let Ok((node, began, listing)) = self.results.recv_timeout(end.saturating_duration_since(Instant::now()))
+            else {
                 break;
             };
-            // An answer to an earlier round began before this one: it may miss changes made
-            // since, so it is dropped (the node is asked again next round).
-            if self.asked.remove(&node).is_some_and(|asked| asked >= started) {
-                nodes.push((node, listing));
-            }
+            self.asked.remove(&node);
+            let answer = match listing {
+                Ok(domains) => NodeAnswer::Listed(domains),
+                Err(e) => NodeAnswer::Failed(e),
+            };
+            nodes.push(NodeReport { node, began, answer });
         }
-        // Listings still going: down for this round, unless a worker only just got to them.
+        // Listings still going: silent for this round, unless a worker only just got to them.
         let listing = lock(&self.listing);
         for (node, since) in listing.iter() {
             if since.elapsed() >= self.deadline / 2 && self.asked.contains_key(node) {
-                nodes.push((
-                    node.clone(),
-                    Err(format!("no answer within {:.1} s", since.elapsed().as_secs_f64())),
-                ));
+                nodes.push(NodeReport {
+                    node: node.clone(),
+                    began: *since,
+                    answer: NodeAnswer::Silent,
+                });
             }
         }
+        let started = nodes.iter().map(|r| r.began).min().unwrap_or(start).min(start);
         Observation { started, nodes }
     }
 }
@@ -170,8 +178,8 @@ mod tests {
         Arc::new(map)
     }
 
-    fn answer<'a>(obs: &'a Observation, node: &str) -> Option<&'a Listing> {
-        obs.nodes.iter().find(|(n, _)| n == node).map(|(_, r)| r)
+    fn answer<'a>(obs: &'a Observation, node: &str) -> Option<&'a NodeAnswer> {
+        obs.nodes.iter().find(|r| r.node == node).map(|r| &r.answer)
     }
 
     #[test]
@@ -185,13 +193,13 @@ mod tests {
         let t = Instant::now();
         let obs = p.round(&names);
         assert!(t.elapsed() < Duration::from_secs(2), "the round ends at its deadline");
-        assert!(matches!(answer(&obs, "a"), Some(Ok(v)) if v.is_empty()));
-        assert!(matches!(answer(&obs, "b"), Some(Ok(_))));
-        assert!(matches!(answer(&obs, "hung"), Some(Err(e)) if e.starts_with("no answer within")));
+        assert!(matches!(answer(&obs, "a"), Some(NodeAnswer::Listed(v)) if v.is_empty()));
+        assert!(matches!(answer(&obs, "b"), Some(NodeAnswer::Listed(_))));
+        assert!(matches!(answer(&obs, "hung"), Some(NodeAnswer::Silent)));
         // Not asked twice while its listing hangs; still reported.
         let obs = p.round(&names);
-        assert!(matches!(answer(&obs, "hung"), Some(Err(_))));
-        assert!(matches!(answer(&obs, "a"), Some(Ok(_))));
+        assert!(matches!(answer(&obs, "hung"), Some(NodeAnswer::Silent)));
+        assert!(matches!(answer(&obs, "a"), Some(NodeAnswer::Listed(_))));
     }
 
     #[test]
@@ -199,7 +207,34 @@ mod tests {
         let names: Vec<String> = ["hung", "a"].map(String::from).to_vec();
         let mut p = Poller::start(backends(&[("hung", 60_000), ("a", 0)]), 1, Duration::from_millis(200));
         let obs = p.round(&names);
-        assert!(matches!(answer(&obs, "hung"), Some(Err(_))));
+        assert!(matches!(answer(&obs, "hung"), Some(NodeAnswer::Silent)));
         assert!(answer(&obs, "a").is_none(), "no worker got to it: neither up nor down");
+    }
+
+    #[test]
+    fn a_slow_answer_counts_in_a_later_round_with_the_time_its_listing_began() {
+        let names: Vec<String> = ["slow", "a"].map(String::from).to_vec();
+        let mut p = Poller::start(backends(&[("slow", 700), ("a", 0)]), 2, Duration::from_millis(400));
+        let first = p.round(&names);
+        assert!(matches!(answer(&first, "slow"), Some(NodeAnswer::Silent)));
+        // A later round that lasts long enough gets the slow node's answer, dated.
+        let mut late = None;
+        for _ in 0..10 {
+            let obs = p.round(&names);
+            if let Some(r) = obs
+                .nodes
+                .iter()
+                .find(|r| r.node == "slow" && matches!(r.answer, NodeAnswer::Listed(_)))
+            {
+                late = Some((r.began, obs.started));
+                break;
+            }
+        }
+        let (began, started) = late.expect("the slow answer is reported, not thrown away");
+        assert!(began <= started, "the round is dated by its oldest listing");
+        assert!(
+            began < Instant::now() - Duration::from_millis(600),
+            "dated when its listing began"
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::model::{Model, NodeIdx, VmState};
 use crate::plan::place::Placer;
 use crate::spec::JobSpec;
 use crate::units::format_size;
+use vjob_hypervisor::DomainState;
 
 fn admin_only(who: &Identity, what: &str) -> Result<(), ApiError> {
     if who.admin {
@@ -46,6 +47,7 @@ impl Core {
             Op::Delete { ids } => Ok(self.per_job(who, ids, "delete", Core::cancel)),
             Op::Hold { ids } => Ok(self.per_job(who, ids, "hold", Core::hold)),
             Op::Release { ids } => Ok(self.per_job(who, ids, "release", Core::release)),
+            Op::Status => Ok(Reply::Status(self.status())),
             Op::Nodes => Ok(Reply::Nodes {
                 nodes: self.list_nodes(),
             }),
@@ -133,6 +135,7 @@ impl Core {
         let id = self.next_id;
         self.next_id += 1;
         let job = Job::new(
+            &self.cfg.cluster,
             id,
             who.user.clone(),
             who.uid,
@@ -270,6 +273,28 @@ impl Core {
         line
     }
 
+    fn status(&self) -> vjob_api::ServerStatus {
+        let mut jobs = std::collections::BTreeMap::new();
+        for j in self.active.iter().filter_map(|id| self.jobs.get(id)) {
+            *jobs.entry(j.state.as_str().to_string()).or_insert(0) += 1;
+        }
+        let up = self.nodes.iter().filter(|n| n.up).count() as u32;
+        vjob_api::ServerStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            cluster: self.cfg.cluster.clone(),
+            backend: match self.cfg.hypervisor.backend {
+                crate::config::Backend::Sim => "sim".into(),
+                crate::config::Backend::Libvirt => "libvirt".into(),
+            },
+            rounds: self.rounds,
+            observations: self.observations,
+            busy: self.plan_running(),
+            nodes_up: up,
+            nodes_down: self.nodes.len() as u32 - up,
+            jobs,
+        }
+    }
+
     fn list_nodes(&self) -> Vec<NodeInfo> {
         let mut use_of: std::collections::HashMap<&str, (u32, u64, Vec<String>)> = Default::default();
         for job in self.active.iter().filter_map(|id| self.jobs.get(id)) {
@@ -287,10 +312,33 @@ impl Core {
                 }
             }
         }
+        // A listing may predate a move of one of ours: by name, except for stale copies.
+        let ours: std::collections::HashSet<&str> = self
+            .active
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .flat_map(|j| j.vms.iter())
+            .map(|v| v.name.as_str())
+            .collect();
+        let stale = self.stale_copies();
         self.nodes
             .iter()
             .map(|n| {
-                let (cpus_used, memory_used, vms) = use_of.remove(n.cfg.name.as_str()).unwrap_or_default();
+                let (mut cpus_used, mut memory_used, vms) = use_of.remove(n.cfg.name.as_str()).unwrap_or_default();
+                let mut other_vms = Vec::new();
+                for d in &n.domains {
+                    let stale_copy = stale.contains(&(d.name.clone(), n.cfg.name.clone()));
+                    if (ours.contains(d.name.as_str()) && !stale_copy)
+                        || matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed)
+                    {
+                        continue;
+                    }
+                    if d.state == DomainState::Running {
+                        cpus_used += d.vcpus;
+                    }
+                    memory_used += d.memory;
+                    other_vms.push(d.name.clone());
+                }
                 NodeInfo {
                     name: n.cfg.name.clone(),
                     state: n.admin,
@@ -300,6 +348,7 @@ impl Core {
                     cpus_used,
                     memory_used,
                     vms,
+                    other_vms,
                 }
             })
             .collect()
