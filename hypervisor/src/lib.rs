@@ -115,7 +115,7 @@ pub enum HvError {
     NoSuchNode(String),
     #[error("node {node} is unreachable")]
     Unreachable { node: String },
-    #[error("saved image {}: {source}", path.display())]
+    #[error("saved image {}", path.display())]
     Image {
         path: PathBuf,
         #[source]
@@ -127,6 +127,8 @@ pub enum HvError {
         vm: String,
         op: &'static str,
         message: String,
+        /// The backend's own error number (libvirt's `virErrorNumber`), when it gives one.
+        code: Option<i32>,
     },
 }
 

@@ -86,12 +86,28 @@ pub struct LibvirtNode {
     settings: std::sync::Arc<LibvirtSettings>,
 }
 
-fn err(node: &str, vm: &str, op: &'static str, e: impl std::fmt::Display) -> HvError {
+/// What a backend error is made of: libvirt's errors keep their number.
+trait Cause: std::fmt::Display {
+    fn code(&self) -> Option<i32> {
+        None
+    }
+}
+
+impl Cause for virt::error::Error {
+    fn code(&self) -> Option<i32> {
+        Some(virt::error::Error::code(self).to_raw() as i32)
+    }
+}
+impl Cause for &str {}
+impl Cause for String {}
+
+fn err(node: &str, vm: &str, op: &'static str, e: impl Cause) -> HvError {
     HvError::Backend {
         node: node.into(),
         vm: vm.into(),
         op,
         message: e.to_string(),
+        code: e.code(),
     }
 }
 
@@ -618,8 +634,11 @@ impl Hypervisor for LibvirtNode {
                         }
                         attempt += 1;
                         if attempt == 3 {
-                            let e = i.err().or(s.err()).map(|e| e.to_string()).unwrap_or_default();
-                            return Err(err(&self.name, n.as_deref().unwrap_or("?"), "list", e));
+                            let vm = n.as_deref().unwrap_or("?");
+                            return Err(match i.err().or(s.err()) {
+                                Some(e) => err(&self.name, vm, "list", e),
+                                None => err(&self.name, vm, "list", "the domain does not answer"),
+                            });
                         }
                         std::thread::sleep(std::time::Duration::from_millis(50));
                     }

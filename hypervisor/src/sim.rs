@@ -550,6 +550,7 @@ impl SimNode {
                 node: self.name.clone(),
                 vm: vm.into(),
                 op,
+                code: None,
                 message: match st.vms.get(vm) {
                     Some(v) => format!("the VM is {} on {}", state_name(v), v.node),
                     None => "the VM was destroyed meanwhile".into(),
@@ -723,6 +724,7 @@ impl Hypervisor for SimNode {
                 vm: vm.into(),
                 op: "migrate",
                 message: "source and destination are the same node".into(),
+                code: None,
             });
         }
         match st.nodes.get(target) {

@@ -1,4 +1,4 @@
-//! `vjobd`: the vjob daemon, in the foreground, logging to stderr. See [`vjob_sched::daemon`].
+//! `vjobd`: the vjob daemon, in the foreground, logging to stderr. See [`vjob_daemon`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,10 +22,11 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match vjob_sched::daemon::run(args.config) {
+    match vjob_daemon::run(args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vjobd: {e:#}");
+            // Each cause once, after what failed: `vjobd: cannot listen on X: permission denied`.
+            eprintln!("vjobd: {:#}", anyhow::Error::from(e));
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,5 @@
-//! `vplan`: see [`vjob_sched::vplan`].
+//! `vplan`: see [`vjob_vplan`].
 
 fn main() -> std::process::ExitCode {
-    vjob_sched::vplan::main()
+    vjob_vplan::main()
 }

@@ -1,5 +1,5 @@
-//! `vsim`: see [`vjob_sched::vsim`].
+//! `vsim`: see [`vjob_simulator::cli`].
 
 fn main() -> std::process::ExitCode {
-    vjob_sched::vsim::main()
+    vjob_simulator::cli::main()
 }

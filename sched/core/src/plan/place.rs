@@ -1,0 +1,997 @@
+//! Step 1 of the planner: the target configuration.
+//!
+//! Every VM that may stay where it is stays. The VMs that must be (re)placed are: those that must
+//! start running (boot, resume), those on a node that goes offline or breaks a constraint, and
+//! the fewest, cheapest VMs that relieve each overloaded node. They are placed one by one, in the
+//! order the caller asks first (the daemon's vjob order), then largest first: *filter* keeps the
+//! nodes that have room and satisfy every constraint, *score* prefers nodes where the VM fits
+//! right now (its action can start at once), then the tightest fit.
+//!
+//! [`Placer`] is the filter-and-score core on its own, with undo, so the policy can ask "would this
+//! vjob fit?" with the very code that the planner places with.
+
+use std::collections::HashMap;
+
+pub use super::rules::Rules;
+use super::{describe, wanted_online, wanted_states, Constraint, Instance, PlanError};
+use crate::model::{fits, Model, NodeIdx, VmIdx, VmState, NO_NODE};
+
+/// Filter-and-score placement over per-node loads, with an undo log.
+pub struct Placer {
+    nres: usize,
+    capacity: Vec<u64>,
+    /// Nodes that take no new VM (offline, draining).
+    closed: Vec<bool>,
+    load: Vec<u64>,
+    /// Load as of now (before any departure), to prefer nodes where an action can start at once.
+    load_now: Vec<u64>,
+    undo: Vec<(NodeIdx, Vec<u64>, bool)>,
+    /// On large clusters: open nodes by free amount of the first resource, so that a search
+    /// looks at the tightest candidates instead of every node.
+    index: Option<std::collections::BTreeSet<(u64, NodeIdx)>>,
+}
+
+/// Clusters of at least this many nodes use the free-capacity index.
+const INDEX_FROM_NODES: usize = 8192;
+/// How many fitting nodes an indexed search scores before choosing.
+const INDEXED_CANDIDATES: usize = 64;
+
+/// A point to roll a [`Placer`] back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark(usize);
+
+impl Placer {
+    /// A placer over `capacity` (`n * R`), starting from `load` (target loads so far) and
+    /// `load_now` (loads before any action).
+    pub fn new(nres: usize, capacity: Vec<u64>, closed: Vec<bool>, load: Vec<u64>, load_now: Vec<u64>) -> Placer {
+        let mut p = Placer {
+            nres,
+            capacity,
+            closed,
+            load,
+            load_now,
+            undo: Vec::new(),
+            index: None,
+        };
+        if p.nodes() >= INDEX_FROM_NODES && nres > 0 {
+            let idx = (0..p.nodes() as NodeIdx)
+                .filter(|&n| !p.closed[n as usize])
+                .map(|n| (p.free0(n), n))
+                .collect();
+            p.index = Some(idx);
+        }
+        p
+    }
+
+    fn free0(&self, n: NodeIdx) -> u64 {
+        let i = n as usize * self.nres;
+        self.capacity[i].saturating_sub(self.load[i])
+    }
+
+    /// A placer for a model's online nodes and current loads.
+    pub fn from_model(m: &Model) -> Placer {
+        let r = m.nres();
+        let mut capacity = Vec::with_capacity(m.nodes() * r);
+        for n in 0..m.nodes() as NodeIdx {
+            capacity.extend_from_slice(m.capacity(n));
+        }
+        let closed = (0..m.nodes() as NodeIdx).map(|n| !m.is_online(n)).collect();
+        let load = m.load();
+        Placer::new(r, capacity, closed, load.clone(), load)
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.closed.len()
+    }
+    pub fn close(&mut self, n: NodeIdx) {
+        if let Some(idx) = self.index.as_mut() {
+            let f = self.capacity[n as usize * self.nres].saturating_sub(self.load[n as usize * self.nres]);
+            idx.remove(&(f, n));
+        }
+        self.closed[n as usize] = true;
+    }
+    /// Whether `n` takes new VMs.
+    pub fn accepts(&self, n: NodeIdx) -> bool {
+        !self.closed[n as usize]
+    }
+    pub fn load(&self, n: NodeIdx) -> &[u64] {
+        &self.load[n as usize * self.nres..(n as usize + 1) * self.nres]
+    }
+    pub fn capacity(&self, n: NodeIdx) -> &[u64] {
+        &self.capacity[n as usize * self.nres..(n as usize + 1) * self.nres]
+    }
+
+    /// Whether `demand` fits on `n` now, in the target.
+    pub fn fits(&self, n: NodeIdx, demand: &[u64]) -> bool {
+        !self.closed[n as usize] && fits(self.load(n), demand, self.capacity(n))
+    }
+
+    /// The best node for `demand` among those `allowed`, or `None`.
+    pub fn best(&self, demand: &[u64], mut allowed: impl FnMut(NodeIdx) -> bool) -> Option<NodeIdx> {
+        let r = self.nres;
+        let mut best: Option<(bool, u64, NodeIdx)> = None;
+        // On a large cluster, score only the tightest nodes that fit (best fit on the first
+        // resource); elsewhere every node.
+        let indexed: Option<Vec<NodeIdx>> = self.index.as_ref().map(|idx| {
+            idx.range((demand[0], 0)..)
+                .map(|&(_, n)| n)
+                .filter(|&n| self.fits(n, demand) && allowed(n))
+                .take(INDEXED_CANDIDATES)
+                .collect()
+        });
+        let all = 0..self.nodes() as NodeIdx;
+        let candidates: Box<dyn Iterator<Item = NodeIdx>> = match &indexed {
+            Some(v) => Box::new(v.iter().copied()),
+            None => Box::new(all),
+        };
+        for n in candidates {
+            if indexed.is_none() && (!self.fits(n, demand) || !allowed(n)) {
+                continue;
+            }
+            let i = n as usize * r;
+            let cap = &self.capacity[i..i + r];
+            let now = &self.load_now[i..i + r];
+            let later = !fits(now, demand, cap);
+            // Tightest fit: the smallest relative room left on any resource, in millionths.
+            let load = &self.load[i..i + r];
+            let slack = (0..r)
+                .filter(|&k| cap[k] > 0)
+                .map(|k| ((cap[k] - load[k] - demand[k]) as u128 * 1_000_000 / cap[k] as u128) as u64)
+                .min()
+                .unwrap_or(0);
+            let key = (later, slack, n);
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        best.map(|b| b.2)
+    }
+
+    /// Adds `demand` to `n`.
+    pub fn take(&mut self, n: NodeIdx, demand: &[u64]) {
+        self.undo.push((n, demand.to_vec(), true));
+        self.apply(n, demand, true);
+    }
+
+    /// Removes `demand` from `n` (a VM leaves).
+    pub fn release(&mut self, n: NodeIdx, demand: &[u64]) {
+        self.undo.push((n, demand.to_vec(), false));
+        self.apply(n, demand, false);
+    }
+
+    fn apply(&mut self, n: NodeIdx, demand: &[u64], add: bool) {
+        let i = n as usize * self.nres;
+        let before = self.free0(n);
+        for (k, d) in demand.iter().enumerate() {
+            if add {
+                self.load[i + k] += d;
+                self.load_now[i + k] += d;
+            } else {
+                self.load[i + k] -= d;
+            }
+        }
+        self.reindex(n, before);
+    }
+
+    /// Moves `n` in the index after its load changed from free amount `before`.
+    fn reindex(&mut self, n: NodeIdx, before: u64) {
+        let after = self.free0(n);
+        if let (Some(idx), false) = (self.index.as_mut(), self.closed[n as usize]) {
+            if before != after {
+                idx.remove(&(before, n));
+                idx.insert((after, n));
+            }
+        }
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark(self.undo.len())
+    }
+
+    /// Undoes every take and release since `mark`.
+    pub fn rollback(&mut self, mark: Mark) {
+        while self.undo.len() > mark.0 {
+            let (n, d, added) = self.undo.pop().expect("len > mark");
+            let i = n as usize * self.nres;
+            let before = self.free0(n);
+            for (k, d) in d.iter().enumerate() {
+                if added {
+                    self.load[i + k] -= d;
+                    self.load_now[i + k] -= d;
+                } else {
+                    self.load[i + k] += d;
+                }
+            }
+            self.reindex(n, before);
+        }
+    }
+
+    /// Forgets the undo log (after a decision is final).
+    pub fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Places a group of VMs (demands), all or none; returns their nodes.
+    pub fn place_group(&mut self, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
+        let mark = self.mark();
+        let mut hosts = Vec::with_capacity(demands.len());
+        for d in demands {
+            match self.best(d, |_| true) {
+                Some(n) => {
+                    self.take(n, d);
+                    hosts.push(n);
+                }
+                None => {
+                    self.rollback(mark);
+                    return None;
+                }
+            }
+        }
+        Some(hosts)
+    }
+}
+
+/// Computes the target configuration of an instance.
+pub fn target(inst: &Instance) -> Result<Model, PlanError> {
+    let m = &inst.model;
+    let r = m.nres();
+    let states = wanted_states(inst)?;
+    let online = wanted_online(inst)?;
+    let mut t = m.clone();
+    for c in &inst.constraints {
+        if let Constraint::Preserve { vm, rc, amount } = *c {
+            if t.demand(vm)[rc] < amount {
+                t.set_demand(vm, rc, amount);
+            }
+        }
+    }
+    let mut rules = Rules::new(inst, &t);
+    for n in 0..m.nodes() as NodeIdx {
+        t.set_online(n, online[n as usize]);
+    }
+
+    // Start with every running VM that may stay where it is.
+    let mut host = vec![NO_NODE; m.vms()];
+    let mut to_place: Vec<VmIdx> = Vec::new();
+    for v in 0..m.vms() as VmIdx {
+        let h = m.host(v);
+        if states[v as usize] == VmState::Running {
+            let stays = !inst.options.from_scratch
+                && m.state(v) == VmState::Running
+                && online[h as usize]
+                && rules.allows(inst, v, h, &host);
+            if stays {
+                host[v as usize] = h;
+            } else if rules.is_root(v) && m.state(v) == VmState::Running && !inst.options.from_scratch {
+                return Err(PlanError::Conflict {
+                    constraints: root_and_others(inst, v),
+                    reason: format!(
+                        "VM {} may not move but may not stay on {} either",
+                        m.vm_name(v),
+                        m.node_name(h)
+                    ),
+                });
+            } else {
+                to_place.push(v);
+            }
+        }
+    }
+    // Relieve constraints broken by VMs that stay: keep one VM per node of a spread, the
+    // largest group of a gather or an among.
+    evict_for_constraints(inst, &t, &rules, &mut host, &mut to_place);
+    let mut load = vec![0u64; m.nodes() * r];
+    for v in 0..m.vms() as VmIdx {
+        let h = host[v as usize];
+        if h != NO_NODE {
+            for (k, d) in t.demand(v).iter().enumerate() {
+                load[h as usize * r + k] += d;
+            }
+        }
+    }
+    evict_for_capacity(inst, &t, &rules, &mut host, &mut load, &mut to_place);
+    for v in 0..m.vms() as VmIdx {
+        let h = host[v as usize];
+        if h != NO_NODE {
+            rules.place(inst, v, h);
+        }
+    }
+    choose_among_parts(inst, &t, &mut rules, &load, &to_place);
+
+    // Place what must move: first in the caller's order, then the largest first.
+    let mut order: Vec<VmIdx> = Vec::with_capacity(to_place.len());
+    let mut pending = vec![false; m.vms()];
+    to_place.iter().for_each(|&v| pending[v as usize] = true);
+    for &v in &inst.place_first {
+        if pending[v as usize] {
+            order.push(v);
+            pending[v as usize] = false;
+        }
+    }
+    let mut rest: Vec<VmIdx> = to_place.iter().copied().filter(|&v| pending[v as usize]).collect();
+    let max_cap: Vec<u64> = (0..r)
+        .map(|k| {
+            (0..m.nodes() as NodeIdx)
+                .map(|n| m.capacity(n)[k])
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        })
+        .collect();
+    let size = |v: VmIdx| -> u64 {
+        t.demand(v)
+            .iter()
+            .zip(&max_cap)
+            .map(|(d, c)| d * 1_000_000 / c)
+            .max()
+            .unwrap_or(0)
+    };
+    rest.sort_by_key(|&v| (std::cmp::Reverse(size(v)), v));
+    order.extend(rest);
+
+    let mut capacity = Vec::with_capacity(m.nodes() * r);
+    let mut closed = Vec::with_capacity(m.nodes());
+    for n in 0..m.nodes() as NodeIdx {
+        capacity.extend_from_slice(m.capacity(n));
+        closed.push(!online[n as usize]);
+    }
+    let load_now = m.load();
+    let mut placer = Placer::new(r, capacity, closed, load, load_now);
+    let mut on_node: Vec<Vec<VmIdx>> = vec![Vec::new(); m.nodes()];
+    for v in 0..m.vms() as VmIdx {
+        if host[v as usize] != NO_NODE {
+            on_node[host[v as usize] as usize].push(v);
+        }
+    }
+    for &v in &order {
+        let d = t.demand(v).to_vec();
+        let cur = current_host(m, v);
+        let chosen = placer.best(&d, |n| {
+            (n == cur || rules.accepts_arrivals(n)) && rules.allows(inst, v, n, &host)
+        });
+        match chosen {
+            Some(n) => {
+                placer.take(n, &d);
+                host[v as usize] = n;
+                on_node[n as usize].push(v);
+                rules.place(inst, v, n);
+            }
+            None => {
+                let mut ctx = Ctx {
+                    inst,
+                    t: &t,
+                    rules: &mut rules,
+                    placer: &mut placer,
+                    host: &mut host,
+                    on_node: &mut on_node,
+                };
+                if !ctx.make_room(v) {
+                    return Err(no_room(inst, &t, &placer, v, &host));
+                }
+            }
+        }
+    }
+    placer.commit();
+    // What could not be relieved (VMs that may not move) leaves the target overloaded.
+    for n in 0..m.nodes() as NodeIdx {
+        if !fits(placer.load(n), &vec![0; r], placer.capacity(n)) {
+            let stuck: Vec<String> = inst
+                .constraints
+                .iter()
+                .filter(|c| {
+                    matches!(c, Constraint::Root { vm } if host[*vm as usize] == n)
+                        || matches!(c, Constraint::Quarantine { nodes } if nodes.contains(&n))
+                })
+                .map(|c| describe(c, m))
+                .collect();
+            return Err(PlanError::Conflict {
+                constraints: stuck,
+                reason: format!(
+                    "node {} stays overloaded: the VMs that would relieve it may not move",
+                    m.node_name(n)
+                ),
+            });
+        }
+    }
+
+    for v in 0..m.vms() as VmIdx {
+        let s = states[v as usize];
+        let h = match s {
+            VmState::Running => host[v as usize],
+            // A VM suspended now sleeps where it ran; a sleeping one stays where it sleeps.
+            VmState::Sleeping => m.host(v),
+            VmState::Ready | VmState::Killed => NO_NODE,
+        };
+        t.set_vm(v, s, h);
+    }
+    Ok(t)
+}
+
+/// Where a VM runs now, if it runs.
+fn current_host(m: &Model, v: VmIdx) -> NodeIdx {
+    if m.state(v) == VmState::Running {
+        m.host(v)
+    } else {
+        NO_NODE
+    }
+}
+
+/// The placement under way, for repairs that move already placed VMs.
+struct Ctx<'a> {
+    inst: &'a Instance,
+    t: &'a Model,
+    rules: &'a mut Rules,
+    placer: &'a mut Placer,
+    host: &'a mut Vec<NodeIdx>,
+    on_node: &'a mut Vec<Vec<VmIdx>>,
+}
+
+/// How many nodes a repair tries before giving up on a VM.
+const REPAIR_CANDIDATES: usize = 32;
+
+impl Ctx<'_> {
+    fn may_go(&self, v: VmIdx, n: NodeIdx) -> bool {
+        let cur = current_host(&self.inst.model, v);
+        (n == cur || self.rules.accepts_arrivals(n)) && self.rules.allows(self.inst, v, n, self.host)
+    }
+
+    /// Makes room for `v` on some node by moving VMs placed there to other nodes. Tries the
+    /// nodes that lack the least room first; one level deep (the VMs moved away must fit
+    /// elsewhere as they are).
+    fn make_room(&mut self, v: VmIdx) -> bool {
+        let r = self.t.nres();
+        let d = self.t.demand(v).to_vec();
+        let mut candidates: Vec<(u64, NodeIdx)> = (0..self.t.nodes() as NodeIdx)
+            .filter(|&n| !self.placer.closed[n as usize] && self.may_go(v, n))
+            .map(|n| {
+                let (load, cap) = (self.placer.load(n), self.placer.capacity(n));
+                let deficit = (0..r)
+                    .map(|k| {
+                        ((load[k] + d[k]).saturating_sub(cap[k]) as u128 * 1_000_000 / cap[k].max(1) as u128) as u64
+                    })
+                    .sum();
+                (deficit, n)
+            })
+            .collect();
+        candidates.sort_unstable();
+        for &(_, n) in candidates.iter().take(REPAIR_CANDIDATES) {
+            if self.try_node(v, n, &d) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn try_node(&mut self, v: VmIdx, n: NodeIdx, d: &[u64]) -> bool {
+        let mark = self.placer.mark();
+        let mut movable: Vec<VmIdx> = self.on_node[n as usize]
+            .iter()
+            .copied()
+            .filter(|&u| self.host[u as usize] == n && !self.rules.is_root(u))
+            .collect();
+        // Largest first: the fewest VMs to move.
+        movable.sort_by_key(|&u| (std::cmp::Reverse(self.t.demand(u).iter().sum::<u64>()), u));
+        let mut victims = Vec::new();
+        for &u in &movable {
+            if self.placer.fits(n, d) {
+                break;
+            }
+            self.placer.release(n, self.t.demand(u));
+            self.host[u as usize] = NO_NODE;
+            self.rules.unplace(self.inst, u, n);
+            victims.push(u);
+        }
+        // Keep only the victims that were needed: give back the smallest that still leave room.
+        for i in (0..victims.len()).rev() {
+            let u = victims[i];
+            self.placer.take(n, self.t.demand(u));
+            let mut with_v = self.placer.load(n).to_vec();
+            with_v.iter_mut().zip(d).for_each(|(l, x)| *l += x);
+            if fits(&with_v, &vec![0; d.len()], self.placer.capacity(n)) {
+                self.host[u as usize] = n;
+                self.rules.place(self.inst, u, n);
+                victims.remove(i);
+            } else {
+                self.placer.release(n, self.t.demand(u));
+            }
+        }
+        if !self.placer.fits(n, d) || !self.rules.allows(self.inst, v, n, self.host) {
+            self.undo(mark, &victims, n);
+            return false;
+        }
+        self.placer.take(n, d);
+        self.host[v as usize] = n;
+        self.rules.place(self.inst, v, n);
+        let mut placed = Vec::new();
+        for &u in &victims {
+            let du = self.t.demand(u).to_vec();
+            let to = self.placer.best(&du, |x| x != n && self.may_go(u, x));
+            match to {
+                Some(x) => {
+                    self.placer.take(x, &du);
+                    self.host[u as usize] = x;
+                    self.rules.place(self.inst, u, x);
+                    placed.push((u, x));
+                }
+                None => {
+                    self.host[v as usize] = NO_NODE;
+                    self.rules.unplace(self.inst, v, n);
+                    for &(p, x) in &placed {
+                        self.host[p as usize] = NO_NODE;
+                        self.rules.unplace(self.inst, p, x);
+                    }
+                    self.undo(mark, &victims, n);
+                    return false;
+                }
+            }
+        }
+        self.on_node[n as usize].retain(|u| !victims.contains(u));
+        self.on_node[n as usize].push(v);
+        for (u, x) in placed {
+            self.on_node[x as usize].push(u);
+        }
+        true
+    }
+
+    fn undo(&mut self, mark: Mark, victims: &[VmIdx], n: NodeIdx) {
+        self.placer.rollback(mark);
+        for &u in victims {
+            self.host[u as usize] = n;
+            self.rules.place(self.inst, u, n);
+        }
+    }
+}
+
+fn root_and_others(inst: &Instance, v: VmIdx) -> Vec<String> {
+    inst.constraints
+        .iter()
+        .filter(|c| match c {
+            Constraint::Root { vm } => *vm == v,
+            Constraint::Ban { vms, .. } | Constraint::Fence { vms, .. } | Constraint::Spread { vms, .. } => {
+                vms.contains(&v)
+            }
+            Constraint::Offline { node } => *node == inst.model.host(v),
+            _ => false,
+        })
+        .map(|c| describe(c, &inst.model))
+        .collect()
+}
+
+/// Moves VMs that stay but break a spread, gather or among into `to_place`.
+fn evict_for_constraints(inst: &Instance, t: &Model, rules: &Rules, host: &mut [NodeIdx], to_place: &mut Vec<VmIdx>) {
+    let evict = |v: VmIdx, host: &mut [NodeIdx], to_place: &mut Vec<VmIdx>| {
+        if host[v as usize] != NO_NODE && !rules.is_root(v) {
+            host[v as usize] = NO_NODE;
+            to_place.push(v);
+        }
+    };
+    for (ci, c) in inst.constraints.iter().enumerate() {
+        let ci = ci as u32;
+        match c {
+            Constraint::Spread { vms, .. } => {
+                let mut seen: HashMap<NodeIdx, VmIdx> = HashMap::new();
+                // Root VMs claim their node first.
+                let mut members: Vec<VmIdx> = vms.clone();
+                members.sort_by_key(|&v| (!rules.is_root(v), v));
+                for v in members {
+                    let h = host[v as usize];
+                    if h == NO_NODE {
+                        continue;
+                    }
+                    if seen.insert(h, v).is_some() && !rules.is_root(v) {
+                        host[v as usize] = NO_NODE;
+                        to_place.push(v);
+                    }
+                }
+            }
+            Constraint::Gather { vms, .. } => {
+                let rooted = vms
+                    .iter()
+                    .find(|&&v| rules.is_root(v) && host[v as usize] != NO_NODE)
+                    .map(|&v| host[v as usize]);
+                let keep = rooted.or_else(|| majority(vms.iter().map(|&v| host[v as usize]).filter(|&h| h != NO_NODE)));
+                if let Some(keep) = keep {
+                    for &v in vms {
+                        let h = host[v as usize];
+                        if h != NO_NODE && h != keep && !rules.is_root(v) {
+                            host[v as usize] = NO_NODE;
+                            to_place.push(v);
+                        }
+                    }
+                }
+            }
+            Constraint::Among { vms, .. } => {
+                let part_of = |n: NodeIdx| rules.node_part(ci, n);
+                let rooted = vms
+                    .iter()
+                    .find(|&&v| rules.is_root(v) && host[v as usize] != NO_NODE)
+                    .and_then(|&v| part_of(host[v as usize]));
+                let keep = rooted.or(majority(vms.iter().filter_map(|&v| {
+                    let h = host[v as usize];
+                    (h != NO_NODE).then(|| part_of(h)).flatten()
+                })));
+                for &v in vms {
+                    let h = host[v as usize];
+                    if h != NO_NODE && part_of(h) != keep && !rules.is_root(v) {
+                        host[v as usize] = NO_NODE;
+                        to_place.push(v);
+                    }
+                }
+            }
+            Constraint::Lonely { vms, .. } => {
+                // Members sharing a node with outsiders leave it.
+                let set: std::collections::HashSet<VmIdx> = vms.iter().copied().collect();
+                let mut mixed: std::collections::HashSet<NodeIdx> = std::collections::HashSet::new();
+                let mut has_member: std::collections::HashSet<NodeIdx> = std::collections::HashSet::new();
+                for &v in vms {
+                    if host[v as usize] != NO_NODE {
+                        has_member.insert(host[v as usize]);
+                    }
+                }
+                for (u, &h) in host.iter().enumerate() {
+                    if h != NO_NODE && has_member.contains(&h) && !set.contains(&(u as VmIdx)) {
+                        mixed.insert(h);
+                    }
+                }
+                for n in mixed {
+                    // Members that may not move keep the node: the outsiders leave instead.
+                    let pinned = vms.iter().any(|&v| host[v as usize] == n && rules.is_root(v));
+                    for u in 0..host.len() as VmIdx {
+                        if host[u as usize] == n && set.contains(&u) != pinned {
+                            evict(u, host, to_place);
+                        }
+                    }
+                }
+            }
+            Constraint::Split { parts, .. } => {
+                // On a node holding several parts, the part with most VMs there stays.
+                let mut by_node: HashMap<NodeIdx, Vec<(usize, VmIdx)>> = HashMap::new();
+                for (p, vs) in parts.iter().enumerate() {
+                    for &v in vs {
+                        if host[v as usize] != NO_NODE {
+                            by_node.entry(host[v as usize]).or_default().push((p, v));
+                        }
+                    }
+                }
+                for (_, list) in by_node {
+                    let rooted = list.iter().find(|&&(_, v)| rules.is_root(v)).map(|&(p, _)| p);
+                    if let Some(keep) = rooted.or_else(|| majority(list.iter().map(|&(p, _)| p))) {
+                        for &(p, v) in &list {
+                            if p != keep {
+                                evict(v, host, to_place);
+                            }
+                        }
+                    }
+                }
+            }
+            Constraint::SplitAmong { vparts, nparts, .. } => {
+                let part_of = |n: NodeIdx| nparts.iter().position(|p| p.contains(&n));
+                let mut taken: HashMap<usize, usize> = HashMap::new();
+                for (vp, vs) in vparts.iter().enumerate() {
+                    let keep = majority(vs.iter().filter_map(|&v| {
+                        let h = host[v as usize];
+                        (h != NO_NODE).then(|| part_of(h)).flatten()
+                    }))
+                    .filter(|np| !taken.contains_key(np));
+                    if let Some(np) = keep {
+                        taken.insert(np, vp);
+                    }
+                    for &v in vs {
+                        let h = host[v as usize];
+                        if h != NO_NODE && (keep.is_none() || part_of(h) != keep) {
+                            evict(v, host, to_place);
+                        }
+                    }
+                }
+            }
+            Constraint::ResourceCapacity { nodes, amount, .. } | Constraint::RunningCapacity { nodes, amount, .. } => {
+                let rc = match c {
+                    Constraint::ResourceCapacity { rc, .. } => Some(*rc),
+                    _ => None,
+                };
+                let weight = |v: VmIdx| rc.map(|k| t.demand(v)[k]).unwrap_or(1);
+                let mut inside: Vec<VmIdx> = (0..host.len() as VmIdx)
+                    .filter(|&v| host[v as usize] != NO_NODE && nodes.contains(&host[v as usize]))
+                    .collect();
+                let mut used: u64 = inside.iter().map(|&v| weight(v)).sum();
+                // The largest leave first: the fewest moves.
+                inside.sort_by_key(|&v| (std::cmp::Reverse(weight(v)), v));
+                for v in inside {
+                    if used <= *amount {
+                        break;
+                    }
+                    if !rules.is_root(v) {
+                        used -= weight(v);
+                        evict(v, host, to_place);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn majority<T: Copy + Eq + std::hash::Hash + Ord>(items: impl Iterator<Item = T>) -> Option<T> {
+    let mut counts: HashMap<T, usize> = HashMap::new();
+    for i in items {
+        *counts.entry(i).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(k, c)| (c, std::cmp::Reverse(k)))
+        .map(|(k, _)| k)
+}
+
+/// Evicts, from every overloaded node, the fewest and cheapest VMs that bring it back within
+/// capacity.
+fn evict_for_capacity(
+    inst: &Instance,
+    t: &Model,
+    rules: &Rules,
+    host: &mut [NodeIdx],
+    load: &mut [u64],
+    to_place: &mut Vec<VmIdx>,
+) {
+    let r = t.nres();
+    let mut on_node: Vec<Vec<VmIdx>> = vec![Vec::new(); t.nodes()];
+    for v in 0..t.vms() as VmIdx {
+        let h = host[v as usize];
+        if h != NO_NODE {
+            on_node[h as usize].push(v);
+        }
+    }
+    for n in 0..t.nodes() {
+        let cap = t.capacity(n as NodeIdx);
+        loop {
+            let excess: Vec<u64> = (0..r).map(|k| load[n * r + k].saturating_sub(cap[k])).collect();
+            if excess.iter().all(|&e| e == 0) {
+                break;
+            }
+            let candidates = on_node[n]
+                .iter()
+                .copied()
+                .filter(|&v| host[v as usize] == n as NodeIdx && !rules.is_root(v));
+            // A single VM that covers the whole excess, the cheapest to move; otherwise the VM
+            // that covers the most of it.
+            let covers = |v: VmIdx| t.demand(v).iter().zip(&excess).all(|(d, e)| d >= e);
+            let best_single = candidates.clone().filter(|&v| covers(v)).min_by_key(|&v| {
+                (
+                    inst.costs.migrate.get(v as usize).copied().unwrap_or(1),
+                    t.demand(v).iter().sum::<u64>(),
+                    v,
+                )
+            });
+            let victim = best_single.or_else(|| {
+                candidates.max_by_key(|&v| {
+                    let covered: u64 = t
+                        .demand(v)
+                        .iter()
+                        .zip(&excess)
+                        .zip(cap)
+                        .map(|((d, e), c)| (*d.min(e) as u128 * 1_000_000 / (*c).max(1) as u128) as u64)
+                        .sum();
+                    (covered, std::cmp::Reverse(v))
+                })
+            });
+            let Some(v) = victim else { break };
+            host[v as usize] = NO_NODE;
+            for (k, d) in t.demand(v).iter().enumerate() {
+                load[n * r + k] -= d;
+            }
+            to_place.push(v);
+        }
+    }
+}
+
+/// For each among with no VM placed yet, picks the part with the most room for its VMs.
+fn choose_among_parts(inst: &Instance, t: &Model, rules: &mut Rules, load: &[u64], to_place: &[VmIdx]) {
+    let r = t.nres();
+    let mut placing = vec![false; t.vms()];
+    to_place.iter().for_each(|&v| placing[v as usize] = true);
+    for (i, c) in inst.constraints.iter().enumerate() {
+        let Constraint::Among { vms, parts, .. } = c else {
+            continue;
+        };
+        let i = i as u32;
+        if rules.among_choice.contains_key(&i) || !vms.iter().any(|&v| placing[v as usize]) {
+            continue;
+        }
+        let room = |p: &Vec<NodeIdx>| -> u128 {
+            p.iter()
+                .filter(|&&n| t.is_online(n))
+                .map(|&n| {
+                    let cap = t.capacity(n);
+                    (0..r)
+                        .map(|k| {
+                            (cap[k].saturating_sub(load[n as usize * r + k]) as u128 * 1_000_000)
+                                / cap[k].max(1) as u128
+                        })
+                        .min()
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        if let Some((p, _)) = parts
+            .iter()
+            .enumerate()
+            .max_by_key(|(p, ns)| (room(ns), std::cmp::Reverse(*p)))
+        {
+            rules.among_choice.insert(i, p as u32);
+        }
+    }
+}
+
+/// Explains why `v` cannot be placed: no capacity anywhere, or which constraints exclude the
+/// nodes that have room.
+fn no_room(inst: &Instance, t: &Model, placer: &Placer, v: VmIdx, host: &[NodeIdx]) -> PlanError {
+    let m = &inst.model;
+    let d = t.demand(v);
+    let with_room: Vec<NodeIdx> = (0..m.nodes() as NodeIdx).filter(|&n| placer.fits(n, d)).collect();
+    if with_room.is_empty() {
+        let need = m
+            .resources()
+            .iter()
+            .zip(d)
+            .map(|(r, d)| format!("{r} {d}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return PlanError::NoRoom {
+            vm: m.vm_name(v).to_string(),
+            reason: format!("no online node has room left for it ({need})"),
+        };
+    }
+    let blocking: Vec<String> = inst
+        .constraints
+        .iter()
+        .filter(|c| match c {
+            Constraint::Ban { vms, .. }
+            | Constraint::Fence { vms, .. }
+            | Constraint::Spread { vms, .. }
+            | Constraint::Gather { vms, .. }
+            | Constraint::Lonely { vms, .. }
+            | Constraint::Among { vms, .. } => vms.contains(&v),
+            Constraint::Split { parts, .. } => parts.iter().any(|p| p.contains(&v)),
+            Constraint::SplitAmong { vparts, .. } => vparts.iter().any(|p| p.contains(&v)),
+            Constraint::NoArrival { .. }
+            | Constraint::Quarantine { .. }
+            | Constraint::ResourceCapacity { .. }
+            | Constraint::RunningCapacity { .. } => true,
+            _ => false,
+        })
+        .filter(|c| {
+            // Would this constraint alone exclude every node with room?
+            let single = Instance {
+                model: m.clone(),
+                constraints: vec![(*c).clone()],
+                place_first: vec![],
+                costs: Default::default(),
+                options: Default::default(),
+            };
+            let mut alone = Rules::new(&single, t);
+            for (u, &h) in host.iter().enumerate() {
+                if h != NO_NODE {
+                    alone.place(&single, u as VmIdx, h);
+                }
+            }
+            !with_room
+                .iter()
+                .any(|&n| alone.allows(&single, v, n, host) && alone.accepts_arrivals(n))
+        })
+        .map(|c| describe(c, m))
+        .collect();
+    PlanError::NoRoom {
+        vm: m.vm_name(v).to_string(),
+        reason: if blocking.is_empty() {
+            format!(
+                "{} node(s) have room but the constraints together exclude them all",
+                with_room.len()
+            )
+        } else {
+            format!("the nodes with room are excluded by {}", blocking.join(", "))
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_nodes() -> Model {
+        let mut m = Model::cpu_and_memory();
+        m.add_node("a", true, &[4, 8]);
+        m.add_node("b", true, &[4, 8]);
+        m
+    }
+
+    #[test]
+    fn well_placed_vms_stay_and_new_ones_fit() {
+        let mut m = two_nodes();
+        m.add_vm("v0", VmState::Running, 0, &[2, 2]);
+        let v1 = m.add_vm("v1", VmState::Ready, NO_NODE, &[3, 2]);
+        let inst = Instance::new(m, vec![Constraint::Running { vm: v1 }]);
+        let t = target(&inst).unwrap();
+        assert_eq!(t.host(0), 0);
+        assert_eq!(t.state(v1), VmState::Running);
+        assert_eq!(t.host(v1), 1, "only b has 3 cpus free");
+    }
+
+    #[test]
+    fn overloaded_node_sheds_the_cheapest_sufficient_vm() {
+        let mut m = two_nodes();
+        m.add_vm("big", VmState::Running, 0, &[2, 4]);
+        let small = m.add_vm("small", VmState::Running, 0, &[1, 1]);
+        m.add_vm("other", VmState::Running, 0, &[1, 1]);
+        let inst = Instance::new(
+            m,
+            vec![Constraint::Preserve {
+                vm: small,
+                rc: 0,
+                amount: 2,
+            }],
+        );
+        let t = target(&inst).unwrap();
+        // Load becomes 5 cpus on a: moving "other" (1 cpu) is enough.
+        assert_eq!(t.host(0), 0);
+        assert_eq!(t.host(small), 0);
+        assert_eq!(t.host(2), 1);
+    }
+
+    #[test]
+    fn spread_and_offline_move_vms() {
+        let mut m = two_nodes();
+        m.add_node("c", true, &[4, 8]);
+        let a = m.add_vm("a", VmState::Running, 0, &[1, 1]);
+        let b = m.add_vm("b", VmState::Running, 0, &[1, 1]);
+        let c = m.add_vm("c", VmState::Running, 2, &[1, 1]);
+        let inst = Instance::new(
+            m,
+            vec![
+                Constraint::Spread {
+                    vms: vec![a, b],
+                    continuous: false,
+                },
+                Constraint::Offline { node: 2 },
+            ],
+        );
+        let t = target(&inst).unwrap();
+        assert_ne!(t.host(a), t.host(b));
+        assert_ne!(t.host(c), 2);
+        assert!(!t.is_online(2));
+    }
+
+    #[test]
+    fn unsatisfiable_names_the_constraints() {
+        let mut m = two_nodes();
+        let v = m.add_vm("v", VmState::Ready, NO_NODE, &[1, 1]);
+        let inst = Instance::new(
+            m,
+            vec![
+                Constraint::Running { vm: v },
+                Constraint::Ban {
+                    vms: vec![v],
+                    nodes: vec![0, 1],
+                },
+            ],
+        );
+        let e = target(&inst).unwrap_err().to_string();
+        assert!(e.contains("ban({v}, {a,b})"), "{e}");
+        let mut m = two_nodes();
+        let v = m.add_vm("v", VmState::Ready, NO_NODE, &[1, 9]);
+        let e = target(&Instance::new(m, vec![Constraint::Running { vm: v }]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no online node has room"), "{e}");
+    }
+
+    #[test]
+    fn placer_places_groups_all_or_nothing() {
+        let m = two_nodes();
+        let mut p = Placer::from_model(&m);
+        assert_eq!(p.place_group(&[&[4, 4], &[4, 4]]), Some(vec![0, 1]));
+        let mark = p.mark();
+        assert_eq!(p.place_group(&[&[1, 1]]), None);
+        p.release(0, &[4, 4]);
+        assert_eq!(p.place_group(&[&[2, 2], &[2, 2]]), Some(vec![0, 0]));
+        p.rollback(mark);
+        assert!(!p.fits(0, &[1, 1]));
+    }
+}

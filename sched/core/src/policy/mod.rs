@@ -1,0 +1,484 @@
+//! Which vjobs should run: queue ordering and admission, with preemption by suspension.
+//!
+//! Pure: a list of [`Candidate`]s and a [`Placer`] over the cluster in, a [`Decision`] out; time
+//! comes in as a parameter. The daemon and the trace simulator call the same function.
+//!
+//! The context-switch policy (after the cluster-wide context switch of vjobs, VTDC 2010):
+//! candidates are taken in order of queue priority, job priority, then submission. Each one that
+//! is not running is admitted whole if all its VMs fit (the very filter-and-score placement the
+//! planner uses). If it does not fit, running vjobs *behind it* in that order (lower priority,
+//! or equal priority but submitted later, i.e. backfilled while it waited) are suspended whole,
+//! lowest first, until it fits; those that turn out not to be needed are kept running. A vjob
+//! that was preempted and resumed is not preempted again within the quantum (no thrashing).
+//! When the preemption is short (a [`PauseRule`]: the preempting vjob's walltime is short) and
+//! giving back processors is enough, the victims are paused in memory instead of saved to disk
+//! (Slurm's `PreemptMode=SUSPEND`): no disk traffic either way, and they resume on the same nodes,
+//! in a moment, once processors are free there. A paused vjob still holds its memory, so a later
+//! vjob that needs it saves it to disk.
+//! Running vjobs never move here: defragmentation is the planner's business.
+
+mod context_switch;
+
+use std::collections::HashMap;
+
+pub use context_switch::context_switch;
+
+use crate::model::NodeIdx;
+use crate::plan::place::Placer;
+use crate::resources::MEMORY;
+
+/// The running time assumed of a vjob whose user gave no estimate (walltime): longer than any
+/// real one, yet far from overflowing when added to a time.
+pub const UNKNOWN_RUNTIME_MS: u64 = u64::MAX / 4;
+
+/// When a running vjob's estimate says it ends: it has been running since `since`, had run
+/// `executed_ms` before that, and its user estimated `requested_ms` in all ([`UNKNOWN_RUNTIME_MS`]
+/// when unknown).
+pub fn expected_end(since: u64, executed_ms: u64, requested_ms: Option<u64>) -> u64 {
+    since + requested_ms.unwrap_or(UNKNOWN_RUNTIME_MS).saturating_sub(executed_ms)
+}
+
+/// Where a candidate stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Waiting,
+    Suspended,
+    Running,
+    /// Paused in memory on its hosts: holds the resources its [`PauseRule`] keeps there.
+    Paused,
+}
+
+/// A vjob as the policy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub id: u64,
+    pub queue: String,
+    pub queue_priority: i32,
+    pub priority: i32,
+    pub submit_ms: u64,
+    pub user: String,
+    pub standing: Standing,
+    /// May be started or resumed (queue started, not held, not suspended by hand).
+    pub eligible: bool,
+    /// May not be suspended now (within its quantum, or switching).
+    pub protected: bool,
+    /// What each of its VMs needs (a vjob's VMs are alike).
+    pub demand: Vec<u64>,
+    /// How many VMs it has.
+    pub vms: usize,
+    /// The nodes of its VMs that stay where they are (running, or paused in memory); the
+    /// others must be placed (not started, sleeping, or on a node going offline).
+    pub placed: Vec<NodeIdx>,
+    /// The user's estimate of its running time (walltime), for backfilling.
+    pub requested_ms: Option<u64>,
+    /// For a running vjob: when its estimate says it ends.
+    pub expected_end_ms: Option<u64>,
+}
+
+/// Limits on running vjobs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    /// Per queue: most running vjobs, and most running vjobs per user.
+    pub queues: HashMap<String, (Option<u32>, Option<u32>)>,
+    /// Within a queue priority, a vjob may suspend a running one only if its priority is at
+    /// least this many times the victim's (the suspension factor of selective suspension);
+    /// `None`: any vjob behind it in order.
+    pub preempt_ratio: Option<f64>,
+    /// When preemptions pause their victims instead of saving them; `None`: never.
+    pub pause: Option<PauseRule>,
+}
+
+/// Short preemptions pause their victims in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PauseRule {
+    /// A vjob whose walltime is at most this long pauses the vjobs it preempts.
+    pub max_walltime_ms: u64,
+    /// The resources a paused VM keeps (its memory); it gives back the others (processors).
+    pub kept: Vec<usize>,
+}
+
+impl PauseRule {
+    /// The rule of the daemon's and the simulator's models: preemptors with a walltime of at
+    /// most `max_walltime_ms` pause their victims, which keep their memory; none when it is 0.
+    pub fn keeping_memory(max_walltime_ms: u64) -> Option<PauseRule> {
+        (max_walltime_ms > 0).then(|| PauseRule {
+            max_walltime_ms,
+            kept: vec![MEMORY],
+        })
+    }
+
+    /// What pausing a VM of this demand gives back.
+    pub fn freed(&self, demand: &[u64]) -> Vec<u64> {
+        self.mask(demand, false)
+    }
+
+    /// What a paused VM of this demand still holds.
+    pub fn held(&self, demand: &[u64]) -> Vec<u64> {
+        self.mask(demand, true)
+    }
+
+    fn mask(&self, demand: &[u64], kept: bool) -> Vec<u64> {
+        demand
+            .iter()
+            .enumerate()
+            .map(|(r, &d)| if self.kept.contains(&r) == kept { d } else { 0 })
+            .collect()
+    }
+}
+
+/// What should change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    /// Vjobs to start or resume (or whose misplaced VMs to re-place), in order.
+    pub run: Vec<u64>,
+    /// Running vjobs to suspend, with the vjob they make room for (`None`: no room left for
+    /// their misplaced VMs).
+    pub suspend: Vec<(u64, Option<u64>)>,
+    /// Running vjobs to pause in memory, with the vjob they make room for.
+    pub pause: Vec<(u64, u64)>,
+    /// Why each waiting candidate waits.
+    pub waiting: Vec<(u64, String)>,
+}
+
+/// The order in which candidates are considered: queue priority, job priority, submission, id.
+pub fn order(cands: &[Candidate]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..cands.len()).collect();
+    idx.sort_by_key(|&i| {
+        let c = &cands[i];
+        (
+            std::cmp::Reverse(c.queue_priority),
+            std::cmp::Reverse(c.priority),
+            c.submit_ms,
+            c.id,
+        )
+    });
+    idx
+}
+
+/// First come, first served: waiting vjobs start in order while they fit; the first that does
+/// not fit blocks all the others. No preemption. The baseline every scheduler is compared with.
+pub fn fcfs(cands: &[Candidate], placer: &mut Placer) -> Decision {
+    let mut decision = Decision::default();
+    for i in order(cands) {
+        let c = &cands[i];
+        if c.standing == Standing::Running || !c.eligible {
+            continue;
+        }
+        let demands: Vec<&[u64]> = vec![c.demand.as_slice(); c.vms];
+        if placer.place_group(&demands).is_some() {
+            decision.run.push(c.id);
+        } else {
+            decision
+                .waiting
+                .push((c.id, "waiting for resources (first come, first served)".into()));
+            break;
+        }
+    }
+    placer.commit();
+    decision
+}
+
+/// EASY backfilling (Lifka 1995; the default of Maui and Slurm's backfill): vjobs start in order
+/// while they fit; the first that does not fit gets a reservation at the earliest time enough
+/// running vjobs are expected to have ended (by their walltime estimates); later vjobs may jump
+/// ahead if they fit now and either end before that time or leave enough room for it. No
+/// preemption. Resource counts for the reservation are aggregate (`rc` = the resource counted,
+/// e.g. cpu); fits are checked node by node.
+pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> Decision {
+    let mut decision = Decision::default();
+    let total_free = |p: &Placer| -> u64 {
+        (0..p.nodes() as NodeIdx)
+            .filter(|&n| p.accepts(n))
+            .map(|n| p.capacity(n)[rc].saturating_sub(p.load(n)[rc]))
+            .sum()
+    };
+    let size = |c: &Candidate| -> u64 { c.demand[rc] * c.vms as u64 };
+    // Expected ends of what runs, as (time, amount freed).
+    let mut ends: Vec<(u64, u64)> = cands
+        .iter()
+        .filter(|c| c.standing == Standing::Running)
+        .map(|c| (c.expected_end_ms.unwrap_or(u64::MAX), size(c)))
+        .collect();
+    let mut reservation: Option<(u64, u64)> = None;
+    for i in order(cands) {
+        let c = &cands[i];
+        if c.standing == Standing::Running || !c.eligible {
+            continue;
+        }
+        let demands: Vec<&[u64]> = vec![c.demand.as_slice(); c.vms];
+        // Without an estimate, a waiting vjob is taken to run longer than any running one
+        // without an estimate: it never backfills in time ahead of one.
+        let estimate_end = now.saturating_add(c.requested_ms.unwrap_or(2 * UNKNOWN_RUNTIME_MS));
+        match reservation {
+            None => {
+                if placer.place_group(&demands).is_some() {
+                    decision.run.push(c.id);
+                    ends.push((estimate_end, size(c)));
+                    continue;
+                }
+                // The head: reserve the earliest time enough is expected to be free.
+                ends.sort_unstable();
+                let need = size(c);
+                let mut free = total_free(placer);
+                let mut shadow = u64::MAX;
+                for &(t, amount) in &ends {
+                    if free >= need {
+                        break;
+                    }
+                    free += amount;
+                    shadow = t;
+                }
+                let extra = free.saturating_sub(need);
+                reservation = Some((shadow, extra));
+                decision
+                    .waiting
+                    .push((c.id, "waiting for resources (holds the reservation)".into()));
+            }
+            Some((shadow, extra)) => {
+                let fits_in_time = estimate_end <= shadow;
+                let fits_in_extra = size(c) <= extra;
+                if (fits_in_time || fits_in_extra) && placer.place_group(&demands).is_some() {
+                    decision.run.push(c.id);
+                    if !fits_in_time {
+                        reservation = Some((shadow, extra - size(c)));
+                    }
+                } else {
+                    decision
+                        .waiting
+                        .push((c.id, "waiting for resources (backfilling)".into()));
+                }
+            }
+        }
+    }
+    placer.commit();
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Model, VmState};
+
+    fn cluster(nodes: usize) -> Model {
+        let mut m = Model::cpu_and_memory();
+        for i in 0..nodes {
+            m.add_node(format!("n{i}"), true, &[4, 8]);
+        }
+        m
+    }
+
+    fn cand(id: u64, qprio: i32, submit: u64, standing: Standing, vms: &[(u64, Option<NodeIdx>)]) -> Candidate {
+        Candidate {
+            id,
+            queue: if qprio > 10 { "express".into() } else { "batch".into() },
+            queue_priority: qprio,
+            priority: 0,
+            submit_ms: submit,
+            user: "u".into(),
+            standing,
+            eligible: true,
+            protected: false,
+            requested_ms: None,
+            expected_end_ms: None,
+            demand: vec![vms[0].0, 4],
+            vms: vms.len(),
+            placed: vms.iter().filter_map(|&(_, h)| h).collect(),
+        }
+    }
+
+    /// A placer whose loads hold the running candidates' VMs.
+    fn placer(m: &mut Model, cands: &[Candidate]) -> Placer {
+        for c in cands {
+            for (k, &h) in c.placed.iter().enumerate() {
+                m.add_vm(format!("{}-{k}", c.id), VmState::Running, h, &c.demand);
+            }
+        }
+        Placer::from_model(m)
+    }
+
+    #[test]
+    fn express_job_preempts_the_batch_job_whole() {
+        let mut m = cluster(2);
+        let cands = vec![
+            cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, Some(1))]),
+            cand(2, 100, 5, Standing::Waiting, &[(4, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert_eq!(d.run, vec![2]);
+        assert_eq!(d.suspend, vec![(1, Some(2))]);
+    }
+
+    #[test]
+    fn short_preemptions_pause_in_memory_when_processors_are_enough() {
+        let rule = PauseRule {
+            max_walltime_ms: 60_000,
+            kept: vec![1],
+        };
+        let limits = Limits {
+            pause: Some(rule.clone()),
+            ..Default::default()
+        };
+        let batch = cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, Some(1))]);
+        let short = Candidate {
+            requested_ms: Some(30_000),
+            ..cand(2, 100, 5, Standing::Waiting, &[(4, None)])
+        };
+        let decide = |cands: &[Candidate]| {
+            let mut m = cluster(2);
+            let mut p = placer(&mut m, cands);
+            context_switch(cands, &mut p, &limits)
+        };
+        // Batch holds every processor and half the memory: the short job pauses it.
+        let d = decide(&[batch.clone(), short.clone()]);
+        assert_eq!((d.run, d.pause, d.suspend), (vec![2], vec![(1, 2)], vec![]));
+        // A long job saves it to disk.
+        let long = Candidate {
+            requested_ms: Some(3_600_000),
+            ..short.clone()
+        };
+        let d = decide(&[batch.clone(), long]);
+        assert_eq!((d.run, d.pause, d.suspend), (vec![2], vec![], vec![(1, Some(2))]));
+        // So does a short one that needs the memory too.
+        let big = Candidate {
+            demand: vec![4, 8],
+            ..short.clone()
+        };
+        let d = decide(&[batch.clone(), big]);
+        assert_eq!((d.pause, d.suspend), (vec![], vec![(1, Some(2))]));
+
+        // A paused vjob holds its memory where it is and resumes there once processors are free.
+        let paused = cand(1, 10, 0, Standing::Paused, &[(4, Some(0)), (4, Some(1))]);
+        let with_held = |others: &[Candidate]| {
+            let mut m = cluster(2);
+            for (k, &h) in paused.placed.iter().enumerate() {
+                m.add_vm(format!("p-{k}"), VmState::Running, h, &rule.held(&paused.demand));
+            }
+            let mut p = placer(&mut m, others);
+            let mut all = vec![paused.clone()];
+            all.extend_from_slice(others);
+            context_switch(&all, &mut p, &limits)
+        };
+        let running_short = Candidate {
+            standing: Standing::Running,
+            vms: 1,
+            placed: vec![0],
+            ..short.clone()
+        };
+        let d = with_held(&[running_short]);
+        assert!(d.run.is_empty() && d.suspend.is_empty() && d.pause.is_empty());
+        assert_eq!(
+            d.waiting,
+            vec![(1, "paused in memory: waiting for processors on its nodes".to_string())]
+        );
+        assert_eq!(with_held(&[]).run, vec![1]);
+        // A job that needs its memory saves it to disk.
+        let hungry = Candidate {
+            demand: vec![1, 8],
+            ..cand(3, 100, 9, Standing::Waiting, &[(1, None)])
+        };
+        let running_short = Candidate {
+            standing: Standing::Running,
+            vms: 1,
+            placed: vec![0],
+            ..short
+        };
+        let d = with_held(&[running_short, hungry]);
+        assert_eq!((d.run, d.suspend), (vec![3], vec![(1, Some(3))]));
+    }
+
+    #[test]
+    fn suspended_job_resumes_when_room_returns_and_protection_holds() {
+        let mut m = cluster(2);
+        let mut cands = vec![cand(1, 10, 0, Standing::Suspended, &[(4, None), (4, None)])];
+        let mut p = placer(&mut m, &cands);
+        assert_eq!(context_switch(&cands, &mut p, &Limits::default()).run, vec![1]);
+        // Once resumed and protected, an express job cannot take its place.
+        let mut m = cluster(2);
+        cands = vec![
+            Candidate {
+                protected: true,
+                ..cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, Some(1))])
+            },
+            cand(2, 100, 5, Standing::Waiting, &[(4, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert!(d.run.is_empty() && d.suspend.is_empty());
+        assert_eq!(d.waiting, vec![(2, "waiting for resources".to_string())]);
+    }
+
+    #[test]
+    fn only_the_needed_victims_are_suspended() {
+        let mut m = cluster(2);
+        let cands = vec![
+            cand(1, 10, 0, Standing::Running, &[(2, Some(0))]),
+            cand(2, 10, 1, Standing::Running, &[(4, Some(1))]),
+            cand(3, 10, 2, Standing::Running, &[(2, Some(0))]),
+            cand(4, 100, 9, Standing::Waiting, &[(2, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert_eq!(d.run, vec![4]);
+        // The lowest (latest) vjob, 3, frees exactly what is needed; 2 stays.
+        assert_eq!(d.suspend, vec![(3, Some(4))]);
+    }
+
+    #[test]
+    fn equal_priority_never_preempts_earlier_work_and_limits_hold() {
+        let mut m = cluster(1);
+        let cands = vec![
+            cand(1, 10, 0, Standing::Running, &[(4, Some(0))]),
+            cand(2, 10, 5, Standing::Waiting, &[(4, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert!(d.suspend.is_empty() && d.run.is_empty());
+
+        let mut m = cluster(2);
+        let cands = vec![
+            cand(1, 10, 0, Standing::Waiting, &[(1, None)]),
+            cand(2, 10, 1, Standing::Waiting, &[(1, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let limits = Limits {
+            queues: [("batch".to_string(), (Some(1), None))].into(),
+            ..Default::default()
+        };
+        let d = context_switch(&cands, &mut p, &limits);
+        assert_eq!(d.run, vec![1]);
+        assert!(d.waiting[0].1.contains("limit of 1"));
+    }
+
+    #[test]
+    fn fcfs_blocks_behind_the_head_and_easy_backfills_only_what_keeps_its_reservation() {
+        // Two 4-cpu nodes; a 4-cpu job runs until t=100 by its estimate.
+        let mut m = cluster(2);
+        let mut running = cand(1, 10, 0, Standing::Running, &[(4, Some(0))]);
+        running.expected_end_ms = Some(100);
+        let mut head = cand(2, 10, 1, Standing::Waiting, &[(4, None), (4, None)]);
+        head.requested_ms = Some(1000);
+        let mut short = cand(3, 10, 2, Standing::Waiting, &[(2, None)]);
+        short.requested_ms = Some(50);
+        let mut long = cand(4, 10, 3, Standing::Waiting, &[(2, None)]);
+        long.requested_ms = Some(500);
+        let cands = vec![running, head, short, long];
+        let mut p = placer(&mut m, &cands);
+        let d = fcfs(&cands, &mut p);
+        assert!(d.run.is_empty(), "the head does not fit: nothing starts");
+        let mut m = cluster(2);
+        let mut p = placer(&mut m, &cands);
+        let d = easy(&cands, &mut p, 0, 0);
+        // The head is reserved for t=100; the short job ends before, the long one would delay it.
+        assert_eq!(d.run, vec![3]);
+    }
+
+    #[test]
+    fn a_running_vjob_whose_vms_have_nowhere_to_go_is_suspended() {
+        let mut m = cluster(1);
+        let cands = vec![cand(1, 10, 0, Standing::Running, &[(4, Some(0)), (4, None)])];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert_eq!(d.suspend, vec![(1, None)]);
+    }
+}

@@ -1,0 +1,330 @@
+//! The core loop driven by hand on the simulated backend: observations are built and ordered
+//! by the test, so races between node reports become deterministic.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use vjob_api::{JobState, Op as ApiOp, Reply, SubmitRequest};
+use vjob_hypervisor::sim::SimCluster;
+
+use super::*;
+use crate::exec::{Backends, CallDone};
+use crate::{open_backends, Identity, NodeAnswer, NodeReport};
+
+/// A core on two simulated nodes, n1 and n2, whose loop the test turns.
+struct Rig {
+    core: Core,
+    done: Receiver<CallDone>,
+    backends: Backends,
+    sim: SimCluster,
+    dir: PathBuf,
+}
+
+fn config(dir: &std::path::Path, extra_top: &str) -> Config {
+    let text = format!(
+        "{extra_top}state_dir = \"{}\"\nadmins = [\"root\"]\n\
+         [hypervisor]\nbackend = \"sim\"\nsim_dir = \"{}\"\nboot_time = \"20ms\"\npause_time = \"1ms\"\ndestroy_time = \"1ms\"\n\
+         save_overhead = \"10ms\"\nmigrate_overhead = \"10ms\"\n\
+         [[node]]\nname = \"n1\"\ncpus = 2\nmemory = \"4GiB\"\n[[node]]\nname = \"n2\"\ncpus = 2\nmemory = \"4GiB\"\n\
+         [scheduler]\nnode_timeout = \"50ms\"\n",
+        dir.join("state").display(),
+        dir.join("sim").display(),
+    );
+    Config::parse("test.toml", &text).unwrap()
+}
+
+impl Rig {
+    fn new(tag: &str) -> Rig {
+        let dir = std::env::temp_dir().join(format!("vjob-core-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Rig::open(dir, "")
+    }
+
+    fn open(dir: PathBuf, extra_top: &str) -> Rig {
+        let cfg = config(&dir, extra_top);
+        std::fs::create_dir_all(&cfg.state_dir).unwrap();
+        let backends = open_backends(&cfg).unwrap();
+        let (tx, done) = crossbeam_channel::unbounded();
+        let exec = Executor::start(backends.clone(), 4, tx);
+        let sim = SimCluster::open(&cfg.hypervisor.sim_dir, &[], cfg.hypervisor.durations).unwrap();
+        let first = Observation {
+            started: Instant::now(),
+            nodes: Vec::new(),
+            images: None,
+        };
+        let core = Core::open(cfg, exec, first).unwrap();
+        let mut rig = Rig {
+            core,
+            done,
+            backends,
+            sim,
+            dir,
+        };
+        rig.observe(&["n1", "n2"]);
+        rig
+    }
+
+    fn root() -> Identity {
+        Identity {
+            uid: 0,
+            user: "root".into(),
+            admin: true,
+        }
+    }
+
+    fn submit(&mut self, spec: &str) -> u64 {
+        let req = SubmitRequest {
+            file: "job.toml".into(),
+            spec: spec.into(),
+            ..Default::default()
+        };
+        match self.core.handle(&Rig::root(), ApiOp::Submit(req)).unwrap() {
+            Reply::Submitted { id } => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A report of `node` as it answers now.
+    fn report(&self, node: &str) -> NodeReport {
+        let began = Instant::now();
+        let answer = match self.backends[node].list() {
+            Ok(d) => NodeAnswer::Listed(d),
+            Err(e) => NodeAnswer::Failed(e.to_string()),
+        };
+        NodeReport {
+            node: node.into(),
+            began,
+            answer,
+        }
+    }
+
+    /// One observation of the nodes, their reports in this order.
+    fn observe(&mut self, order: &[&str]) {
+        let nodes: Vec<NodeReport> = order.iter().map(|n| self.report(n)).collect();
+        let started = nodes.iter().map(|r| r.began).min().unwrap_or_else(Instant::now);
+        self.core.reconcile(Observation {
+            started,
+            nodes,
+            images: None,
+        });
+    }
+
+    /// Takes in every call's result until nothing is in flight.
+    fn drain(&mut self) {
+        let t0 = Instant::now();
+        while self.core.calls.run.is_some() || !self.core.calls.cleanups.is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "calls do not end");
+            if let Ok(d) = self.done.recv_timeout(Duration::from_millis(100)) {
+                self.core.on_done(d);
+            }
+        }
+    }
+
+    /// A decision round, carried out to its end.
+    fn decide(&mut self) {
+        self.core.decide();
+        self.drain();
+    }
+
+    fn job(&self, id: u64) -> &Job {
+        &self.core.rec.jobs[&id]
+    }
+
+    fn names_on(&self, node: &str) -> Vec<String> {
+        self.backends[node]
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect()
+    }
+
+    fn set_down(&self, node: &str, down: bool) {
+        let marker = self.sim.down_marker(node);
+        if down {
+            std::fs::write(marker, "").unwrap();
+        } else {
+            std::fs::remove_file(marker).unwrap();
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+const ONE_VM: &str = "name = \"j\"\n[vm]\ncount = 1\nvcpus = 2\nmemory = \"1GiB\"\n[run]\nscript = \"x\"\n";
+
+/// Runs a 1-VM job, loses its node, lets it start again on the other one. Returns (job, lost
+/// node, other node).
+fn requeued_elsewhere(rig: &mut Rig) -> (u64, String, String) {
+    let id = rig.submit(ONE_VM);
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).state, JobState::Running);
+    let first = rig.job(id).vms[0].node.clone().unwrap();
+    let other = if first == "n1" { "n2" } else { "n1" }.to_string();
+    rig.set_down(&first, true);
+    rig.observe(&["n1", "n2"]);
+    std::thread::sleep(Duration::from_millis(60));
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).state, JobState::Queued, "requeued past the node timeout");
+    assert_eq!(rig.job(id).stale, vec![(format!("vjob-{id}-0"), first.clone())]);
+    rig.decide();
+    rig.observe(&[&other, &first]);
+    assert_eq!(rig.job(id).state, JobState::Running);
+    assert_eq!(rig.job(id).vms[0].node.as_deref(), Some(other.as_str()));
+    (id, first, other)
+}
+
+#[test]
+fn regression_stale_copy_on_a_returning_node_is_destroyed_when_its_listing_comes_last() {
+    let mut rig = Rig::new("stale-last");
+    let (id, first, other) = requeued_elsewhere(&mut rig);
+    let vm = format!("vjob-{id}-0");
+    rig.set_down(&first, false);
+    assert_eq!(
+        (rig.names_on(&first), rig.names_on(&other)),
+        (vec![vm.clone()], vec![vm.clone()])
+    );
+    // The live copy's node answers first, the returning node (with the stale copy) last.
+    rig.observe(&[&other, &first]);
+    rig.drain();
+    assert!(rig.names_on(&first).is_empty(), "the stale copy is destroyed");
+    assert_eq!(rig.names_on(&other), vec![vm.clone()], "the live copy is left alone");
+    assert!(rig.job(id).stale.is_empty(), "forgotten once the destroy is confirmed");
+    rig.observe(&[&other, &first]);
+    let job = rig.job(id);
+    assert_eq!(
+        (job.state, job.vms[0].node.as_deref()),
+        (JobState::Running, Some(other.as_str()))
+    );
+}
+
+#[test]
+fn regression_stale_copy_is_kept_until_its_node_answers_even_when_other_rounds_miss_it() {
+    let mut rig = Rig::new("stale-kept");
+    let (id, first, other) = requeued_elsewhere(&mut rig);
+    // Rounds where the lost node is missing altogether, or still fails: the record stays.
+    rig.observe(&[&other]);
+    rig.observe(&[&other, &first]);
+    rig.drain();
+    assert_eq!(rig.job(id).stale.len(), 1, "nothing confirmed the destroy yet");
+    rig.set_down(&first, false);
+    rig.observe(&[&first, &other]);
+    rig.drain();
+    assert!(rig.names_on(&first).is_empty());
+    assert!(rig.job(id).stale.is_empty());
+}
+
+#[test]
+fn a_requeued_vjob_waits_for_its_stale_copy_rather_than_starting_beside_it() {
+    let mut rig = Rig::new("stale-wait");
+    let id = rig.submit(ONE_VM);
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    let first = rig.job(id).vms[0].node.clone().unwrap();
+    let other = if first == "n1" { "n2" } else { "n1" }.to_string();
+    // The other node is offline: the vjob can only start again where its stale copy is.
+    rig.core.nodes.iter_mut().find(|n| n.cfg.name == other).unwrap().admin = vjob_api::NodeAdminState::Offline;
+    rig.set_down(&first, true);
+    rig.observe(&["n1", "n2"]);
+    std::thread::sleep(Duration::from_millis(60));
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).state, JobState::Queued);
+    rig.set_down(&first, false);
+    // Its node answers: the stale copy's destroy is under way, and no decision starts the VM
+    // there before it is confirmed.
+    rig.observe(&[&first, &other]);
+    rig.core.decide();
+    assert!(
+        rig.job(id).reason.as_deref().unwrap_or("").contains("stale copy"),
+        "{:?}",
+        rig.job(id).reason
+    );
+    rig.drain();
+    assert!(rig.job(id).stale.is_empty());
+    rig.observe(&[&first, &other]);
+    rig.decide();
+    rig.observe(&[&first, &other]);
+    assert_eq!(rig.job(id).state, JobState::Running);
+    assert_eq!(
+        rig.names_on(&first),
+        vec![format!("vjob-{id}-0")],
+        "one copy, the new one"
+    );
+}
+
+#[test]
+fn another_clusters_vms_on_shared_nodes_are_load_never_adopted_nor_destroyed() {
+    let dir = std::env::temp_dir().join(format!("vjob-core-two-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut alpha = Rig::open(dir.join("a"), "cluster = \"alpha\"\n");
+    // beta's simulated nodes are alpha's.
+    let cfg_text = |d: &std::path::Path| {
+        let mut c = config(d, "cluster = \"beta\"\n");
+        c.hypervisor.sim_dir = alpha.core.cfg.hypervisor.sim_dir.clone();
+        c
+    };
+    let bdir = dir.join("b");
+    let cfg = cfg_text(&bdir);
+    std::fs::create_dir_all(&cfg.state_dir).unwrap();
+    let backends = open_backends(&cfg).unwrap();
+    let (tx, done) = crossbeam_channel::unbounded();
+    let exec = Executor::start(backends.clone(), 4, tx);
+    let sim = SimCluster::open(&cfg.hypervisor.sim_dir, &[], cfg.hypervisor.durations).unwrap();
+    let first = Observation {
+        started: Instant::now(),
+        nodes: Vec::new(),
+        images: None,
+    };
+    let core = Core::open(cfg, exec, first).unwrap();
+    let mut beta = Rig {
+        core,
+        done,
+        backends,
+        sim,
+        dir: bdir,
+    };
+    let a = alpha.submit(ONE_VM);
+    alpha.decide();
+    alpha.observe(&["n1", "n2"]);
+    let a_node = alpha.job(a).vms[0].node.clone().unwrap();
+    assert_eq!(alpha.job(a).vms[0].name, format!("alpha-{a}-0"));
+    // beta sees alpha's VM as load: its own 2-cpu VM goes to the other node.
+    let b = beta.submit(ONE_VM);
+    beta.observe(&["n1", "n2"]);
+    beta.decide();
+    beta.observe(&["n1", "n2"]);
+    let b_node = beta.job(b).vms[0].node.clone().unwrap();
+    assert_ne!(a_node, b_node, "placed around the other cluster's VM");
+    // beta's job ends (cancelled): beta destroys its own VM, and only its own.
+    beta.core.handle(&Rig::root(), ApiOp::Delete { ids: vec![b] }).unwrap();
+    for _ in 0..3 {
+        beta.observe(&["n1", "n2"]);
+        beta.drain();
+    }
+    assert!(beta.names_on(&b_node).is_empty());
+    assert_eq!(
+        beta.names_on(&a_node),
+        vec![format!("alpha-{a}-0")],
+        "alpha's VM untouched"
+    );
+    // A beta restarted from its state adopts nothing of alpha's.
+    assert!(beta
+        .core
+        .rec
+        .jobs
+        .values()
+        .all(|j| j.vms.iter().all(|v| v.name.starts_with("beta-"))));
+    alpha.observe(&["n1", "n2"]);
+    assert_eq!(alpha.job(a).state, JobState::Running);
+    drop(beta);
+    drop(alpha);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,350 @@
+//! Deciding, in the daemon: what it knows turned into the decision builder's input
+//! ([`Core::decision_input`], no side effect), the shared builder ([`vjob_core::decision`]),
+//! then the decision's effects applied here, by the caller: reasons on the jobs that wait,
+//! their history, and the plan handed to the executor.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use vjob_api::{JobState, NodeAdminState};
+use vjob_core::decision::{self, Built, DecisionInput, LoadInput, NodeInput, PolicyChoice, VjobInput, VmAt, VmsAt};
+use vjob_core::model::NodeIdx;
+use vjob_core::plan;
+use vjob_core::policy::{self, Decision, Limits, PauseRule};
+use vjob_core::resources::cpu_memory;
+use vjob_hypervisor::{DomainState, GuestSpec, VmSpec};
+
+use crate::core_loop::{now_ms, Core};
+use crate::exec::Run;
+use crate::jobs::{parse_vm_name, Job, VmPhase};
+use crate::lower::{self, PlannedVms};
+
+/// What the daemon knows, as the decision builder takes it, and the reasons it gives itself
+/// for vjobs it keeps out of the decision.
+pub struct Inputs {
+    pub nodes: Vec<NodeInput>,
+    pub load: Vec<LoadInput>,
+    pub vjobs: Vec<VjobInput>,
+    pub moves: Vec<(u64, usize, NodeIdx)>,
+    pub policy: PolicyChoice,
+    /// Vjobs that wait for something the policy does not see, and what.
+    pub waits: Vec<(u64, String)>,
+}
+
+impl Core {
+    /// The decision builder's input: nodes, what occupies them, the vjobs. Changes nothing.
+    pub(crate) fn decision_input(&self) -> Inputs {
+        let now = now_ms();
+        let stale = self.stale_copies();
+        let mut waits = Vec::new();
+        let mut vjobs = Vec::new();
+        for job in self.rec.active.iter().filter_map(|id| self.rec.jobs.get(id)) {
+            if let Some(v) = self.vjob_input(job, now, &mut waits) {
+                vjobs.push(v);
+            }
+        }
+        let theirs: HashSet<u64> = vjobs.iter().map(|v| v.id).collect();
+        Inputs {
+            nodes: self.node_inputs(),
+            load: self.load_inputs(&theirs, &stale),
+            vjobs,
+            moves: self.manual_move_inputs(),
+            policy: PolicyChoice::ContextSwitch(Limits {
+                queues: self
+                    .rec
+                    .queues
+                    .values()
+                    .map(|q| (q.name.clone(), (q.max_running, q.max_user_running)))
+                    .collect(),
+                pause: PauseRule::keeping_memory(self.cfg.scheduler.short_preemption_ms),
+                ..Default::default()
+            }),
+            waits,
+        }
+    }
+
+    fn node_inputs(&self) -> Vec<NodeInput> {
+        self.nodes
+            .iter()
+            .map(|n| NodeInput {
+                name: n.cfg.name.clone(),
+                capacity: cpu_memory(n.cfg.cpus as u64, n.cfg.memory),
+                accepts: n.up && n.admin == NodeAdminState::Online,
+                offline: n.admin == NodeAdminState::Offline,
+            })
+            .collect()
+    }
+
+    /// A job as the decision sees it, or `None` when it has nothing to decide about (over, or
+    /// occupying nothing and not allowed to start). A reason to wait that the policy does not
+    /// see goes to `waits`.
+    fn vjob_input(&self, job: &Job, now: u64, waits: &mut Vec<(u64, String)>) -> Option<VjobInput> {
+        if job.state.is_final()
+            || job
+                .vms
+                .iter()
+                .any(|v| matches!(v.phase, VmPhase::Ended | VmPhase::Gone))
+        {
+            return None;
+        }
+        let queue = self.rec.queues.get(&job.queue)?;
+        if let Some(v) = job
+            .vms
+            .iter()
+            .find(|v| self.calls.hung.iter().any(|(h, _)| h == &v.name))
+        {
+            // A call on one of its VMs never came back: it stays as it is (its VMs count as
+            // load) until that call returns.
+            waits.push((
+                job.id,
+                format!("waiting for a hypervisor call on {} that does not answer", v.name),
+            ));
+            return None;
+        }
+        let any_running = job.vms.iter().any(|v| v.phase == VmPhase::Running);
+        let any_paused = job.vms.iter().any(|v| v.phase == VmPhase::Paused);
+        // A copy of one of its VMs on a node that answers is being destroyed: the VM starts
+        // again once that is confirmed, never beside it (names are per node).
+        let stale_on_up_node = job
+            .stale
+            .iter()
+            .find(|(_, n)| self.node_idx(n).is_some_and(|i| self.nodes[i as usize].up));
+        if let (Some((vm, node)), false) = (stale_on_up_node, any_running || any_paused) {
+            waits.push((
+                job.id,
+                format!("waiting for the stale copy of {vm} on {node} to be destroyed"),
+            ));
+        }
+        let eligible =
+            queue.started && job.state != JobState::Held && !job.admin_suspended && stale_on_up_node.is_none();
+        if !any_running && !any_paused && !eligible {
+            return None;
+        }
+        let vms = VmsAt::Each(
+            job.vms
+                .iter()
+                .map(|v| match (v.phase, v.node.as_deref().and_then(|n| self.node_idx(n))) {
+                    (VmPhase::Running, Some(h)) => VmAt::Running(h),
+                    (VmPhase::Paused, Some(h)) => VmAt::Paused(h),
+                    (VmPhase::Sleeping, _) => VmAt::Sleeping,
+                    (VmPhase::Ready, _) => VmAt::NotStarted,
+                    _ => VmAt::Unknown,
+                })
+                .collect(),
+        );
+        Some(VjobInput {
+            id: job.id,
+            queue: job.queue.clone(),
+            queue_priority: queue.priority,
+            priority: job.priority,
+            submit_ms: job.submit_ms,
+            user: job.user.clone(),
+            eligible,
+            protected: now < job.protected_until || job.admin_suspended,
+            admin_suspend: job.admin_suspended && any_running,
+            demand: cpu_memory(job.spec.vm.vcpus as u64, job.spec.vm.memory),
+            vms,
+            requested_ms: job.spec.walltime_ms,
+            expected_end_ms: (job.state == JobState::Running)
+                .then(|| policy::expected_end(now, job.elapsed_ms(now), job.spec.walltime_ms)),
+        })
+    }
+
+    /// Everything on a node that no vjob of the decision owns (other clusters' VMs, stale
+    /// copies, remains of jobs that ended): load, that never moves.
+    fn load_inputs(&self, decided: &HashSet<u64>, stale: &HashSet<(String, String)>) -> Vec<LoadInput> {
+        let decided_vms: HashSet<&str> = decided
+            .iter()
+            .filter_map(|id| self.rec.jobs.get(id))
+            .flat_map(|j| j.vms.iter().map(|v| v.name.as_str()))
+            .collect();
+        let mut load = Vec::new();
+        for (n, view) in self.nodes.iter().enumerate() {
+            for d in &view.domains {
+                let is_stale = stale.contains(&(d.name.clone(), view.cfg.name.clone()));
+                if (decided_vms.contains(d.name.as_str()) && !is_stale)
+                    || matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed)
+                {
+                    continue;
+                }
+                load.push(LoadInput {
+                    name: if is_stale {
+                        format!("{}@{}", d.name, view.cfg.name)
+                    } else {
+                        d.name.clone()
+                    },
+                    node: n as NodeIdx,
+                    demand: cpu_memory(d.vcpus as u64, d.memory),
+                });
+            }
+        }
+        load
+    }
+
+    fn manual_move_inputs(&self) -> Vec<(u64, usize, NodeIdx)> {
+        self.rec
+            .manual_moves
+            .iter()
+            .filter_map(|(vm, node)| {
+                let (id, idx) = parse_vm_name(&self.cfg.cluster, vm)?;
+                Some((id, idx, self.node_idx(node)?))
+            })
+            .collect()
+    }
+
+    /// The policy's decision and the planner instance that carries it out (`always_plan`: even
+    /// when nothing is to change, for a snapshot), with the reasons of vjobs kept out of it.
+    /// Changes nothing.
+    pub(crate) fn build_decision(&self, always_plan: bool) -> (Built, Vec<(u64, String)>) {
+        let inputs = self.decision_input();
+        let name = |id: u64, i: usize| self.rec.jobs[&id].vms[i].name.clone();
+        let built = decision::build(DecisionInput {
+            nodes: &inputs.nodes,
+            load: &inputs.load,
+            vjobs: inputs.vjobs,
+            policy: &inputs.policy,
+            moves: &inputs.moves,
+            vm_name: &name,
+            durations: &self.durations.learned,
+            always_plan,
+        });
+        (built, inputs.waits)
+    }
+
+    /// Runs the policy and the planner and starts carrying the plan out.
+    pub(crate) fn decide(&mut self) {
+        let (built, waits) = self.build_decision(false);
+        self.note_waiting(built.decision.waiting.iter().chain(&waits));
+        self.rec.manual_moves.clear();
+        let Some(inst) = built.instance else { return };
+        let t0 = Instant::now();
+        let plan = match plan::solve(&inst) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "the planner found no plan; the policy's choice is dropped this round");
+                return;
+            }
+        };
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            actions = plan.actions.len(),
+            "planned"
+        );
+        let decision = built.decision;
+        // Pauses and unpauses in memory happen beside the plan (nothing moves).
+        let pauses = self.vms_in_phase(decision.pause.iter().map(|(id, _)| *id), VmPhase::Running);
+        let unpauses = self.vms_in_phase(decision.run.iter().copied(), VmPhase::Paused);
+        if plan.actions.is_empty() && pauses.is_empty() && unpauses.is_empty() {
+            return;
+        }
+        if cfg!(debug_assertions) {
+            let errors = vjob_core::check::check(&inst, &plan);
+            debug_assert!(errors.is_empty(), "the planner produced an invalid plan: {errors:?}");
+        }
+        self.record_decision(&decision);
+        let vms = PlannedVms {
+            refs: &built.vm_refs,
+            name: &|id, i| self.rec.jobs[&id].vms[i].name.clone(),
+            spec: &|id, i| vm_spec(&self.rec.jobs[&id], i),
+            image: &|vm| self.image_path(vm),
+        };
+        let lowered = lower::lower(&inst.model, &plan, &vms, &pauses, &unpauses);
+        tracing::info!(
+            actions = plan.actions.len(),
+            steps = lowered.steps.len(),
+            counts = ?plan.counts(),
+            "carrying out a plan"
+        );
+        self.start_run(Run::new(lowered.steps), lowered.effects, lowered.touched);
+    }
+
+    /// The reasons the vjobs wait, on their records.
+    fn note_waiting<'a>(&mut self, waiting: impl Iterator<Item = &'a (u64, String)>) {
+        for (id, why) in waiting {
+            if let Some(job) = self.rec.jobs.get_mut(id) {
+                if job.reason.as_deref() != Some(why) {
+                    job.reason = Some(why.clone());
+                    self.dirty.jobs.insert(*id);
+                }
+            }
+        }
+    }
+
+    /// A decision's suspensions, pauses and resumptions, in the jobs' records and history.
+    fn record_decision(&mut self, decision: &Decision) {
+        let now = now_ms();
+        for (id, by) in &decision.suspend {
+            if let Some(job) = self.rec.jobs.get_mut(id) {
+                let msg = match by {
+                    Some(b) => format!("preempted by job {b}: suspending"),
+                    None if job.admin_suspended => "suspended by an administrator".to_string(),
+                    None => "no room left for its VMs: suspending".to_string(),
+                };
+                if by.is_some() {
+                    job.preemptions += 1;
+                }
+                // Its VMs stop running now (paused, then saved): so does its clock.
+                if job.set_state(JobState::Suspended, now).is_ok() {
+                    self.calls.suspending.insert(*id);
+                }
+                job.reason = Some(msg.clone());
+                job.event(now, msg);
+                self.dirty.jobs.insert(*id);
+            }
+        }
+        for (id, by) in &decision.pause {
+            if let Some(job) = self.rec.jobs.get_mut(id) {
+                let msg = format!("preempted by job {by}: paused in memory");
+                job.preemptions += 1;
+                let _ = job.set_state(JobState::Suspended, now);
+                job.reason = Some(msg.clone());
+                job.event(now, msg);
+                self.dirty.jobs.insert(*id);
+            }
+        }
+        for id in &decision.run {
+            if let Some(job) = self.rec.jobs.get(id) {
+                if job.state == JobState::Suspended && job.preemptions > 0 {
+                    self.calls.resuming.insert(*id);
+                }
+            }
+        }
+    }
+
+    /// The VMs of these jobs in `phase`, with their nodes: (job, VM index, node).
+    fn vms_in_phase(&self, ids: impl Iterator<Item = u64>, phase: VmPhase) -> Vec<(u64, usize, String)> {
+        let mut out = Vec::new();
+        for (id, job) in ids.filter_map(|id| Some((id, self.rec.jobs.get(&id)?))) {
+            for (i, v) in job.vms.iter().enumerate() {
+                if let (true, Some(node)) = (v.phase == phase, &v.node) {
+                    out.push((id, i, node.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What VM `idx` of `job` boots: its size, its guest and the guest's environment.
+pub fn vm_spec(job: &Job, idx: usize) -> VmSpec {
+    let env = vec![
+        ("VJOB_ID".to_string(), job.id.to_string()),
+        ("VJOB_NAME".to_string(), job.name.clone()),
+        ("VJOB_VM_INDEX".to_string(), idx.to_string()),
+        ("VJOB_VM_COUNT".to_string(), job.vms.len().to_string()),
+        ("VJOB_USER".to_string(), job.user.clone()),
+    ];
+    VmSpec {
+        name: job.vms[idx].name.clone(),
+        vcpus: job.spec.vm.vcpus,
+        memory: job.spec.vm.memory,
+        guest: GuestSpec {
+            image: job.spec.vm.image.clone(),
+            script: job.spec.run.script.clone(),
+            env,
+            output: job.spec.run.output.as_ref().map(std::path::PathBuf::from),
+            sim_runtime_ms: job.spec.run.sim_runtime_ms,
+            sim_exit_code: job.spec.run.sim_exit_code,
+        },
+    }
+}

@@ -1,0 +1,660 @@
+//! What each API request does, and who may ask it. Runs inside the core loop; every change is
+//! committed before the answer leaves (see [`crate::core_loop`]).
+
+use vjob_api::{
+    ApiError, JobOutcome, JobQuery, JobState, NodeAdminState, NodeInfo, Op, QueueSettings, Reply, SubmitRequest,
+    JOBS_LINE_PREFIX, JOBS_LINE_SUFFIX,
+};
+
+use super::Identity;
+use crate::config::check_name;
+use crate::core_loop::{now_ms, Core};
+use crate::jobs::{Job, Queue, VmPhase};
+use crate::spec::JobSpec;
+use vjob_api::display::size as format_size;
+use vjob_core::model::{Model, NodeIdx, VmState};
+use vjob_core::plan::place::Placer;
+use vjob_hypervisor::DomainState;
+
+fn admin_only(who: &Identity, what: &str) -> Result<(), ApiError> {
+    if who.admin {
+        Ok(())
+    } else {
+        Err(ApiError::permission(format!(
+            "{what} needs an administrator; {} is not one (administrators are listed under `admins` in the cluster configuration)",
+            who.user
+        )))
+    }
+}
+
+impl Core {
+    pub(super) fn handle(&mut self, who: &Identity, op: Op) -> Result<Reply, ApiError> {
+        match op {
+            Op::Ping => Ok(Reply::Pong {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                user: who.user.clone(),
+                uid: who.uid,
+                admin: who.admin,
+            }),
+            Op::Submit(req) => self.submit(who, req),
+            Op::Jobs(q) => Ok(Reply::Jobs {
+                jobs: self
+                    .select_jobs(&q)
+                    .into_iter()
+                    .map(|j| j.info(now_ms(), q.full))
+                    .collect(),
+            }),
+            Op::Delete { ids } => Ok(self.per_job(who, ids, "delete", Core::cancel)),
+            Op::Hold { ids } => Ok(self.per_job(who, ids, "hold", Core::hold)),
+            Op::Release { ids } => Ok(self.per_job(who, ids, "release", Core::release)),
+            Op::Status => Ok(Reply::Status(self.status())),
+            Op::Nodes => Ok(Reply::Nodes {
+                nodes: self.list_nodes(),
+            }),
+            Op::Queues => {
+                let jobs: Vec<&Job> = self.rec.active.iter().filter_map(|id| self.rec.jobs.get(id)).collect();
+                Ok(Reply::Queues {
+                    queues: self.rec.queues.values().map(|q| q.info(&jobs)).collect(),
+                })
+            }
+            Op::QueueCreate(s) => {
+                admin_only(who, "creating a queue")?;
+                self.queue_create(s)
+            }
+            Op::QueueDelete { name } => {
+                admin_only(who, "deleting a queue")?;
+                self.queue_delete(&name)
+            }
+            Op::QueueSet(s) => {
+                admin_only(who, "changing a queue")?;
+                self.queue_set(s)
+            }
+            Op::NodeSet { name, state } => {
+                admin_only(who, "changing a node's state")?;
+                self.node_set(&name, state)
+            }
+            Op::Suspend { id } => {
+                admin_only(who, "suspending a vjob by hand")?;
+                self.admin_suspend(id)
+            }
+            Op::Resume { id } => {
+                admin_only(who, "resuming a vjob by hand")?;
+                self.admin_resume(id)
+            }
+            Op::Snapshot => {
+                let (built, _) = self.build_decision(true);
+                let instance = built.instance.expect("a snapshot is always built");
+                Ok(Reply::Snapshot {
+                    instance: vjob_instances::btrplace::instance_json(&instance),
+                })
+            }
+            Op::Migrate { id, vm, to } => {
+                admin_only(who, "migrating a vjob by hand")?;
+                self.admin_migrate(id, vm, &to)
+            }
+        }
+    }
+
+    fn submit(&mut self, who: &Identity, req: SubmitRequest) -> Result<Reply, ApiError> {
+        let file = if req.file.is_empty() {
+            "<spec>".to_string()
+        } else {
+            req.file.clone()
+        };
+        let mut spec = JobSpec::parse(&file, &req.spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+        if let Some(name) = req.name {
+            check_name(&name).map_err(|m| ApiError::invalid(format!("-N {name}: {m}")))?;
+            spec.name = name;
+        }
+        if let Some(p) = req.priority {
+            spec.priority = p;
+        }
+        let queue_name = match req.queue.or_else(|| spec.queue.clone()) {
+            Some(q) => q,
+            None => self
+                .rec
+                .queues
+                .values()
+                .find(|q| q.default)
+                .map(|q| q.name.clone())
+                .ok_or_else(|| ApiError::invalid("no queue given and no default queue exists; name one with -q"))?,
+        };
+        let queue = self.rec.queues.get(&queue_name).ok_or_else(|| {
+            let known: Vec<&str> = self.rec.queues.keys().map(|s| s.as_str()).collect();
+            ApiError::invalid(format!(
+                "{file}: no queue named `{queue_name}` (queues: {})",
+                known.join(", ")
+            ))
+        })?;
+        if !queue.enabled {
+            return Err(ApiError::invalid(format!(
+                "queue `{queue_name}` is disabled: it accepts no submissions"
+            )));
+        }
+        self.choose_image(&file, &mut spec)?;
+        self.check_fits_cluster(&file, &spec)?;
+        spec.queue = Some(queue_name.clone());
+        let id = self.rec.next_id;
+        self.rec.next_id += 1;
+        let job = Job::new(
+            &self.cfg.cluster,
+            id,
+            who.user.clone(),
+            who.uid,
+            queue_name,
+            spec,
+            file,
+            req.cwd,
+            req.hold,
+            now_ms(),
+        );
+        self.rec.jobs.insert(id, job);
+        self.rec.active.insert(id);
+        self.touch(id);
+        self.pace.need_decision = true;
+        Ok(Reply::Submitted { id })
+    }
+
+    /// With guest images configured (libvirt), checks the spec's image, or picks the only one,
+    /// and takes the image's memory when the spec names none.
+    fn choose_image(&self, file: &str, spec: &mut JobSpec) -> Result<(), ApiError> {
+        let images = &self.cfg.images;
+        if images.is_empty() {
+            return Ok(());
+        }
+        let names = || images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+        let image = match &spec.vm.image {
+            Some(name) => images.iter().find(|i| &i.name == name).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{file}: field vm.image: no image named `{name}` (images: {})",
+                    names()
+                ))
+            })?,
+            None if images.len() == 1 => &images[0],
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "{file}: field vm.image: name the guest image to boot ({})",
+                    names()
+                )))
+            }
+        };
+        spec.vm.image = Some(image.name.clone());
+        if let (true, Some(m)) = (spec.vm.default_memory, image.memory) {
+            spec.vm.memory = m;
+        }
+        Ok(())
+    }
+
+    /// Refuses a vjob that no configuration of the cluster could ever hold.
+    fn check_fits_cluster(&self, file: &str, spec: &JobSpec) -> Result<(), ApiError> {
+        let (cpus, mem) = (spec.vm.vcpus as u64, spec.vm.memory);
+        let usable: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|n| n.admin != NodeAdminState::Offline)
+            .collect();
+        let fits_one = usable.iter().any(|n| n.cfg.cpus as u64 >= cpus && n.cfg.memory >= mem);
+        if !fits_one {
+            let biggest = self
+                .nodes
+                .iter()
+                .map(|n| format!("{} cpus/{}", n.cfg.cpus, format_size(n.cfg.memory)))
+                .max()
+                .unwrap_or_default();
+            return Err(ApiError::invalid(format!(
+                "{file}: a VM of {cpus} vcpus and {} is bigger than every node (largest: {biggest}); no placement could ever run it",
+                format_size(mem)
+            )));
+        }
+        let mut empty = Model::cpu_and_memory();
+        for n in &usable {
+            empty.add_node(n.cfg.name.clone(), true, &[n.cfg.cpus as u64, n.cfg.memory]);
+        }
+        let mut placer = Placer::from_model(&empty);
+        let demand = [cpus, mem];
+        let group: Vec<&[u64]> = (0..spec.vm.count).map(|_| &demand[..]).collect();
+        if placer.place_group(&group).is_none() {
+            let total_cpus: u64 = usable.iter().map(|n| n.cfg.cpus as u64).sum();
+            let total_mem: u64 = usable.iter().map(|n| n.cfg.memory).sum();
+            return Err(ApiError::invalid(format!(
+                "{file}: {} VMs of {cpus} vcpus and {} cannot all fit in the whole cluster ({} nodes, {total_cpus} cpus, {}), even empty",
+                spec.vm.count,
+                format_size(mem),
+                usable.len(),
+                format_size(total_mem)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The jobs a query selects: those named, else active ones and those that ended within
+    /// `keep_finished` (all with `all`), of one user if asked.
+    fn select_jobs(&self, q: &JobQuery) -> Vec<&Job> {
+        let now = now_ms();
+        let keep = self.cfg.scheduler.keep_finished_ms;
+        let wanted = |j: &Job| q.user.as_ref().is_none_or(|u| &j.user == u);
+        if !q.ids.is_empty() {
+            return q
+                .ids
+                .iter()
+                .filter_map(|id| self.rec.jobs.get(id))
+                .filter(|j| wanted(j))
+                .collect();
+        }
+        let recent = |j: &Job| !j.state.is_final() || j.end_ms.is_some_and(|e| now.saturating_sub(e) <= keep);
+        self.rec
+            .jobs
+            .values()
+            .filter(|j| wanted(j) && (q.all || recent(j)))
+            .collect()
+    }
+
+    /// The answer to a job listing, as a response line, from cached JSON where it is valid.
+    pub(super) fn jobs_line(&mut self, q: &JobQuery) -> String {
+        let now = now_ms();
+        let ids: Vec<u64> = self.select_jobs(q).iter().map(|j| j.id).collect();
+        let mut line = String::with_capacity(JOBS_LINE_PREFIX.len() + ids.len() * 360);
+        line.push_str(JOBS_LINE_PREFIX);
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            let job = &self.rec.jobs[id];
+            let cacheable = !q.full && job.state != JobState::Running && !self.dirty.jobs.contains(id);
+            if cacheable {
+                let json = self.rec.json_cache.entry(*id).or_insert_with(|| {
+                    serde_json::to_string(&job.info(now, false))
+                        .expect("jobs serialize")
+                        .into()
+                });
+                line.push_str(json);
+            } else {
+                line.push_str(&serde_json::to_string(&job.info(now, q.full)).expect("jobs serialize"));
+            }
+        }
+        line.push_str(JOBS_LINE_SUFFIX);
+        line
+    }
+
+    fn status(&self) -> vjob_api::ServerStatus {
+        let mut jobs = std::collections::BTreeMap::new();
+        for j in self.rec.active.iter().filter_map(|id| self.rec.jobs.get(id)) {
+            *jobs.entry(j.state.as_str().to_string()).or_insert(0) += 1;
+        }
+        let up = self.nodes.iter().filter(|n| n.up).count() as u32;
+        vjob_api::ServerStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            cluster: self.cfg.cluster.clone(),
+            backend: match self.cfg.hypervisor.backend {
+                crate::config::Backend::Sim => "sim".into(),
+                crate::config::Backend::Libvirt => "libvirt".into(),
+            },
+            rounds: self.pace.rounds,
+            observations: self.pace.observations,
+            busy: self.plan_running(),
+            nodes_up: up,
+            nodes_down: self.nodes.len() as u32 - up,
+            jobs,
+        }
+    }
+
+    fn list_nodes(&self) -> Vec<NodeInfo> {
+        let mut use_of: std::collections::HashMap<&str, (u32, u64, Vec<String>)> = Default::default();
+        for job in self.rec.active.iter().filter_map(|id| self.rec.jobs.get(id)) {
+            for v in &job.vms {
+                if matches!(v.phase, VmPhase::Running | VmPhase::Paused) {
+                    if let Some(n) = &v.node {
+                        let e = use_of.entry(n.as_str()).or_default();
+                        // A VM paused in memory holds no processor.
+                        if v.phase == VmPhase::Running {
+                            e.0 += job.spec.vm.vcpus;
+                        }
+                        e.1 += job.spec.vm.memory;
+                        e.2.push(v.name.clone());
+                    }
+                }
+            }
+        }
+        // A listing may predate a move of one of ours: by name, except for stale copies.
+        let ours: std::collections::HashSet<&str> = self
+            .rec
+            .active
+            .iter()
+            .filter_map(|id| self.rec.jobs.get(id))
+            .flat_map(|j| j.vms.iter())
+            .map(|v| v.name.as_str())
+            .collect();
+        let stale = self.stale_copies();
+        self.nodes
+            .iter()
+            .map(|n| {
+                let (mut cpus_used, mut memory_used, vms) = use_of.remove(n.cfg.name.as_str()).unwrap_or_default();
+                let mut other_vms = Vec::new();
+                for d in &n.domains {
+                    let stale_copy = stale.contains(&(d.name.clone(), n.cfg.name.clone()));
+                    if (ours.contains(d.name.as_str()) && !stale_copy)
+                        || matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed)
+                    {
+                        continue;
+                    }
+                    if d.state == DomainState::Running {
+                        cpus_used += d.vcpus;
+                    }
+                    memory_used += d.memory;
+                    other_vms.push(d.name.clone());
+                }
+                NodeInfo {
+                    name: n.cfg.name.clone(),
+                    state: n.admin,
+                    up: n.up,
+                    cpus: n.cfg.cpus,
+                    memory: n.cfg.memory,
+                    cpus_used,
+                    memory_used,
+                    vms,
+                    other_vms,
+                }
+            })
+            .collect()
+    }
+
+    fn per_job(
+        &mut self,
+        who: &Identity,
+        ids: Vec<u64>,
+        what: &str,
+        f: fn(&mut Core, u64) -> Result<String, ApiError>,
+    ) -> Reply {
+        let outcomes = ids
+            .into_iter()
+            .map(|id| {
+                let result = match self.rec.jobs.get(&id) {
+                    None => Err(ApiError::not_found(format!("no job {id}"))),
+                    Some(j) if j.uid != who.uid && !who.admin => Err(ApiError::permission(format!(
+                        "job {id} belongs to {}: only its owner or an administrator may {what} it",
+                        j.user
+                    ))),
+                    Some(_) => f(self, id),
+                };
+                JobOutcome { id, result }
+            })
+            .collect();
+        Reply::PerJob { outcomes }
+    }
+
+    fn cancel(&mut self, id: u64) -> Result<String, ApiError> {
+        let now = now_ms();
+        let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        if job.state.is_final() {
+            return Err(ApiError::conflict(format!(
+                "job {id} is already {}",
+                job.state.as_str()
+            )));
+        }
+        job.set_state(JobState::Cancelled, now)
+            .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+        job.reason = Some("cancelled".into());
+        job.event(now, "cancelled");
+        self.touch(id);
+        self.pace.need_decision = true;
+        Ok(format!("job {id} cancelled"))
+    }
+
+    fn hold(&mut self, id: u64) -> Result<String, ApiError> {
+        let now = now_ms();
+        let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        match job.state {
+            JobState::Queued | JobState::Suspended => {
+                job.set_state(JobState::Held, now)
+                    .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+                job.event(now, "held");
+                self.touch(id);
+                Ok(format!("job {id} held"))
+            }
+            JobState::Held => Ok(format!("job {id} was already held")),
+            s => Err(ApiError::conflict(format!(
+                "job {id} is {}: only queued or suspended jobs can be held",
+                s.as_str()
+            ))),
+        }
+    }
+
+    fn release(&mut self, id: u64) -> Result<String, ApiError> {
+        let now = now_ms();
+        let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        if job.state != JobState::Held {
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}, not held",
+                job.state.as_str()
+            )));
+        }
+        let to = if job.vms.iter().any(|v| v.phase == VmPhase::Sleeping) {
+            JobState::Suspended
+        } else {
+            JobState::Queued
+        };
+        job.set_state(to, now)
+            .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+        job.event(now, "released");
+        self.touch(id);
+        self.pace.need_decision = true;
+        Ok(format!("job {id} released"))
+    }
+
+    fn queue_create(&mut self, s: QueueSettings) -> Result<Reply, ApiError> {
+        check_name(&s.name).map_err(|m| ApiError::invalid(format!("queue name: {m}")))?;
+        if self.rec.queues.contains_key(&s.name) {
+            return Err(ApiError::conflict(format!("queue `{}` already exists", s.name)));
+        }
+        let q = Queue {
+            name: s.name.clone(),
+            priority: s.priority.unwrap_or(0),
+            enabled: s.enabled.unwrap_or(true),
+            started: s.started.unwrap_or(true),
+            default: false,
+            max_running: s.max_running.filter(|&m| m > 0),
+            max_user_running: s.max_user_running.filter(|&m| m > 0),
+        };
+        self.rec.queues.insert(q.name.clone(), q);
+        self.dirty.queues.insert(s.name.clone());
+        if s.default == Some(true) {
+            self.set_default_queue(&s.name);
+        }
+        Ok(Reply::Done {
+            message: format!("queue {} created", s.name),
+        })
+    }
+
+    fn set_default_queue(&mut self, name: &str) {
+        for q in self.rec.queues.values_mut() {
+            let d = q.name == name;
+            if q.default != d {
+                q.default = d;
+                self.dirty.queues.insert(q.name.clone());
+            }
+        }
+    }
+
+    fn queue_delete(&mut self, name: &str) -> Result<Reply, ApiError> {
+        if !self.rec.queues.contains_key(name) {
+            return Err(ApiError::not_found(format!("no queue named `{name}`")));
+        }
+        let holding = self
+            .rec
+            .active
+            .iter()
+            .filter_map(|id| self.rec.jobs.get(id))
+            .filter(|j| j.queue == name && !j.state.is_final())
+            .count();
+        if holding > 0 {
+            return Err(ApiError::conflict(format!(
+                "queue `{name}` still holds {holding} unfinished jobs: delete or let them finish first"
+            )));
+        }
+        self.rec.queues.remove(name);
+        self.dirty.queues.remove(name);
+        self.dirty.deleted_queues.push(name.to_string());
+        Ok(Reply::Done {
+            message: format!("queue {name} deleted"),
+        })
+    }
+
+    fn queue_set(&mut self, s: QueueSettings) -> Result<Reply, ApiError> {
+        let q = self
+            .rec
+            .queues
+            .get_mut(&s.name)
+            .ok_or_else(|| ApiError::not_found(format!("no queue named `{}`", s.name)))?;
+        let mut changes = Vec::new();
+        if let Some(p) = s.priority {
+            q.priority = p;
+            changes.push(format!("priority={p}"));
+        }
+        if let Some(e) = s.enabled {
+            q.enabled = e;
+            changes.push(if e { "enabled" } else { "disabled" }.to_string());
+        }
+        if let Some(st) = s.started {
+            q.started = st;
+            changes.push(if st { "started" } else { "stopped" }.to_string());
+        }
+        if let Some(m) = s.max_running {
+            q.max_running = (m > 0).then_some(m);
+            changes.push(format!("max_running={m}"));
+        }
+        if let Some(m) = s.max_user_running {
+            q.max_user_running = (m > 0).then_some(m);
+            changes.push(format!("max_user_running={m}"));
+        }
+        self.dirty.queues.insert(s.name.clone());
+        if s.default == Some(true) {
+            self.set_default_queue(&s.name);
+            changes.push("default".into());
+        }
+        self.pace.need_decision = true;
+        if changes.is_empty() {
+            return Err(ApiError::invalid("nothing to change: give at least one setting"));
+        }
+        Ok(Reply::Done {
+            message: format!("queue {}: {}", s.name, changes.join(", ")),
+        })
+    }
+
+    fn node_set(&mut self, name: &str, state: NodeAdminState) -> Result<Reply, ApiError> {
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.cfg.name == name)
+            .ok_or_else(|| ApiError::not_found(format!("no node named `{name}`")))?;
+        n.admin = state;
+        self.dirty.nodes.insert(name.to_string());
+        self.pace.need_decision = true;
+        Ok(Reply::Done {
+            message: format!("node {name} is now {}", state.as_str()),
+        })
+    }
+
+    fn admin_suspend(&mut self, id: u64) -> Result<Reply, ApiError> {
+        let now = now_ms();
+        let job = self
+            .rec
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        if job.state != JobState::Running {
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}: only a running vjob can be suspended",
+                job.state.as_str()
+            )));
+        }
+        job.admin_suspended = true;
+        job.event(now, "suspension requested by an administrator");
+        self.touch(id);
+        self.pace.need_decision = true;
+        Ok(Reply::Done {
+            message: format!("job {id} will be suspended"),
+        })
+    }
+
+    fn admin_resume(&mut self, id: u64) -> Result<Reply, ApiError> {
+        let now = now_ms();
+        let job = self
+            .rec
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        if !job.admin_suspended {
+            return Err(ApiError::conflict(format!("job {id} was not suspended by hand")));
+        }
+        job.admin_suspended = false;
+        job.event(now, "resume allowed by an administrator");
+        self.touch(id);
+        self.pace.need_decision = true;
+        Ok(Reply::Done {
+            message: format!("job {id} may resume as soon as room allows"),
+        })
+    }
+
+    fn admin_migrate(&mut self, id: u64, vm: usize, to: &str) -> Result<Reply, ApiError> {
+        let job = self
+            .rec
+            .jobs
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        if job.state != JobState::Running {
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}: only a running vjob can be migrated",
+                job.state.as_str()
+            )));
+        }
+        let v = job.vms.get(vm).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "job {id} has {} VMs (0 to {})",
+                job.vms.len(),
+                job.vms.len() - 1
+            ))
+        })?;
+        let dest: NodeIdx = self
+            .node_idx(to)
+            .ok_or_else(|| ApiError::not_found(format!("no node named `{to}`")))?;
+        if v.node.as_deref() == Some(to) {
+            return Err(ApiError::conflict(format!("VM {} already runs on {to}", v.name)));
+        }
+        let n = &self.nodes[dest as usize];
+        if n.admin != NodeAdminState::Online || !n.up {
+            return Err(ApiError::conflict(format!(
+                "node {to} is {} and takes no VM",
+                if n.up { n.admin.as_str() } else { "down" }
+            )));
+        }
+        // Room on the destination, counting what runs there now.
+        let mut m = Model::cpu_and_memory();
+        m.add_node(to, true, &[n.cfg.cpus as u64, n.cfg.memory]);
+        for j in self.rec.active.iter().filter_map(|i| self.rec.jobs.get(i)) {
+            for x in &j.vms {
+                if matches!(x.phase, VmPhase::Running | VmPhase::Paused) && x.node.as_deref() == Some(to) {
+                    let cpus = if x.phase == VmPhase::Running {
+                        j.spec.vm.vcpus as u64
+                    } else {
+                        0
+                    };
+                    m.add_vm(x.name.clone(), VmState::Running, 0, &[cpus, j.spec.vm.memory]);
+                }
+            }
+        }
+        if !Placer::from_model(&m).fits(0, &[job.spec.vm.vcpus as u64, job.spec.vm.memory]) {
+            return Err(ApiError::conflict(format!(
+                "node {to} has no room for VM {} ({} vcpus, {})",
+                v.name,
+                job.spec.vm.vcpus,
+                format_size(job.spec.vm.memory)
+            )));
+        }
+        let name = v.name.clone();
+        self.rec.manual_moves.insert(name.clone(), to.to_string());
+        self.pace.need_decision = true;
+        Ok(Reply::Done {
+            message: format!("VM {name} will migrate to {to}"),
+        })
+    }
+}

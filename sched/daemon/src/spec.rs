@@ -1,0 +1,291 @@
+//! Job spec files (TOML), the vjob equivalent of a PBS or Slurm batch script: which VMs, how big,
+//! what runs inside, in which queue, for how long.
+//!
+//! ```toml
+//! name = "lowprio"
+//! queue = "batch"          # optional: the default queue otherwise
+//! priority = 0             # optional: order within the queue
+//! walltime = "1h"          # optional
+//!
+//! [vm]
+//! count = 2                # VMs in this vjob
+//! vcpus = 4
+//! memory = "4GiB"
+//!
+//! [run]
+//! script = "echo hello from $VJOB_ID"
+//! sim_runtime = "20s"      # simulated backend: running time of the job
+//! ```
+//!
+//! Parsing is the daemon's job (one parser whatever the client), and every error names the file,
+//! line and field. Whether the request could ever fit the cluster is checked by the daemon
+//! against its nodes, not here.
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::config::check_name;
+use crate::tomlfile::{FileError, Source};
+use vjob_api::units::{parse_duration_ms, parse_size};
+
+/// Memory of a VM whose spec gives none.
+pub const DEFAULT_VM_MEMORY: u64 = 1 << 30;
+/// Most VMs one vjob may ask for.
+pub const MAX_VMS_PER_JOB: u32 = 4096;
+
+/// A validated job spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub queue: Option<String>,
+    pub priority: i32,
+    pub walltime_ms: Option<u64>,
+    pub vm: VmTemplate,
+    pub run: RunSpec,
+}
+
+/// The VMs of a vjob: `count` identical VMs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmTemplate {
+    pub count: u32,
+    pub vcpus: u32,
+    pub memory: u64,
+    pub image: Option<String>,
+    /// The spec named no memory: the image's default may replace [`DEFAULT_VM_MEMORY`].
+    #[serde(default)]
+    pub default_memory: bool,
+}
+
+/// What runs inside each VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub script: String,
+    pub output: Option<String>,
+    pub sim_runtime_ms: Option<u64>,
+    pub sim_exit_code: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: Option<Spanned<String>>,
+    queue: Option<Spanned<String>>,
+    #[serde(default)]
+    priority: i32,
+    walltime: Option<Spanned<String>>,
+    vm: Option<RawVm>,
+    run: Spanned<RawRun>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    count: Option<Spanned<u32>>,
+    vcpus: Option<Spanned<u32>>,
+    memory: Option<Spanned<String>>,
+    image: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    script: Option<String>,
+    output: Option<String>,
+    sim_runtime: Option<Spanned<String>>,
+    #[serde(default)]
+    sim_exit_code: i32,
+}
+
+impl JobSpec {
+    /// Validates a spec's text. `file` names it in errors; `default_name` is used when the spec
+    /// has no `name` (the file's stem, as PBS does).
+    pub fn parse(file: &str, text: &str) -> Result<JobSpec, FileError> {
+        let src = Source { file, text };
+        let raw: RawSpec = src.parse()?;
+        let name = match &raw.name {
+            Some(n) => {
+                check_name(n.get_ref()).map_err(|m| src.at(n, "name", m))?;
+                n.get_ref().clone()
+            }
+            None => default_name(file),
+        };
+        if let Some(q) = &raw.queue {
+            check_name(q.get_ref()).map_err(|m| src.at(q, "queue", m))?;
+        }
+        let walltime_ms = match &raw.walltime {
+            None => None,
+            Some(w) => match parse_duration_ms(w.get_ref()) {
+                Ok(0) => return Err(src.at(w, "walltime", "must be more than zero")),
+                Ok(ms) => Some(ms),
+                Err(m) => return Err(src.at(w, "walltime", m)),
+            },
+        };
+        let vm = match &raw.vm {
+            None => VmTemplate {
+                count: 1,
+                vcpus: 1,
+                memory: DEFAULT_VM_MEMORY,
+                image: None,
+                default_memory: true,
+            },
+            Some(v) => {
+                let count = match &v.count {
+                    None => 1,
+                    Some(c) if *c.get_ref() == 0 => return Err(src.at(c, "vm.count", "a vjob needs at least one VM")),
+                    Some(c) if *c.get_ref() > MAX_VMS_PER_JOB => {
+                        return Err(src.at(c, "vm.count", format!("at most {MAX_VMS_PER_JOB} VMs per vjob")))
+                    }
+                    Some(c) => *c.get_ref(),
+                };
+                let vcpus = match &v.vcpus {
+                    None => 1,
+                    Some(c) if *c.get_ref() == 0 => return Err(src.at(c, "vm.vcpus", "a VM needs at least one vcpu")),
+                    Some(c) => *c.get_ref(),
+                };
+                let memory = match &v.memory {
+                    None => DEFAULT_VM_MEMORY,
+                    Some(m) => match parse_size(m.get_ref()) {
+                        Ok(b) if b < (1 << 20) => return Err(src.at(m, "vm.memory", "a VM needs at least 1MiB")),
+                        Ok(b) => b,
+                        Err(msg) => return Err(src.at(m, "vm.memory", msg)),
+                    },
+                };
+                let image = match &v.image {
+                    None => None,
+                    Some(i) => {
+                        check_name(i.get_ref()).map_err(|m| src.at(i, "vm.image", m))?;
+                        Some(i.get_ref().clone())
+                    }
+                };
+                VmTemplate {
+                    count,
+                    vcpus,
+                    memory,
+                    image,
+                    default_memory: v.memory.is_none(),
+                }
+            }
+        };
+        let run_span = raw.run.span();
+        let run = raw.run.into_inner();
+        let script = run.script.unwrap_or_default();
+        if script.trim().is_empty() {
+            return Err(src.error(
+                Some(run_span),
+                "run.script",
+                "the job has nothing to run: give [run] a script",
+            ));
+        }
+        let sim_runtime_ms = match &run.sim_runtime {
+            None => None,
+            Some(r) => Some(parse_duration_ms(r.get_ref()).map_err(|m| src.at(r, "run.sim_runtime", m))?),
+        };
+        Ok(JobSpec {
+            name,
+            queue: raw.queue.map(|q| q.into_inner()),
+            priority: raw.priority,
+            walltime_ms,
+            vm,
+            run: RunSpec {
+                script,
+                output: run.output,
+                sim_runtime_ms,
+                sim_exit_code: run.sim_exit_code,
+            },
+        })
+    }
+}
+
+/// A job's name from its file's name: the stem, cut to a valid name.
+fn default_name(file: &str) -> String {
+    let stem = std::path::Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("job");
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "job".into()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spec of the foundation issue, which must be accepted as is.
+    const LOWPRIO: &str = r#"name = "lowprio"
+queue = "batch"          # optional: the default queue otherwise
+priority = 0             # optional: order within the queue
+walltime = "1h"          # optional
+
+[vm]
+count = 2                # VMs in this vjob
+vcpus = 4
+memory = "4GiB"
+
+[run]
+script = """
+echo hello from $VJOB_ID
+"""
+sim_runtime = "20s"      # sim backend: how long the job runs once all its VMs run
+"#;
+
+    #[test]
+    fn accepts_the_issue_spec() {
+        let s = JobSpec::parse("lowprio.toml", LOWPRIO).unwrap();
+        assert_eq!(s.name, "lowprio");
+        assert_eq!(s.queue.as_deref(), Some("batch"));
+        assert_eq!(s.walltime_ms, Some(3_600_000));
+        assert_eq!(
+            s.vm,
+            VmTemplate {
+                count: 2,
+                vcpus: 4,
+                memory: 4 << 30,
+                image: None,
+                default_memory: false,
+            }
+        );
+        assert_eq!(s.run.script.trim(), "echo hello from $VJOB_ID");
+        assert_eq!(s.run.sim_runtime_ms, Some(20_000));
+    }
+
+    fn err(text: &str) -> String {
+        JobSpec::parse("job.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn malformed_specs_say_where() {
+        let ok = "[vm]\ncount = 1\n[run]\nscript = 'true'\n";
+        assert_eq!(JobSpec::parse("dir/my job.toml", ok).unwrap().name, "my_job");
+        assert_eq!(
+            err("[vm]\ncount = 'two'\n[run]\nscript = 'true'\n"),
+            "job.toml: line 2: field vm.count: invalid type: string \"two\", expected u32"
+        );
+        assert_eq!(
+            err("[vm]\ncount = 0\n[run]\nscript = 'true'\n"),
+            "job.toml: line 2: field vm.count: a vjob needs at least one VM"
+        );
+        assert!(err("[vm]\nmemory = '4 bananas'\n[run]\nscript = 'true'\n")
+            .starts_with("job.toml: line 2: field vm.memory:"));
+        assert!(err("[vm]\ncolour = 1\n[run]\nscript = 'true'\n")
+            .starts_with("job.toml: line 2: field vm.colour: unknown field `colour`"));
+        assert!(err("walltime = 'forever'\n[run]\nscript = 'true'\n").starts_with("job.toml: line 1: field walltime:"));
+        assert!(err("[vm]\ncount = 1\n").contains("missing field `run`"));
+        assert!(err("[run]\nscript = ''\n").contains("line 1: field run.script: the job has nothing to run"));
+        assert!(err("name = 'a b'\n[run]\nscript = 'x'\n").starts_with("job.toml: line 1: field name:"));
+        assert!(err("[run\nscript = 'x'\n").starts_with("job.toml: line 1:"));
+    }
+}

@@ -1,0 +1,261 @@
+//! `vsim`: trace-driven (SWF) and synthetic simulation of a vjob cluster, with the daemon's
+//! policies and planner, in virtual time.
+//!
+//! ```text
+//! vsim --trace KTH-SP2.swf.gz --policy easy [--json] [--svg out.svg]
+//! vsim --synthetic [--nodes 10000 --cores 8] --policy vjob
+//! ```
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use vjob_hypervisor::DurationModel;
+
+use crate::engine::{self as sim, PolicyKind, SimConfig, SimJob};
+use crate::report::{svg, Metrics};
+use vjob_api::units::{parse_duration_ms, parse_size};
+
+/// Simulate a vjob cluster on a workload trace or a synthetic scenario.
+#[derive(Parser, Debug)]
+#[command(name = "vsim", version)]
+pub struct Args {
+    /// A Standard Workload Format trace (.swf or .swf.gz).
+    #[arg(long, required_unless_present = "synthetic")]
+    pub trace: Option<PathBuf>,
+    /// A synthetic 10,000-node / 80,000-VM scenario (arrivals, departures, load changes),
+    /// reporting decision times per scheduling round.
+    #[arg(long, conflicts_with = "trace")]
+    pub synthetic: bool,
+    /// fcfs, easy, vjob (context switch by expansion factor, with quantum) or ss (selective
+    /// suspension).
+    #[arg(long, default_value = "vjob")]
+    pub policy: String,
+    /// Nodes (default: the trace's MaxNodes, else MaxProcs).
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Cores per node (default: MaxProcs / MaxNodes, at least 1).
+    #[arg(long)]
+    pub cores: Option<u32>,
+    /// Memory per node (default: 2GiB per core).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory of a VM per core when the trace has none (default 1GiB).
+    #[arg(long, default_value = "1GiB")]
+    pub vm_memory: String,
+    /// Anti-thrashing quantum of the vjob policy.
+    #[arg(long, default_value = "10m")]
+    pub quantum: String,
+    /// Preemptive policies: a vjob whose estimate is at most this long pauses the vjobs it
+    /// preempts in memory instead of saving them, when processors are enough (0: never).
+    #[arg(long, default_value = "0s")]
+    pub short_preemption: String,
+    /// Suspension factor of the preemptive policies.
+    #[arg(long, default_value_t = 2.0)]
+    pub factor: f64,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw utilization and queue length over time (and a Gantt chart for small runs).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Only the first N jobs of the trace.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Synthetic: scheduling rounds to run.
+    #[arg(long, default_value_t = 200)]
+    pub rounds: u64,
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vsim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let policy = PolicyKind::parse(&args.policy)?;
+    let vm_memory = parse_size(&args.vm_memory).map_err(|e| format!("--vm-memory: {e}"))?;
+    let quantum_ms = parse_duration_ms(&args.quantum).map_err(|e| format!("--quantum: {e}"))?;
+    let short_preemption_ms =
+        parse_duration_ms(&args.short_preemption).map_err(|e| format!("--short-preemption: {e}"))?;
+    if args.factor < 1.0 {
+        return Err("--factor must be at least 1".into());
+    }
+    let (cfg, jobs, skipped, title) = if args.synthetic {
+        let nodes = args.nodes.unwrap_or(10_000);
+        let cores = args.cores.unwrap_or(8);
+        let cfg = SimConfig {
+            nodes,
+            cores,
+            node_memory: cores as u64 * 2 * vm_memory,
+            vm_memory_per_core: vm_memory,
+            durations: DurationModel::libvirt_lab(),
+            policy,
+            quantum_ms,
+            suspension_factor: args.factor,
+            record_segments: false,
+            vm_vcpus: 1,
+            max_decisions: args.rounds,
+            tick_ms: tick_ms(policy),
+            short_preemption_ms,
+        };
+        let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
+        (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
+    } else {
+        let path = args.trace.as_ref().expect("clap requires --trace");
+        let bytes = vjob_instances::btrplace::read_maybe_gz(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let trace = crate::swf::parse(&path.display().to_string(), &text)?;
+        let nodes = args.nodes.or(trace.max_nodes).or(trace.max_procs).ok_or_else(|| {
+            format!(
+                "{}: no MaxNodes or MaxProcs in its header: give --nodes",
+                path.display()
+            )
+        })?;
+        let cores = args
+            .cores
+            .unwrap_or_else(|| trace.max_procs.map(|p| (p / nodes.max(1)).max(1)).unwrap_or(1));
+        let node_memory = match &args.memory {
+            Some(m) => parse_size(m).map_err(|e| format!("--memory: {e}"))?,
+            None => cores as u64 * 2 * vm_memory,
+        };
+        let total = nodes as u64 * cores as u64;
+        let mut skipped = trace.skipped;
+        let mut jobs = Vec::new();
+        for j in trace.jobs.iter().take(args.limit.unwrap_or(usize::MAX)) {
+            let mem_per_core = j.mem_kib_per_proc.map(|k| k * 1024).unwrap_or(vm_memory);
+            let vcpus = j.procs.min(cores) as u64;
+            if j.procs as u64 > total || mem_per_core * vcpus > node_memory {
+                skipped += 1;
+                continue;
+            }
+            jobs.push(SimJob {
+                submit_ms: j.submit_s * 1000,
+                run_ms: j.run_s * 1000,
+                requested_ms: j.requested_s.map(|r| r * 1000),
+                procs: j.procs,
+                mem_per_core,
+                user: j.user.to_string(),
+            });
+        }
+        let cfg = SimConfig {
+            nodes,
+            cores,
+            node_memory,
+            vm_memory_per_core: vm_memory,
+            durations: DurationModel::libvirt_lab(),
+            policy,
+            quantum_ms,
+            suspension_factor: args.factor,
+            record_segments: args.svg.is_some() && jobs.len() <= 400,
+            vm_vcpus: 0,
+            max_decisions: 0,
+            tick_ms: tick_ms(policy),
+            short_preemption_ms,
+        };
+        let name = path
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        (cfg, jobs, skipped, name)
+    };
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    let mut last = Instant::now();
+    let mut progress = |done: usize, total: usize| {
+        if tty && (last.elapsed().as_millis() > 100 || done == total) {
+            last = Instant::now();
+            let width = 40;
+            let filled = done * width / total.max(1);
+            eprint!(
+                "\r[{}{}] {done}/{total} jobs",
+                "#".repeat(filled),
+                ".".repeat(width - filled)
+            );
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let out = sim::run(&cfg, &jobs, &mut progress);
+    let metrics = Metrics::of(policy.name(), &out, skipped, t0.elapsed().as_secs_f64());
+    if args.json {
+        println!("{}", serde_json::to_string(&metrics).expect("metrics serialize"));
+    } else {
+        print!(
+            "{title}: {} nodes x {} cores\n{}",
+            cfg.nodes,
+            cfg.cores,
+            metrics.summary()
+        );
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, svg(&format!("{title}, {}", policy.name()), &out, 400))
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Scheduling rounds while vjobs wait: the preemptive policies' priorities (expansion factors)
+/// change with time alone; FCFS and EASY decide on events only, as they would gain nothing.
+fn tick_ms(policy: PolicyKind) -> u64 {
+    match policy {
+        PolicyKind::Vjob | PolicyKind::Ss => 300_000,
+        PolicyKind::Fcfs | PolicyKind::Easy => 0,
+    }
+}
+
+/// The synthetic scenario: a cluster filled by vjobs of 1 to 64 one-core VMs, then arrivals and
+/// departures for hours (load rising and falling with the time of day), like the DVMS evaluations.
+fn synthetic(total_cores: u64, vm_memory: u64) -> Vec<SimJob> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n.max(1)
+    };
+    let mut jobs = Vec::new();
+    let mut t = 0u64;
+    let mut cores = 0u64;
+    // Fill the cluster at t = 0, then keep submitting at a rate that oscillates around full load.
+    while cores < total_cores * 11 / 10 {
+        let procs = 1 + rnd(64) as u32;
+        let run_ms = 600_000 + rnd(7_200_000);
+        cores += procs as u64;
+        jobs.push(SimJob {
+            submit_ms: 0,
+            run_ms,
+            requested_ms: Some(run_ms * (1 + rnd(3))),
+            procs,
+            mem_per_core: vm_memory,
+            user: format!("u{}", rnd(200)),
+        });
+    }
+    for i in 0..jobs.len() {
+        let hour = (t / 3_600_000) % 24;
+        // About 140% of the capacity by day, 60% by night (mean gaps of 1.2 s and 3 s).
+        let gap = if (8..20).contains(&hour) { 2_400 } else { 6_000 };
+        t += 1 + rnd(gap);
+        let procs = 1 + rnd(64) as u32;
+        let run_ms = 600_000 + rnd(7_200_000);
+        jobs.push(SimJob {
+            submit_ms: t,
+            run_ms,
+            requested_ms: Some(run_ms * (1 + rnd(3))),
+            procs,
+            mem_per_core: vm_memory,
+            user: format!("u{}", i % 200),
+        });
+    }
+    jobs
+}

@@ -1,0 +1,699 @@
+//! Discrete-event simulation of a vjob cluster in virtual time, driving the very policies
+//! ([`vjob_core::policy`]) and planner ([`vjob_core::plan`]) that `vjobd` runs: trace replay (SWF) and
+//! synthetic scenarios, with honest metrics.
+//!
+//! The loop mirrors the daemon's: events arrive (submissions, job ends, ends of actions); when no
+//! plan is being carried out, the policy decides and the planner computes the plan; its actions
+//! take the time the [`DurationModel`] gives and hold resources as they would for real (a VM being
+//! saved keeps its memory and cores until written). A job runs for its recorded run time once
+//! all its VMs run; the policies never see that time, only the user's estimate.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use vjob_hypervisor::DurationModel;
+
+use vjob_core::decision::{self, DecisionInput, NodeInput, PolicyChoice, VjobInput, VmAt, VmsAt};
+use vjob_core::model::{NodeIdx, NO_NODE};
+use vjob_core::plan::{self, ActionKind, Plan};
+use vjob_core::policy::{self, Decision, Limits, PauseRule};
+use vjob_core::resources::cpu_memory;
+
+/// A scheduling policy of the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// First come, first served.
+    Fcfs,
+    /// EASY backfilling.
+    Easy,
+    /// vjob's context switch: vjobs ordered by expansion factor, whole-vjob suspension of
+    /// lower-ranked running vjobs (suspension factor 2), anti-thrashing quantum.
+    Vjob,
+    /// Selective suspension (Kettimuthu et al., 2005): the same ordering and suspension factor,
+    /// without the quantum.
+    Ss,
+}
+
+impl PolicyKind {
+    pub fn parse(s: &str) -> Result<PolicyKind, String> {
+        match s {
+            "fcfs" => Ok(PolicyKind::Fcfs),
+            "easy" => Ok(PolicyKind::Easy),
+            "vjob" => Ok(PolicyKind::Vjob),
+            "ss" => Ok(PolicyKind::Ss),
+            o => Err(format!("unknown policy `{o}` (fcfs, easy, vjob, ss)")),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Fcfs => "fcfs",
+            PolicyKind::Easy => "easy",
+            PolicyKind::Vjob => "vjob",
+            PolicyKind::Ss => "ss",
+        }
+    }
+}
+
+/// The simulated cluster and the policy's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    pub nodes: u32,
+    pub cores: u32,
+    /// Memory per node, bytes.
+    pub node_memory: u64,
+    /// Memory of a VM per core when the trace gives none, bytes.
+    pub vm_memory_per_core: u64,
+    pub durations: DurationModel,
+    pub policy: PolicyKind,
+    /// A vjob resumed after a preemption is not preempted again for this long (vjob policy).
+    pub quantum_ms: u64,
+    /// Suspension factor: a vjob may suspend one whose expansion factor is this many times lower.
+    pub suspension_factor: f64,
+    /// Keep each job's state changes, for Gantt charts.
+    pub record_segments: bool,
+    /// vcpus of each VM (0: as many as the job needs, up to a node's cores).
+    pub vm_vcpus: u32,
+    /// Stop after this many decisions (0: run to the end), for decision-time measurements.
+    pub max_decisions: u64,
+    /// Interval of scheduling rounds while vjobs wait (0: only on events), like the daemon's tick.
+    pub tick_ms: u64,
+    /// Preemptive policies: a vjob whose estimate is at most this long pauses the vjobs it
+    /// preempts in memory instead of saving them, when processors are enough (0: never), as
+    /// the daemon's `short_preemption`.
+    pub short_preemption_ms: u64,
+}
+
+/// A job to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimJob {
+    pub submit_ms: u64,
+    /// The real running time; never shown to a policy.
+    pub run_ms: u64,
+    /// The user's estimate.
+    pub requested_ms: Option<u64>,
+    pub procs: u32,
+    /// Memory per VM core, bytes.
+    pub mem_per_core: u64,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Not submitted yet.
+    Future,
+    Waiting,
+    Starting,
+    Running,
+    Suspending,
+    Suspended,
+    /// Paused in memory on its hosts (its processors given back).
+    Paused,
+    Done,
+}
+
+/// A job's state in the simulation.
+#[derive(Debug, Clone)]
+struct JobState {
+    phase: Phase,
+    remaining_ms: u64,
+    run_since: u64,
+    end_ms: Option<u64>,
+    epoch: u32,
+    vcpus: u32,
+    vms: u32,
+    mem: u64,
+    hosts: Vec<NodeIdx>,
+    protected_until: u64,
+    preempted: bool,
+    /// Actions of the current plan not yet ended.
+    pending_actions: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// Ends of actions come first at equal times: resources freed are seen by what follows.
+    ActionEnd {
+        job: u32,
+    },
+    Finish {
+        job: u32,
+        epoch: u32,
+    },
+    Arrive {
+        job: u32,
+    },
+    /// A periodic scheduling round while vjobs wait (priorities by expansion factor change
+    /// with time alone, as do quanta).
+    Tick,
+}
+
+/// One state change of a job, for Gantt charts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    pub job: u32,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub phase: Phase,
+}
+
+/// What the cluster looked like at a moment, for plots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub t_ms: u64,
+    pub busy_cores: u64,
+    pub queued: u32,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outcome {
+    pub jobs: usize,
+    pub response_ms: Vec<u64>,
+    pub run_ms: Vec<u64>,
+    pub procs: Vec<u32>,
+    pub first_submit_ms: u64,
+    pub last_end_ms: u64,
+    pub total_cores: u64,
+    pub suspends: u64,
+    pub resumes: u64,
+    /// VMs paused in memory by short preemptions (each unpaused later).
+    pub pauses: u64,
+    pub migrations: u64,
+    pub bytes_moved: u64,
+    pub decisions: u64,
+    /// Wall-clock time of each decision (policy and planner), in microseconds.
+    pub decision_us: Vec<u64>,
+    /// The decisions that planned something: wall-clock microseconds and VMs in the instance.
+    pub planned: Vec<(u64, usize)>,
+    pub samples: Vec<Sample>,
+    pub segments: Vec<Segment>,
+}
+
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    jobs: &'a [SimJob],
+    st: Vec<JobState>,
+    events: BinaryHeap<Reverse<(u64, Event, u64)>>,
+    seq: u64,
+    /// The nodes, as decisions see them.
+    nodes: Vec<NodeInput>,
+    plan_in_flight: u32,
+    dirty: bool,
+    queued: u32,
+    busy_cores: u64,
+    out: Outcome,
+    seg_start: Vec<u64>,
+    /// Jobs submitted and not done, in submission order.
+    active: std::collections::BTreeSet<u32>,
+    tick_pending: bool,
+}
+
+impl Sim<'_> {
+    fn push(&mut self, t: u64, e: Event) {
+        self.seq += 1;
+        self.events.push(Reverse((t, e, self.seq)));
+    }
+
+    fn set_phase(&mut self, j: usize, phase: Phase, now: u64) {
+        let old = self.st[j].phase;
+        if old == phase {
+            return;
+        }
+        if self.cfg.record_segments && old != Phase::Future {
+            self.out.segments.push(Segment {
+                job: j as u32,
+                start_ms: self.seg_start[j],
+                end_ms: now,
+                phase: old,
+            });
+            self.seg_start[j] = now;
+        }
+        let cores = self.jobs[j].procs as u64;
+        if matches!(old, Phase::Waiting | Phase::Suspended | Phase::Paused) {
+            self.queued -= 1;
+        }
+        if matches!(phase, Phase::Waiting | Phase::Suspended | Phase::Paused) {
+            self.queued += 1;
+        }
+        if old == Phase::Running {
+            self.busy_cores -= cores;
+        }
+        if phase == Phase::Running {
+            self.busy_cores += cores;
+        }
+        self.st[j].phase = phase;
+    }
+
+    fn sample(&mut self, now: u64) {
+        let s = Sample {
+            t_ms: now,
+            busy_cores: self.busy_cores,
+            queued: self.queued,
+        };
+        match self.out.samples.last_mut() {
+            Some(last) if last.t_ms == now => *last = s,
+            Some(last) if last.busy_cores == s.busy_cores && last.queued == s.queued => {}
+            _ => self.out.samples.push(s),
+        }
+    }
+
+    /// Expansion factor (wait + estimate) / estimate, the priority of the preemptive policies.
+    fn xfactor(&self, j: usize, now: u64) -> f64 {
+        let job = &self.jobs[j];
+        let est = job.requested_ms.unwrap_or(86_400_000).max(60_000) as f64;
+        let executed = job.run_ms - self.st[j].remaining_ms
+            + if self.st[j].phase == Phase::Running {
+                now - self.st[j].run_since
+            } else {
+                0
+            };
+        let waited = now.saturating_sub(job.submit_ms).saturating_sub(executed) as f64;
+        (waited + est) / est
+    }
+
+    /// The vjobs the policy decides about, as the decision builder takes them.
+    fn vjob_inputs(&self, now: u64) -> Vec<VjobInput> {
+        let preemptive = matches!(self.cfg.policy, PolicyKind::Vjob | PolicyKind::Ss);
+        let mut vjobs = Vec::with_capacity(self.active.len());
+        for &j in &self.active {
+            let j = j as usize;
+            let s = &self.st[j];
+            let count = s.vms as usize;
+            let vms = match s.phase {
+                Phase::Running => VmsAt::Each(s.hosts.iter().map(|&h| VmAt::Running(h)).collect()),
+                Phase::Paused => VmsAt::Each(s.hosts.iter().map(|&h| VmAt::Paused(h)).collect()),
+                Phase::Suspended => VmsAt::Away { count, sleeping: true },
+                _ => VmsAt::Away { count, sleeping: false },
+            };
+            if !matches!(
+                s.phase,
+                Phase::Waiting | Phase::Suspended | Phase::Running | Phase::Paused
+            ) {
+                continue;
+            }
+            let job = &self.jobs[j];
+            vjobs.push(VjobInput {
+                id: j as u64,
+                queue: String::new(),
+                queue_priority: 0,
+                priority: if preemptive {
+                    (self.xfactor(j, now) * 1000.0).min(i32::MAX as f64) as i32
+                } else {
+                    0
+                },
+                submit_ms: job.submit_ms,
+                user: job.user.clone(),
+                eligible: true,
+                protected: now < s.protected_until,
+                admin_suspend: false,
+                demand: cpu_memory(s.vcpus as u64, s.mem),
+                vms,
+                requested_ms: job.requested_ms,
+                expected_end_ms: (s.phase == Phase::Running)
+                    .then(|| policy::expected_end(s.run_since, job.run_ms - s.remaining_ms, job.requested_ms)),
+            });
+        }
+        vjobs
+    }
+
+    fn policy(&self, now: u64) -> PolicyChoice {
+        match self.cfg.policy {
+            PolicyKind::Fcfs => PolicyChoice::Fcfs,
+            PolicyKind::Easy => PolicyChoice::Easy { now },
+            PolicyKind::Vjob | PolicyKind::Ss => PolicyChoice::ContextSwitch(Limits {
+                preempt_ratio: Some(self.cfg.suspension_factor),
+                pause: PauseRule::keeping_memory(self.cfg.short_preemption_ms),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// A decision round: the shared decision builder and planner, carried out in virtual time.
+    fn decide(&mut self, now: u64) {
+        let t0 = Instant::now();
+        let vjobs = self.vjob_inputs(now);
+        let policy = self.policy(now);
+        let built = decision::build(DecisionInput {
+            nodes: &self.nodes,
+            load: &[],
+            vjobs,
+            policy: &policy,
+            moves: &[],
+            vm_name: &|id, i| format!("{id}-{i}"),
+            durations: &self.cfg.durations,
+            always_plan: false,
+        });
+        self.out.decisions += 1;
+        let Some(inst) = built.instance else {
+            self.out.decision_us.push(t0.elapsed().as_micros() as u64);
+            return;
+        };
+        let plan = match plan::solve(&inst) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "the planner found no plan for the policy's decision; skipped");
+                self.out.decision_us.push(t0.elapsed().as_micros() as u64);
+                return;
+            }
+        };
+        let us = t0.elapsed().as_micros() as u64;
+        self.out.decision_us.push(us);
+        self.out.planned.push((us, inst.model.vms()));
+        let owner: Vec<(u32, usize)> = built
+            .vm_refs
+            .iter()
+            .map(|r| {
+                r.map(|(j, i)| (j as u32, i))
+                    .expect("the simulator has no outside load")
+            })
+            .collect();
+        self.carry_out(now, &built.decision, &plan, &owner);
+    }
+
+    /// Carries a decision's pauses, unpauses and plan out in virtual time: every action ends at
+    /// `now + end`.
+    fn carry_out(&mut self, now: u64, decision: &Decision, plan: &Plan, owner: &[(u32, usize)]) {
+        let cfg = self.cfg;
+        // Pauses give the processors back at once (a pause takes milliseconds); unpauses take
+        // them back and end after a pause's duration.
+        let was_paused: std::collections::HashSet<usize> = self
+            .active
+            .iter()
+            .map(|&j| j as usize)
+            .filter(|&j| self.st[j].phase == Phase::Paused)
+            .collect();
+        for &(id, _) in &decision.pause {
+            let j = id as usize;
+            if self.st[j].phase != Phase::Running {
+                continue;
+            }
+            let done = now - self.st[j].run_since;
+            self.st[j].remaining_ms = self.st[j].remaining_ms.saturating_sub(done);
+            self.st[j].epoch += 1;
+            self.st[j].preempted = true;
+            self.out.pauses += self.st[j].vms as u64;
+            self.set_phase(j, Phase::Paused, now);
+        }
+        for &id in &decision.run {
+            let j = id as usize;
+            if !was_paused.contains(&j) {
+                continue;
+            }
+            for _ in 0..self.st[j].vms {
+                self.st[j].pending_actions += 1;
+                self.plan_in_flight += 1;
+                self.push(now + cfg.durations.pause(), Event::ActionEnd { job: id as u32 });
+            }
+            self.set_phase(j, Phase::Starting, now);
+        }
+        // Carry it out in virtual time: every action ends at `now + end`.
+        for a in &plan.actions {
+            let Some(v) = a.kind.vm() else { continue };
+            let (j, i) = owner[v as usize];
+            let ju = j as usize;
+            let mem = self.st[ju].mem;
+            match a.kind {
+                ActionKind::SuspendVm { .. } => {
+                    self.out.suspends += 1;
+                    self.out.bytes_moved += mem;
+                    if self.st[ju].phase == Phase::Running {
+                        let done = now - self.st[ju].run_since;
+                        self.st[ju].remaining_ms = self.st[ju].remaining_ms.saturating_sub(done);
+                        self.st[ju].epoch += 1;
+                        self.st[ju].preempted = true;
+                        self.set_phase(ju, Phase::Suspending, now);
+                    }
+                    if was_paused.contains(&ju) {
+                        self.set_phase(ju, Phase::Suspending, now);
+                    }
+                }
+                ActionKind::ResumeVm { to, .. } | ActionKind::BootVm { on: to, .. } => {
+                    if matches!(a.kind, ActionKind::ResumeVm { .. }) {
+                        self.out.resumes += 1;
+                        self.out.bytes_moved += mem;
+                    }
+                    self.st[ju].hosts[i] = to;
+                    if self.st[ju].phase != Phase::Starting {
+                        self.set_phase(ju, Phase::Starting, now);
+                    }
+                }
+                ActionKind::MigrateVm { to, .. } => {
+                    self.out.migrations += 1;
+                    self.out.bytes_moved += mem;
+                    self.st[ju].hosts[i] = to;
+                }
+                _ => continue,
+            }
+            self.st[ju].pending_actions += 1;
+            self.plan_in_flight += 1;
+            self.push(now + a.end, Event::ActionEnd { job: j });
+        }
+        self.sample(now);
+    }
+
+    fn handle(&mut self, now: u64, e: Event) {
+        match e {
+            Event::Tick => {
+                self.tick_pending = false;
+                self.dirty = true;
+            }
+            Event::Arrive { job } => {
+                let j = job as usize;
+                self.seg_start[j] = now;
+                self.active.insert(job);
+                self.set_phase(j, Phase::Waiting, now);
+                self.dirty = true;
+            }
+            Event::Finish { job, epoch } => {
+                let j = job as usize;
+                if self.st[j].epoch != epoch || self.st[j].phase != Phase::Running {
+                    return;
+                }
+                self.st[j].remaining_ms = 0;
+                self.st[j].end_ms = Some(now);
+                self.active.remove(&job);
+                self.set_phase(j, Phase::Done, now);
+                self.dirty = true;
+            }
+            Event::ActionEnd { job } => {
+                let j = job as usize;
+                self.st[j].pending_actions -= 1;
+                self.plan_in_flight -= 1;
+                if self.st[j].pending_actions == 0 {
+                    match self.st[j].phase {
+                        Phase::Suspending => self.set_phase(j, Phase::Suspended, now),
+                        Phase::Starting => {
+                            if self.st[j].preempted && self.cfg.policy == PolicyKind::Vjob {
+                                self.st[j].protected_until = now + self.cfg.quantum_ms;
+                            }
+                            self.st[j].run_since = now;
+                            let epoch = self.st[j].epoch;
+                            self.set_phase(j, Phase::Running, now);
+                            self.push(now + self.st[j].remaining_ms, Event::Finish { job, epoch });
+                        }
+                        _ => {}
+                    }
+                }
+                if self.plan_in_flight == 0 {
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+}
+
+/// Progress reports: called with (events done, events in all) now and then.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// Runs a simulation to its end.
+pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome {
+    let per_vm = if cfg.vm_vcpus > 0 {
+        cfg.vm_vcpus.min(cfg.cores)
+    } else {
+        cfg.cores
+    }
+    .max(1);
+    let st: Vec<JobState> = jobs
+        .iter()
+        .map(|j| {
+            let vcpus = j.procs.min(per_vm);
+            let vms = j.procs.div_ceil(vcpus);
+            JobState {
+                phase: Phase::Future,
+                remaining_ms: j.run_ms,
+                run_since: 0,
+                end_ms: None,
+                epoch: 0,
+                vcpus,
+                vms,
+                mem: j.mem_per_core * vcpus as u64,
+                hosts: vec![NO_NODE; vms as usize],
+                protected_until: 0,
+                preempted: false,
+                pending_actions: 0,
+            }
+        })
+        .collect();
+    let mut sim = Sim {
+        cfg,
+        jobs,
+        st,
+        events: BinaryHeap::new(),
+        seq: 0,
+        nodes: (0..cfg.nodes)
+            .map(|i| NodeInput {
+                name: i.to_string(),
+                capacity: cpu_memory(cfg.cores as u64, cfg.node_memory),
+                accepts: true,
+                offline: false,
+            })
+            .collect(),
+        plan_in_flight: 0,
+        dirty: false,
+        queued: 0,
+        busy_cores: 0,
+        out: Outcome {
+            total_cores: cfg.nodes as u64 * cfg.cores as u64,
+            ..Default::default()
+        },
+        seg_start: vec![0; jobs.len()],
+        active: Default::default(),
+        tick_pending: false,
+    };
+    // Jobs are waiting (counted in the queue) from their arrival only.
+    for (j, job) in jobs.iter().enumerate() {
+        sim.push(job.submit_ms, Event::Arrive { job: j as u32 });
+    }
+    let total = jobs.len();
+    let mut done = 0usize;
+    while let Some(Reverse((now, e, _))) = sim.events.pop() {
+        if let Event::Arrive { .. } = e {
+            done += 1;
+            if done.is_multiple_of(1024) {
+                progress(done, total);
+            }
+        }
+        sim.handle(now, e);
+        let more_now = sim.events.peek().is_some_and(|Reverse((t, _, _))| *t == now);
+        if !more_now {
+            if sim.dirty && sim.plan_in_flight == 0 {
+                sim.dirty = false;
+                sim.decide(now);
+                if cfg.tick_ms > 0 && sim.queued > 0 && !sim.tick_pending {
+                    sim.tick_pending = true;
+                    sim.push(now + cfg.tick_ms, Event::Tick);
+                }
+                if cfg.max_decisions > 0 && sim.out.decisions >= cfg.max_decisions {
+                    sim.sample(now);
+                    break;
+                }
+            }
+            sim.sample(now);
+        }
+    }
+    progress(total, total);
+    let mut out = sim.out;
+    out.first_submit_ms = jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0);
+    for (j, s) in sim.st.iter().enumerate() {
+        if let Some(end) = s.end_ms {
+            out.jobs += 1;
+            out.response_ms.push(end - jobs[j].submit_ms);
+            out.run_ms.push(jobs[j].run_ms);
+            out.procs.push(jobs[j].procs);
+            out.last_end_ms = out.last_end_ms.max(end);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(policy: PolicyKind) -> SimConfig {
+        SimConfig {
+            nodes: 2,
+            cores: 1,
+            node_memory: 4 << 30,
+            vm_memory_per_core: 1 << 30,
+            durations: DurationModel {
+                boot_ms: 1_000,
+                ..DurationModel::libvirt_lab()
+            },
+            policy,
+            quantum_ms: 600_000,
+            suspension_factor: 2.0,
+            record_segments: true,
+            vm_vcpus: 0,
+            max_decisions: 0,
+            tick_ms: 60_000,
+            short_preemption_ms: 0,
+        }
+    }
+
+    fn job(submit_s: u64, run_s: u64, requested_s: u64, procs: u32) -> SimJob {
+        SimJob {
+            submit_ms: submit_s * 1000,
+            run_ms: run_s * 1000,
+            requested_ms: Some(requested_s * 1000),
+            procs,
+            mem_per_core: 1 << 30,
+            user: "u".into(),
+        }
+    }
+
+    #[test]
+    fn a_job_on_an_empty_cluster_waits_only_for_its_boot() {
+        let o = run(&cfg(PolicyKind::Fcfs), &[job(0, 100, 200, 2)], &mut |_, _| {});
+        assert_eq!(o.jobs, 1);
+        assert_eq!(o.response_ms, vec![101_000], "boot (1 s) then 100 s of running");
+    }
+
+    #[test]
+    fn the_context_switch_suspends_a_long_job_for_a_short_one_and_charges_the_cost() {
+        // A 10-hour job fills the cluster; a 1-minute job arrives: under vjob it waits until its
+        // expansion factor is twice the long job's, then the long job is suspended whole.
+        let jobs = [job(0, 36_000, 36_000, 2), job(10, 60, 60, 1)];
+        let easy = run(&cfg(PolicyKind::Easy), &jobs, &mut |_, _| {});
+        let vjob = run(&cfg(PolicyKind::Vjob), &jobs, &mut |_, _| {});
+        assert_eq!(easy.suspends, 0);
+        assert_eq!(
+            (vjob.suspends, vjob.resumes),
+            (2, 2),
+            "both VMs of the long job, together"
+        );
+        let short = |o: &Outcome| o.response_ms[1];
+        assert!(short(&vjob) < short(&easy) / 10, "{} vs {}", short(&vjob), short(&easy));
+        // The long job pays the switch: more than its run time plus a save and a restore.
+        let d = DurationModel::libvirt_lab();
+        assert!(vjob.response_ms[0] >= 36_000_000 + d.save(1 << 30) + d.restore(1 << 30));
+        assert!(vjob.segments.iter().any(|s| s.phase == Phase::Suspended && s.job == 0));
+        // With short preemptions paused in memory (the 1-minute job's memory fits beside the
+        // long job's), the long job is paused and unpaused in place: nothing goes to disk.
+        let paused = run(
+            &SimConfig {
+                short_preemption_ms: 300_000,
+                ..cfg(PolicyKind::Vjob)
+            },
+            &jobs,
+            &mut |_, _| {},
+        );
+        assert_eq!(
+            (paused.pauses, paused.suspends, paused.resumes, paused.bytes_moved),
+            (2, 0, 0, 0)
+        );
+        assert!(paused.segments.iter().any(|s| s.phase == Phase::Paused && s.job == 0));
+        assert!(short(&paused) <= short(&vjob), "{} vs {}", short(&paused), short(&vjob));
+        assert!(
+            paused.response_ms[0] < vjob.response_ms[0],
+            "no save nor restore to pay"
+        );
+        // Deterministic (all but the wall-clock decision times).
+        let again = run(&cfg(PolicyKind::Vjob), &jobs, &mut |_, _| {});
+        assert_eq!(
+            (&again.response_ms, &again.segments, &again.samples),
+            (&vjob.response_ms, &vjob.segments, &vjob.samples)
+        );
+    }
+}

@@ -1,0 +1,509 @@
+//! The wire types of vjobd's API: what the commands send and what the daemon answers.
+//!
+//! The transport is a Unix stream socket carrying newline-delimited JSON: one [`Request`] a line,
+//! answered by one [`Response`] a line, any number of times on one connection. Every request
+//! carries the protocol version ([`PROTOCOL_VERSION`]); the daemon refuses versions it does not
+//! speak. Who is asking is not part of a request: the daemon learns it from the kernel
+//! (`SO_PEERCRED`), so a client cannot claim to be someone else.
+//!
+//! This crate is all that the commands (`vsub`, `vstat`, `vdel`, `vqmgr`) share with the daemon.
+
+use serde::{Deserialize, Serialize};
+
+pub mod display;
+pub mod units;
+
+/// The version of this protocol. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The environment variable naming the daemon's socket.
+pub const SOCKET_ENV: &str = "VJOB_SOCKET";
+
+/// Where clients look for the daemon's socket when neither `--socket` nor `VJOB_SOCKET` is given,
+/// and where the daemon listens when its configuration names no socket.
+pub const DEFAULT_SOCKET: &str = "/run/vjob/vjobd.sock";
+
+/// How every answer to [`Op::Jobs`] begins: the daemon may write it from cached pieces and
+/// clients may pass the job array through without parsing it (tested below).
+pub const JOBS_LINE_PREFIX: &str = r#"{"v":1,"ok":{"kind":"jobs","jobs":["#;
+/// How every answer to [`Op::Jobs`] ends (before the newline).
+pub const JOBS_LINE_SUFFIX: &str = "]}}";
+
+/// Longest request line the daemon accepts (a job spec travels inside a submission).
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// One request line: the version and the operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+impl Request {
+    pub fn new(op: Op) -> Request {
+        Request {
+            v: PROTOCOL_VERSION,
+            op,
+        }
+    }
+}
+
+/// What a client may ask. Each variant's doc says who may ask it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Anyone: the daemon's version and who it thinks the caller is.
+    Ping,
+    /// Anyone: submit a job spec; answered with [`Reply::Submitted`] once committed to disk.
+    Submit(SubmitRequest),
+    /// Anyone: list jobs (everyone's, in summary).
+    Jobs(JobQuery),
+    /// Owner or admin: cancel jobs.
+    Delete { ids: Vec<u64> },
+    /// Owner or admin: hold jobs (never scheduled until released).
+    Hold { ids: Vec<u64> },
+    /// Owner (for their own holds) or admin: release held jobs.
+    Release { ids: Vec<u64> },
+    /// Anyone: list nodes.
+    Nodes,
+    /// Anyone: list queues.
+    Queues,
+    /// Admin: create a queue.
+    QueueCreate(QueueSettings),
+    /// Admin: delete an empty queue.
+    QueueDelete { name: String },
+    /// Admin: change a queue's settings (only the fields given).
+    QueueSet(QueueSettings),
+    /// Admin: change a node's administrative state.
+    NodeSet { name: String, state: NodeAdminState },
+    /// Admin: suspend a running vjob to disk now; it stays suspended until resumed by hand.
+    Suspend { id: u64 },
+    /// Admin: let a vjob suspended by hand be resumed by the scheduler.
+    Resume { id: u64 },
+    /// Admin: live-migrate one VM (by index) of a running vjob to a node.
+    Migrate { id: u64, vm: usize, to: String },
+    /// Anyone: what the scheduler would do now, as a planner instance in BtrPlace's format
+    /// (the current configuration and the constraints the policy's decision adds).
+    Snapshot,
+    /// Anyone: the server's status: its cluster, how many decision rounds and node reports it
+    /// has taken, its nodes and jobs in numbers.
+    Status,
+}
+
+/// A submission: the spec file's text, as read by the client, plus command-line overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SubmitRequest {
+    /// How to name the file in error messages (the path the user typed).
+    pub file: String,
+    /// The job spec (TOML).
+    pub spec: String,
+    pub queue: Option<String>,
+    pub name: Option<String>,
+    pub priority: Option<i32>,
+    #[serde(default)]
+    pub hold: bool,
+    /// The submitter's working directory: relative output paths are relative to it.
+    pub cwd: Option<String>,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct JobQuery {
+    /// Only these jobs, whatever their state (empty: the selection below).
+    #[serde(default)]
+    pub ids: Vec<u64>,
+    /// Include jobs that ended long ago (otherwise only active ones and those that ended within
+    /// the daemon's `keep_finished` window).
+    #[serde(default)]
+    pub all: bool,
+    /// Only this user's jobs.
+    pub user: Option<String>,
+    /// Include every field and the job's event history.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// A job's state. Letters in tables: Q H R S C F X, and E for a running job whose VMs are
+/// ending (see [`JobInfo::exiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Held,
+    Running,
+    Suspended,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn letter(self) -> char {
+        match self {
+            JobState::Queued => 'Q',
+            JobState::Held => 'H',
+            JobState::Running => 'R',
+            JobState::Suspended => 'S',
+            JobState::Completed => 'C',
+            JobState::Failed => 'F',
+            JobState::Cancelled => 'X',
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Held => "held",
+            JobState::Running => "running",
+            JobState::Suspended => "suspended",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Completed, failed or cancelled: nothing will happen to this job any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+impl JobInfo {
+    /// The state letter shown in tables.
+    pub fn letter(&self) -> char {
+        if self.exiting {
+            'E'
+        } else {
+            self.state.letter()
+        }
+    }
+}
+
+/// One VM of a job, as shown to users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmInfo {
+    pub name: String,
+    /// The node it runs on (or last ran on).
+    pub node: Option<String>,
+    /// `ready`, `running`, `sleeping` or `gone`.
+    pub state: String,
+}
+
+/// A job as shown to users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: u64,
+    pub name: String,
+    pub user: String,
+    pub queue: String,
+    pub state: JobState,
+    /// The job's VMs have ended and are being torn down; its final state comes next.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exiting: bool,
+    pub priority: i32,
+    pub exit_code: Option<i32>,
+    /// Why the job is in its state (waiting for room, held by, failed because, ...).
+    pub reason: Option<String>,
+    pub vms: Vec<VmInfo>,
+    pub vcpus: u32,
+    /// Memory per VM, in bytes.
+    pub memory: u64,
+    /// Unix times in seconds.
+    pub submit_time: f64,
+    pub start_time: Option<f64>,
+    pub end_time: Option<f64>,
+    /// Seconds spent running so far.
+    pub elapsed_s: f64,
+    pub walltime_s: Option<f64>,
+    pub preemptions: u32,
+    /// Only with [`JobQuery::full`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<JobDetail>,
+}
+
+/// The fields of a job shown by `vstat -f` only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub uid: u32,
+    pub script: String,
+    pub image: Option<String>,
+    pub output: Option<String>,
+    pub spec_file: String,
+    pub events: Vec<JobEvent>,
+    /// Copies of its VMs left on nodes that were lost, to be destroyed there once they answer:
+    /// `VM on NODE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_copies: Vec<String>,
+}
+
+/// Something that happened to a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub time: f64,
+    pub message: String,
+}
+
+/// A node's administrative state, set with `vqmgr node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAdminState {
+    /// Takes new VMs.
+    Online,
+    /// Keeps its VMs but takes no new ones.
+    Drain,
+    /// Must hold no VM: they are migrated away, or their vjobs suspended.
+    Offline,
+}
+
+impl NodeAdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAdminState::Online => "online",
+            NodeAdminState::Drain => "drain",
+            NodeAdminState::Offline => "offline",
+        }
+    }
+}
+
+/// A node as shown to users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub state: NodeAdminState,
+    /// The node answers its hypervisor connection.
+    pub up: bool,
+    pub cpus: u32,
+    pub memory: u64,
+    pub cpus_used: u32,
+    pub memory_used: u64,
+    pub vms: Vec<String>,
+    /// VMs on the node that are not this cluster's (another cluster's, or stale copies of its
+    /// own left by a lost node): load it plans around, and never touches but to destroy its own
+    /// stale copies. Their use is in `cpus_used` and `memory_used`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_vms: Vec<String>,
+}
+
+/// A queue's settings; in [`Op::QueueSet`], absent fields are left unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct QueueSettings {
+    pub name: String,
+    pub priority: Option<i32>,
+    pub enabled: Option<bool>,
+    pub started: Option<bool>,
+    pub default: Option<bool>,
+    /// Maximum running vjobs in this queue; `Some(0)` removes the limit.
+    pub max_running: Option<u32>,
+    /// Maximum running vjobs per user in this queue; `Some(0)` removes the limit.
+    pub max_user_running: Option<u32>,
+}
+
+/// A queue as shown to users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub priority: i32,
+    /// Accepts submissions.
+    pub enabled: bool,
+    /// Dispatches its jobs.
+    pub started: bool,
+    pub default: bool,
+    pub max_running: Option<u32>,
+    pub max_user_running: Option<u32>,
+    pub queued: u32,
+    pub running: u32,
+    pub suspended: u32,
+    pub held: u32,
+}
+
+/// The outcome of an operation on one job of a multi-job request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    pub id: u64,
+    pub result: Result<String, ApiError>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    Pong {
+        version: String,
+        user: String,
+        uid: u32,
+        admin: bool,
+    },
+    Submitted {
+        id: u64,
+    },
+    Jobs {
+        jobs: Vec<JobInfo>,
+    },
+    Nodes {
+        nodes: Vec<NodeInfo>,
+    },
+    Queues {
+        queues: Vec<QueueInfo>,
+    },
+    /// Per-job outcomes of `Delete`, `Hold` and `Release`.
+    PerJob {
+        outcomes: Vec<JobOutcome>,
+    },
+    /// An administrative change was made.
+    Done {
+        message: String,
+    },
+    /// A planner instance (BtrPlace's JSON format).
+    Snapshot {
+        instance: serde_json::Value,
+    },
+    Status(ServerStatus),
+}
+
+/// What `vstat -B` shows: the server and its counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub version: String,
+    /// The cluster's name (it prefixes its VMs' names).
+    pub cluster: String,
+    pub backend: String,
+    /// Decision rounds taken since the daemon started: each consulted the policy on the state
+    /// of its time. A change committed before a status answer is seen by every round counted
+    /// after it.
+    pub rounds: u64,
+    /// Node reports taken in since the daemon started.
+    pub observations: u64,
+    /// A plan is being carried out.
+    pub busy: bool,
+    pub nodes_up: u32,
+    pub nodes_down: u32,
+    /// Jobs by state (queued, running, ...), active ones only.
+    pub jobs: std::collections::BTreeMap<String, u32>,
+}
+
+/// What kind of refusal an error is; commands map it to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request or the spec is malformed or impossible.
+    Invalid,
+    /// The caller may not do this.
+    Permission,
+    /// No such job, queue or node.
+    NotFound,
+    /// The object is not in a state that allows this.
+    Conflict,
+    /// The daemon cannot do it now (storage failure, shutting down); retry later.
+    Unavailable,
+}
+
+/// A refusal, with a message meant for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Invalid, message)
+    }
+    pub fn permission(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Permission, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Conflict, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Unavailable, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    #[serde(flatten)]
+    pub result: ResponseBody,
+}
+
+/// `{"ok": ...}` or `{"error": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseBody {
+    Ok(Reply),
+    Error(ApiError),
+}
+
+impl Response {
+    pub fn new(result: Result<Reply, ApiError>) -> Response {
+        Response {
+            v: PROTOCOL_VERSION,
+            result: match result {
+                Ok(r) => ResponseBody::Ok(r),
+                Err(e) => ResponseBody::Error(e),
+            },
+        }
+    }
+
+    pub fn into_result(self) -> Result<Reply, ApiError> {
+        match self.result {
+            ResponseBody::Ok(r) => Ok(r),
+            ResponseBody::Error(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_flat_tagged_json() {
+        let r = Request::new(Op::Delete { ids: vec![3, 4] });
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"v":1,"op":"delete","ids":[3,4]}"#);
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let ok = Response::new(Ok(Reply::Submitted { id: 7 }));
+        let s = serde_json::to_string(&ok).unwrap();
+        assert_eq!(s, r#"{"v":1,"ok":{"kind":"submitted","id":7}}"#);
+        assert_eq!(serde_json::from_str::<Response>(&s).unwrap(), ok);
+        let err = Response::new(Err(ApiError::permission("no")));
+        let s = serde_json::to_string(&err).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&s).unwrap(), err);
+    }
+
+    #[test]
+    fn jobs_answers_have_the_documented_frame() {
+        let line = serde_json::to_string(&Response::new(Ok(Reply::Jobs { jobs: vec![] }))).unwrap();
+        assert_eq!(line, format!("{JOBS_LINE_PREFIX}{JOBS_LINE_SUFFIX}"));
+    }
+
+    #[test]
+    fn job_states_serialize_as_lowercase_words() {
+        assert_eq!(serde_json::to_string(&JobState::Suspended).unwrap(), "\"suspended\"");
+        assert_eq!(JobState::Cancelled.letter(), 'X');
+    }
+}
