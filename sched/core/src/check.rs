@@ -545,7 +545,17 @@ fn continuous_violation(
 /// Everything wrong with a configuration alone: capacities and every constraint's final state.
 pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
     let groups = GroupIndex::new(inst);
-    let m = &inst.model;
+    let mut errors = capacity_errors(inst, fin);
+    for c in &inst.constraints {
+        if broken_at_end(c, inst, fin, &groups) {
+            errors.push(format!("{} does not hold at the end", describe(c, &inst.model)));
+        }
+    }
+    errors
+}
+
+/// Overloaded nodes, and offline nodes that host VMs, in a configuration.
+fn capacity_errors(inst: &Instance, fin: &Model) -> Vec<String> {
     let mut errors = Vec::new();
     let r = fin.nres();
     let load = fin.load();
@@ -564,111 +574,121 @@ pub fn check_configuration(inst: &Instance, fin: &Model) -> Vec<String> {
             errors.push(format!("node {} is offline but hosts VMs", fin.node_name(n)));
         }
     }
+    errors
+}
+
+/// Whether constraint `c` fails to hold in the final configuration `fin`.
+fn broken_at_end(c: &Constraint, inst: &Instance, fin: &Model, groups: &GroupIndex) -> bool {
+    let m = &inst.model;
     let running = |v: VmIdx| fin.state(v) == VmState::Running;
     let arrived_on = |nodes: &[NodeIdx]| {
         (0..fin.vms() as VmIdx).any(|v| {
             running(v) && nodes.contains(&fin.host(v)) && !(m.state(v) == VmState::Running && m.host(v) == fin.host(v))
         })
     };
-    for c in &inst.constraints {
-        let broken = match c {
-            Constraint::Running { vm } => fin.state(*vm) != VmState::Running,
-            Constraint::Ready { vm } => fin.state(*vm) != VmState::Ready,
-            Constraint::Sleeping { vm } => fin.state(*vm) != VmState::Sleeping,
-            Constraint::Killed { vm } => fin.state(*vm) != VmState::Killed,
-            Constraint::Online { node } => !fin.is_online(*node),
-            Constraint::Offline { node } => fin.is_online(*node),
-            Constraint::Ban { vms, nodes } => vms.iter().any(|&v| running(v) && nodes.contains(&fin.host(v))),
-            Constraint::Fence { vms, nodes } => vms.iter().any(|&v| running(v) && !nodes.contains(&fin.host(v))),
-            Constraint::Spread { vms, .. } => {
-                let mut hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
-                let n = hosts.len();
-                hosts.sort_unstable();
-                hosts.dedup();
-                hosts.len() != n
+    match c {
+        Constraint::Running { vm } => fin.state(*vm) != VmState::Running,
+        Constraint::Ready { vm } => fin.state(*vm) != VmState::Ready,
+        Constraint::Sleeping { vm } => fin.state(*vm) != VmState::Sleeping,
+        Constraint::Killed { vm } => fin.state(*vm) != VmState::Killed,
+        Constraint::Online { node } => !fin.is_online(*node),
+        Constraint::Offline { node } => fin.is_online(*node),
+        Constraint::Ban { vms, nodes } => vms.iter().any(|&v| running(v) && nodes.contains(&fin.host(v))),
+        Constraint::Fence { vms, nodes } => vms.iter().any(|&v| running(v) && !nodes.contains(&fin.host(v))),
+        Constraint::Spread { vms, .. } => {
+            let mut hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+            let n = hosts.len();
+            hosts.sort_unstable();
+            hosts.dedup();
+            hosts.len() != n
+        }
+        Constraint::Gather { vms, .. } => {
+            let mut hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            hosts.len() > 1
+        }
+        Constraint::Among { vms, parts, .. } => {
+            let hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+            !hosts.is_empty() && !groups.one_group(parts, &hosts)
+        }
+        Constraint::Root { vm } => m.state(*vm) == VmState::Running && running(*vm) && fin.host(*vm) != m.host(*vm),
+        Constraint::Preserve { vm, rc, amount } => running(*vm) && fin.demand(*vm)[*rc] < *amount,
+        Constraint::NoArrival { nodes } => arrived_on(nodes),
+        Constraint::Quarantine { nodes } => {
+            arrived_on(nodes)
+                || (0..fin.vms() as VmIdx).any(|v| {
+                    m.state(v) == VmState::Running
+                        && nodes.contains(&m.host(v))
+                        && !(running(v) && fin.host(v) == m.host(v))
+                })
+        }
+        Constraint::Lonely { vms, .. } => {
+            let mine: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
+            (0..fin.vms() as VmIdx).any(|v| running(v) && !vms.contains(&v) && mine.contains(&fin.host(v)))
+        }
+        Constraint::Split { parts, .. } => {
+            let nodes: Vec<Vec<NodeIdx>> = parts
+                .iter()
+                .map(|p| p.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect())
+                .collect();
+            (0..nodes.len()).any(|i| (i + 1..nodes.len()).any(|j| nodes[i].iter().any(|n| nodes[j].contains(n))))
+        }
+        Constraint::SplitAmong { vparts, nparts, .. } => split_among_broken(vparts, nparts, fin, groups),
+        Constraint::ResourceCapacity { nodes, rc, amount, .. } => {
+            (0..fin.vms() as VmIdx)
+                .filter(|&v| running(v) && nodes.contains(&fin.host(v)))
+                .map(|v| fin.demand(v)[*rc])
+                .sum::<u64>()
+                > *amount
+        }
+        Constraint::RunningCapacity { nodes, amount, .. } => {
+            (0..fin.vms() as VmIdx)
+                .filter(|&v| running(v) && nodes.contains(&fin.host(v)))
+                .count() as u64
+                > *amount
+        }
+        // Checked with the capacities, which it raises.
+        Constraint::Overbook { .. } => false,
+        Constraint::MaxOnline { nodes, amount, .. } => {
+            nodes.iter().filter(|&&n| fin.is_online(n)).count() as u64 > *amount
+        }
+        // Checked on the plan's actions.
+        Constraint::Seq { .. } => false,
+    }
+}
+
+/// Whether a splitAmong fails in `fin`: a VM part over several node parts (or none), or two VM
+/// parts in one node part.
+fn split_among_broken(
+    vparts: &[Vec<VmIdx>],
+    nparts: &crate::instance::NodeGroups,
+    fin: &Model,
+    groups: &GroupIndex,
+) -> bool {
+    let running = |v: VmIdx| fin.state(v) == VmState::Running;
+    let part_of = |n: NodeIdx| groups.of(nparts, n);
+    let mut used: Vec<Option<usize>> = Vec::new();
+    let mut bad = false;
+    for vs in vparts {
+        let mut ps: Vec<Option<usize>> = vs
+            .iter()
+            .filter(|&&v| running(v))
+            .map(|&v| part_of(fin.host(v)))
+            .collect();
+        ps.sort_unstable();
+        ps.dedup();
+        if ps.len() > 1 || ps.contains(&None) {
+            bad = true;
+        }
+        if let Some(&p) = ps.first() {
+            if used.contains(&p) {
+                bad = true;
             }
-            Constraint::Gather { vms, .. } => {
-                let mut hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
-                hosts.sort_unstable();
-                hosts.dedup();
-                hosts.len() > 1
-            }
-            Constraint::Among { vms, parts, .. } => {
-                let hosts: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
-                !hosts.is_empty() && !groups.one_group(parts, &hosts)
-            }
-            Constraint::Root { vm } => m.state(*vm) == VmState::Running && running(*vm) && fin.host(*vm) != m.host(*vm),
-            Constraint::Preserve { vm, rc, amount } => running(*vm) && fin.demand(*vm)[*rc] < *amount,
-            Constraint::NoArrival { nodes } => arrived_on(nodes),
-            Constraint::Quarantine { nodes } => {
-                arrived_on(nodes)
-                    || (0..fin.vms() as VmIdx).any(|v| {
-                        m.state(v) == VmState::Running
-                            && nodes.contains(&m.host(v))
-                            && !(running(v) && fin.host(v) == m.host(v))
-                    })
-            }
-            Constraint::Lonely { vms, .. } => {
-                let mine: Vec<NodeIdx> = vms.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect();
-                (0..fin.vms() as VmIdx).any(|v| running(v) && !vms.contains(&v) && mine.contains(&fin.host(v)))
-            }
-            Constraint::Split { parts, .. } => {
-                let nodes: Vec<Vec<NodeIdx>> = parts
-                    .iter()
-                    .map(|p| p.iter().filter(|&&v| running(v)).map(|&v| fin.host(v)).collect())
-                    .collect();
-                (0..nodes.len()).any(|i| (i + 1..nodes.len()).any(|j| nodes[i].iter().any(|n| nodes[j].contains(n))))
-            }
-            Constraint::SplitAmong { vparts, nparts, .. } => {
-                let part_of = |n: NodeIdx| groups.of(nparts, n);
-                let mut used: Vec<Option<usize>> = Vec::new();
-                let mut bad = false;
-                for vs in vparts {
-                    let mut ps: Vec<Option<usize>> = vs
-                        .iter()
-                        .filter(|&&v| running(v))
-                        .map(|&v| part_of(fin.host(v)))
-                        .collect();
-                    ps.sort_unstable();
-                    ps.dedup();
-                    if ps.len() > 1 || ps.contains(&None) {
-                        bad = true;
-                    }
-                    if let Some(&p) = ps.first() {
-                        if used.contains(&p) {
-                            bad = true;
-                        }
-                        used.push(p);
-                    }
-                }
-                bad
-            }
-            Constraint::ResourceCapacity { nodes, rc, amount, .. } => {
-                (0..fin.vms() as VmIdx)
-                    .filter(|&v| running(v) && nodes.contains(&fin.host(v)))
-                    .map(|v| fin.demand(v)[*rc])
-                    .sum::<u64>()
-                    > *amount
-            }
-            Constraint::RunningCapacity { nodes, amount, .. } => {
-                (0..fin.vms() as VmIdx)
-                    .filter(|&v| running(v) && nodes.contains(&fin.host(v)))
-                    .count() as u64
-                    > *amount
-            }
-            // Checked with the capacities, which it raises.
-            Constraint::Overbook { .. } => false,
-            Constraint::MaxOnline { nodes, amount, .. } => {
-                nodes.iter().filter(|&&n| fin.is_online(n)).count() as u64 > *amount
-            }
-            // Checked on the plan's actions.
-            Constraint::Seq { .. } => false,
-        };
-        if broken {
-            errors.push(format!("{} does not hold at the end", describe(c, m)));
+            used.push(p);
         }
     }
-    errors
+    bad
 }
 
 #[cfg(test)]

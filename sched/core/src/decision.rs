@@ -394,8 +394,15 @@ fn planner_instance(
     }
     let mut build = DecisionInstance::new(model, constraints, decision, rule);
     // Vjobs to run first, in policy order, so that the planner places them as the policy did.
-    let mut order: Vec<&VjobVms> = views.vms.iter().collect();
-    order.sort_by_key(|v| decision.run.iter().position(|o| *o == v.id).unwrap_or(usize::MAX));
+    let index: std::collections::HashMap<u64, usize> = views.vms.iter().enumerate().map(|(i, v)| (v.id, i)).collect();
+    let mut order: Vec<&VjobVms> = decision
+        .run
+        .iter()
+        .filter_map(|id| index.get(id))
+        .map(|&i| &views.vms[i])
+        .collect();
+    let to_run: HashSet<u64> = decision.run.iter().copied().collect();
+    order.extend(views.vms.iter().filter(|v| !to_run.contains(&v.id)));
     for v in order {
         let demand = views.demand(v);
         for i in 0..v.at.len() {

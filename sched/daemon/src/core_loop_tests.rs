@@ -43,6 +43,10 @@ impl Rig {
 
     fn open(dir: PathBuf, extra_top: &str) -> Rig {
         let cfg = config(&dir, extra_top);
+        Rig::from_config(dir, cfg)
+    }
+
+    fn from_config(dir: PathBuf, cfg: Config) -> Rig {
         std::fs::create_dir_all(&cfg.state_dir).unwrap();
         let backends = open_backends(&cfg).unwrap();
         let (tx, done) = crossbeam_channel::unbounded();
@@ -266,31 +270,10 @@ fn another_clusters_vms_on_shared_nodes_are_load_never_adopted_nor_destroyed() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut alpha = Rig::open(dir.join("a"), "cluster = \"alpha\"\n");
     // beta's simulated nodes are alpha's.
-    let cfg_text = |d: &std::path::Path| {
-        let mut c = config(d, "cluster = \"beta\"\n");
-        c.hypervisor.sim_dir = alpha.core.cfg.hypervisor.sim_dir.clone();
-        c
-    };
     let bdir = dir.join("b");
-    let cfg = cfg_text(&bdir);
-    std::fs::create_dir_all(&cfg.state_dir).unwrap();
-    let backends = open_backends(&cfg).unwrap();
-    let (tx, done) = crossbeam_channel::unbounded();
-    let exec = Executor::start(backends.clone(), 4, tx);
-    let sim = SimCluster::open(&cfg.hypervisor.sim_dir, &[], cfg.hypervisor.durations).unwrap();
-    let first = Observation {
-        started: Instant::now(),
-        nodes: Vec::new(),
-        images: None,
-    };
-    let core = Core::open(cfg, exec, first).unwrap();
-    let mut beta = Rig {
-        core,
-        done,
-        backends,
-        sim,
-        dir: bdir,
-    };
+    let mut cfg = config(&bdir, "cluster = \"beta\"\n");
+    cfg.hypervisor.sim_dir = alpha.core.cfg.hypervisor.sim_dir.clone();
+    let mut beta = Rig::from_config(bdir, cfg);
     let a = alpha.submit(ONE_VM);
     alpha.decide();
     alpha.observe(&["n1", "n2"]);

@@ -118,6 +118,45 @@ fn build(
     constraint_list: impl Iterator<Item = Result<Value, String>>,
     origin: Option<Box<serde_json::value::RawValue>>,
 ) -> Result<Loaded, String> {
+    let ids = read_mapping(model)?;
+    let costs = costs_from_attributes(model, &ids.vm_ids, &ids.node_ids);
+    let mut groups: HashMap<Vec<Vec<NodeIdx>>, NodeGroups> = HashMap::new();
+    let mut constraints = Vec::new();
+    for (i, c) in constraint_list.enumerate() {
+        let c = &c.map_err(|e| format!("constraint {i}: {e}"))?;
+        constraints.push(ids.constraint(i, c, &mut groups)?);
+    }
+    let Ids {
+        model: m,
+        node_ids,
+        vm_ids,
+        ..
+    } = ids;
+    let mut instance = Instance::new(m, constraints);
+    instance.costs = costs;
+    let origin = match origin {
+        Some(o) => o,
+        None => serde_json::value::to_raw_value(model).map_err(|e| e.to_string())?,
+    };
+    Ok(Loaded {
+        instance,
+        origin,
+        node_ids,
+        vm_ids,
+    })
+}
+
+/// The model of a BtrPlace instance, and how its ids map to the model's indices.
+struct Ids {
+    model: Model,
+    node_ids: Vec<i64>,
+    node_of: HashMap<i64, NodeIdx>,
+    vm_ids: Vec<i64>,
+    vm_of: HashMap<i64, VmIdx>,
+}
+
+/// Reads the `mapping` and the `shareableResource` views of an instance's model.
+fn read_mapping(model: &Value) -> Result<Ids, String> {
     let mapping = model.get("mapping").ok_or("model: no `mapping` object")?;
     let views: Vec<&Value> = model
         .get("views")
@@ -204,7 +243,17 @@ fn build(
         vm_ids.push(id);
     }
 
-    // Durations from attributes.
+    Ok(Ids {
+        model: m,
+        node_ids,
+        node_of,
+        vm_ids,
+        vm_of,
+    })
+}
+
+/// Action durations from the model's `attributes` (1 where none is given).
+fn costs_from_attributes(model: &Value, vm_ids: &[i64], node_ids: &[i64]) -> ActionCosts {
     let attrs = model.get("attributes");
     let attr = |kind: &str, id: i64, key: &str| -> u64 {
         attrs
@@ -216,7 +265,7 @@ fn build(
             .max(1)
     };
     let per_vm = |key: &str| vm_ids.iter().map(|&id| attr("vms", id, key)).collect::<Vec<_>>();
-    let costs = ActionCosts {
+    ActionCosts {
         boot: per_vm("boot"),
         shutdown: per_vm("shutdown"),
         migrate: per_vm("migrate"),
@@ -226,131 +275,216 @@ fn build(
         allocate: 1,
         boot_node: node_ids.iter().map(|&id| attr("nodes", id, "boot")).collect(),
         shutdown_node: node_ids.iter().map(|&id| attr("nodes", id, "shutdown")).collect(),
-    };
+    }
+}
 
-    let vm = |x: &Value, what: &str| -> Result<VmIdx, String> {
+impl Ids {
+    fn vm(&self, x: &Value, what: &str) -> Result<VmIdx, String> {
         let id = int(x, what)?;
-        vm_of
+        self.vm_of
             .get(&id)
             .copied()
             .ok_or_else(|| format!("{what}: unknown VM {id}"))
-    };
-    let node = |x: &Value, what: &str| -> Result<NodeIdx, String> {
+    }
+
+    fn node(&self, x: &Value, what: &str) -> Result<NodeIdx, String> {
         let id = int(x, what)?;
-        node_of
+        self.node_of
             .get(&id)
             .copied()
             .ok_or_else(|| format!("{what}: unknown node {id}"))
-    };
-    let vms = |x: &Value, what: &str| -> Result<Vec<VmIdx>, String> {
+    }
+
+    fn vms(&self, x: &Value, what: &str) -> Result<Vec<VmIdx>, String> {
         x.as_array()
             .ok_or_else(|| format!("{what}: expected an array"))?
             .iter()
-            .map(|e| vm(e, what))
+            .map(|e| self.vm(e, what))
             .collect()
-    };
-    let nodes = |x: &Value, what: &str| -> Result<Vec<NodeIdx>, String> {
+    }
+
+    fn nodes(&self, x: &Value, what: &str) -> Result<Vec<NodeIdx>, String> {
         x.as_array()
             .ok_or_else(|| format!("{what}: expected an array"))?
             .iter()
-            .map(|e| node(e, what))
+            .map(|e| self.node(e, what))
             .collect()
-    };
-    let rc = |x: &Value, what: &str| -> Result<usize, String> {
+    }
+
+    fn rc(&self, x: &Value, what: &str) -> Result<usize, String> {
         let name = x.as_str().ok_or_else(|| format!("{what}: expected a resource name"))?;
-        m.resource(name)
+        self.model
+            .resource(name)
             .ok_or_else(|| format!("{what}: no resource `{name}` in the model"))
-    };
-    let mut constraints = Vec::new();
-    let mut groups: HashMap<Vec<Vec<NodeIdx>>, NodeGroups> = HashMap::new();
-    let mut intern = |g: Vec<Vec<NodeIdx>>| {
-        groups
+    }
+
+    /// Constraint `i` of the instance; node groups equal to earlier ones are shared.
+    fn constraint(
+        &self,
+        i: usize,
+        c: &Value,
+        groups: &mut HashMap<Vec<Vec<NodeIdx>>, NodeGroups>,
+    ) -> Result<Constraint, String> {
+        let id = c["id"].as_str().ok_or_else(|| format!("constraint {i}: no `id`"))?;
+        let r = Fields {
+            ids: self,
+            c,
+            what: format!("constraint {i} ({id})"),
+            cont: c.get("continuous").and_then(|x| x.as_bool()).unwrap_or(false),
+        };
+        match r.placement(id, groups)? {
+            Some(k) => Ok(k),
+            None => r.capacity(id),
+        }
+    }
+}
+
+/// The fields of one constraint, read with the instance's ids.
+struct Fields<'a> {
+    ids: &'a Ids,
+    c: &'a Value,
+    what: String,
+    cont: bool,
+}
+
+impl Fields<'_> {
+    fn vm(&self) -> Result<VmIdx, String> {
+        self.ids.vm(&self.c["vm"], &self.what)
+    }
+    fn node(&self) -> Result<NodeIdx, String> {
+        self.ids.node(&self.c["node"], &self.what)
+    }
+    fn vms(&self) -> Result<Vec<VmIdx>, String> {
+        self.ids.vms(&self.c["vms"], &self.what)
+    }
+    fn nodes(&self) -> Result<Vec<NodeIdx>, String> {
+        self.ids.nodes(&self.c["nodes"], &self.what)
+    }
+    fn rc(&self) -> Result<usize, String> {
+        self.ids.rc(&self.c["rc"], &self.what)
+    }
+    fn amount(&self) -> Result<u64, String> {
+        self.c["amount"]
+            .as_u64()
+            .ok_or_else(|| format!("{}: `amount` must be a non-negative integer", self.what))
+    }
+    /// An array of id arrays, each read with `f` (VMs or nodes).
+    fn parts(&self, key: &str, f: &IdList) -> Result<Vec<Vec<u32>>, String> {
+        self.c[key]
+            .as_array()
+            .ok_or_else(|| format!("{}: `{key}` must be an array of arrays", self.what))?
+            .iter()
+            .map(|p| f(p, &self.what))
+            .collect()
+    }
+    fn vm_parts(&self, key: &str) -> Result<Vec<Vec<VmIdx>>, String> {
+        self.parts(key, &|x: &Value, w: &str| self.ids.vms(x, w))
+    }
+    fn node_groups(
+        &self,
+        key: &str,
+        groups: &mut HashMap<Vec<Vec<NodeIdx>>, NodeGroups>,
+    ) -> Result<NodeGroups, String> {
+        let g = self.parts(key, &|x: &Value, w: &str| self.ids.nodes(x, w))?;
+        Ok(groups
             .entry(g)
             .or_insert_with_key(|g| std::sync::Arc::new(g.clone()))
-            .clone()
-    };
-    for (i, c) in constraint_list.enumerate() {
-        let c = &c.map_err(|e| format!("constraint {i}: {e}"))?;
-        let id = c["id"].as_str().ok_or_else(|| format!("constraint {i}: no `id`"))?;
-        let what = format!("constraint {i} ({id})");
-        let cont = c.get("continuous").and_then(|x| x.as_bool()).unwrap_or(false);
-        let amount = || {
-            c["amount"]
-                .as_u64()
-                .ok_or_else(|| format!("{what}: `amount` must be a non-negative integer"))
-        };
-        let parts = |key: &str, f: &IdList| -> Result<Vec<Vec<u32>>, String> {
-            c[key]
-                .as_array()
-                .ok_or_else(|| format!("{what}: `{key}` must be an array of arrays"))?
-                .iter()
-                .map(|p| f(p, &what))
-                .collect()
-        };
-        let k = match id {
-            "running" => Constraint::Running {
-                vm: vm(&c["vm"], &what)?,
-            },
-            "ready" => Constraint::Ready {
-                vm: vm(&c["vm"], &what)?,
-            },
-            "sleeping" => Constraint::Sleeping {
-                vm: vm(&c["vm"], &what)?,
-            },
-            "killed" => Constraint::Killed {
-                vm: vm(&c["vm"], &what)?,
-            },
-            "online" => Constraint::Online {
-                node: node(&c["node"], &what)?,
-            },
-            "offline" => Constraint::Offline {
-                node: node(&c["node"], &what)?,
-            },
-            "root" => Constraint::Root {
-                vm: vm(&c["vm"], &what)?,
-            },
+            .clone())
+    }
+
+    /// States and placements; `None` for an id of another kind.
+    fn placement(
+        &self,
+        id: &str,
+        groups: &mut HashMap<Vec<Vec<NodeIdx>>, NodeGroups>,
+    ) -> Result<Option<Constraint>, String> {
+        let cont = self.cont;
+        Ok(Some(match id {
+            "running" => Constraint::Running { vm: self.vm()? },
+            "ready" => Constraint::Ready { vm: self.vm()? },
+            "sleeping" => Constraint::Sleeping { vm: self.vm()? },
+            "killed" => Constraint::Killed { vm: self.vm()? },
+            "online" => Constraint::Online { node: self.node()? },
+            "offline" => Constraint::Offline { node: self.node()? },
+            "root" => Constraint::Root { vm: self.vm()? },
             "ban" => Constraint::Ban {
-                vms: vms(&c["vms"], &what)?,
-                nodes: nodes(&c["nodes"], &what)?,
+                vms: self.vms()?,
+                nodes: self.nodes()?,
             },
             "fence" => Constraint::Fence {
-                vms: vms(&c["vms"], &what)?,
-                nodes: nodes(&c["nodes"], &what)?,
+                vms: self.vms()?,
+                nodes: self.nodes()?,
             },
             "spread" => Constraint::Spread {
-                vms: vms(&c["vms"], &what)?,
+                vms: self.vms()?,
                 continuous: cont,
             },
             "gather" => Constraint::Gather {
-                vms: vms(&c["vms"], &what)?,
+                vms: self.vms()?,
                 continuous: cont,
             },
             "among" => Constraint::Among {
-                vms: vms(&c["vms"], &what)?,
-                parts: intern(parts("parts", &nodes)?),
+                vms: self.vms()?,
+                parts: self.node_groups("parts", groups)?,
                 continuous: cont,
             },
-            "preserve" => Constraint::Preserve {
-                vm: vm(&c["vm"], &what)?,
-                rc: rc(&c["rc"], &what)?,
-                amount: amount()?,
+            "lonely" => Constraint::Lonely {
+                vms: self.vms()?,
+                continuous: cont,
             },
-            other => return Err(format!("{what}: constraint `{other}` is not supported")),
-        };
-        constraints.push(k);
+            "split" => Constraint::Split {
+                parts: self.vm_parts("parts")?,
+                continuous: cont,
+            },
+            "splitAmong" => Constraint::SplitAmong {
+                vparts: self.vm_parts("vParts")?,
+                nparts: self.node_groups("pParts", groups)?,
+                continuous: cont,
+            },
+            "quarantine" => Constraint::Quarantine { nodes: self.nodes()? },
+            "seq" => Constraint::Seq { vms: self.vms()? },
+            _ => return Ok(None),
+        }))
     }
-    let mut instance = Instance::new(m, constraints);
-    instance.costs = costs;
-    let origin = match origin {
-        Some(o) => o,
-        None => serde_json::value::to_raw_value(model).map_err(|e| e.to_string())?,
-    };
-    Ok(Loaded {
-        instance,
-        origin,
-        node_ids,
-        vm_ids,
-    })
+
+    /// Resources and nodes: capacities, overbooking, preserved resources, nodes online.
+    fn capacity(&self, id: &str) -> Result<Constraint, String> {
+        let cont = self.cont;
+        Ok(match id {
+            "preserve" => Constraint::Preserve {
+                vm: self.vm()?,
+                rc: self.rc()?,
+                amount: self.amount()?,
+            },
+            "resourceCapacity" => Constraint::ResourceCapacity {
+                nodes: self.nodes()?,
+                rc: self.rc()?,
+                amount: self.amount()?,
+                continuous: cont,
+            },
+            // BtrPlace's older name for a capacity over all the nodes.
+            "runningCapacity" | "cumulatedRunningCapacity" => Constraint::RunningCapacity {
+                nodes: self.nodes()?,
+                amount: self.amount()?,
+                continuous: cont,
+            },
+            "overbook" => Constraint::Overbook {
+                nodes: self.nodes()?,
+                rc: self.rc()?,
+                ratio: self.c["ratio"]
+                    .as_f64()
+                    .filter(|r| *r >= 1.0)
+                    .ok_or_else(|| format!("{}: `ratio` must be a number of at least 1", self.what))?,
+                continuous: cont,
+            },
+            "maxOnline" => Constraint::MaxOnline {
+                nodes: self.nodes()?,
+                amount: self.amount()?,
+                continuous: cont,
+            },
+            other => return Err(format!("{}: constraint `{other}` is not supported", self.what)),
+        })
+    }
 }
 
 /// A plan in BtrPlace's format.
@@ -533,6 +667,22 @@ pub fn parse_plan(loaded: &Loaded, v: &Value) -> Result<Plan, String> {
 /// they are not those indices).
 pub fn instance_json(inst: &Instance) -> Value {
     let m = &inst.model;
+    let (online, offline, ready) = mapping_json(m);
+    let (node_attrs, vm_attrs) = attributes_json(inst);
+    let constraints: Vec<Value> = inst.constraints.iter().filter_map(|c| constraint_json(c, m)).collect();
+    json!({
+        "model": {
+            "mapping": {"onlineNodes": online, "offlineNodes": offline, "readyVMs": ready},
+            "attributes": {"nodes": node_attrs, "vms": vm_attrs},
+            "views": views_json(m),
+        },
+        "constraints": constraints,
+        "objective": {"id": "minimizeMTTR"},
+    })
+}
+
+/// The mapping: online nodes with their running and sleeping VMs, offline nodes, ready VMs.
+fn mapping_json(m: &Model) -> (Map<String, Value>, Vec<Value>, Vec<Value>) {
     let mut online = Map::new();
     let mut offline = Vec::new();
     for n in 0..m.nodes() as NodeIdx {
@@ -562,6 +712,11 @@ pub fn instance_json(inst: &Instance) -> Value {
             .or_insert_with(|| json!({"runningVMs": [], "sleepingVMs": []}));
         entry[key].as_array_mut().expect("an array").push(json!(v));
     }
+    (online, offline, ready)
+}
+
+/// The resource views, and the names of nodes and VMs that are not their indices.
+fn views_json(m: &Model) -> Vec<Value> {
     let mut views: Vec<Value> = (0..m.nres())
         .map(|k| {
             let nodes: Map<String, Value> = (0..m.nodes() as NodeIdx).map(|n| (n.to_string(), json!(m.capacity(n)[k]))).collect();
@@ -583,6 +738,12 @@ pub fn instance_json(inst: &Instance) -> Value {
     if !named_nodes.is_empty() {
         views.push(json!({"id": "ns", "type": "node", "map": named_nodes}));
     }
+    views
+}
+
+/// Per-node and per-VM action durations.
+fn attributes_json(inst: &Instance) -> (Map<String, Value>, Map<String, Value>) {
+    let m = &inst.model;
     let c = &inst.costs;
     let vm_attrs: Map<String, Value> = (0..m.vms())
         .map(|v| {
@@ -603,65 +764,81 @@ pub fn instance_json(inst: &Instance) -> Value {
             )
         })
         .collect();
+    (node_attrs, vm_attrs)
+}
+
+/// One constraint in BtrPlace's format (`None`: nothing to write).
+fn constraint_json(c: &Constraint, m: &Model) -> Option<Value> {
     let rc = |k: usize| json!(m.resources()[k]);
-    let constraints: Vec<Value> = inst
-        .constraints
-        .iter()
-        .filter_map(|c| {
-            Some(match c {
-                Constraint::Running { vm } => json!({"id": "running", "vm": vm}),
-                Constraint::Ready { vm } => json!({"id": "ready", "vm": vm}),
-                Constraint::Sleeping { vm } => json!({"id": "sleeping", "vm": vm}),
-                Constraint::Killed { vm } => json!({"id": "killed", "vm": vm}),
-                Constraint::Online { node } => json!({"id": "online", "node": node}),
-                Constraint::Offline { node } => json!({"id": "offline", "node": node}),
-                Constraint::Root { vm } => json!({"id": "root", "vm": vm}),
-                Constraint::Ban { vms, nodes } => json!({"id": "ban", "vms": vms, "nodes": nodes}),
-                Constraint::Fence { vms, nodes } => json!({"id": "fence", "vms": vms, "nodes": nodes}),
-                Constraint::Spread { vms, continuous } => json!({"id": "spread", "vms": vms, "continuous": continuous}),
-                Constraint::Gather { vms, continuous } => json!({"id": "gather", "vms": vms, "continuous": continuous}),
-                Constraint::Lonely { vms, continuous } => json!({"id": "lonely", "vms": vms, "continuous": continuous}),
-                Constraint::Among { vms, parts, continuous } => json!({"id": "among", "vms": vms, "parts": parts, "continuous": continuous}),
-                Constraint::Split { parts, continuous } => json!({"id": "split", "parts": parts, "continuous": continuous}),
-                Constraint::SplitAmong { vparts, nparts, continuous } => {
-                    json!({"id": "splitAmong", "vParts": vparts, "pParts": nparts, "continuous": continuous})
-                }
-                Constraint::Preserve { vm, rc: k, amount } => json!({"id": "preserve", "vm": vm, "rc": rc(*k), "amount": amount}),
-                Constraint::Quarantine { nodes } => json!({"id": "quarantine", "nodes": nodes}),
-                Constraint::ResourceCapacity { nodes, rc: k, amount, continuous } => {
-                    json!({"id": "resourceCapacity", "nodes": nodes, "rc": rc(*k), "amount": amount, "continuous": continuous})
-                }
-                Constraint::RunningCapacity { nodes, amount, continuous } => {
-                    json!({"id": "runningCapacity", "nodes": nodes, "amount": amount, "continuous": continuous})
-                }
-                Constraint::Overbook { nodes, rc: k, ratio, continuous } => {
-                    json!({"id": "overbook", "nodes": nodes, "rc": rc(*k), "ratio": ratio, "continuous": continuous})
-                }
-                Constraint::MaxOnline { nodes, amount, continuous } => {
-                    json!({"id": "maxOnline", "nodes": nodes, "amount": amount, "continuous": continuous})
-                }
-                Constraint::Seq { vms } => json!({"id": "seq", "vms": vms}),
-                // vjob's drain has no BtrPlace equivalent; written as a ban of the VMs not there.
-                Constraint::NoArrival { nodes } => {
-                    let away: Vec<VmIdx> = (0..m.vms() as VmIdx)
-                        .filter(|&v| !(m.state(v) == VmState::Running && nodes.contains(&m.host(v))))
-                        .collect();
-                    if away.is_empty() {
-                        return None;
-                    }
-                    json!({"id": "ban", "vms": away, "nodes": nodes})
-                }
-            })
-        })
-        .collect();
-    json!({
-        "model": {
-            "mapping": {"onlineNodes": online, "offlineNodes": offline, "readyVMs": ready},
-            "attributes": {"nodes": node_attrs, "vms": vm_attrs},
-            "views": views,
-        },
-        "constraints": constraints,
-        "objective": {"id": "minimizeMTTR"},
+    Some(match c {
+        Constraint::Running { vm } => json!({"id": "running", "vm": vm}),
+        Constraint::Ready { vm } => json!({"id": "ready", "vm": vm}),
+        Constraint::Sleeping { vm } => json!({"id": "sleeping", "vm": vm}),
+        Constraint::Killed { vm } => json!({"id": "killed", "vm": vm}),
+        Constraint::Online { node } => json!({"id": "online", "node": node}),
+        Constraint::Offline { node } => json!({"id": "offline", "node": node}),
+        Constraint::Root { vm } => json!({"id": "root", "vm": vm}),
+        Constraint::Ban { vms, nodes } => json!({"id": "ban", "vms": vms, "nodes": nodes}),
+        Constraint::Fence { vms, nodes } => json!({"id": "fence", "vms": vms, "nodes": nodes}),
+        Constraint::Spread { vms, continuous } => json!({"id": "spread", "vms": vms, "continuous": continuous}),
+        Constraint::Gather { vms, continuous } => json!({"id": "gather", "vms": vms, "continuous": continuous}),
+        Constraint::Lonely { vms, continuous } => json!({"id": "lonely", "vms": vms, "continuous": continuous}),
+        Constraint::Among { vms, parts, continuous } => {
+            json!({"id": "among", "vms": vms, "parts": parts, "continuous": continuous})
+        }
+        Constraint::Split { parts, continuous } => json!({"id": "split", "parts": parts, "continuous": continuous}),
+        Constraint::SplitAmong {
+            vparts,
+            nparts,
+            continuous,
+        } => {
+            json!({"id": "splitAmong", "vParts": vparts, "pParts": nparts, "continuous": continuous})
+        }
+        Constraint::Preserve { vm, rc: k, amount } => {
+            json!({"id": "preserve", "vm": vm, "rc": rc(*k), "amount": amount})
+        }
+        Constraint::Quarantine { nodes } => json!({"id": "quarantine", "nodes": nodes}),
+        Constraint::ResourceCapacity {
+            nodes,
+            rc: k,
+            amount,
+            continuous,
+        } => {
+            json!({"id": "resourceCapacity", "nodes": nodes, "rc": rc(*k), "amount": amount, "continuous": continuous})
+        }
+        Constraint::RunningCapacity {
+            nodes,
+            amount,
+            continuous,
+        } => {
+            json!({"id": "runningCapacity", "nodes": nodes, "amount": amount, "continuous": continuous})
+        }
+        Constraint::Overbook {
+            nodes,
+            rc: k,
+            ratio,
+            continuous,
+        } => {
+            json!({"id": "overbook", "nodes": nodes, "rc": rc(*k), "ratio": ratio, "continuous": continuous})
+        }
+        Constraint::MaxOnline {
+            nodes,
+            amount,
+            continuous,
+        } => {
+            json!({"id": "maxOnline", "nodes": nodes, "amount": amount, "continuous": continuous})
+        }
+        Constraint::Seq { vms } => json!({"id": "seq", "vms": vms}),
+        // vjob's drain has no BtrPlace equivalent; written as a ban of the VMs not there.
+        Constraint::NoArrival { nodes } => {
+            let away: Vec<VmIdx> = (0..m.vms() as VmIdx)
+                .filter(|&v| !(m.state(v) == VmState::Running && nodes.contains(&m.host(v))))
+                .collect();
+            if away.is_empty() {
+                return None;
+            }
+            json!({"id": "ban", "vms": away, "nodes": nodes})
+        }
     })
 }
 
@@ -711,6 +888,87 @@ mod tests {
         assert_eq!(again.instance.model, loaded.instance.model);
         assert_eq!(again.instance.constraints, loaded.instance.constraints);
         assert_eq!(again.instance.costs.boot, loaded.instance.costs.boot);
+    }
+
+    #[test]
+    fn every_constraint_of_the_catalog_is_written_and_read_back() {
+        let v: Value = serde_json::from_str(SMALL).unwrap();
+        let mut inst = parse(&v).unwrap().instance;
+        let groups: NodeGroups = std::sync::Arc::new(vec![vec![0], vec![1, 2]]);
+        inst.constraints = vec![
+            Constraint::Running { vm: 0 },
+            Constraint::Ready { vm: 2 },
+            Constraint::Sleeping { vm: 1 },
+            Constraint::Killed { vm: 2 },
+            Constraint::Online { node: 0 },
+            Constraint::Offline { node: 2 },
+            Constraint::Root { vm: 0 },
+            Constraint::Ban {
+                vms: vec![0],
+                nodes: vec![1],
+            },
+            Constraint::Fence {
+                vms: vec![1],
+                nodes: vec![0, 1],
+            },
+            Constraint::Spread {
+                vms: vec![0, 1],
+                continuous: true,
+            },
+            Constraint::Gather {
+                vms: vec![0, 1],
+                continuous: false,
+            },
+            Constraint::Among {
+                vms: vec![0, 1],
+                parts: groups.clone(),
+                continuous: true,
+            },
+            Constraint::Preserve {
+                vm: 0,
+                rc: 0,
+                amount: 2,
+            },
+            Constraint::Lonely {
+                vms: vec![0],
+                continuous: true,
+            },
+            Constraint::Split {
+                parts: vec![vec![0], vec![1]],
+                continuous: false,
+            },
+            Constraint::SplitAmong {
+                vparts: vec![vec![0], vec![1]],
+                nparts: groups,
+                continuous: true,
+            },
+            Constraint::Quarantine { nodes: vec![1] },
+            Constraint::ResourceCapacity {
+                nodes: vec![0, 1],
+                rc: 0,
+                amount: 5,
+                continuous: true,
+            },
+            Constraint::RunningCapacity {
+                nodes: vec![0],
+                amount: 2,
+                continuous: false,
+            },
+            Constraint::Overbook {
+                nodes: vec![0],
+                rc: 0,
+                ratio: 1.5,
+                continuous: false,
+            },
+            Constraint::MaxOnline {
+                nodes: vec![0, 1, 2],
+                amount: 2,
+                continuous: true,
+            },
+            Constraint::Seq { vms: vec![0, 1] },
+        ];
+        let back = parse(&instance_json(&inst)).unwrap();
+        assert_eq!(back.instance.constraints, inst.constraints);
     }
 
     #[test]

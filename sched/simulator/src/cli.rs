@@ -81,93 +81,22 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let policy = PolicyKind::parse(&args.policy)?;
-    let vm_memory = parse_size(&args.vm_memory).map_err(|e| format!("--vm-memory: {e}"))?;
-    let quantum_ms = parse_duration_ms(&args.quantum).map_err(|e| format!("--quantum: {e}"))?;
-    let short_preemption_ms =
-        parse_duration_ms(&args.short_preemption).map_err(|e| format!("--short-preemption: {e}"))?;
+    let settings = Settings {
+        policy: PolicyKind::parse(&args.policy)?,
+        vm_memory: parse_size(&args.vm_memory).map_err(|e| format!("--vm-memory: {e}"))?,
+        quantum_ms: parse_duration_ms(&args.quantum).map_err(|e| format!("--quantum: {e}"))?,
+        short_preemption_ms: parse_duration_ms(&args.short_preemption)
+            .map_err(|e| format!("--short-preemption: {e}"))?,
+    };
     if args.factor < 1.0 {
         return Err("--factor must be at least 1".into());
     }
     let (cfg, jobs, skipped, title) = if args.synthetic {
-        let nodes = args.nodes.unwrap_or(10_000);
-        let cores = args.cores.unwrap_or(8);
-        let cfg = SimConfig {
-            nodes,
-            cores,
-            node_memory: cores as u64 * 2 * vm_memory,
-            vm_memory_per_core: vm_memory,
-            durations: DurationModel::libvirt_lab(),
-            policy,
-            quantum_ms,
-            suspension_factor: args.factor,
-            record_segments: false,
-            vm_vcpus: 1,
-            max_decisions: args.rounds,
-            tick_ms: tick_ms(policy),
-            short_preemption_ms,
-        };
-        let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
-        (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
+        synthetic_run(args, &settings)
     } else {
-        let path = args.trace.as_ref().expect("clap requires --trace");
-        let bytes = vjob_instances::btrplace::read_maybe_gz(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let trace = crate::swf::parse(&path.display().to_string(), &text)?;
-        let nodes = args.nodes.or(trace.max_nodes).or(trace.max_procs).ok_or_else(|| {
-            format!(
-                "{}: no MaxNodes or MaxProcs in its header: give --nodes",
-                path.display()
-            )
-        })?;
-        let cores = args
-            .cores
-            .unwrap_or_else(|| trace.max_procs.map(|p| (p / nodes.max(1)).max(1)).unwrap_or(1));
-        let node_memory = match &args.memory {
-            Some(m) => parse_size(m).map_err(|e| format!("--memory: {e}"))?,
-            None => cores as u64 * 2 * vm_memory,
-        };
-        let total = nodes as u64 * cores as u64;
-        let mut skipped = trace.skipped;
-        let mut jobs = Vec::new();
-        for j in trace.jobs.iter().take(args.limit.unwrap_or(usize::MAX)) {
-            let mem_per_core = j.mem_kib_per_proc.map(|k| k * 1024).unwrap_or(vm_memory);
-            let vcpus = j.procs.min(cores) as u64;
-            if j.procs as u64 > total || mem_per_core * vcpus > node_memory {
-                skipped += 1;
-                continue;
-            }
-            jobs.push(SimJob {
-                submit_ms: j.submit_s * 1000,
-                run_ms: j.run_s * 1000,
-                requested_ms: j.requested_s.map(|r| r * 1000),
-                procs: j.procs,
-                mem_per_core,
-                user: j.user.to_string(),
-            });
-        }
-        let cfg = SimConfig {
-            nodes,
-            cores,
-            node_memory,
-            vm_memory_per_core: vm_memory,
-            durations: DurationModel::libvirt_lab(),
-            policy,
-            quantum_ms,
-            suspension_factor: args.factor,
-            record_segments: args.svg.is_some() && jobs.len() <= 400,
-            vm_vcpus: 0,
-            max_decisions: 0,
-            tick_ms: tick_ms(policy),
-            short_preemption_ms,
-        };
-        let name = path
-            .file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_default();
-        (cfg, jobs, skipped, name)
+        trace_run(args, &settings)?
     };
+    let policy = settings.policy;
     let tty = std::io::stderr().is_terminal() && !args.json;
     let mut last = Instant::now();
     let mut progress = |done: usize, total: usize| {
@@ -203,6 +132,103 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// What the command line says of every run.
+struct Settings {
+    policy: PolicyKind,
+    vm_memory: u64,
+    quantum_ms: u64,
+    short_preemption_ms: u64,
+}
+
+/// The synthetic scenario: its cluster and jobs.
+fn synthetic_run(args: &Args, st: &Settings) -> (SimConfig, Vec<SimJob>, usize, String) {
+    let (policy, vm_memory, quantum_ms, short_preemption_ms) =
+        (st.policy, st.vm_memory, st.quantum_ms, st.short_preemption_ms);
+    let nodes = args.nodes.unwrap_or(10_000);
+    let cores = args.cores.unwrap_or(8);
+    let cfg = SimConfig {
+        nodes,
+        cores,
+        node_memory: cores as u64 * 2 * vm_memory,
+        vm_memory_per_core: vm_memory,
+        durations: DurationModel::libvirt_lab(),
+        policy,
+        quantum_ms,
+        suspension_factor: args.factor,
+        record_segments: false,
+        vm_vcpus: 1,
+        max_decisions: args.rounds,
+        tick_ms: tick_ms(policy),
+        short_preemption_ms,
+    };
+    let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
+    (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
+}
+
+/// A trace replay: the cluster the trace's header (or the command line) gives, and the trace's
+/// jobs that fit it (the others counted as skipped).
+fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usize, String), String> {
+    let (policy, vm_memory, quantum_ms, short_preemption_ms) =
+        (st.policy, st.vm_memory, st.quantum_ms, st.short_preemption_ms);
+    let path = args.trace.as_ref().expect("clap requires --trace");
+    let bytes =
+        vjob_instances::btrplace::read_maybe_gz(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let trace = crate::swf::parse(&path.display().to_string(), &text)?;
+    let nodes = args.nodes.or(trace.max_nodes).or(trace.max_procs).ok_or_else(|| {
+        format!(
+            "{}: no MaxNodes or MaxProcs in its header: give --nodes",
+            path.display()
+        )
+    })?;
+    let cores = args
+        .cores
+        .unwrap_or_else(|| trace.max_procs.map(|p| (p / nodes.max(1)).max(1)).unwrap_or(1));
+    let node_memory = match &args.memory {
+        Some(m) => parse_size(m).map_err(|e| format!("--memory: {e}"))?,
+        None => cores as u64 * 2 * vm_memory,
+    };
+    let total = nodes as u64 * cores as u64;
+    let mut skipped = trace.skipped;
+    let mut jobs = Vec::new();
+    for j in trace.jobs.iter().take(args.limit.unwrap_or(usize::MAX)) {
+        let mem_per_core = j.mem_kib_per_proc.map(|k| k * 1024).unwrap_or(vm_memory);
+        let vcpus = j.procs.min(cores) as u64;
+        if j.procs as u64 > total || mem_per_core * vcpus > node_memory {
+            skipped += 1;
+            continue;
+        }
+        jobs.push(SimJob {
+            submit_ms: j.submit_s * 1000,
+            run_ms: j.run_s * 1000,
+            requested_ms: j.requested_s.map(|r| r * 1000),
+            procs: j.procs,
+            mem_per_core,
+            user: j.user.to_string(),
+        });
+    }
+    let cfg = SimConfig {
+        nodes,
+        cores,
+        node_memory,
+        vm_memory_per_core: vm_memory,
+        durations: DurationModel::libvirt_lab(),
+        policy,
+        quantum_ms,
+        suspension_factor: args.factor,
+        record_segments: args.svg.is_some() && jobs.len() <= 400,
+        vm_vcpus: 0,
+        max_decisions: 0,
+        tick_ms: tick_ms(policy),
+        short_preemption_ms,
+    };
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    Ok((cfg, jobs, skipped, name))
 }
 
 /// Scheduling rounds while vjobs wait: the preemptive policies' priorities (expansion factors)

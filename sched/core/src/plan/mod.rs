@@ -18,39 +18,22 @@ pub mod place;
 pub mod rules;
 pub mod schedule;
 
-use std::fmt;
-
 pub use crate::instance::{describe, Action, ActionCosts, ActionKind, Constraint, Instance, NodeGroups, Options, Plan};
 use crate::model::{Model, NodeIdx, VmIdx, VmState};
 
 /// Why no plan exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// Constraints that cannot hold together, named as in the instance.
+    #[error("constraints in conflict: {}: {reason}", constraints.join(", "))]
     Conflict { constraints: Vec<String>, reason: String },
     /// Some VM has no node to go to.
+    #[error("no node can host VM {vm}: {reason}")]
     NoRoom { vm: String, reason: String },
     /// Migrations wait on each other and no pivot can break the cycle.
+    #[error("migrations of {} wait on each other and no node has room to break the cycle", vms.join(", "))]
     Cycle { vms: Vec<String> },
 }
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlanError::Conflict { constraints, reason } => {
-                write!(f, "constraints in conflict: {}: {reason}", constraints.join(", "))
-            }
-            PlanError::NoRoom { vm, reason } => write!(f, "no node can host VM {vm}: {reason}"),
-            PlanError::Cycle { vms } => write!(
-                f,
-                "migrations of {} wait on each other and no node has room to break the cycle",
-                vms.join(", ")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PlanError {}
 
 /// Computes a viable target configuration and a plan to reach it.
 pub fn solve(inst: &Instance) -> Result<Plan, PlanError> {

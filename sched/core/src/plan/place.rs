@@ -249,33 +249,7 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     for n in 0..m.nodes() as NodeIdx {
         t.set_online(n, online[n as usize]);
     }
-
-    // Start with every running VM that may stay where it is.
-    let mut host = vec![NO_NODE; m.vms()];
-    let mut to_place: Vec<VmIdx> = Vec::new();
-    for v in 0..m.vms() as VmIdx {
-        let h = m.host(v);
-        if states[v as usize] == VmState::Running {
-            let stays = !inst.options.from_scratch
-                && m.state(v) == VmState::Running
-                && online[h as usize]
-                && rules.allows(inst, v, h, &host);
-            if stays {
-                host[v as usize] = h;
-            } else if rules.is_root(v) && m.state(v) == VmState::Running && !inst.options.from_scratch {
-                return Err(PlanError::Conflict {
-                    constraints: root_and_others(inst, v),
-                    reason: format!(
-                        "VM {} may not move but may not stay on {} either",
-                        m.vm_name(v),
-                        m.node_name(h)
-                    ),
-                });
-            } else {
-                to_place.push(v);
-            }
-        }
-    }
+    let (mut host, mut to_place) = staying(inst, &states, &online, &rules)?;
     // Relieve constraints broken by VMs that stay: keep one VM per node of a spread, the
     // largest group of a gather or an among.
     evict_for_constraints(inst, &t, &rules, &mut host, &mut to_place);
@@ -296,8 +270,64 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
         }
     }
     choose_among_parts(inst, &t, &mut rules, &load, &to_place);
+    let order = placement_order(inst, &t, &to_place);
+    let placer = place_all(inst, &t, &mut rules, &online, load, &mut host, &order)?;
+    still_overloaded(inst, &placer, &host)?;
+    for v in 0..m.vms() as VmIdx {
+        let s = states[v as usize];
+        let h = match s {
+            VmState::Running => host[v as usize],
+            // A VM suspended now sleeps where it ran; a sleeping one stays where it sleeps.
+            VmState::Sleeping => m.host(v),
+            VmState::Ready | VmState::Killed => NO_NODE,
+        };
+        t.set_vm(v, s, h);
+    }
+    Ok(t)
+}
 
-    // Place what must move: first in the caller's order, then the largest first.
+/// Every running VM that may stay where it is stays (its host set); the others that must run
+/// are to be placed.
+fn staying(
+    inst: &Instance,
+    states: &[VmState],
+    online: &[bool],
+    rules: &Rules,
+) -> Result<(Vec<NodeIdx>, Vec<VmIdx>), PlanError> {
+    let m = &inst.model;
+    let mut host = vec![NO_NODE; m.vms()];
+    let mut to_place: Vec<VmIdx> = Vec::new();
+    for v in 0..m.vms() as VmIdx {
+        if states[v as usize] != VmState::Running {
+            continue;
+        }
+        let h = m.host(v);
+        let stays = !inst.options.from_scratch
+            && m.state(v) == VmState::Running
+            && online[h as usize]
+            && rules.allows(inst, v, h, &host);
+        if stays {
+            host[v as usize] = h;
+        } else if rules.is_root(v) && m.state(v) == VmState::Running && !inst.options.from_scratch {
+            return Err(PlanError::Conflict {
+                constraints: root_and_others(inst, v),
+                reason: format!(
+                    "VM {} may not move but may not stay on {} either",
+                    m.vm_name(v),
+                    m.node_name(h)
+                ),
+            });
+        } else {
+            to_place.push(v);
+        }
+    }
+    Ok((host, to_place))
+}
+
+/// The order VMs are placed in: first the caller's, then the largest first (size relative to
+/// the largest node, on the resource it needs most of).
+fn placement_order(inst: &Instance, t: &Model, to_place: &[VmIdx]) -> Vec<VmIdx> {
+    let m = &inst.model;
     let mut order: Vec<VmIdx> = Vec::with_capacity(to_place.len());
     let mut pending = vec![false; m.vms()];
     to_place.iter().for_each(|&v| pending[v as usize] = true);
@@ -308,7 +338,7 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
         }
     }
     let mut rest: Vec<VmIdx> = to_place.iter().copied().filter(|&v| pending[v as usize]).collect();
-    let max_cap: Vec<u64> = (0..r)
+    let max_cap: Vec<u64> = (0..m.nres())
         .map(|k| {
             (0..m.nodes() as NodeIdx)
                 .map(|n| m.capacity(n)[k])
@@ -327,26 +357,40 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
     };
     rest.sort_by_key(|&v| (std::cmp::Reverse(size(v)), v));
     order.extend(rest);
+    order
+}
 
+/// Places the VMs of `order`, each on the best node that allows it, making room by moving
+/// placed VMs when none does. Returns the placer with the target's loads.
+fn place_all(
+    inst: &Instance,
+    t: &Model,
+    rules: &mut Rules,
+    online: &[bool],
+    load: Vec<u64>,
+    host: &mut Vec<NodeIdx>,
+    order: &[VmIdx],
+) -> Result<Placer, PlanError> {
+    let m = &inst.model;
+    let r = m.nres();
     let mut capacity = Vec::with_capacity(m.nodes() * r);
     let mut closed = Vec::with_capacity(m.nodes());
     for n in 0..m.nodes() as NodeIdx {
         capacity.extend_from_slice(m.capacity(n));
         closed.push(!online[n as usize]);
     }
-    let load_now = m.load();
-    let mut placer = Placer::new(r, capacity, closed, load, load_now);
+    let mut placer = Placer::new(r, capacity, closed, load, m.load());
     let mut on_node: Vec<Vec<VmIdx>> = vec![Vec::new(); m.nodes()];
     for v in 0..m.vms() as VmIdx {
         if host[v as usize] != NO_NODE {
             on_node[host[v as usize] as usize].push(v);
         }
     }
-    for &v in &order {
+    for &v in order {
         let d = t.demand(v).to_vec();
         let cur = current_host(m, v);
         let chosen = placer.best(&d, |n| {
-            (n == cur || rules.accepts_arrivals(n)) && rules.allows(inst, v, n, &host)
+            (n == cur || rules.accepts_arrivals(n)) && rules.allows(inst, v, n, host)
         });
         match chosen {
             Some(n) => {
@@ -358,22 +402,27 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
             None => {
                 let mut ctx = Ctx {
                     inst,
-                    t: &t,
-                    rules: &mut rules,
+                    t,
+                    rules: &mut *rules,
                     placer: &mut placer,
-                    host: &mut host,
+                    host: &mut *host,
                     on_node: &mut on_node,
                 };
                 if !ctx.make_room(v) {
-                    return Err(no_room(inst, &t, &placer, v, &host));
+                    return Err(no_room(inst, t, &placer, v, host));
                 }
             }
         }
     }
     placer.commit();
-    // What could not be relieved (VMs that may not move) leaves the target overloaded.
+    Ok(placer)
+}
+
+/// What could not be relieved (VMs that may not move) leaves the target overloaded: a conflict.
+fn still_overloaded(inst: &Instance, placer: &Placer, host: &[NodeIdx]) -> Result<(), PlanError> {
+    let m = &inst.model;
     for n in 0..m.nodes() as NodeIdx {
-        if !fits(placer.load(n), &vec![0; r], placer.capacity(n)) {
+        if !fits(placer.load(n), &vec![0; m.nres()], placer.capacity(n)) {
             let stuck: Vec<String> = inst
                 .constraints
                 .iter()
@@ -392,18 +441,7 @@ pub fn target(inst: &Instance) -> Result<Model, PlanError> {
             });
         }
     }
-
-    for v in 0..m.vms() as VmIdx {
-        let s = states[v as usize];
-        let h = match s {
-            VmState::Running => host[v as usize],
-            // A VM suspended now sleeps where it ran; a sleeping one stays where it sleeps.
-            VmState::Sleeping => m.host(v),
-            VmState::Ready | VmState::Killed => NO_NODE,
-        };
-        t.set_vm(v, s, h);
-    }
-    Ok(t)
+    Ok(())
 }
 
 /// Where a VM runs now, if it runs.
@@ -556,156 +594,174 @@ fn root_and_others(inst: &Instance, v: VmIdx) -> Vec<String> {
         .collect()
 }
 
-/// Moves VMs that stay but break a spread, gather or among into `to_place`.
+/// Moves VMs that stay but break a constraint (spread, gather, among, lonely, split,
+/// splitAmong, a capacity) into `to_place`.
 fn evict_for_constraints(inst: &Instance, t: &Model, rules: &Rules, host: &mut [NodeIdx], to_place: &mut Vec<VmIdx>) {
-    let evict = |v: VmIdx, host: &mut [NodeIdx], to_place: &mut Vec<VmIdx>| {
-        if host[v as usize] != NO_NODE && !rules.is_root(v) {
-            host[v as usize] = NO_NODE;
-            to_place.push(v);
-        }
-    };
+    let mut e = Evictions { rules, host, to_place };
     for (ci, c) in inst.constraints.iter().enumerate() {
-        let ci = ci as u32;
         match c {
-            Constraint::Spread { vms, .. } => {
-                let mut seen: HashMap<NodeIdx, VmIdx> = HashMap::new();
-                // Root VMs claim their node first.
-                let mut members: Vec<VmIdx> = vms.clone();
-                members.sort_by_key(|&v| (!rules.is_root(v), v));
-                for v in members {
-                    let h = host[v as usize];
-                    if h == NO_NODE {
-                        continue;
-                    }
-                    if seen.insert(h, v).is_some() && !rules.is_root(v) {
-                        host[v as usize] = NO_NODE;
-                        to_place.push(v);
-                    }
-                }
-            }
-            Constraint::Gather { vms, .. } => {
-                let rooted = vms
-                    .iter()
-                    .find(|&&v| rules.is_root(v) && host[v as usize] != NO_NODE)
-                    .map(|&v| host[v as usize]);
-                let keep = rooted.or_else(|| majority(vms.iter().map(|&v| host[v as usize]).filter(|&h| h != NO_NODE)));
-                if let Some(keep) = keep {
-                    for &v in vms {
-                        let h = host[v as usize];
-                        if h != NO_NODE && h != keep && !rules.is_root(v) {
-                            host[v as usize] = NO_NODE;
-                            to_place.push(v);
-                        }
-                    }
-                }
-            }
-            Constraint::Among { vms, .. } => {
-                let part_of = |n: NodeIdx| rules.node_part(ci, n);
-                let rooted = vms
-                    .iter()
-                    .find(|&&v| rules.is_root(v) && host[v as usize] != NO_NODE)
-                    .and_then(|&v| part_of(host[v as usize]));
-                let keep = rooted.or(majority(vms.iter().filter_map(|&v| {
-                    let h = host[v as usize];
-                    (h != NO_NODE).then(|| part_of(h)).flatten()
-                })));
-                for &v in vms {
-                    let h = host[v as usize];
-                    if h != NO_NODE && part_of(h) != keep && !rules.is_root(v) {
-                        host[v as usize] = NO_NODE;
-                        to_place.push(v);
-                    }
-                }
-            }
-            Constraint::Lonely { vms, .. } => {
-                // Members sharing a node with outsiders leave it.
-                let set: std::collections::HashSet<VmIdx> = vms.iter().copied().collect();
-                let mut mixed: std::collections::HashSet<NodeIdx> = std::collections::HashSet::new();
-                let mut has_member: std::collections::HashSet<NodeIdx> = std::collections::HashSet::new();
-                for &v in vms {
-                    if host[v as usize] != NO_NODE {
-                        has_member.insert(host[v as usize]);
-                    }
-                }
-                for (u, &h) in host.iter().enumerate() {
-                    if h != NO_NODE && has_member.contains(&h) && !set.contains(&(u as VmIdx)) {
-                        mixed.insert(h);
-                    }
-                }
-                for n in mixed {
-                    // Members that may not move keep the node: the outsiders leave instead.
-                    let pinned = vms.iter().any(|&v| host[v as usize] == n && rules.is_root(v));
-                    for u in 0..host.len() as VmIdx {
-                        if host[u as usize] == n && set.contains(&u) != pinned {
-                            evict(u, host, to_place);
-                        }
-                    }
-                }
-            }
-            Constraint::Split { parts, .. } => {
-                // On a node holding several parts, the part with most VMs there stays.
-                let mut by_node: HashMap<NodeIdx, Vec<(usize, VmIdx)>> = HashMap::new();
-                for (p, vs) in parts.iter().enumerate() {
-                    for &v in vs {
-                        if host[v as usize] != NO_NODE {
-                            by_node.entry(host[v as usize]).or_default().push((p, v));
-                        }
-                    }
-                }
-                for (_, list) in by_node {
-                    let rooted = list.iter().find(|&&(_, v)| rules.is_root(v)).map(|&(p, _)| p);
-                    if let Some(keep) = rooted.or_else(|| majority(list.iter().map(|&(p, _)| p))) {
-                        for &(p, v) in &list {
-                            if p != keep {
-                                evict(v, host, to_place);
-                            }
-                        }
-                    }
-                }
-            }
-            Constraint::SplitAmong { vparts, nparts, .. } => {
-                let part_of = |n: NodeIdx| nparts.iter().position(|p| p.contains(&n));
-                let mut taken: HashMap<usize, usize> = HashMap::new();
-                for (vp, vs) in vparts.iter().enumerate() {
-                    let keep = majority(vs.iter().filter_map(|&v| {
-                        let h = host[v as usize];
-                        (h != NO_NODE).then(|| part_of(h)).flatten()
-                    }))
-                    .filter(|np| !taken.contains_key(np));
-                    if let Some(np) = keep {
-                        taken.insert(np, vp);
-                    }
-                    for &v in vs {
-                        let h = host[v as usize];
-                        if h != NO_NODE && (keep.is_none() || part_of(h) != keep) {
-                            evict(v, host, to_place);
-                        }
-                    }
-                }
-            }
-            Constraint::ResourceCapacity { nodes, amount, .. } | Constraint::RunningCapacity { nodes, amount, .. } => {
-                let rc = match c {
-                    Constraint::ResourceCapacity { rc, .. } => Some(*rc),
-                    _ => None,
-                };
-                let weight = |v: VmIdx| rc.map(|k| t.demand(v)[k]).unwrap_or(1);
-                let mut inside: Vec<VmIdx> = (0..host.len() as VmIdx)
-                    .filter(|&v| host[v as usize] != NO_NODE && nodes.contains(&host[v as usize]))
-                    .collect();
-                let mut used: u64 = inside.iter().map(|&v| weight(v)).sum();
-                // The largest leave first: the fewest moves.
-                inside.sort_by_key(|&v| (std::cmp::Reverse(weight(v)), v));
-                for v in inside {
-                    if used <= *amount {
-                        break;
-                    }
-                    if !rules.is_root(v) {
-                        used -= weight(v);
-                        evict(v, host, to_place);
-                    }
-                }
-            }
+            Constraint::Spread { vms, .. } => e.spread(vms),
+            Constraint::Gather { vms, .. } => e.gather(vms),
+            Constraint::Among { vms, .. } => e.among(ci as u32, vms),
+            Constraint::Lonely { vms, .. } => e.lonely(vms),
+            Constraint::Split { parts, .. } => e.split(parts),
+            Constraint::SplitAmong { vparts, nparts, .. } => e.split_among(vparts, nparts),
+            Constraint::ResourceCapacity { nodes, amount, rc, .. } => e.capacity(nodes, *amount, |v| t.demand(v)[*rc]),
+            Constraint::RunningCapacity { nodes, amount, .. } => e.capacity(nodes, *amount, |_| 1),
             _ => {}
+        }
+    }
+}
+
+/// VMs taken off their node (to be placed again), except those that may not move.
+struct Evictions<'a> {
+    rules: &'a Rules,
+    host: &'a mut [NodeIdx],
+    to_place: &'a mut Vec<VmIdx>,
+}
+
+impl Evictions<'_> {
+    fn evict(&mut self, v: VmIdx) {
+        if self.host[v as usize] != NO_NODE && !self.rules.is_root(v) {
+            self.host[v as usize] = NO_NODE;
+            self.to_place.push(v);
+        }
+    }
+
+    /// One VM per node stays; VMs that may not move claim their node first.
+    fn spread(&mut self, vms: &[VmIdx]) {
+        let mut seen: HashMap<NodeIdx, VmIdx> = HashMap::new();
+        let mut members: Vec<VmIdx> = vms.to_vec();
+        members.sort_by_key(|&v| (!self.rules.is_root(v), v));
+        for v in members {
+            let h = self.host[v as usize];
+            if h != NO_NODE && seen.insert(h, v).is_some() {
+                self.evict(v);
+            }
+        }
+    }
+
+    /// The node of a VM that may not move, else the node most of them are on, keeps them.
+    fn gather(&mut self, vms: &[VmIdx]) {
+        let rooted = vms
+            .iter()
+            .find(|&&v| self.rules.is_root(v) && self.host[v as usize] != NO_NODE)
+            .map(|&v| self.host[v as usize]);
+        let keep = rooted.or_else(|| majority(vms.iter().map(|&v| self.host[v as usize]).filter(|&h| h != NO_NODE)));
+        if let Some(keep) = keep {
+            for &v in vms {
+                if self.host[v as usize] != keep {
+                    self.evict(v);
+                }
+            }
+        }
+    }
+
+    /// The group of a VM that may not move, else the group most of them are in, keeps them.
+    fn among(&mut self, ci: u32, vms: &[VmIdx]) {
+        let rules = self.rules;
+        let part_of = |n: NodeIdx| rules.node_part(ci, n);
+        let rooted = vms
+            .iter()
+            .find(|&&v| rules.is_root(v) && self.host[v as usize] != NO_NODE)
+            .and_then(|&v| part_of(self.host[v as usize]));
+        let keep = rooted.or(majority(vms.iter().filter_map(|&v| {
+            let h = self.host[v as usize];
+            (h != NO_NODE).then(|| part_of(h)).flatten()
+        })));
+        for &v in vms {
+            let h = self.host[v as usize];
+            if h != NO_NODE && part_of(h) != keep {
+                self.evict(v);
+            }
+        }
+    }
+
+    /// Members sharing a node with outsiders leave it; where a member may not move, the
+    /// outsiders leave instead.
+    fn lonely(&mut self, vms: &[VmIdx]) {
+        let set: std::collections::HashSet<VmIdx> = vms.iter().copied().collect();
+        let has_member: std::collections::HashSet<NodeIdx> = vms
+            .iter()
+            .map(|&v| self.host[v as usize])
+            .filter(|&h| h != NO_NODE)
+            .collect();
+        let mut mixed: std::collections::HashSet<NodeIdx> = std::collections::HashSet::new();
+        for (u, &h) in self.host.iter().enumerate() {
+            if h != NO_NODE && has_member.contains(&h) && !set.contains(&(u as VmIdx)) {
+                mixed.insert(h);
+            }
+        }
+        for n in mixed {
+            let pinned = vms.iter().any(|&v| self.host[v as usize] == n && self.rules.is_root(v));
+            for u in 0..self.host.len() as VmIdx {
+                if self.host[u as usize] == n && set.contains(&u) != pinned {
+                    self.evict(u);
+                }
+            }
+        }
+    }
+
+    /// On a node holding several parts, the part of a VM that may not move, else the part
+    /// with most VMs there, stays.
+    fn split(&mut self, parts: &[Vec<VmIdx>]) {
+        let mut by_node: HashMap<NodeIdx, Vec<(usize, VmIdx)>> = HashMap::new();
+        for (p, vs) in parts.iter().enumerate() {
+            for &v in vs {
+                if self.host[v as usize] != NO_NODE {
+                    by_node.entry(self.host[v as usize]).or_default().push((p, v));
+                }
+            }
+        }
+        for (_, list) in by_node {
+            let rooted = list.iter().find(|&&(_, v)| self.rules.is_root(v)).map(|&(p, _)| p);
+            if let Some(keep) = rooted.or_else(|| majority(list.iter().map(|&(p, _)| p))) {
+                for &(p, v) in &list {
+                    if p != keep {
+                        self.evict(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each VM part keeps the node part most of its VMs are in, if no earlier part took it.
+    fn split_among(&mut self, vparts: &[Vec<VmIdx>], nparts: &[Vec<NodeIdx>]) {
+        let part_of = |n: NodeIdx| nparts.iter().position(|p| p.contains(&n));
+        let mut taken: HashMap<usize, usize> = HashMap::new();
+        for (vp, vs) in vparts.iter().enumerate() {
+            let keep = majority(vs.iter().filter_map(|&v| {
+                let h = self.host[v as usize];
+                (h != NO_NODE).then(|| part_of(h)).flatten()
+            }))
+            .filter(|np| !taken.contains_key(np));
+            if let Some(np) = keep {
+                taken.insert(np, vp);
+            }
+            for &v in vs {
+                let h = self.host[v as usize];
+                if h != NO_NODE && (keep.is_none() || part_of(h) != keep) {
+                    self.evict(v);
+                }
+            }
+        }
+    }
+
+    /// Over a capacity on a set of nodes: the largest VMs leave first (the fewest moves).
+    fn capacity(&mut self, nodes: &[NodeIdx], amount: u64, weight: impl Fn(VmIdx) -> u64) {
+        let mut inside: Vec<VmIdx> = (0..self.host.len() as VmIdx)
+            .filter(|&v| self.host[v as usize] != NO_NODE && nodes.contains(&self.host[v as usize]))
+            .collect();
+        let mut used: u64 = inside.iter().map(|&v| weight(v)).sum();
+        inside.sort_by_key(|&v| (std::cmp::Reverse(weight(v)), v));
+        for v in inside {
+            if used <= amount {
+                break;
+            }
+            if !self.rules.is_root(v) {
+                used -= weight(v);
+                self.evict(v);
+            }
         }
     }
 }

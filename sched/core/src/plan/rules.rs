@@ -45,6 +45,37 @@ pub struct Rules {
     lonely: Vec<u32>,
 }
 
+/// A sorted, deduplicated copy of a node list.
+fn sorted(ns: &[NodeIdx]) -> Vec<NodeIdx> {
+    let mut ns = ns.to_vec();
+    ns.sort_unstable();
+    ns.dedup();
+    ns
+}
+
+/// The node parts of each group list, indexed once however many constraints share it.
+#[derive(Default)]
+struct PartsIndex {
+    indexed: HashMap<*const Vec<Vec<NodeIdx>>, PartOfNode>,
+}
+
+impl PartsIndex {
+    fn of(&mut self, groups: &super::NodeGroups) -> PartOfNode {
+        self.indexed
+            .entry(Arc::as_ptr(groups))
+            .or_insert_with(|| {
+                let mut p: Vec<(NodeIdx, u32)> = groups
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, ns)| ns.iter().map(move |&n| (n, i as u32)))
+                    .collect();
+                p.sort_unstable();
+                Arc::new(p)
+            })
+            .clone()
+    }
+}
+
 impl Rules {
     /// Rules for `inst`, with the demands of `demands` (the target's, after preserve).
     pub fn new(inst: &Instance, demands: &Model) -> Rules {
@@ -73,101 +104,89 @@ impl Rules {
             cap_used: HashMap::new(),
             lonely: Vec::new(),
         };
-        let sorted = |ns: &[NodeIdx]| {
-            let mut ns = ns.to_vec();
-            ns.sort_unstable();
-            ns.dedup();
-            ns
-        };
-        let mut indexed: HashMap<*const Vec<Vec<NodeIdx>>, PartOfNode> = HashMap::new();
-        let mut parts_of = |parts: &super::NodeGroups| {
-            indexed
-                .entry(Arc::as_ptr(parts))
-                .or_insert_with(|| {
-                    let mut p: Vec<(NodeIdx, u32)> = parts
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(i, ns)| ns.iter().map(move |&n| (n, i as u32)))
-                        .collect();
-                    p.sort_unstable();
-                    Arc::new(p)
-                })
-                .clone()
-        };
+        let mut parts = PartsIndex::default();
         for (i, c) in inst.constraints.iter().enumerate() {
-            let i = i as u32;
-            match c {
-                Constraint::Ban { vms, nodes } | Constraint::Fence { vms, nodes } => {
-                    r.node_sets.insert(i, sorted(nodes));
-                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
-                }
-                Constraint::Spread { vms, .. } => vms.iter().for_each(|&v| r.by_vm[v as usize].push(i)),
-                Constraint::Gather { vms, continuous } => {
-                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
-                    if *continuous {
-                        if let Some(&v) = vms.iter().find(|&&v| m.state(v) == VmState::Running) {
-                            r.gather_choice.insert(i, m.host(v));
-                        }
-                    }
-                }
-                Constraint::Lonely { vms, .. } => {
-                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
-                    r.lonely.push(i);
-                }
-                Constraint::Among { vms, parts, continuous } => {
-                    r.node_parts.insert(i, parts_of(parts));
-                    vms.iter().for_each(|&v| r.by_vm[v as usize].push(i));
-                    // Continuous: the VMs may never leave the part they run in now.
-                    if *continuous {
-                        let part = vms
-                            .iter()
-                            .find(|&&v| m.state(v) == VmState::Running)
-                            .and_then(|&v| r.node_part(i, m.host(v)));
-                        if let Some(p) = part {
-                            r.among_choice.insert(i, p);
-                        }
-                    }
-                }
-                Constraint::Split { parts, .. } => {
-                    for (p, vs) in parts.iter().enumerate() {
-                        for &v in vs {
-                            r.vm_part.insert((i, v), p as u32);
-                            r.by_vm[v as usize].push(i);
-                        }
-                    }
-                }
-                Constraint::SplitAmong { vparts, nparts, .. } => {
-                    r.node_parts.insert(i, parts_of(nparts));
-                    for (p, vs) in vparts.iter().enumerate() {
-                        for &v in vs {
-                            r.vm_part.insert((i, v), p as u32);
-                            r.by_vm[v as usize].push(i);
-                        }
-                    }
-                }
-                Constraint::ResourceCapacity { nodes, .. } | Constraint::RunningCapacity { nodes, .. } => {
-                    let ns = sorted(nodes);
-                    for &n in &ns {
-                        r.by_node.entry(n).or_default().push(i);
-                    }
-                    r.node_sets.insert(i, ns);
-                }
-                Constraint::Root { vm } => r.root[*vm as usize] = true,
-                Constraint::NoArrival { nodes } => nodes.iter().for_each(|&n| r.no_arrival[n as usize] = true),
-                Constraint::Quarantine { nodes } => {
-                    for &n in nodes {
-                        r.no_arrival[n as usize] = true;
-                    }
-                    for v in 0..m.vms() as VmIdx {
-                        if m.state(v) == VmState::Running && nodes.contains(&m.host(v)) {
-                            r.root[v as usize] = true;
-                        }
-                    }
-                }
-                _ => {}
-            }
+            r.index(i as u32, c, m, &mut parts);
         }
         r
+    }
+
+    /// Takes constraint `i` into the indexes.
+    fn index(&mut self, i: u32, c: &Constraint, m: &Model, parts: &mut PartsIndex) {
+        match c {
+            Constraint::Ban { vms, nodes } | Constraint::Fence { vms, nodes } => {
+                self.node_sets.insert(i, sorted(nodes));
+                vms.iter().for_each(|&v| self.by_vm[v as usize].push(i));
+            }
+            Constraint::Spread { vms, .. } => vms.iter().for_each(|&v| self.by_vm[v as usize].push(i)),
+            Constraint::Gather { vms, continuous } => {
+                vms.iter().for_each(|&v| self.by_vm[v as usize].push(i));
+                if *continuous {
+                    if let Some(&v) = vms.iter().find(|&&v| m.state(v) == VmState::Running) {
+                        self.gather_choice.insert(i, m.host(v));
+                    }
+                }
+            }
+            Constraint::Lonely { vms, .. } => {
+                vms.iter().for_each(|&v| self.by_vm[v as usize].push(i));
+                self.lonely.push(i);
+            }
+            Constraint::Among {
+                vms,
+                parts: groups,
+                continuous,
+            } => {
+                self.node_parts.insert(i, parts.of(groups));
+                vms.iter().for_each(|&v| self.by_vm[v as usize].push(i));
+                // Continuous: the VMs may never leave the part they run in now.
+                if *continuous {
+                    let part = vms
+                        .iter()
+                        .find(|&&v| m.state(v) == VmState::Running)
+                        .and_then(|&v| self.node_part(i, m.host(v)));
+                    if let Some(p) = part {
+                        self.among_choice.insert(i, p);
+                    }
+                }
+            }
+            Constraint::Split { parts: vparts, .. } => {
+                for (p, vs) in vparts.iter().enumerate() {
+                    for &v in vs {
+                        self.vm_part.insert((i, v), p as u32);
+                        self.by_vm[v as usize].push(i);
+                    }
+                }
+            }
+            Constraint::SplitAmong { vparts, nparts, .. } => {
+                self.node_parts.insert(i, parts.of(nparts));
+                for (p, vs) in vparts.iter().enumerate() {
+                    for &v in vs {
+                        self.vm_part.insert((i, v), p as u32);
+                        self.by_vm[v as usize].push(i);
+                    }
+                }
+            }
+            Constraint::ResourceCapacity { nodes, .. } | Constraint::RunningCapacity { nodes, .. } => {
+                let ns = sorted(nodes);
+                for &n in &ns {
+                    self.by_node.entry(n).or_default().push(i);
+                }
+                self.node_sets.insert(i, ns);
+            }
+            Constraint::Root { vm } => self.root[*vm as usize] = true,
+            Constraint::NoArrival { nodes } => nodes.iter().for_each(|&n| self.no_arrival[n as usize] = true),
+            Constraint::Quarantine { nodes } => {
+                for &n in nodes {
+                    self.no_arrival[n as usize] = true;
+                }
+                for v in 0..m.vms() as VmIdx {
+                    if m.state(v) == VmState::Running && nodes.contains(&m.host(v)) {
+                        self.root[v as usize] = true;
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     fn demand(&self, v: VmIdx) -> &[u64] {
