@@ -155,6 +155,8 @@ pub struct DecisionInput<'a> {
     pub durations: &'a DurationModel,
     /// Build the planner instance even when nothing is to change (a snapshot).
     pub always_plan: bool,
+    /// Which nodes the instance holds.
+    pub scope: Scope,
 }
 
 /// A decision and what carries it out.
@@ -165,6 +167,19 @@ pub struct Built {
     pub instance: Option<Instance>,
     /// For each VM of the instance: the vjob and the index of its VM, or `None` for load.
     pub vm_refs: Vec<Option<(u64, usize)>>,
+    /// For each node of the instance, the input node it is: the instance holds only the nodes
+    /// a decision touches (where VMs arrive, or leave from), unless [`Scope::Whole`] was asked
+    /// or needed (manual moves, nodes to evacuate, snapshots).
+    pub nodes: Vec<NodeIdx>,
+}
+
+/// Which nodes a planner instance holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The nodes the decision touches, and what runs there: the plan costs what changes.
+    Touched,
+    /// Every node and every VM (the fallback when a plan of the touched nodes fails).
+    Whole,
 }
 
 /// Decides: the policy's choice, and the planner instance that carries it out.
@@ -186,13 +201,21 @@ pub fn build(mut input: DecisionInput<'_>) -> Built {
             decision,
             instance: None,
             vm_refs: Vec::new(),
+            nodes: Vec::new(),
         };
     }
-    let (instance, vm_refs) = planner_instance(&input, &views, &decision, rule);
+    let whole = input.scope == Scope::Whole || !input.moves.is_empty() || input.always_plan || misplaced(&views, input.nodes);
+    let nodes: Vec<NodeIdx> = if whole {
+        (0..input.nodes.len() as NodeIdx).collect()
+    } else {
+        touched_nodes(&views, &decision)
+    };
+    let (instance, vm_refs) = planner_instance(&input, &views, &decision, rule, &nodes);
     Built {
         decision,
         instance: Some(instance),
         vm_refs,
+        nodes,
     }
 }
 
@@ -325,13 +348,26 @@ fn candidate(id: u64, vms: &VmsAt, nodes: &[NodeInput], f: CandidateFields) -> C
     }
 }
 
-/// The nodes with what occupies them, nothing placed yet.
-fn nodes_model(input: &DecisionInput<'_>) -> Model {
-    let mut model = Model::cpu_and_memory();
-    for n in input.nodes {
-        model.add_node(n.name.clone(), true, &n.capacity);
+/// The nodes a decision touches, in order: where the policy placed VMs, and where the VMs of
+/// the vjobs it starts, suspends, pauses or unpauses are.
+fn touched_nodes(views: &Views, decision: &Decision) -> Vec<NodeIdx> {
+    let mut nodes: Vec<NodeIdx> = decision.placed.iter().flat_map(|(_, ns)| ns.iter().copied()).collect();
+    let moved: HashSet<u64> = decision
+        .run
+        .iter()
+        .chain(decision.suspend.iter().map(|(id, _)| id))
+        .chain(decision.pause.iter().map(|(id, _)| id))
+        .copied()
+        .collect();
+    for v in views.vms.iter().filter(|v| moved.contains(&v.id)) {
+        nodes.extend(v.at.on_nodes().iter().filter_map(|at| match *at {
+            VmAt::Running(h) | VmAt::Paused(h) => Some(h),
+            _ => None,
+        }));
     }
-    model
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
 }
 
 /// The placer the policy places with: every node's load (outside VMs, and the candidates' VMs
@@ -377,41 +413,40 @@ fn misplaced(views: &Views, nodes: &[NodeInput]) -> bool {
     })
 }
 
-/// The planner instance for a decision, with the vjob and VM index of each of its VMs.
+/// The planner instance for a decision over `nodes` (input indices, in order), with the vjob
+/// and VM index of each of its VMs. The VMs outside those nodes are left out: they neither move
+/// nor weigh on the nodes in.
 fn planner_instance(
     input: &DecisionInput<'_>,
     views: &Views,
     decision: &Decision,
     rule: Option<&PauseRule>,
+    nodes: &[NodeIdx],
 ) -> (Instance, Vec<Option<(u64, usize)>>) {
-    let mut model = nodes_model(input);
+    let mut local = vec![NO_NODE; input.nodes.len()];
+    let mut model = Model::cpu_and_memory();
+    for (i, &n) in nodes.iter().enumerate() {
+        local[n as usize] = i as NodeIdx;
+        let node = &input.nodes[n as usize];
+        model.add_node(node.name.clone(), true, &node.capacity);
+    }
     let mut constraints = Vec::new();
     let mut vm_refs = Vec::new();
-    for l in input.load {
-        let v = model.add_vm(l.name.clone(), VmState::Running, l.node, &l.demand);
+    for l in input.load.iter().filter(|l| local[l.node as usize] != NO_NODE) {
+        let v = model.add_vm(l.name.clone(), VmState::Running, local[l.node as usize], &l.demand);
         constraints.push(Constraint::Root { vm: v });
         vm_refs.push(None);
     }
     let mut build = DecisionInstance::new(model, constraints, decision, rule);
-    // Vjobs to run first, in policy order, so that the planner places them as the policy did.
-    let index: std::collections::HashMap<u64, usize> = views.vms.iter().enumerate().map(|(i, v)| (v.id, i)).collect();
-    let mut order: Vec<&VjobVms> = decision
-        .run
-        .iter()
-        .filter_map(|id| index.get(id))
-        .map(|&i| &views.vms[i])
-        .collect();
-    let to_run: HashSet<u64> = decision.run.iter().copied().collect();
-    order.extend(views.vms.iter().filter(|v| !to_run.contains(&v.id)));
-    for v in order {
+    for v in in_decision_order(views, decision) {
         let demand = views.demand(v);
         for i in 0..v.at.len() {
             let (state, host, paused) = match v.at.get(i) {
-                VmAt::Running(h) => (VmState::Running, h, false),
-                VmAt::Paused(h) => (VmState::Running, h, true),
+                VmAt::Running(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], false),
+                VmAt::Paused(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], true),
                 VmAt::Sleeping => (VmState::Sleeping, NO_NODE, false),
                 VmAt::NotStarted => (VmState::Ready, NO_NODE, false),
-                VmAt::Unknown => continue,
+                _ => continue,
             };
             if build
                 .add_vm(v.id, i, state, host, demand, paused, input.vm_name)
@@ -421,10 +456,11 @@ fn planner_instance(
             }
         }
     }
-    for (i, n) in input.nodes.iter().enumerate() {
-        if n.offline {
+    for (i, &n) in nodes.iter().enumerate() {
+        let node = &input.nodes[n as usize];
+        if node.offline {
             build.constraints.push(Constraint::Offline { node: i as NodeIdx });
-        } else if !n.accepts {
+        } else if !node.accepts {
             build.constraints.push(Constraint::NoArrival {
                 nodes: vec![i as NodeIdx],
             });
@@ -433,14 +469,28 @@ fn planner_instance(
     for (id, i, node) in input.moves {
         // Moves are few (an administrator's): looked up, not indexed.
         if let Some(v) = vm_refs.iter().position(|r| *r == Some((*id, *i))) {
-            let v = v as VmIdx;
             build.constraints.push(Constraint::Fence {
-                vms: vec![v],
-                nodes: vec![*node],
+                vms: vec![v as VmIdx],
+                nodes: vec![local[*node as usize]],
             });
         }
     }
     (build.finish(input.durations), vm_refs)
+}
+
+/// The vjobs to run first, in policy order, so that the planner places them as the policy did;
+/// then the others, in input order.
+fn in_decision_order<'a>(views: &'a Views, decision: &Decision) -> Vec<&'a VjobVms> {
+    let index: std::collections::HashMap<u64, usize> = views.vms.iter().enumerate().map(|(i, v)| (v.id, i)).collect();
+    let mut order: Vec<&VjobVms> = decision
+        .run
+        .iter()
+        .filter_map(|id| index.get(id))
+        .map(|&i| &views.vms[i])
+        .collect();
+    let to_run: HashSet<u64> = decision.run.iter().copied().collect();
+    order.extend(views.vms.iter().filter(|v| !to_run.contains(&v.id)));
+    order
 }
 
 /// The planner instance that carries a [`Decision`] out, built VM by VM: the caller says where
@@ -570,6 +620,7 @@ mod tests {
             vm_name: &|id, i| format!("v{id}-{i}"),
             durations: &DurationModel::default(),
             always_plan: false,
+            scope: Scope::Touched,
         })
     }
 
@@ -601,13 +652,32 @@ mod tests {
             node: 0,
             demand: cpu_memory(4, 1 << 30),
         }];
-        let b = decide(&ns, &load, &[vjob(1, 0, vec![VmAt::NotStarted])], &[]);
+        let vjobs = [vjob(1, 0, vec![VmAt::NotStarted])];
+        let input = DecisionInput {
+            nodes: &ns,
+            load: &load,
+            vjobs: vjobs.to_vec(),
+            policy: &PolicyChoice::ContextSwitch(Limits::default()),
+            moves: &[],
+            vm_name: &|id, i| format!("v{id}-{i}"),
+            durations: &DurationModel::default(),
+            always_plan: false,
+            scope: Scope::Whole,
+        };
+        let b = build(input);
         assert_eq!(b.decision.run, vec![1]);
+        assert_eq!(b.decision.placed, vec![(1, vec![1])], "the policy placed it beside the load");
         let inst = b.instance.unwrap();
         assert_eq!(b.vm_refs[0], None);
         assert!(inst.constraints.contains(&Constraint::Root { vm: 0 }));
         let plan = crate::plan::solve(&inst).unwrap();
         assert_eq!(plan.target.host(1), 1, "placed beside the load, not on it");
+        // The touched nodes only: node 1 and its arrival; the load's node is left out.
+        let b = decide(&ns, &load, &vjobs, &[]);
+        let inst = b.instance.unwrap();
+        assert_eq!((b.nodes.clone(), inst.model.nodes(), inst.model.vms()), (vec![1], 1, 1));
+        let plan = crate::plan::solve(&inst).unwrap();
+        assert_eq!(b.nodes[plan.target.host(0) as usize], 1);
     }
 
     #[test]

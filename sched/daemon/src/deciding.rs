@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use vjob_api::{JobState, NodeAdminState};
-use vjob_core::decision::{self, Built, DecisionInput, LoadInput, NodeInput, PolicyChoice, VjobInput, VmAt, VmsAt};
+use vjob_core::decision::{self, Built, DecisionInput, LoadInput, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt};
 use vjob_core::model::NodeIdx;
 use vjob_core::plan;
 use vjob_core::policy::{self, Decision, Limits, PauseRule};
@@ -195,7 +195,7 @@ impl Core {
     /// The policy's decision and the planner instance that carries it out (`always_plan`: even
     /// when nothing is to change, for a snapshot), with the reasons of vjobs kept out of it.
     /// Changes nothing.
-    pub(crate) fn build_decision(&self, always_plan: bool) -> (Built, Vec<(u64, String)>) {
+    pub(crate) fn build_decision(&self, always_plan: bool, scope: Scope) -> (Built, Vec<(u64, String)>) {
         let inputs = self.decision_input();
         let name = |id: u64, i: usize| self.rec.jobs[&id].vms[i].name.clone();
         let built = decision::build(DecisionInput {
@@ -207,24 +207,38 @@ impl Core {
             vm_name: &name,
             durations: &self.durations.learned,
             always_plan,
+            scope,
         });
         (built, inputs.waits)
     }
 
     /// Runs the policy and the planner and starts carrying the plan out.
     pub(crate) fn decide(&mut self) {
-        let (built, waits) = self.build_decision(false);
-        self.note_waiting(built.decision.waiting.iter().chain(&waits));
-        self.rec.manual_moves.clear();
-        let Some(inst) = built.instance else { return };
         let t0 = Instant::now();
-        let plan = match plan::solve(&inst) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "the planner found no plan; the policy's choice is dropped this round");
+        let mut scope = Scope::Touched;
+        let (built, inst, plan) = loop {
+            let (built, waits) = self.build_decision(false, scope);
+            let Some(inst) = built.instance.clone() else {
+                self.note_waiting(built.decision.waiting.iter().chain(&waits));
+                self.rec.manual_moves.clear();
                 return;
+            };
+            match plan::solve(&inst) {
+                Ok(p) => {
+                    self.note_waiting(built.decision.waiting.iter().chain(&waits));
+                    break (built, inst, p);
+                }
+                // The touched nodes were not enough (a cycle wants a pivot elsewhere): all of them.
+                Err(_) if scope == Scope::Touched => scope = Scope::Whole,
+                Err(e) => {
+                    self.note_waiting(built.decision.waiting.iter().chain(&waits));
+                    self.rec.manual_moves.clear();
+                    tracing::error!(error = %e, "the planner found no plan; the policy's choice is dropped this round");
+                    return;
+                }
             }
         };
+        self.rec.manual_moves.clear();
         tracing::debug!(
             ms = t0.elapsed().as_millis() as u64,
             actions = plan.actions.len(),

@@ -82,7 +82,7 @@ impl Core {
                 self.admin_resume(id)
             }
             Op::Snapshot => {
-                let (built, _) = self.build_decision(true);
+                let (built, _) = self.build_decision(true, vjob_core::decision::Scope::Whole);
                 let instance = built.instance.expect("a snapshot is always built");
                 Ok(Reply::Snapshot {
                     instance: vjob_instances::btrplace::instance_json(&instance),

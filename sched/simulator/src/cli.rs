@@ -33,7 +33,7 @@ pub struct Args {
     /// suspension).
     #[arg(long, default_value = "vjob")]
     pub policy: String,
-    /// Nodes (default: the trace's MaxNodes, else MaxProcs).
+    /// Nodes (default: with --cores, the trace's MaxProcs over that many cores; else its MaxNodes, else MaxProcs).
     #[arg(long)]
     pub nodes: Option<u32>,
     /// Cores per node (default: MaxProcs / MaxNodes, at least 1).
@@ -177,12 +177,17 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
         vjob_instances::btrplace::read_maybe_gz(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&bytes);
     let trace = crate::swf::parse(&path.display().to_string(), &text)?;
-    let nodes = args.nodes.or(trace.max_nodes).or(trace.max_procs).ok_or_else(|| {
-        format!(
-            "{}: no MaxNodes or MaxProcs in its header: give --nodes",
-            path.display()
-        )
-    })?;
+    // `--cores N` alone maps the trace's processors onto nodes of N cores each.
+    let mapped = args
+        .cores
+        .filter(|_| args.nodes.is_none())
+        .and_then(|c| trace.max_procs.or(trace.max_nodes).map(|p| p.div_ceil(c.max(1))));
+    let nodes = args
+        .nodes
+        .or(mapped)
+        .or(trace.max_nodes)
+        .or(trace.max_procs)
+        .ok_or_else(|| format!("{}: no MaxNodes or MaxProcs in its header: give --nodes", path.display()))?;
     let cores = args
         .cores
         .unwrap_or_else(|| trace.max_procs.map(|p| (p / nodes.max(1)).max(1)).unwrap_or(1));

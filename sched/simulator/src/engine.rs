@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use vjob_hypervisor::DurationModel;
 
-use vjob_core::decision::{self, DecisionInput, NodeInput, PolicyChoice, VjobInput, VmAt, VmsAt};
+use vjob_core::decision::{self, DecisionInput, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt};
 use vjob_core::model::{NodeIdx, NO_NODE};
 use vjob_core::plan::{self, ActionKind, Plan};
 use vjob_core::policy::{self, Decision, Limits, PauseRule};
@@ -332,31 +332,38 @@ impl Sim<'_> {
     /// A decision round: the shared decision builder and planner, carried out in virtual time.
     fn decide(&mut self, now: u64) {
         let t0 = Instant::now();
-        let vjobs = self.vjob_inputs(now);
         let policy = self.policy(now);
-        let built = decision::build(DecisionInput {
-            nodes: &self.nodes,
-            load: &[],
-            vjobs,
-            policy: &policy,
-            moves: &[],
-            vm_name: &|id, i| format!("{id}-{i}"),
-            durations: &self.cfg.durations,
-            always_plan: false,
-        });
-        self.out.decisions += 1;
-        let Some(inst) = built.instance else {
-            self.out.decision_us.push(t0.elapsed().as_micros() as u64);
-            return;
-        };
-        let plan = match plan::solve(&inst) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "the planner found no plan for the policy's decision; skipped");
+        let mut scope = Scope::Touched;
+        let (built, inst, plan) = loop {
+            let built = decision::build(DecisionInput {
+                nodes: &self.nodes,
+                load: &[],
+                vjobs: self.vjob_inputs(now),
+                policy: &policy,
+                moves: &[],
+                vm_name: &|id, i| format!("{id}-{i}"),
+                durations: &self.cfg.durations,
+                always_plan: false,
+                scope,
+            });
+            let Some(inst) = built.instance.clone() else {
+                self.out.decisions += 1;
                 self.out.decision_us.push(t0.elapsed().as_micros() as u64);
                 return;
+            };
+            match plan::solve(&inst) {
+                Ok(p) => break (built, inst, p),
+                // The touched nodes were not enough (a cycle wants a pivot elsewhere): all of them.
+                Err(_) if scope == Scope::Touched => scope = Scope::Whole,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the planner found no plan for the policy's decision; skipped");
+                    self.out.decisions += 1;
+                    self.out.decision_us.push(t0.elapsed().as_micros() as u64);
+                    return;
+                }
             }
         };
+        self.out.decisions += 1;
         let us = t0.elapsed().as_micros() as u64;
         self.out.decision_us.push(us);
         self.out.planned.push((us, inst.model.vms()));
@@ -368,12 +375,13 @@ impl Sim<'_> {
                     .expect("the simulator has no outside load")
             })
             .collect();
-        self.carry_out(now, &built.decision, &plan, &owner);
+        self.carry_out(now, &built.decision, &plan, &owner, &built.nodes);
     }
 
     /// Carries a decision's pauses, unpauses and plan out in virtual time: every action ends at
     /// `now + end`.
-    fn carry_out(&mut self, now: u64, decision: &Decision, plan: &Plan, owner: &[(u32, usize)]) {
+    /// `node_of` maps the plan's nodes to the cluster's.
+    fn carry_out(&mut self, now: u64, decision: &Decision, plan: &Plan, owner: &[(u32, usize)], node_of: &[NodeIdx]) {
         let cfg = self.cfg;
         // Pauses give the processors back at once (a pause takes milliseconds); unpauses take
         // them back and end after a pause's duration.
@@ -433,7 +441,7 @@ impl Sim<'_> {
                         self.out.resumes += 1;
                         self.out.bytes_moved += mem;
                     }
-                    self.st[ju].hosts[i] = to;
+                    self.st[ju].hosts[i] = node_of[to as usize];
                     if self.st[ju].phase != Phase::Starting {
                         self.set_phase(ju, Phase::Starting, now);
                     }
@@ -441,7 +449,7 @@ impl Sim<'_> {
                 ActionKind::MigrateVm { to, .. } => {
                     self.out.migrations += 1;
                     self.out.bytes_moved += mem;
-                    self.st[ju].hosts[i] = to;
+                    self.st[ju].hosts[i] = node_of[to as usize];
                 }
                 _ => continue,
             }

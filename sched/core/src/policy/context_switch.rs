@@ -139,8 +139,9 @@ impl<'a> Round<'a> {
             return;
         }
         if !self.failed_shapes.contains(&shape) {
-            if self.placer.place_group(&demands).is_some() {
+            if let Some(nodes) = self.placer.place_group(&demands) {
                 self.admit(c);
+                self.decision.placed.push((c.id, nodes));
                 return;
             }
             self.failed_shapes.push(shape.clone());
@@ -167,8 +168,9 @@ impl<'a> Round<'a> {
                 self.count_out(v);
             }
         }
-        self.placer.place_group(&demands).expect("room was just made");
+        let nodes = self.placer.place_group(&demands).expect("room was just made");
         self.admit(c);
+        self.decision.placed.push((c.id, nodes));
         // Room was freed: shapes that failed may fit now.
         self.failed_shapes.clear();
         self.hopeless.clear();

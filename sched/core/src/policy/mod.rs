@@ -138,6 +138,10 @@ pub struct Decision {
     pub pause: Vec<(u64, u64)>,
     /// Why each waiting candidate waits.
     pub waiting: Vec<(u64, String)>,
+    /// Where the policy placed the VMs it placed, for each vjob of `run` that had some to
+    /// place (the planner is free to choose otherwise; a plan of the nodes touched keeps to
+    /// these).
+    pub placed: Vec<(u64, Vec<NodeIdx>)>,
 }
 
 /// The order in which candidates are considered: queue priority, job priority, submission, id.
@@ -165,8 +169,9 @@ pub fn fcfs(cands: &[Candidate], placer: &mut Placer) -> Decision {
             continue;
         }
         let demands: Vec<&[u64]> = vec![c.demand.as_slice(); c.vms];
-        if placer.place_group(&demands).is_some() {
+        if let Some(nodes) = placer.place_group(&demands) {
             decision.run.push(c.id);
+            decision.placed.push((c.id, nodes));
         } else {
             decision
                 .waiting
@@ -211,8 +216,9 @@ pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> De
         let estimate_end = now.saturating_add(c.requested_ms.unwrap_or(2 * UNKNOWN_RUNTIME_MS));
         match reservation {
             None => {
-                if placer.place_group(&demands).is_some() {
+                if let Some(nodes) = placer.place_group(&demands) {
                     decision.run.push(c.id);
+                    decision.placed.push((c.id, nodes));
                     ends.push((estimate_end, size(c)));
                     continue;
                 }
@@ -237,8 +243,10 @@ pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> De
             Some((shadow, extra)) => {
                 let fits_in_time = estimate_end <= shadow;
                 let fits_in_extra = size(c) <= extra;
-                if (fits_in_time || fits_in_extra) && placer.place_group(&demands).is_some() {
+                let placed = (fits_in_time || fits_in_extra).then(|| placer.place_group(&demands)).flatten();
+                if let Some(nodes) = placed {
                     decision.run.push(c.id);
+                    decision.placed.push((c.id, nodes));
                     if !fits_in_time {
                         reservation = Some((shadow, extra - size(c)));
                     }
