@@ -8,7 +8,7 @@
 //! what occupies the nodes, the constraints of node states and manual moves, and every VM of a
 //! candidate as the decision wants it ([`DecisionInstance`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use vjob_hypervisor::DurationModel;
 
@@ -140,13 +140,17 @@ impl PolicyChoice {
     }
 }
 
-/// Everything a decision is made from.
+/// Everything a one-shot decision is made from.
 pub struct DecisionInput<'a> {
-    pub nodes: &'a [NodeInput],
-    pub load: &'a [LoadInput],
-    /// Taken whole: their fields become the policy's candidates without a copy.
+    pub nodes: Vec<NodeInput>,
+    pub load: Vec<LoadInput>,
     pub vjobs: Vec<VjobInput>,
     pub policy: &'a PolicyChoice,
+    pub ask: Ask<'a>,
+}
+
+/// What is asked of a decision, besides the state it is made on.
+pub struct Ask<'a> {
     /// VMs an administrator asked to move: (vjob, VM index, node).
     pub moves: &'a [(u64, usize, NodeIdx)],
     /// The name of VM `index` of vjob `id`, asked only when a planner instance is built.
@@ -182,135 +186,336 @@ pub enum Scope {
     Whole,
 }
 
-/// Decides: the policy's choice, and the planner instance that carries it out.
-pub fn build(mut input: DecisionInput<'_>) -> Built {
-    let views = split(std::mem::take(&mut input.vjobs), input.nodes);
-    let rule = input.policy.pause_rule();
-    let mut placer = policy_placer(input.nodes, input.load, &views.cands, rule);
-    let mut decision = match input.policy {
-        PolicyChoice::Fcfs => policy::fcfs(&views.cands, &mut placer),
-        PolicyChoice::Easy { now } => policy::easy(&views.cands, &mut placer, *now, crate::resources::CPU),
-        PolicyChoice::ContextSwitch(limits) => policy::context_switch(&views.cands, &mut placer, limits),
-    };
-    for v in views.vms.iter().filter(|v| v.admin_demand.is_some()) {
-        decision.suspend.push((v.id, None));
+/// Decides once, from scratch: the policy's choice, and the planner instance that carries it
+/// out. A [`Board`] kept across decisions gives the same answers for what changed only.
+pub fn build(input: DecisionInput<'_>) -> Built {
+    let mut board = Board::new(input.nodes, input.policy.pause_rule().cloned());
+    board.set_load(input.load);
+    for v in input.vjobs {
+        board.upsert(v);
     }
-    let nothing = decision.run.is_empty() && decision.suspend.is_empty() && decision.pause.is_empty();
-    if nothing && input.moves.is_empty() && !misplaced(&views, input.nodes) && !input.always_plan {
-        return Built {
-            decision,
-            instance: None,
-            vm_refs: Vec::new(),
-            nodes: Vec::new(),
-        };
-    }
-    let whole = input.scope == Scope::Whole || !input.moves.is_empty() || input.always_plan || misplaced(&views, input.nodes);
-    let nodes: Vec<NodeIdx> = if whole {
-        (0..input.nodes.len() as NodeIdx).collect()
-    } else {
-        touched_nodes(&views, &decision)
-    };
-    let (instance, vm_refs) = planner_instance(&input, &views, &decision, rule, &nodes);
-    Built {
-        decision,
-        instance: Some(instance),
-        vm_refs,
-        nodes,
-    }
+    board.decide(input.policy, &input.ask)
 }
 
-/// The vjobs split into what the policy sees and where their VMs are.
-struct Views {
-    /// The policy's candidates (those suspended by hand are not the policy's).
-    cands: Vec<Candidate>,
-    /// Every vjob's VMs, in input order.
-    vms: Vec<VjobVms>,
+/// What the decisions are made on, kept up to date between them: the nodes, what occupies each
+/// (with the indexes of free capacity the policies place with), and every vjob. Updating it
+/// costs what changed; a decision costs the candidates it considers and the nodes it touches.
+pub struct Board {
+    nodes: Vec<NodeInput>,
+    /// What occupies the nodes: outside load, and the vjobs' VMs where they stay.
+    placer: Placer,
+    load: Vec<LoadInput>,
+    /// Per node: the indices in `load` of what is there.
+    load_on: Vec<Vec<usize>>,
+    vjobs: BTreeMap<u64, Entry>,
+    /// Per node: the vjobs' VMs there, (vjob, VM index).
+    on_node: Vec<Vec<(u64, usize)>>,
+    /// What a paused VM keeps on its node.
+    rule: Option<PauseRule>,
+    /// Some node must be left by its VMs.
+    any_offline: bool,
 }
 
-struct VjobVms {
-    id: u64,
-    at: VmsAt,
-    /// Its candidate.
-    cand: Option<usize>,
-    /// For a vjob suspended by hand (no candidate): what its VMs need.
-    admin_demand: Option<Vec<u64>>,
+/// A vjob on the board, with what the policy needs of it derived once.
+struct Entry {
+    input: VjobInput,
+    standing: Standing,
+    /// The nodes of its VMs that stay where they are (running, or paused).
+    placed: Vec<NodeIdx>,
+    /// What each of those VMs holds there (nothing for a vjob suspended by hand: it goes).
+    held: Vec<u64>,
 }
 
-impl Views {
-    fn demand<'a>(&'a self, v: &'a VjobVms) -> &'a [u64] {
-        match (v.cand, &v.admin_demand) {
-            (Some(c), _) => &self.cands[c].demand,
-            (None, Some(d)) => d,
-            (None, None) => unreachable!("every vjob is a candidate or suspended by hand"),
-        }
-    }
-}
-
-fn split(vjobs: Vec<VjobInput>, nodes: &[NodeInput]) -> Views {
-    let mut views = Views {
-        cands: Vec::with_capacity(vjobs.len()),
-        vms: Vec::with_capacity(vjobs.len()),
-    };
-    for v in vjobs {
-        if v.admin_suspend {
-            views.vms.push(VjobVms {
-                id: v.id,
-                at: v.vms,
-                cand: None,
-                admin_demand: Some(v.demand),
-            });
-            continue;
-        }
-        let cand = candidate(
-            v.id,
-            &v.vms,
+impl Board {
+    /// An empty board over `nodes`; paused VMs hold what `rule` keeps.
+    pub fn new(nodes: Vec<NodeInput>, rule: Option<PauseRule>) -> Board {
+        let r = crate::resources::NAMES.len();
+        let capacity: Vec<u64> = nodes.iter().flat_map(|n| n.capacity.iter().copied()).collect();
+        let closed = nodes.iter().map(|n| !n.accepts).collect();
+        let zero = vec![0u64; capacity.len()];
+        let n = nodes.len();
+        Board {
+            any_offline: nodes.iter().any(|n| n.offline),
+            placer: Placer::new(r, capacity, closed, zero.clone(), zero),
             nodes,
-            CandidateFields {
-                queue: v.queue,
-                queue_priority: v.queue_priority,
-                priority: v.priority,
-                submit_ms: v.submit_ms,
-                user: v.user,
-                eligible: v.eligible,
-                protected: v.protected,
-                demand: v.demand,
-                requested_ms: v.requested_ms,
-                expected_end_ms: v.expected_end_ms,
+            load: Vec::new(),
+            load_on: vec![Vec::new(); n],
+            vjobs: BTreeMap::new(),
+            on_node: vec![Vec::new(); n],
+            rule,
+        }
+    }
+
+    pub fn nodes(&self) -> &[NodeInput] {
+        &self.nodes
+    }
+
+    /// Replaces what occupies the nodes outside the vjobs.
+    pub fn set_load(&mut self, load: Vec<LoadInput>) {
+        for l in std::mem::take(&mut self.load) {
+            self.placer.vacate(l.node, &l.demand);
+        }
+        self.load_on.iter_mut().for_each(|v| v.clear());
+        for (i, l) in load.iter().enumerate() {
+            self.placer.occupy(l.node, &l.demand);
+            self.load_on[l.node as usize].push(i);
+        }
+        self.load = load;
+    }
+
+    /// Adds a vjob, or brings it up to date.
+    pub fn upsert(&mut self, v: VjobInput) {
+        self.remove(v.id);
+        let (standing, placed) = standing_and_placed(&v.vms, &self.nodes);
+        let held = match (v.admin_suspend, standing, &self.rule) {
+            (true, ..) => vec![0; v.demand.len()],
+            (false, Standing::Paused, Some(rule)) => rule.held(&v.demand),
+            _ => v.demand.clone(),
+        };
+        for &h in &placed {
+            self.placer.occupy(h, &held);
+        }
+        for (i, at) in v.vms.on_nodes().iter().enumerate() {
+            if let VmAt::Running(h) | VmAt::Paused(h) = *at {
+                self.on_node[h as usize].push((v.id, i));
+            }
+        }
+        self.vjobs.insert(
+            v.id,
+            Entry {
+                input: v,
+                standing,
+                placed,
+                held,
             },
         );
-        views.vms.push(VjobVms {
-            id: v.id,
-            at: v.vms,
-            cand: Some(views.cands.len()),
-            admin_demand: None,
-        });
-        views.cands.push(cand);
     }
-    views
+
+    /// Takes a vjob off the board.
+    pub fn remove(&mut self, id: u64) {
+        let Some(e) = self.vjobs.remove(&id) else { return };
+        for &h in &e.placed {
+            self.placer.vacate(h, &e.held);
+        }
+        for at in e.input.vms.on_nodes() {
+            if let VmAt::Running(h) | VmAt::Paused(h) = *at {
+                self.on_node[h as usize].retain(|&(j, _)| j != id);
+            }
+        }
+    }
+
+    /// The vjob's priority and protection, which change with time alone (an expansion factor,
+    /// a quantum): updated in place.
+    pub fn refresh(&mut self, id: u64, priority: i32, protected: bool) {
+        if let Some(e) = self.vjobs.get_mut(&id) {
+            e.input.priority = priority;
+            e.input.protected = protected;
+        }
+    }
+
+    pub fn vjob(&self, id: u64) -> Option<&VjobInput> {
+        self.vjobs.get(&id).map(|e| &e.input)
+    }
+
+    /// Decides: the policy's choice on what the board holds, and the planner instance that
+    /// carries it out. The board itself is left as it was: it changes as the plan is carried out.
+    pub fn decide(&mut self, policy: &PolicyChoice, ask: &Ask<'_>) -> Built {
+        let mut decision = self.policy_decision(policy);
+        for e in self.vjobs.values().filter(|e| e.input.admin_suspend) {
+            decision.suspend.push((e.input.id, None));
+        }
+        let nothing = decision.run.is_empty() && decision.suspend.is_empty() && decision.pause.is_empty();
+        let misplaced = self.misplaced();
+        if nothing && ask.moves.is_empty() && !misplaced && !ask.always_plan {
+            return Built {
+                decision,
+                instance: None,
+                vm_refs: Vec::new(),
+                nodes: Vec::new(),
+            };
+        }
+        let whole = ask.scope == Scope::Whole || !ask.moves.is_empty() || ask.always_plan || misplaced;
+        let nodes: Vec<NodeIdx> = if whole {
+            (0..self.nodes.len() as NodeIdx).collect()
+        } else {
+            self.touched_nodes(&decision)
+        };
+        let (instance, vm_refs) = self.planner_instance(ask, &decision, &nodes, whole);
+        Built {
+            decision,
+            instance: Some(instance),
+            vm_refs,
+            nodes,
+        }
+    }
+
+    /// The policy, on the candidates and the committed loads; what it takes is rolled back.
+    fn policy_decision(&mut self, policy: &PolicyChoice) -> Decision {
+        let cands: Vec<Candidate<'_>> = self
+            .vjobs
+            .values()
+            .filter(|e| !e.input.admin_suspend)
+            .map(|e| candidate(e))
+            .collect();
+        let placer = &mut self.placer;
+        let mark = placer.mark();
+        let decision = match policy {
+            PolicyChoice::Fcfs => policy::fcfs(&cands, placer),
+            PolicyChoice::Easy { now } => policy::easy(&cands, placer, *now, crate::resources::CPU),
+            PolicyChoice::ContextSwitch(limits) => policy::context_switch(&cands, placer, limits),
+        };
+        placer.rollback(mark);
+        decision
+    }
+
+    /// Whether some running VM sits on a node that must be left.
+    fn misplaced(&self) -> bool {
+        if !self.any_offline {
+            return false;
+        }
+        self.nodes
+            .iter()
+            .enumerate()
+            .any(|(n, node)| node.offline && self.on_node[n].iter().any(|&(id, i)| self.is_running(id, i)))
+    }
+
+    fn is_running(&self, id: u64, i: usize) -> bool {
+        self.vjobs
+            .get(&id)
+            .is_some_and(|e| matches!(e.input.vms.get(i), VmAt::Running(_)))
+    }
+
+    /// The nodes a decision touches, in order: where the policy placed VMs, and where the VMs
+    /// of the vjobs it starts, suspends, pauses or unpauses are.
+    fn touched_nodes(&self, decision: &Decision) -> Vec<NodeIdx> {
+        let mut nodes: Vec<NodeIdx> = decision.placed.iter().flat_map(|(_, ns)| ns.iter().copied()).collect();
+        let moved = decision
+            .run
+            .iter()
+            .chain(decision.suspend.iter().map(|(id, _)| id))
+            .chain(decision.pause.iter().map(|(id, _)| id));
+        for id in moved {
+            if let Some(e) = self.vjobs.get(id) {
+                nodes.extend(e.input.vms.on_nodes().iter().filter_map(|at| match *at {
+                    VmAt::Running(h) | VmAt::Paused(h) => Some(h),
+                    _ => None,
+                }));
+            }
+        }
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
+    /// The planner instance for a decision over `nodes` (in order), with the vjob and VM index
+    /// of each of its VMs. The VMs outside those nodes are left out: they neither move nor
+    /// weigh on the nodes in.
+    fn planner_instance(
+        &self,
+        ask: &Ask<'_>,
+        decision: &Decision,
+        nodes: &[NodeIdx],
+        whole: bool,
+    ) -> (Instance, Vec<Option<(u64, usize)>>) {
+        let mut local = vec![NO_NODE; self.nodes.len()];
+        let mut model = Model::cpu_and_memory();
+        for (i, &n) in nodes.iter().enumerate() {
+            local[n as usize] = i as NodeIdx;
+            let node = &self.nodes[n as usize];
+            model.add_node(node.name.clone(), true, &node.capacity);
+        }
+        let mut constraints = Vec::new();
+        let mut vm_refs = Vec::new();
+        for &n in nodes {
+            for &li in &self.load_on[n as usize] {
+                let l = &self.load[li];
+                let v = model.add_vm(l.name.clone(), VmState::Running, local[n as usize], &l.demand);
+                constraints.push(Constraint::Root { vm: v });
+                vm_refs.push(None);
+            }
+        }
+        let mut build = DecisionInstance::new(model, constraints, decision, self.rule.as_ref());
+        for e in self.in_decision_order(decision, nodes, whole) {
+            for i in 0..e.input.vms.len() {
+                let (state, host, paused) = match e.input.vms.get(i) {
+                    VmAt::Running(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], false),
+                    VmAt::Paused(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], true),
+                    VmAt::Sleeping => (VmState::Sleeping, NO_NODE, false),
+                    VmAt::NotStarted => (VmState::Ready, NO_NODE, false),
+                    _ => continue,
+                };
+                let id = e.input.id;
+                if build
+                    .add_vm(id, i, state, host, &e.input.demand, paused, ask.vm_name)
+                    .is_some()
+                {
+                    vm_refs.push(Some((id, i)));
+                }
+            }
+        }
+        for (i, &n) in nodes.iter().enumerate() {
+            let node = &self.nodes[n as usize];
+            if node.offline {
+                build.constraints.push(Constraint::Offline { node: i as NodeIdx });
+            } else if !node.accepts {
+                build.constraints.push(Constraint::NoArrival {
+                    nodes: vec![i as NodeIdx],
+                });
+            }
+        }
+        for (id, i, node) in ask.moves {
+            // Moves are few (an administrator's): looked up, not indexed.
+            if let Some(v) = vm_refs.iter().position(|r| *r == Some((*id, *i))) {
+                build.constraints.push(Constraint::Fence {
+                    vms: vec![v as VmIdx],
+                    nodes: vec![local[*node as usize]],
+                });
+            }
+        }
+        (build.finish(ask.durations), vm_refs)
+    }
+
+    /// The vjobs of a planner instance: those to run first, in policy order, so that the
+    /// planner places them as the policy did; then, by id, every other one (`whole`) or those
+    /// with VMs on the `nodes` or suspended or paused by the decision.
+    fn in_decision_order(&self, decision: &Decision, nodes: &[NodeIdx], whole: bool) -> Vec<&Entry> {
+        let to_run: HashSet<u64> = decision.run.iter().copied().collect();
+        let mut order: Vec<&Entry> = decision.run.iter().filter_map(|id| self.vjobs.get(id)).collect();
+        if whole {
+            order.extend(self.vjobs.values().filter(|e| !to_run.contains(&e.input.id)));
+            return order;
+        }
+        let mut others: Vec<u64> = nodes
+            .iter()
+            .flat_map(|&n| self.on_node[n as usize].iter().map(|&(id, _)| id))
+            .chain(decision.suspend.iter().map(|(id, _)| *id))
+            .chain(decision.pause.iter().map(|(id, _)| *id))
+            .filter(|id| !to_run.contains(id))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        order.extend(others.iter().filter_map(|id| self.vjobs.get(id)));
+        order
+    }
 }
 
-/// What a candidate takes from its vjob as is.
-struct CandidateFields {
-    queue: String,
-    queue_priority: i32,
-    priority: i32,
-    submit_ms: u64,
-    user: String,
-    eligible: bool,
-    protected: bool,
-    demand: Vec<u64>,
-    requested_ms: Option<u64>,
-    expected_end_ms: Option<u64>,
-}
-
-/// A vjob as the policy sees it: where it stands, and where its VMs run (a VM on a node going
-/// offline must be placed again).
-fn candidate(id: u64, vms: &VmsAt, nodes: &[NodeInput], f: CandidateFields) -> Candidate {
+/// Where a vjob stands, and the nodes of its VMs that stay (a VM on a node going offline must
+/// be placed again).
+fn standing_and_placed(vms: &VmsAt, nodes: &[NodeInput]) -> (Standing, Vec<NodeIdx>) {
     let (mut running, mut paused, mut sleeping) = (false, false, matches!(vms, VmsAt::Away { sleeping: true, .. }));
+    let mut placed = Vec::new();
     for at in vms.on_nodes() {
-        match at {
-            VmAt::Running(_) => running = true,
-            VmAt::Paused(_) => paused = true,
+        match *at {
+            VmAt::Running(h) => {
+                running = true;
+                if !nodes[h as usize].offline {
+                    placed.push(h);
+                }
+            }
+            VmAt::Paused(h) => {
+                paused = true;
+                placed.push(h);
+            }
             VmAt::Sleeping => sleeping = true,
             VmAt::NotStarted | VmAt::Unknown => {}
         }
@@ -321,176 +526,28 @@ fn candidate(id: u64, vms: &VmsAt, nodes: &[NodeInput], f: CandidateFields) -> C
         (false, false, true) => Standing::Suspended,
         _ => Standing::Waiting,
     };
-    let placed = vms
-        .on_nodes()
-        .iter()
-        .filter_map(|at| match *at {
-            VmAt::Running(h) if !nodes[h as usize].offline => Some(h),
-            VmAt::Paused(h) => Some(h),
-            _ => None,
-        })
-        .collect();
+    (standing, placed)
+}
+
+/// A vjob as the policy sees it, borrowed from its entry.
+fn candidate(e: &Entry) -> Candidate<'_> {
+    let v = &e.input;
     Candidate {
-        id,
-        queue: f.queue,
-        queue_priority: f.queue_priority,
-        priority: f.priority,
-        submit_ms: f.submit_ms,
-        user: f.user,
-        standing,
-        eligible: f.eligible,
-        protected: f.protected,
-        demand: f.demand,
-        vms: vms.len(),
-        placed,
-        requested_ms: f.requested_ms,
-        expected_end_ms: f.expected_end_ms,
+        id: v.id,
+        queue: &v.queue,
+        queue_priority: v.queue_priority,
+        priority: v.priority,
+        submit_ms: v.submit_ms,
+        user: &v.user,
+        standing: e.standing,
+        eligible: v.eligible,
+        protected: v.protected,
+        demand: &v.demand,
+        vms: v.vms.len(),
+        placed: &e.placed,
+        requested_ms: v.requested_ms,
+        expected_end_ms: v.expected_end_ms,
     }
-}
-
-/// The nodes a decision touches, in order: where the policy placed VMs, and where the VMs of
-/// the vjobs it starts, suspends, pauses or unpauses are.
-fn touched_nodes(views: &Views, decision: &Decision) -> Vec<NodeIdx> {
-    let mut nodes: Vec<NodeIdx> = decision.placed.iter().flat_map(|(_, ns)| ns.iter().copied()).collect();
-    let moved: HashSet<u64> = decision
-        .run
-        .iter()
-        .chain(decision.suspend.iter().map(|(id, _)| id))
-        .chain(decision.pause.iter().map(|(id, _)| id))
-        .copied()
-        .collect();
-    for v in views.vms.iter().filter(|v| moved.contains(&v.id)) {
-        nodes.extend(v.at.on_nodes().iter().filter_map(|at| match *at {
-            VmAt::Running(h) | VmAt::Paused(h) => Some(h),
-            _ => None,
-        }));
-    }
-    nodes.sort_unstable();
-    nodes.dedup();
-    nodes
-}
-
-/// The placer the policy places with: every node's load (outside VMs, and the candidates' VMs
-/// where they are, a paused one holding what its rule keeps), the nodes that take no new VM
-/// closed. Built from plain vectors: it runs on every decision, at 10,000 nodes.
-fn policy_placer(nodes: &[NodeInput], outside: &[LoadInput], cands: &[Candidate], rule: Option<&PauseRule>) -> Placer {
-    let r = crate::resources::NAMES.len();
-    let capacity: Vec<u64> = nodes.iter().flat_map(|n| n.capacity.iter().copied()).collect();
-    let mut load = vec![0u64; capacity.len()];
-    let mut add = |node: NodeIdx, demand: &[u64]| {
-        for (k, d) in demand.iter().enumerate() {
-            load[node as usize * r + k] += d;
-        }
-    };
-    for l in outside {
-        add(l.node, &l.demand);
-    }
-    for c in cands
-        .iter()
-        .filter(|c| matches!(c.standing, Standing::Running | Standing::Paused))
-    {
-        let held = match (c.standing, rule) {
-            (Standing::Paused, Some(rule)) => rule.held(&c.demand),
-            _ => c.demand.clone(),
-        };
-        for &h in &c.placed {
-            add(h, &held);
-        }
-    }
-    let closed = nodes.iter().map(|n| !n.accepts).collect();
-    Placer::new(r, capacity, closed, load.clone(), load)
-}
-
-/// Whether some running VM sits on a node that must be left.
-fn misplaced(views: &Views, nodes: &[NodeInput]) -> bool {
-    if !nodes.iter().any(|n| n.offline) {
-        return false;
-    }
-    views.vms.iter().any(|v| {
-        v.at.on_nodes()
-            .iter()
-            .any(|at| matches!(at, VmAt::Running(h) if nodes[*h as usize].offline))
-    })
-}
-
-/// The planner instance for a decision over `nodes` (input indices, in order), with the vjob
-/// and VM index of each of its VMs. The VMs outside those nodes are left out: they neither move
-/// nor weigh on the nodes in.
-fn planner_instance(
-    input: &DecisionInput<'_>,
-    views: &Views,
-    decision: &Decision,
-    rule: Option<&PauseRule>,
-    nodes: &[NodeIdx],
-) -> (Instance, Vec<Option<(u64, usize)>>) {
-    let mut local = vec![NO_NODE; input.nodes.len()];
-    let mut model = Model::cpu_and_memory();
-    for (i, &n) in nodes.iter().enumerate() {
-        local[n as usize] = i as NodeIdx;
-        let node = &input.nodes[n as usize];
-        model.add_node(node.name.clone(), true, &node.capacity);
-    }
-    let mut constraints = Vec::new();
-    let mut vm_refs = Vec::new();
-    for l in input.load.iter().filter(|l| local[l.node as usize] != NO_NODE) {
-        let v = model.add_vm(l.name.clone(), VmState::Running, local[l.node as usize], &l.demand);
-        constraints.push(Constraint::Root { vm: v });
-        vm_refs.push(None);
-    }
-    let mut build = DecisionInstance::new(model, constraints, decision, rule);
-    for v in in_decision_order(views, decision) {
-        let demand = views.demand(v);
-        for i in 0..v.at.len() {
-            let (state, host, paused) = match v.at.get(i) {
-                VmAt::Running(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], false),
-                VmAt::Paused(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], true),
-                VmAt::Sleeping => (VmState::Sleeping, NO_NODE, false),
-                VmAt::NotStarted => (VmState::Ready, NO_NODE, false),
-                _ => continue,
-            };
-            if build
-                .add_vm(v.id, i, state, host, demand, paused, input.vm_name)
-                .is_some()
-            {
-                vm_refs.push(Some((v.id, i)));
-            }
-        }
-    }
-    for (i, &n) in nodes.iter().enumerate() {
-        let node = &input.nodes[n as usize];
-        if node.offline {
-            build.constraints.push(Constraint::Offline { node: i as NodeIdx });
-        } else if !node.accepts {
-            build.constraints.push(Constraint::NoArrival {
-                nodes: vec![i as NodeIdx],
-            });
-        }
-    }
-    for (id, i, node) in input.moves {
-        // Moves are few (an administrator's): looked up, not indexed.
-        if let Some(v) = vm_refs.iter().position(|r| *r == Some((*id, *i))) {
-            build.constraints.push(Constraint::Fence {
-                vms: vec![v as VmIdx],
-                nodes: vec![local[*node as usize]],
-            });
-        }
-    }
-    (build.finish(input.durations), vm_refs)
-}
-
-/// The vjobs to run first, in policy order, so that the planner places them as the policy did;
-/// then the others, in input order.
-fn in_decision_order<'a>(views: &'a Views, decision: &Decision) -> Vec<&'a VjobVms> {
-    let index: std::collections::HashMap<u64, usize> = views.vms.iter().enumerate().map(|(i, v)| (v.id, i)).collect();
-    let mut order: Vec<&VjobVms> = decision
-        .run
-        .iter()
-        .filter_map(|id| index.get(id))
-        .map(|&i| &views.vms[i])
-        .collect();
-    let to_run: HashSet<u64> = decision.run.iter().copied().collect();
-    order.extend(views.vms.iter().filter(|v| !to_run.contains(&v.id)));
-    order
 }
 
 /// The planner instance that carries a [`Decision`] out, built VM by VM: the caller says where
@@ -611,16 +668,28 @@ mod tests {
     }
 
     fn decide(nodes: &[NodeInput], load: &[LoadInput], vjobs: &[VjobInput], moves: &[(u64, usize, NodeIdx)]) -> Built {
+        decide_in(nodes, load, vjobs, moves, Scope::Touched)
+    }
+
+    fn decide_in(
+        nodes: &[NodeInput],
+        load: &[LoadInput],
+        vjobs: &[VjobInput],
+        moves: &[(u64, usize, NodeIdx)],
+        scope: Scope,
+    ) -> Built {
         build(DecisionInput {
-            nodes,
-            load,
+            nodes: nodes.to_vec(),
+            load: load.to_vec(),
             vjobs: vjobs.to_vec(),
             policy: &PolicyChoice::ContextSwitch(Limits::default()),
-            moves,
-            vm_name: &|id, i| format!("v{id}-{i}"),
-            durations: &DurationModel::default(),
-            always_plan: false,
-            scope: Scope::Touched,
+            ask: Ask {
+                moves,
+                vm_name: &|id, i| format!("v{id}-{i}"),
+                durations: &DurationModel::default(),
+                always_plan: false,
+                scope,
+            },
         })
     }
 
@@ -653,20 +722,13 @@ mod tests {
             demand: cpu_memory(4, 1 << 30),
         }];
         let vjobs = [vjob(1, 0, vec![VmAt::NotStarted])];
-        let input = DecisionInput {
-            nodes: &ns,
-            load: &load,
-            vjobs: vjobs.to_vec(),
-            policy: &PolicyChoice::ContextSwitch(Limits::default()),
-            moves: &[],
-            vm_name: &|id, i| format!("v{id}-{i}"),
-            durations: &DurationModel::default(),
-            always_plan: false,
-            scope: Scope::Whole,
-        };
-        let b = build(input);
+        let b = decide_in(&ns, &load, &vjobs, &[], Scope::Whole);
         assert_eq!(b.decision.run, vec![1]);
-        assert_eq!(b.decision.placed, vec![(1, vec![1])], "the policy placed it beside the load");
+        assert_eq!(
+            b.decision.placed,
+            vec![(1, vec![1])],
+            "the policy placed it beside the load"
+        );
         let inst = b.instance.unwrap();
         assert_eq!(b.vm_refs[0], None);
         assert!(inst.constraints.contains(&Constraint::Root { vm: 0 }));
@@ -713,5 +775,47 @@ mod tests {
             .unwrap()
             .constraints
             .contains(&Constraint::Sleeping { vm: 0 }));
+    }
+
+    #[test]
+    fn a_board_kept_across_decisions_decides_as_a_fresh_one() {
+        let ns = nodes(3);
+        let mut vjobs = vec![
+            vjob(1, 0, vec![VmAt::Running(0)]),
+            vjob(2, 0, vec![VmAt::Running(1)]),
+            vjob(3, 10, vec![VmAt::NotStarted, VmAt::NotStarted]),
+        ];
+        let policy = PolicyChoice::ContextSwitch(Limits::default());
+        let ask = Ask {
+            moves: &[],
+            vm_name: &|id, i| format!("v{id}-{i}"),
+            durations: &DurationModel::default(),
+            always_plan: false,
+            scope: Scope::Touched,
+        };
+        let mut board = Board::new(ns.clone(), None);
+        for v in &vjobs {
+            board.upsert(v.clone());
+        }
+        // vjob 3 needs two nodes; only node 2 is free: vjob 1 (submitted first) stays, 2 goes.
+        let kept = board.decide(&policy, &ask);
+        assert_eq!(kept, decide(&ns, &[], &vjobs, &[]));
+        assert_eq!(kept.decision.suspend, vec![(2, Some(3))]);
+        // What the plan did, told to the board: vjob 2 sleeps, 3 runs.
+        vjobs[1].vms = VmsAt::Away {
+            count: 1,
+            sleeping: true,
+        };
+        vjobs[2].vms = VmsAt::Each(vec![VmAt::Running(1), VmAt::Running(2)]);
+        board.upsert(vjobs[1].clone());
+        board.upsert(vjobs[2].clone());
+        assert_eq!(board.decide(&policy, &ask), decide(&ns, &[], &vjobs, &[]));
+        // vjob 1 ends: vjob 2 resumes on its node.
+        board.remove(1);
+        vjobs.remove(0);
+        let again = board.decide(&policy, &ask);
+        assert_eq!(again, decide(&ns, &[], &vjobs, &[]));
+        assert_eq!(again.decision.run, vec![2]);
+        assert_eq!(again.nodes, vec![0], "only the node it resumes on");
     }
 }

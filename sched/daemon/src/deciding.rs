@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use vjob_api::{JobState, NodeAdminState};
-use vjob_core::decision::{self, Built, DecisionInput, LoadInput, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt};
+use vjob_core::decision::{
+    self, Ask, Built, DecisionInput, LoadInput, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt,
+};
 use vjob_core::model::NodeIdx;
 use vjob_core::plan;
 use vjob_core::policy::{self, Decision, Limits, PauseRule};
@@ -199,15 +201,17 @@ impl Core {
         let inputs = self.decision_input();
         let name = |id: u64, i: usize| self.rec.jobs[&id].vms[i].name.clone();
         let built = decision::build(DecisionInput {
-            nodes: &inputs.nodes,
-            load: &inputs.load,
+            nodes: inputs.nodes,
+            load: inputs.load,
             vjobs: inputs.vjobs,
             policy: &inputs.policy,
-            moves: &inputs.moves,
-            vm_name: &name,
-            durations: &self.durations.learned,
-            always_plan,
-            scope,
+            ask: Ask {
+                moves: &inputs.moves,
+                vm_name: &name,
+                durations: &self.durations.learned,
+                always_plan,
+                scope,
+            },
         });
         (built, inputs.waits)
     }

@@ -36,6 +36,10 @@ pub struct Args {
     /// Nodes (default: with --cores, the trace's MaxProcs over that many cores; else its MaxNodes, else MaxProcs).
     #[arg(long)]
     pub nodes: Option<u32>,
+    /// Lay the trace this many times over itself on a cluster as many times larger (copy i
+    /// shifted by i/K of the span): the recorded load per processor, K times the jobs.
+    #[arg(long, value_name = "K")]
+    pub overlay: Option<u32>,
     /// Cores per node (default: MaxProcs / MaxNodes, at least 1).
     #[arg(long)]
     pub cores: Option<u32>,
@@ -176,7 +180,10 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
     let bytes =
         vjob_instances::btrplace::read_maybe_gz(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&bytes);
-    let trace = crate::swf::parse(&path.display().to_string(), &text)?;
+    let mut trace = crate::swf::parse(&path.display().to_string(), &text)?;
+    if let Some(k) = args.overlay {
+        trace = trace.overlay(k);
+    }
     // `--cores N` alone maps the trace's processors onto nodes of N cores each.
     let mapped = args
         .cores
@@ -187,7 +194,12 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
         .or(mapped)
         .or(trace.max_nodes)
         .or(trace.max_procs)
-        .ok_or_else(|| format!("{}: no MaxNodes or MaxProcs in its header: give --nodes", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{}: no MaxNodes or MaxProcs in its header: give --nodes",
+                path.display()
+            )
+        })?;
     let cores = args
         .cores
         .unwrap_or_else(|| trace.max_procs.map(|p| (p / nodes.max(1)).max(1)).unwrap_or(1));

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use vjob_hypervisor::DurationModel;
 
-use vjob_core::decision::{self, DecisionInput, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt};
+use vjob_core::decision::{Ask, Board, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt};
 use vjob_core::model::{NodeIdx, NO_NODE};
 use vjob_core::plan::{self, ActionKind, Plan};
 use vjob_core::policy::{self, Decision, Limits, PauseRule};
@@ -196,8 +196,10 @@ struct Sim<'a> {
     st: Vec<JobState>,
     events: BinaryHeap<Reverse<(u64, Event, u64)>>,
     seq: u64,
-    /// The nodes, as decisions see them.
-    nodes: Vec<NodeInput>,
+    /// What the decisions are made on, kept up to date as jobs change.
+    board: Board,
+    /// Jobs changed since the board was last brought up to date.
+    changed: Vec<u32>,
     plan_in_flight: u32,
     dirty: bool,
     queued: u32,
@@ -243,6 +245,7 @@ impl Sim<'_> {
             self.busy_cores += cores;
         }
         self.st[j].phase = phase;
+        self.changed.push(j as u32);
     }
 
     fn sample(&mut self, now: u64) {
@@ -272,49 +275,67 @@ impl Sim<'_> {
         (waited + est) / est
     }
 
-    /// The vjobs the policy decides about, as the decision builder takes them.
-    fn vjob_inputs(&self, now: u64) -> Vec<VjobInput> {
-        let preemptive = matches!(self.cfg.policy, PolicyKind::Vjob | PolicyKind::Ss);
-        let mut vjobs = Vec::with_capacity(self.active.len());
-        for &j in &self.active {
-            let j = j as usize;
-            let s = &self.st[j];
-            let count = s.vms as usize;
-            let vms = match s.phase {
-                Phase::Running => VmsAt::Each(s.hosts.iter().map(|&h| VmAt::Running(h)).collect()),
-                Phase::Paused => VmsAt::Each(s.hosts.iter().map(|&h| VmAt::Paused(h)).collect()),
-                Phase::Suspended => VmsAt::Away { count, sleeping: true },
-                _ => VmsAt::Away { count, sleeping: false },
-            };
-            if !matches!(
-                s.phase,
-                Phase::Waiting | Phase::Suspended | Phase::Running | Phase::Paused
-            ) {
-                continue;
-            }
-            let job = &self.jobs[j];
-            vjobs.push(VjobInput {
-                id: j as u64,
-                queue: String::new(),
-                queue_priority: 0,
-                priority: if preemptive {
-                    (self.xfactor(j, now) * 1000.0).min(i32::MAX as f64) as i32
-                } else {
-                    0
-                },
-                submit_ms: job.submit_ms,
-                user: job.user.clone(),
-                eligible: true,
-                protected: now < s.protected_until,
-                admin_suspend: false,
-                demand: cpu_memory(s.vcpus as u64, s.mem),
-                vms,
-                requested_ms: job.requested_ms,
-                expected_end_ms: (s.phase == Phase::Running)
-                    .then(|| policy::expected_end(s.run_since, job.run_ms - s.remaining_ms, job.requested_ms)),
-            });
+    /// Job `j` as the decision board takes it, or `None` when it has no place there (not
+    /// submitted, ended, or in the middle of a switch).
+    fn vjob_input(&self, j: usize, now: u64) -> Option<VjobInput> {
+        let s = &self.st[j];
+        let count = s.vms as usize;
+        let vms = match s.phase {
+            Phase::Running => VmsAt::Each(s.hosts.iter().map(|&h| VmAt::Running(h)).collect()),
+            Phase::Paused => VmsAt::Each(s.hosts.iter().map(|&h| VmAt::Paused(h)).collect()),
+            Phase::Suspended => VmsAt::Away { count, sleeping: true },
+            Phase::Waiting => VmsAt::Away { count, sleeping: false },
+            _ => return None,
+        };
+        let job = &self.jobs[j];
+        Some(VjobInput {
+            id: j as u64,
+            queue: String::new(),
+            queue_priority: 0,
+            priority: self.priority(j, now),
+            submit_ms: job.submit_ms,
+            user: job.user.clone(),
+            eligible: true,
+            protected: now < s.protected_until,
+            admin_suspend: false,
+            demand: cpu_memory(s.vcpus as u64, s.mem),
+            vms,
+            requested_ms: job.requested_ms,
+            expected_end_ms: (s.phase == Phase::Running)
+                .then(|| policy::expected_end(s.run_since, job.run_ms - s.remaining_ms, job.requested_ms)),
+        })
+    }
+
+    /// The preemptive policies rank by expansion factor (which grows as a vjob waits); the
+    /// others by submission alone.
+    fn priority(&self, j: usize, now: u64) -> i32 {
+        match self.cfg.policy {
+            PolicyKind::Vjob | PolicyKind::Ss => (self.xfactor(j, now) * 1000.0).min(i32::MAX as f64) as i32,
+            PolicyKind::Fcfs | PolicyKind::Easy => 0,
         }
-        vjobs
+    }
+
+    /// Brings the board up to date with the jobs that changed since the last decision, and
+    /// (preemptive policies) every active vjob's priority and protection, which change with time.
+    fn sync_board(&mut self, now: u64) {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        for j in changed {
+            match self.vjob_input(j as usize, now) {
+                Some(v) => self.board.upsert(v),
+                None => self.board.remove(j as u64),
+            }
+        }
+        if matches!(self.cfg.policy, PolicyKind::Vjob | PolicyKind::Ss) {
+            for &j in &self.active {
+                let (p, protected) = (
+                    self.priority(j as usize, now),
+                    now < self.st[j as usize].protected_until,
+                );
+                self.board.refresh(j as u64, p, protected);
+            }
+        }
     }
 
     fn policy(&self, now: u64) -> PolicyChoice {
@@ -333,19 +354,17 @@ impl Sim<'_> {
     fn decide(&mut self, now: u64) {
         let t0 = Instant::now();
         let policy = self.policy(now);
+        self.sync_board(now);
         let mut scope = Scope::Touched;
         let (built, inst, plan) = loop {
-            let built = decision::build(DecisionInput {
-                nodes: &self.nodes,
-                load: &[],
-                vjobs: self.vjob_inputs(now),
-                policy: &policy,
+            let ask = Ask {
                 moves: &[],
                 vm_name: &|id, i| format!("{id}-{i}"),
                 durations: &self.cfg.durations,
                 always_plan: false,
                 scope,
-            });
+            };
+            let built = self.board.decide(&policy, &ask);
             let Some(inst) = built.instance.clone() else {
                 self.out.decisions += 1;
                 self.out.decision_us.push(t0.elapsed().as_micros() as u64);
@@ -450,6 +469,7 @@ impl Sim<'_> {
                     self.out.migrations += 1;
                     self.out.bytes_moved += mem;
                     self.st[ju].hosts[i] = node_of[to as usize];
+                    self.changed.push(j);
                 }
                 _ => continue,
             }
@@ -549,14 +569,19 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         st,
         events: BinaryHeap::new(),
         seq: 0,
-        nodes: (0..cfg.nodes)
-            .map(|i| NodeInput {
-                name: i.to_string(),
-                capacity: cpu_memory(cfg.cores as u64, cfg.node_memory),
-                accepts: true,
-                offline: false,
-            })
-            .collect(),
+        board: Board::new(
+            (0..cfg.nodes)
+                .map(|i| NodeInput {
+                    name: i.to_string(),
+                    capacity: cpu_memory(cfg.cores as u64, cfg.node_memory),
+                    accepts: true,
+                    offline: false,
+                })
+                .collect(),
+            PauseRule::keeping_memory(cfg.short_preemption_ms)
+                .filter(|_| matches!(cfg.policy, PolicyKind::Vjob | PolicyKind::Ss)),
+        ),
+        changed: Vec::new(),
         plan_in_flight: 0,
         dirty: false,
         queued: 0,

@@ -80,6 +80,40 @@ pub fn parse(file: &str, text: &str) -> Result<Trace, String> {
     Ok(t)
 }
 
+impl Trace {
+    /// The trace laid `k` times over itself on a cluster `k` times larger: copy `i` is shifted
+    /// by `i/k` of the trace's span, wrapping around, and its users are its own. The offered
+    /// load per processor stays the recorded one, with `k` times as many jobs, so a trace of a
+    /// hundred processors becomes one of thousands (how the large replays of the benchmarks
+    /// are made from the shared traces).
+    pub fn overlay(&self, k: u32) -> Trace {
+        let k = k.max(1);
+        let first = self.jobs.iter().map(|j| j.submit_s).min().unwrap_or(0);
+        let span = self.jobs.iter().map(|j| j.submit_s - first).max().unwrap_or(0) + 1;
+        let mut jobs = Vec::with_capacity(self.jobs.len() * k as usize);
+        let users = self.jobs.iter().map(|j| j.user).max().unwrap_or(0) + 1;
+        let ids = self.jobs.iter().map(|j| j.id).max().unwrap_or(0) + 1;
+        for i in 0..k as u64 {
+            let shift = span * i / k as u64;
+            for j in &self.jobs {
+                jobs.push(TraceJob {
+                    id: j.id + ids * i,
+                    submit_s: first + (j.submit_s - first + shift) % span,
+                    user: j.user + users * i as i64,
+                    ..j.clone()
+                });
+            }
+        }
+        jobs.sort_by_key(|j| (j.submit_s, j.id));
+        Trace {
+            jobs,
+            skipped: self.skipped * k as usize,
+            max_nodes: self.max_nodes.map(|n| n * k),
+            max_procs: self.max_procs.map(|p| p * k),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +135,22 @@ mod tests {
         assert!(parse("t.swf", "1 2 3\n")
             .unwrap_err()
             .starts_with("t.swf: line 1: 3 fields"));
+    }
+
+    #[test]
+    fn an_overlay_keeps_the_load_per_processor_and_multiplies_the_jobs() {
+        let text = "; MaxNodes: 4\n; MaxProcs: 4\n1 0 0 10 2 -1 -1 2 20 -1 1 7 -1 -1 -1 -1 -1 -1\n2 100 0 10 1 -1 -1 1 20 -1 1 8 -1 -1 -1 -1 -1 -1\n";
+        let t = parse("t.swf", text).unwrap();
+        let o = t.overlay(2);
+        assert_eq!((o.jobs.len(), o.max_nodes, o.max_procs), (4, Some(8), Some(8)));
+        let submits: Vec<u64> = o.jobs.iter().map(|j| j.submit_s).collect();
+        assert_eq!(
+            submits,
+            vec![0, 49, 50, 100],
+            "the copy is shifted by half the span, wrapping around"
+        );
+        let users: std::collections::BTreeSet<i64> = o.jobs.iter().map(|j| j.user).collect();
+        assert_eq!(users.len(), 4, "each copy's users are its own");
+        assert_eq!(t.overlay(1), t);
     }
 }

@@ -26,10 +26,21 @@ pub struct Placer {
     /// Load as of now (before any departure), to prefer nodes where an action can start at once.
     load_now: Vec<u64>,
     undo: Vec<(NodeIdx, Vec<u64>, bool)>,
+    /// Per resource, the room left on the open nodes together: a group that needs more cannot
+    /// fit, which is known without looking at a node.
+    free_total: Vec<u64>,
     /// On large clusters: open nodes by free amount of the first resource, so that a search
     /// looks at the tightest candidates instead of every node.
     index: Option<std::collections::BTreeSet<(u64, NodeIdx)>>,
+    /// Elsewhere, with at most two resources: open nodes grouped by state (capacity, load,
+    /// load now). Nodes of a group are alike but for their index, so a search over every node
+    /// need only score the first of each group: the same answer, in the time of the distinct
+    /// states.
+    groups: Option<HashMap<StateKey, std::collections::BTreeSet<NodeIdx>>>,
 }
+
+/// A node's capacity, load and load now, side by side (unused slots zero).
+type StateKey = [u64; 6];
 
 /// Clusters of at least this many nodes use the free-capacity index.
 const INDEX_FROM_NODES: usize = 8192;
@@ -51,16 +62,67 @@ impl Placer {
             load,
             load_now,
             undo: Vec::new(),
+            free_total: vec![0; nres],
             index: None,
+            groups: None,
         };
+        for n in 0..p.nodes() as NodeIdx {
+            if !p.closed[n as usize] {
+                p.count_free(n, true);
+            }
+        }
         if p.nodes() >= INDEX_FROM_NODES && nres > 0 {
             let idx = (0..p.nodes() as NodeIdx)
                 .filter(|&n| !p.closed[n as usize])
                 .map(|n| (p.free0(n), n))
                 .collect();
             p.index = Some(idx);
+        } else if nres <= 2 {
+            p.groups = Some(HashMap::new());
+            for n in 0..p.nodes() as NodeIdx {
+                p.group(n);
+            }
         }
         p
+    }
+
+    fn state_key(&self, n: NodeIdx) -> StateKey {
+        let i = n as usize * self.nres;
+        let mut k = [0u64; 6];
+        let r = self.nres;
+        k[..r].copy_from_slice(&self.capacity[i..i + r]);
+        k[2..2 + r].copy_from_slice(&self.load[i..i + r]);
+        k[4..4 + r].copy_from_slice(&self.load_now[i..i + r]);
+        k
+    }
+
+    /// Files an open node under its state.
+    fn group(&mut self, n: NodeIdx) {
+        if self.groups.is_none() || self.closed[n as usize] {
+            return;
+        }
+        let k = self.state_key(n);
+        self.groups
+            .as_mut()
+            .expect("checked above")
+            .entry(k)
+            .or_default()
+            .insert(n);
+    }
+
+    /// Takes a node out of its group (before its state changes).
+    fn ungroup(&mut self, n: NodeIdx) {
+        if self.groups.is_none() || self.closed[n as usize] {
+            return;
+        }
+        let k = self.state_key(n);
+        let groups = self.groups.as_mut().expect("checked above");
+        if let Some(set) = groups.get_mut(&k) {
+            set.remove(&n);
+            if set.is_empty() {
+                groups.remove(&k);
+            }
+        }
     }
 
     fn free0(&self, n: NodeIdx) -> u64 {
@@ -84,6 +146,10 @@ impl Placer {
         self.closed.len()
     }
     pub fn close(&mut self, n: NodeIdx) {
+        if !self.closed[n as usize] {
+            self.count_free(n, false);
+            self.ungroup(n);
+        }
         if let Some(idx) = self.index.as_mut() {
             let f = self.capacity[n as usize * self.nres].saturating_sub(self.load[n as usize * self.nres]);
             idx.remove(&(f, n));
@@ -108,7 +174,6 @@ impl Placer {
 
     /// The best node for `demand` among those `allowed`, or `None`.
     pub fn best(&self, demand: &[u64], mut allowed: impl FnMut(NodeIdx) -> bool) -> Option<NodeIdx> {
-        let r = self.nres;
         let mut best: Option<(bool, u64, NodeIdx)> = None;
         // On a large cluster, score only the tightest nodes that fit (best fit on the first
         // resource); elsewhere every node.
@@ -128,23 +193,83 @@ impl Placer {
             if indexed.is_none() && (!self.fits(n, demand) || !allowed(n)) {
                 continue;
             }
-            let i = n as usize * r;
-            let cap = &self.capacity[i..i + r];
-            let now = &self.load_now[i..i + r];
-            let later = !fits(now, demand, cap);
-            // Tightest fit: the smallest relative room left on any resource, in millionths.
-            let load = &self.load[i..i + r];
-            let slack = (0..r)
-                .filter(|&k| cap[k] > 0)
-                .map(|k| ((cap[k] - load[k] - demand[k]) as u128 * 1_000_000 / cap[k] as u128) as u64)
-                .min()
-                .unwrap_or(0);
+            let (later, slack) = self.score(n, demand);
             let key = (later, slack, n);
             if best.is_none_or(|b| key < b) {
                 best = Some(key);
             }
         }
         best.map(|b| b.2)
+    }
+
+    /// The best node for `demand` among all: [`Placer::best`] with every node allowed, in the
+    /// time of the distinct node states where the nodes are grouped.
+    pub fn best_any(&self, demand: &[u64]) -> Option<NodeIdx> {
+        let Some(groups) = &self.groups else {
+            return self.best(demand, |_| true);
+        };
+        let mut best: Option<(bool, u64, NodeIdx)> = None;
+        for set in groups.values() {
+            let n = *set.first().expect("groups are never empty");
+            if !self.fits(n, demand) {
+                continue;
+            }
+            let (later, slack) = self.score(n, demand);
+            let key = (later, slack, n);
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        best.map(|b| b.2)
+    }
+
+    /// How `demand` would sit on `n`: whether it must wait for departures (it does not fit in
+    /// the load of now), and the tightest fit, the smallest relative room left on any resource,
+    /// in millionths (lower is better).
+    fn score(&self, n: NodeIdx, demand: &[u64]) -> (bool, u64) {
+        let r = self.nres;
+        let i = n as usize * r;
+        let cap = &self.capacity[i..i + r];
+        let later = !fits(&self.load_now[i..i + r], demand, cap);
+        let load = &self.load[i..i + r];
+        let slack = (0..r)
+            .filter(|&k| cap[k] > 0)
+            .map(|k| {
+                let room = cap[k] - load[k] - demand[k];
+                match room.checked_mul(1_000_000) {
+                    Some(x) => x / cap[k],
+                    None => (room as u128 * 1_000_000 / cap[k] as u128) as u64,
+                }
+            })
+            .min()
+            .unwrap_or(0);
+        (later, slack)
+    }
+
+    /// Settles that `demand` now occupies `n`, before and after any departure: a change of
+    /// the state placements start from, not a step of one (no undo).
+    pub fn occupy(&mut self, n: NodeIdx, demand: &[u64]) {
+        self.apply(n, demand, true);
+    }
+
+    /// Settles that `demand` left `n` (the converse of [`Placer::occupy`]).
+    pub fn vacate(&mut self, n: NodeIdx, demand: &[u64]) {
+        let i = n as usize * self.nres;
+        let before = self.free0(n);
+        let open = !self.closed[n as usize];
+        if open {
+            self.count_free(n, false);
+            self.ungroup(n);
+        }
+        for (k, d) in demand.iter().enumerate() {
+            self.load[i + k] -= d;
+            self.load_now[i + k] -= d;
+        }
+        if open {
+            self.count_free(n, true);
+            self.group(n);
+        }
+        self.reindex(n, before);
     }
 
     /// Adds `demand` to `n`.
@@ -159,9 +284,27 @@ impl Placer {
         self.apply(n, demand, false);
     }
 
+    /// Adds (or takes away) node `n`'s room to the totals.
+    fn count_free(&mut self, n: NodeIdx, add: bool) {
+        let i = n as usize * self.nres;
+        for k in 0..self.nres {
+            let free = self.capacity[i + k].saturating_sub(self.load[i + k]);
+            if add {
+                self.free_total[k] += free;
+            } else {
+                self.free_total[k] -= free;
+            }
+        }
+    }
+
     fn apply(&mut self, n: NodeIdx, demand: &[u64], add: bool) {
         let i = n as usize * self.nres;
         let before = self.free0(n);
+        let open = !self.closed[n as usize];
+        if open {
+            self.count_free(n, false);
+            self.ungroup(n);
+        }
         for (k, d) in demand.iter().enumerate() {
             if add {
                 self.load[i + k] += d;
@@ -169,6 +312,10 @@ impl Placer {
             } else {
                 self.load[i + k] -= d;
             }
+        }
+        if open {
+            self.count_free(n, true);
+            self.group(n);
         }
         self.reindex(n, before);
     }
@@ -194,6 +341,11 @@ impl Placer {
             let (n, d, added) = self.undo.pop().expect("len > mark");
             let i = n as usize * self.nres;
             let before = self.free0(n);
+            let open = !self.closed[n as usize];
+            if open {
+                self.count_free(n, false);
+                self.ungroup(n);
+            }
             for (k, d) in d.iter().enumerate() {
                 if added {
                     self.load[i + k] -= d;
@@ -201,6 +353,10 @@ impl Placer {
                 } else {
                     self.load[i + k] += d;
                 }
+            }
+            if open {
+                self.count_free(n, true);
+                self.group(n);
             }
             self.reindex(n, before);
         }
@@ -213,10 +369,14 @@ impl Placer {
 
     /// Places a group of VMs (demands), all or none; returns their nodes.
     pub fn place_group(&mut self, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
+        let short = (0..self.nres).any(|k| demands.iter().map(|d| d[k]).sum::<u64>() > self.free_total[k]);
+        if short {
+            return None;
+        }
         let mark = self.mark();
         let mut hosts = Vec::with_capacity(demands.len());
         for d in demands {
-            match self.best(d, |_| true) {
+            match self.best_any(d) {
                 Some(n) => {
                     self.take(n, d);
                     hosts.push(n);

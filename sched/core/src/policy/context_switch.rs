@@ -11,7 +11,7 @@ use crate::plan::place::Placer;
 
 /// The state of one decision round.
 struct Round<'a> {
-    cands: &'a [Candidate],
+    cands: &'a [Candidate<'a>],
     order: Vec<usize>,
     placer: &'a mut Placer,
     limits: &'a Limits,
@@ -31,7 +31,7 @@ struct Round<'a> {
 
 /// The context-switch policy. `placer` holds the load of the VMs of running candidates that
 /// have a host, and of everything else that occupies nodes.
-pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits) -> Decision {
+pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Limits) -> Decision {
     let mut round = Round {
         cands,
         order: order(cands),
@@ -45,13 +45,12 @@ pub fn context_switch(cands: &[Candidate], placer: &mut Placer, limits: &Limits)
         hopeless: Vec::new(),
     };
     for c in cands.iter().filter(|c| c.standing == Standing::Running) {
-        *round.running_q.entry(&c.queue).or_default() += 1;
-        *round.running_qu.entry((&c.queue, &c.user)).or_default() += 1;
+        *round.running_q.entry(c.queue).or_default() += 1;
+        *round.running_qu.entry((c.queue, c.user)).or_default() += 1;
     }
     for pos in 0..round.order.len() {
         round.consider(pos);
     }
-    round.placer.commit();
     round.decision
 }
 
@@ -81,17 +80,13 @@ impl<'a> Round<'a> {
     }
 
     /// Why a queue or user limit keeps `c` from running, if one does.
-    fn over_limit(&self, c: &Candidate) -> Option<String> {
-        let (qmax, umax) = self.limits.queues.get(&c.queue).copied().unwrap_or((None, None));
-        let in_queue = self.running_q.get(c.queue.as_str()).copied().unwrap_or(0);
+    fn over_limit(&self, c: &Candidate<'_>) -> Option<String> {
+        let (qmax, umax) = self.limits.queues.get(c.queue).copied().unwrap_or((None, None));
+        let in_queue = self.running_q.get(c.queue).copied().unwrap_or(0);
         if let Some(m) = qmax.filter(|&m| in_queue >= m) {
             return Some(format!("queue {} is at its limit of {m} running vjobs", c.queue));
         }
-        let of_user = self
-            .running_qu
-            .get(&(c.queue.as_str(), c.user.as_str()))
-            .copied()
-            .unwrap_or(0);
+        let of_user = self.running_qu.get(&(c.queue, c.user)).copied().unwrap_or(0);
         umax.filter(|&m| of_user >= m).map(|m| {
             format!(
                 "user {} is at the limit of {m} running vjobs in queue {}",
@@ -102,12 +97,12 @@ impl<'a> Round<'a> {
 
     /// A paused vjob resumes where it is, once its processors are free there; it preempts
     /// nobody.
-    fn resume_paused(&mut self, c: &'a Candidate) {
+    fn resume_paused(&mut self, c: &'a Candidate<'a>) {
         let back = self
             .limits
             .pause
             .as_ref()
-            .map_or_else(|| c.demand.clone(), |r| r.freed(&c.demand));
+            .map_or_else(|| c.demand.to_vec(), |r| r.freed(c.demand));
         let mark = self.placer.mark();
         let placer = &mut *self.placer;
         let fits = c.placed.iter().all(|&h| {
@@ -132,7 +127,7 @@ impl<'a> Round<'a> {
     /// nowhere to go is suspended whole).
     fn admit_or_preempt(&mut self, pos: usize, i: usize, missing: usize) {
         let c = &self.cands[i];
-        let demands: Vec<&[u64]> = vec![c.demand.as_slice(); missing];
+        let demands: Vec<&[u64]> = vec![c.demand; missing];
         let shape: Vec<Vec<u64>> = demands.iter().map(|d| d.to_vec()).collect();
         if c.standing != Standing::Running && self.hopeless.contains(&shape) {
             self.decision.waiting.push((c.id, "waiting for resources".into()));
@@ -179,7 +174,7 @@ impl<'a> Round<'a> {
     /// The vjobs to preempt for `c` (at position `pos`) so that `demands` fit, and whether they
     /// are paused in memory (a short preemptor, when processors are enough) rather than saved.
     /// The placer is left as it was.
-    fn victims(&mut self, pos: usize, c: &Candidate, demands: &[&[u64]]) -> Option<(Vec<usize>, bool)> {
+    fn victims(&mut self, pos: usize, c: &Candidate<'_>, demands: &[&[u64]]) -> Option<(Vec<usize>, bool)> {
         let short = self
             .limits
             .pause
@@ -201,17 +196,17 @@ impl<'a> Round<'a> {
 
     /// What preempting `v` gives back: all it holds, or (pausing) its processors only; a vjob
     /// already paused that is saved gives back the memory it still holds.
-    fn gives_back(&self, v: &Candidate, pausing: bool) -> Vec<u64> {
+    fn gives_back(&self, v: &Candidate<'_>, pausing: bool) -> Vec<u64> {
         match (pausing, v.standing, self.limits.pause.as_ref()) {
-            (true, _, Some(r)) => r.freed(&v.demand),
-            (false, Standing::Paused, Some(r)) => r.held(&v.demand),
-            _ => v.demand.clone(),
+            (true, _, Some(r)) => r.freed(v.demand),
+            (false, Standing::Paused, Some(r)) => r.held(v.demand),
+            _ => v.demand.to_vec(),
         }
     }
 
     /// Releases running vjobs behind position `pos` that `c` outranks, lowest first, until
     /// `demands` fit; returns them, or `None` if even all of them are not enough.
-    fn lowest_first(&mut self, pos: usize, c: &Candidate, demands: &[&[u64]], pausing: bool) -> Option<Vec<usize>> {
+    fn lowest_first(&mut self, pos: usize, c: &Candidate<'_>, demands: &[&[u64]], pausing: bool) -> Option<Vec<usize>> {
         let mut victims = Vec::new();
         for &j in self.order[pos + 1..].iter().rev() {
             let v = &self.cands[j];
@@ -228,7 +223,7 @@ impl<'a> Round<'a> {
                 continue;
             }
             let back = self.gives_back(v, pausing);
-            for &h in &v.placed {
+            for &h in v.placed {
                 self.placer.release(h, &back);
             }
             victims.push(j);
@@ -250,7 +245,7 @@ impl<'a> Round<'a> {
             let back = self.placer.mark();
             let d = self.gives_back(v, pausing);
             let mut ok = true;
-            for &h in &v.placed {
+            for &h in v.placed {
                 if self.placer.fits(h, &d) {
                     self.placer.take(h, &d);
                 } else {
@@ -269,24 +264,24 @@ impl<'a> Round<'a> {
         needed
     }
 
-    fn admit(&mut self, c: &'a Candidate) {
+    fn admit(&mut self, c: &'a Candidate<'a>) {
         self.decision.run.push(c.id);
         if c.standing != Standing::Running {
-            *self.running_q.entry(&c.queue).or_default() += 1;
-            *self.running_qu.entry((&c.queue, &c.user)).or_default() += 1;
+            *self.running_q.entry(c.queue).or_default() += 1;
+            *self.running_qu.entry((c.queue, c.user)).or_default() += 1;
         }
     }
 
-    fn count_out(&mut self, v: &'a Candidate) {
-        *self.running_q.entry(&v.queue).or_default() -= 1;
-        *self.running_qu.entry((&v.queue, &v.user)).or_default() -= 1;
+    fn count_out(&mut self, v: &'a Candidate<'a>) {
+        *self.running_q.entry(v.queue).or_default() -= 1;
+        *self.running_qu.entry((v.queue, v.user)).or_default() -= 1;
     }
 
     /// Suspends candidate `i` whole (`by`: the vjob it makes room for).
     fn suspend(&mut self, i: usize, by: Option<u64>) {
         let c = &self.cands[i];
-        for &h in &c.placed {
-            self.placer.release(h, &c.demand);
+        for &h in c.placed {
+            self.placer.release(h, c.demand);
         }
         self.suspended[i] = true;
         self.decision.suspend.push((c.id, by));

@@ -50,25 +50,25 @@ pub enum Standing {
 
 /// A vjob as the policy sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
+pub struct Candidate<'a> {
     pub id: u64,
-    pub queue: String,
+    pub queue: &'a str,
     pub queue_priority: i32,
     pub priority: i32,
     pub submit_ms: u64,
-    pub user: String,
+    pub user: &'a str,
     pub standing: Standing,
     /// May be started or resumed (queue started, not held, not suspended by hand).
     pub eligible: bool,
     /// May not be suspended now (within its quantum, or switching).
     pub protected: bool,
     /// What each of its VMs needs (a vjob's VMs are alike).
-    pub demand: Vec<u64>,
+    pub demand: &'a [u64],
     /// How many VMs it has.
     pub vms: usize,
     /// The nodes of its VMs that stay where they are (running, or paused in memory); the
     /// others must be placed (not started, sleeping, or on a node going offline).
-    pub placed: Vec<NodeIdx>,
+    pub placed: &'a [NodeIdx],
     /// The user's estimate of its running time (walltime), for backfilling.
     pub requested_ms: Option<u64>,
     /// For a running vjob: when its estimate says it ends.
@@ -145,7 +145,7 @@ pub struct Decision {
 }
 
 /// The order in which candidates are considered: queue priority, job priority, submission, id.
-pub fn order(cands: &[Candidate]) -> Vec<usize> {
+pub fn order(cands: &[Candidate<'_>]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..cands.len()).collect();
     idx.sort_by_key(|&i| {
         let c = &cands[i];
@@ -161,14 +161,14 @@ pub fn order(cands: &[Candidate]) -> Vec<usize> {
 
 /// First come, first served: waiting vjobs start in order while they fit; the first that does
 /// not fit blocks all the others. No preemption. The baseline every scheduler is compared with.
-pub fn fcfs(cands: &[Candidate], placer: &mut Placer) -> Decision {
+pub fn fcfs(cands: &[Candidate<'_>], placer: &mut Placer) -> Decision {
     let mut decision = Decision::default();
     for i in order(cands) {
         let c = &cands[i];
         if c.standing == Standing::Running || !c.eligible {
             continue;
         }
-        let demands: Vec<&[u64]> = vec![c.demand.as_slice(); c.vms];
+        let demands: Vec<&[u64]> = vec![c.demand; c.vms];
         if let Some(nodes) = placer.place_group(&demands) {
             decision.run.push(c.id);
             decision.placed.push((c.id, nodes));
@@ -179,7 +179,6 @@ pub fn fcfs(cands: &[Candidate], placer: &mut Placer) -> Decision {
             break;
         }
     }
-    placer.commit();
     decision
 }
 
@@ -189,7 +188,7 @@ pub fn fcfs(cands: &[Candidate], placer: &mut Placer) -> Decision {
 /// ahead if they fit now and either end before that time or leave enough room for it. No
 /// preemption. Resource counts for the reservation are aggregate (`rc` = the resource counted,
 /// e.g. cpu); fits are checked node by node.
-pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> Decision {
+pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -> Decision {
     let mut decision = Decision::default();
     let total_free = |p: &Placer| -> u64 {
         (0..p.nodes() as NodeIdx)
@@ -197,7 +196,7 @@ pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> De
             .map(|n| p.capacity(n)[rc].saturating_sub(p.load(n)[rc]))
             .sum()
     };
-    let size = |c: &Candidate| -> u64 { c.demand[rc] * c.vms as u64 };
+    let size = |c: &Candidate<'_>| -> u64 { c.demand[rc] * c.vms as u64 };
     // Expected ends of what runs, as (time, amount freed).
     let mut ends: Vec<(u64, u64)> = cands
         .iter()
@@ -210,7 +209,7 @@ pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> De
         if c.standing == Standing::Running || !c.eligible {
             continue;
         }
-        let demands: Vec<&[u64]> = vec![c.demand.as_slice(); c.vms];
+        let demands: Vec<&[u64]> = vec![c.demand; c.vms];
         // Without an estimate, a waiting vjob is taken to run longer than any running one
         // without an estimate: it never backfills in time ahead of one.
         let estimate_end = now.saturating_add(c.requested_ms.unwrap_or(2 * UNKNOWN_RUNTIME_MS));
@@ -243,7 +242,9 @@ pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> De
             Some((shadow, extra)) => {
                 let fits_in_time = estimate_end <= shadow;
                 let fits_in_extra = size(c) <= extra;
-                let placed = (fits_in_time || fits_in_extra).then(|| placer.place_group(&demands)).flatten();
+                let placed = (fits_in_time || fits_in_extra)
+                    .then(|| placer.place_group(&demands))
+                    .flatten();
                 if let Some(nodes) = placed {
                     decision.run.push(c.id);
                     decision.placed.push((c.id, nodes));
@@ -258,7 +259,6 @@ pub fn easy(cands: &[Candidate], placer: &mut Placer, now: u64, rc: usize) -> De
             }
         }
     }
-    placer.commit();
     decision
 }
 
@@ -275,30 +275,42 @@ mod tests {
         m
     }
 
-    fn cand(id: u64, qprio: i32, submit: u64, standing: Standing, vms: &[(u64, Option<NodeIdx>)]) -> Candidate {
+    /// A candidate whose slices live as long as the test (leaked).
+    fn cand(
+        id: u64,
+        qprio: i32,
+        submit: u64,
+        standing: Standing,
+        vms: &[(u64, Option<NodeIdx>)],
+    ) -> Candidate<'static> {
         Candidate {
             id,
-            queue: if qprio > 10 { "express".into() } else { "batch".into() },
+            queue: if qprio > 10 { "express" } else { "batch" },
             queue_priority: qprio,
             priority: 0,
             submit_ms: submit,
-            user: "u".into(),
+            user: "u",
             standing,
             eligible: true,
             protected: false,
             requested_ms: None,
             expected_end_ms: None,
-            demand: vec![vms[0].0, 4],
+            demand: Box::leak(vec![vms[0].0, 4].into_boxed_slice()),
             vms: vms.len(),
-            placed: vms.iter().filter_map(|&(_, h)| h).collect(),
+            placed: Box::leak(
+                vms.iter()
+                    .filter_map(|&(_, h)| h)
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            ),
         }
     }
 
     /// A placer whose loads hold the running candidates' VMs.
-    fn placer(m: &mut Model, cands: &[Candidate]) -> Placer {
+    fn placer(m: &mut Model, cands: &[Candidate<'_>]) -> Placer {
         for c in cands {
             for (k, &h) in c.placed.iter().enumerate() {
-                m.add_vm(format!("{}-{k}", c.id), VmState::Running, h, &c.demand);
+                m.add_vm(format!("{}-{k}", c.id), VmState::Running, h, c.demand);
             }
         }
         Placer::from_model(m)
@@ -332,7 +344,7 @@ mod tests {
             requested_ms: Some(30_000),
             ..cand(2, 100, 5, Standing::Waiting, &[(4, None)])
         };
-        let decide = |cands: &[Candidate]| {
+        let decide = |cands: &[Candidate<'_>]| {
             let mut m = cluster(2);
             let mut p = placer(&mut m, cands);
             context_switch(cands, &mut p, &limits)
@@ -349,7 +361,7 @@ mod tests {
         assert_eq!((d.run, d.pause, d.suspend), (vec![2], vec![], vec![(1, Some(2))]));
         // So does a short one that needs the memory too.
         let big = Candidate {
-            demand: vec![4, 8],
+            demand: &[4, 8],
             ..short.clone()
         };
         let d = decide(&[batch.clone(), big]);
@@ -357,10 +369,10 @@ mod tests {
 
         // A paused vjob holds its memory where it is and resumes there once processors are free.
         let paused = cand(1, 10, 0, Standing::Paused, &[(4, Some(0)), (4, Some(1))]);
-        let with_held = |others: &[Candidate]| {
+        let with_held = |others: &[Candidate<'_>]| {
             let mut m = cluster(2);
             for (k, &h) in paused.placed.iter().enumerate() {
-                m.add_vm(format!("p-{k}"), VmState::Running, h, &rule.held(&paused.demand));
+                m.add_vm(format!("p-{k}"), VmState::Running, h, &rule.held(paused.demand));
             }
             let mut p = placer(&mut m, others);
             let mut all = vec![paused.clone()];
@@ -370,7 +382,7 @@ mod tests {
         let running_short = Candidate {
             standing: Standing::Running,
             vms: 1,
-            placed: vec![0],
+            placed: &[0],
             ..short.clone()
         };
         let d = with_held(&[running_short]);
@@ -382,13 +394,13 @@ mod tests {
         assert_eq!(with_held(&[]).run, vec![1]);
         // A job that needs its memory saves it to disk.
         let hungry = Candidate {
-            demand: vec![1, 8],
+            demand: &[1, 8],
             ..cand(3, 100, 9, Standing::Waiting, &[(1, None)])
         };
         let running_short = Candidate {
             standing: Standing::Running,
             vms: 1,
-            placed: vec![0],
+            placed: &[0],
             ..short
         };
         let d = with_held(&[running_short, hungry]);
