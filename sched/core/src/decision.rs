@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use vjob_hypervisor::DurationModel;
 
-use crate::instance::{ActionCosts, Constraint, Instance, Options};
+use crate::instance::{Action, ActionCosts, ActionKind, Constraint, Instance, Options, Plan};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
 use crate::policy::{self, Candidate, Decision, Limits, PauseRule, Standing};
@@ -175,6 +175,10 @@ pub struct Built {
     /// a decision touches (where VMs arrive, or leave from), unless [`Scope::Whole`] was asked
     /// or needed (manual moves, nodes to evacuate, snapshots).
     pub nodes: Vec<NodeIdx>,
+    /// The plan, when the decision needs no planning: it only starts or resumes vjobs into room
+    /// that is free now, each VM where the policy placed it, and nothing else moves. `None`:
+    /// ask the planner.
+    pub plan: Option<Plan>,
 }
 
 /// Which nodes a planner instance holds.
@@ -214,6 +218,17 @@ pub struct Board {
     rule: Option<PauseRule>,
     /// Some node must be left by its VMs.
     any_offline: bool,
+    /// Vjobs that are not wholly running where they are (waiting, suspended, paused, with VMs
+    /// to place again) or are to be suspended by hand: when there is none, a decision has
+    /// nothing to do.
+    unsettled: usize,
+}
+
+impl Entry {
+    /// Whether a decision may have something to do about it.
+    fn unsettled(&self) -> bool {
+        self.input.admin_suspend || self.standing != Standing::Running || self.placed.len() < self.input.vms.len()
+    }
 }
 
 /// A vjob on the board, with what the policy needs of it derived once.
@@ -236,6 +251,7 @@ impl Board {
         let n = nodes.len();
         Board {
             any_offline: nodes.iter().any(|n| n.offline),
+            unsettled: 0,
             placer: Placer::new(r, capacity, closed, zero.clone(), zero),
             nodes,
             load: Vec::new(),
@@ -280,20 +296,24 @@ impl Board {
                 self.on_node[h as usize].push((v.id, i));
             }
         }
-        self.vjobs.insert(
-            v.id,
-            Entry {
-                input: v,
-                standing,
-                placed,
-                held,
-            },
-        );
+        let entry = Entry {
+            input: v,
+            standing,
+            placed,
+            held,
+        };
+        if entry.unsettled() {
+            self.unsettled += 1;
+        }
+        self.vjobs.insert(entry.input.id, entry);
     }
 
     /// Takes a vjob off the board.
     pub fn remove(&mut self, id: u64) {
         let Some(e) = self.vjobs.remove(&id) else { return };
+        if e.unsettled() {
+            self.unsettled -= 1;
+        }
         for &h in &e.placed {
             self.placer.vacate(h, &e.held);
         }
@@ -313,6 +333,12 @@ impl Board {
         }
     }
 
+    /// Whether some vjob is not wholly running where it is: otherwise a decision has nothing
+    /// to do (and the time-dependent priorities need no refreshing).
+    pub fn unsettled(&self) -> bool {
+        self.unsettled > 0
+    }
+
     pub fn vjob(&self, id: u64) -> Option<&VjobInput> {
         self.vjobs.get(&id).map(|e| &e.input)
     }
@@ -320,6 +346,15 @@ impl Board {
     /// Decides: the policy's choice on what the board holds, and the planner instance that
     /// carries it out. The board itself is left as it was: it changes as the plan is carried out.
     pub fn decide(&mut self, policy: &PolicyChoice, ask: &Ask<'_>) -> Built {
+        if self.unsettled == 0 && ask.moves.is_empty() && !ask.always_plan && !self.misplaced() {
+            return Built {
+                decision: Decision::default(),
+                instance: None,
+                vm_refs: Vec::new(),
+                nodes: Vec::new(),
+                plan: None,
+            };
+        }
         let mut decision = self.policy_decision(policy);
         for e in self.vjobs.values().filter(|e| e.input.admin_suspend) {
             decision.suspend.push((e.input.id, None));
@@ -332,6 +367,7 @@ impl Board {
                 instance: None,
                 vm_refs: Vec::new(),
                 nodes: Vec::new(),
+                plan: None,
             };
         }
         let whole = ask.scope == Scope::Whole || !ask.moves.is_empty() || ask.always_plan || misplaced;
@@ -341,11 +377,15 @@ impl Board {
             self.touched_nodes(&decision)
         };
         let (instance, vm_refs) = self.planner_instance(ask, &decision, &nodes, whole);
+        let plan = (!whole && self.only_arrivals(&decision))
+            .then(|| direct_plan(&instance, &vm_refs, &decision, &nodes))
+            .flatten();
         Built {
             decision,
             instance: Some(instance),
             vm_refs,
             nodes,
+            plan,
         }
     }
 
@@ -366,6 +406,19 @@ impl Board {
         };
         placer.rollback(mark);
         decision
+    }
+
+    /// Whether a decision only starts or resumes vjobs whose VMs are all away from nodes (so
+    /// the policy placed each of them), suspending and pausing none.
+    fn only_arrivals(&self, decision: &Decision) -> bool {
+        decision.suspend.is_empty()
+            && decision.pause.is_empty()
+            && decision.run.len() == decision.placed.len()
+            && decision.placed.iter().all(|(id, ns)| {
+                self.vjobs.get(id).is_some_and(|e| {
+                    e.placed.is_empty() && e.standing != Standing::Paused && ns.len() == e.input.vms.len()
+                })
+            })
     }
 
     /// Whether some running VM sits on a node that must be left.
@@ -497,6 +550,53 @@ impl Board {
         order.extend(others.iter().filter_map(|id| self.vjobs.get(id)));
         order
     }
+}
+
+/// The plan of a decision that only starts or resumes VMs into free room: each VM booted (or
+/// resumed) at once where the policy placed it. `None` if the instance does not bear it out
+/// (then the planner decides).
+fn direct_plan(
+    inst: &Instance,
+    vm_refs: &[Option<(u64, usize)>],
+    decision: &Decision,
+    nodes: &[NodeIdx],
+) -> Option<Plan> {
+    let placed: std::collections::HashMap<u64, &Vec<NodeIdx>> =
+        decision.placed.iter().map(|(id, ns)| (*id, ns)).collect();
+    let local = |n: NodeIdx| nodes.binary_search(&n).ok().map(|i| i as NodeIdx);
+    let m = &inst.model;
+    let mut target = m.clone();
+    let mut actions = Vec::new();
+    for (v, r) in vm_refs.iter().enumerate() {
+        let v = v as VmIdx;
+        let Some(ns) = r.and_then(|(id, i)| placed.get(&id).map(|ns| ns[i])) else {
+            continue;
+        };
+        let on = local(ns)?;
+        let (kind, cost) = match m.state(v) {
+            VmState::Ready => (ActionKind::BootVm { vm: v, on }, inst.costs.boot.get(v as usize)),
+            VmState::Sleeping => (
+                ActionKind::ResumeVm {
+                    vm: v,
+                    from: m.host(v),
+                    to: on,
+                },
+                inst.costs.resume.get(v as usize),
+            ),
+            _ => return None,
+        };
+        target.set_vm(v, VmState::Running, on);
+        actions.push(Action {
+            kind,
+            start: 0,
+            end: cost.copied().unwrap_or(1),
+            deps: Vec::new(),
+        });
+    }
+    let load = target.load();
+    let r = target.nres();
+    let fits = (0..target.nodes()).all(|n| (0..r).all(|k| load[n * r + k] <= target.capacity(n as NodeIdx)[k]));
+    fits.then_some(Plan { target, actions })
 }
 
 /// Where a vjob stands, and the nodes of its VMs that stay (a VM on a node going offline must
@@ -817,5 +917,44 @@ mod tests {
         assert_eq!(again, decide(&ns, &[], &vjobs, &[]));
         assert_eq!(again.decision.run, vec![2]);
         assert_eq!(again.nodes, vec![0], "only the node it resumes on");
+    }
+
+    #[test]
+    fn a_decision_that_only_starts_vjobs_into_free_room_is_planned_without_the_planner() {
+        let ns = nodes(4);
+        let mut sleeping = vjob(2, 0, vec![]);
+        sleeping.vms = VmsAt::Away {
+            count: 1,
+            sleeping: true,
+        };
+        let vjobs = [
+            vjob(1, 0, vec![VmAt::Running(0)]),
+            sleeping,
+            vjob(3, 0, vec![VmAt::NotStarted, VmAt::NotStarted]),
+        ];
+        let b = decide(&ns, &[], &vjobs, &[]);
+        let plan = b.plan.clone().expect("nothing but arrivals into free room");
+        let inst = b.instance.as_ref().unwrap();
+        assert!(
+            crate::check::check(inst, &plan).is_empty(),
+            "{:?}",
+            crate::check::check(inst, &plan)
+        );
+        assert_eq!(plan.count("bootVM"), 2);
+        assert_eq!(plan.count("resumeVM"), 1);
+        // Each VM where the policy placed it.
+        for (v, r) in b.vm_refs.iter().enumerate() {
+            let (id, i) = r.unwrap();
+            let (_, placed) = b.decision.placed.iter().find(|(j, _)| *j == id).unwrap();
+            assert_eq!(b.nodes[plan.target.host(v as VmIdx) as usize], placed[i]);
+        }
+        // A preemption is the planner's.
+        let b = decide(
+            &ns[..1],
+            &[],
+            &[vjob(1, 0, vec![VmAt::Running(0)]), vjob(4, 10, vec![VmAt::NotStarted])],
+            &[],
+        );
+        assert!(b.plan.is_none() && !b.decision.suspend.is_empty());
     }
 }

@@ -227,7 +227,7 @@ impl Core {
                 self.rec.manual_moves.clear();
                 return;
             };
-            match plan::solve(&inst) {
+            match built.plan.clone().map_or_else(|| plan::solve(&inst), Ok) {
                 Ok(p) => {
                     self.note_waiting(built.decision.waiting.iter().chain(&waits));
                     break (built, inst, p);

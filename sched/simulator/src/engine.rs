@@ -327,7 +327,7 @@ impl Sim<'_> {
                 None => self.board.remove(j as u64),
             }
         }
-        if matches!(self.cfg.policy, PolicyKind::Vjob | PolicyKind::Ss) {
+        if matches!(self.cfg.policy, PolicyKind::Vjob | PolicyKind::Ss) && self.board.unsettled() {
             for &j in &self.active {
                 let (p, protected) = (
                     self.priority(j as usize, now),
@@ -370,6 +370,9 @@ impl Sim<'_> {
                 self.out.decision_us.push(t0.elapsed().as_micros() as u64);
                 return;
             };
+            if let Some(plan) = built.plan.clone() {
+                break (built, inst, plan);
+            }
             match plan::solve(&inst) {
                 Ok(p) => break (built, inst, p),
                 // The touched nodes were not enough (a cycle wants a pivot elsewhere): all of them.

@@ -4,7 +4,7 @@
 //! made by suspending (or, for a short preemptor, pausing) running vjobs behind it, lowest first,
 //! keeping those that turn out not to be needed ([`Round::victims`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{order, Candidate, Decision, Limits, Standing};
 use crate::plan::place::Placer;
@@ -21,13 +21,18 @@ struct Round<'a> {
     running_qu: HashMap<(&'a str, &'a str), u32>,
     /// Candidates decided to be suspended or paused this round.
     suspended: Vec<bool>,
-    /// Shapes that did not fit without preemption this round: a later candidate of the same
-    /// shape and no higher priority cannot fit either.
-    failed_shapes: Vec<Vec<Vec<u64>>>,
+    /// Shapes (VMs to place, what each needs) that did not fit without preemption this round:
+    /// a later candidate of the same shape and no higher priority cannot fit either.
+    failed_shapes: HashSet<Shape<'a>>,
     /// Shapes that could not fit even by preemption: a later candidate has fewer possible
     /// victims, so it cannot either (until room is freed).
-    hopeless: Vec<Vec<Vec<u64>>>,
+    hopeless: HashSet<Shape<'a>>,
+    /// Some queue has a limit on running vjobs: they are counted.
+    limited: bool,
 }
+
+/// How many VMs a candidate must place, and what each of them needs (a vjob's VMs are alike).
+type Shape<'a> = (usize, &'a [u64]);
 
 /// The context-switch policy. `placer` holds the load of the VMs of running candidates that
 /// have a host, and of everything else that occupies nodes.
@@ -41,12 +46,15 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
         running_q: HashMap::new(),
         running_qu: HashMap::new(),
         suspended: vec![false; cands.len()],
-        failed_shapes: Vec::new(),
-        hopeless: Vec::new(),
+        failed_shapes: HashSet::new(),
+        hopeless: HashSet::new(),
+        limited: limits.queues.values().any(|(q, u)| q.is_some() || u.is_some()),
     };
-    for c in cands.iter().filter(|c| c.standing == Standing::Running) {
-        *round.running_q.entry(c.queue).or_default() += 1;
-        *round.running_qu.entry((c.queue, c.user)).or_default() += 1;
+    if round.limited {
+        for c in cands.iter().filter(|c| c.standing == Standing::Running) {
+            *round.running_q.entry(c.queue).or_default() += 1;
+            *round.running_qu.entry((c.queue, c.user)).or_default() += 1;
+        }
     }
     for pos in 0..round.order.len() {
         round.consider(pos);
@@ -67,7 +75,7 @@ impl<'a> Round<'a> {
             if !c.eligible {
                 return;
             }
-            if let Some(why) = self.over_limit(c) {
+            if let Some(why) = self.over_limit(c).filter(|_| self.limited) {
                 self.decision.waiting.push((c.id, why));
                 return;
             }
@@ -127,19 +135,19 @@ impl<'a> Round<'a> {
     /// nowhere to go is suspended whole).
     fn admit_or_preempt(&mut self, pos: usize, i: usize, missing: usize) {
         let c = &self.cands[i];
-        let demands: Vec<&[u64]> = vec![c.demand; missing];
-        let shape: Vec<Vec<u64>> = demands.iter().map(|d| d.to_vec()).collect();
+        let shape: Shape<'a> = (missing, c.demand);
         if c.standing != Standing::Running && self.hopeless.contains(&shape) {
             self.decision.waiting.push((c.id, "waiting for resources".into()));
             return;
         }
+        let demands: Vec<&[u64]> = vec![c.demand; missing];
         if !self.failed_shapes.contains(&shape) {
             if let Some(nodes) = self.placer.place_group(&demands) {
                 self.admit(c);
                 self.decision.placed.push((c.id, nodes));
                 return;
             }
-            self.failed_shapes.push(shape.clone());
+            self.failed_shapes.insert(shape);
         }
         let Some((needed, pausing)) = self.victims(pos, c, &demands) else {
             if c.standing == Standing::Running {
@@ -147,7 +155,7 @@ impl<'a> Round<'a> {
                 self.suspend(i, None);
             } else {
                 self.decision.waiting.push((c.id, "waiting for resources".into()));
-                self.hopeless.push(shape);
+                self.hopeless.insert(shape);
             }
             return;
         };
@@ -266,13 +274,16 @@ impl<'a> Round<'a> {
 
     fn admit(&mut self, c: &'a Candidate<'a>) {
         self.decision.run.push(c.id);
-        if c.standing != Standing::Running {
+        if c.standing != Standing::Running && self.limited {
             *self.running_q.entry(c.queue).or_default() += 1;
             *self.running_qu.entry((c.queue, c.user)).or_default() += 1;
         }
     }
 
     fn count_out(&mut self, v: &'a Candidate<'a>) {
+        if !self.limited {
+            return;
+        }
         *self.running_q.entry(v.queue).or_default() -= 1;
         *self.running_qu.entry((v.queue, v.user)).or_default() -= 1;
     }
