@@ -103,13 +103,23 @@ fn run(args: &Args) -> Result<(), String> {
     let policy = settings.policy;
     let tty = std::io::stderr().is_terminal() && !args.json;
     let mut last = Instant::now();
+    let began = Instant::now();
     let mut progress = |done: usize, total: usize| {
         if tty && (last.elapsed().as_millis() > 100 || done == total) {
             last = Instant::now();
             let width = 40;
             let filled = done * width / total.max(1);
+            // The rest at the pace so far (jobs arrive in order, so the pace is even enough).
+            let eta = match done {
+                0 => String::new(),
+                d if d < total => {
+                    let left = began.elapsed().as_secs_f64() * (total - d) as f64 / d as f64;
+                    format!(", about {} left", vjob_api::display::hms(left))
+                }
+                _ => format!(", {:.1} s", began.elapsed().as_secs_f64()),
+            };
             eprint!(
-                "\r[{}{}] {done}/{total} jobs",
+                "\r[{}{}] {done}/{total} jobs{eta}   ",
                 "#".repeat(filled),
                 ".".repeat(width - filled)
             );

@@ -181,6 +181,8 @@ pub struct Outcome {
     pub pauses: u64,
     pub migrations: u64,
     pub bytes_moved: u64,
+    /// Virtual milliseconds of suspends, resumes and migrations, added up.
+    pub switch_ms: u64,
     pub decisions: u64,
     /// Wall-clock time of each decision (policy and planner), in microseconds.
     pub decision_us: Vec<u64>,
@@ -443,6 +445,12 @@ impl Sim<'_> {
             let (j, i) = owner[v as usize];
             let ju = j as usize;
             let mem = self.st[ju].mem;
+            if matches!(
+                a.kind,
+                ActionKind::SuspendVm { .. } | ActionKind::ResumeVm { .. } | ActionKind::MigrateVm { .. }
+            ) {
+                self.out.switch_ms += a.end - a.start;
+            }
             match a.kind {
                 ActionKind::SuspendVm { .. } => {
                     self.out.suspends += 1;

@@ -26,9 +26,14 @@ pub struct Metrics {
     pub pauses: u64,
     pub migrations: u64,
     pub bytes_moved: u64,
+    /// Virtual time spent in context switches: the durations of every suspend, resume and
+    /// migration, added up (VM-seconds).
+    pub switch_s: f64,
     pub decisions: u64,
+    /// The scheduler's own compute time per decision (policy and planner), wall clock.
     pub median_decision_ms: f64,
     pub p95_decision_ms: f64,
+    pub p99_decision_ms: f64,
     /// Rounds that planned something, their median decision time and the median VMs planned over.
     pub planned_rounds: usize,
     pub median_planned_round_ms: f64,
@@ -79,9 +84,11 @@ impl Metrics {
             pauses: o.pauses,
             migrations: o.migrations,
             bytes_moved: o.bytes_moved,
+            switch_s: o.switch_ms as f64 / 1000.0,
             decisions: o.decisions,
             median_decision_ms: percentile(&o.decision_us, 0.5) / 1000.0,
             p95_decision_ms: percentile(&o.decision_us, 0.95) / 1000.0,
+            p99_decision_ms: percentile(&o.decision_us, 0.99) / 1000.0,
             planned_rounds: o.planned.len(),
             median_planned_round_ms: percentile(&o.planned.iter().map(|p| p.0).collect::<Vec<_>>(), 0.5) / 1000.0,
             median_vms_per_round: percentile(&o.planned.iter().map(|p| p.1 as u64).collect::<Vec<_>>(), 0.5),
@@ -91,7 +98,7 @@ impl Metrics {
 
     pub fn summary(&self) -> String {
         format!(
-            "policy {}: {} jobs ({} skipped)\n  mean wait {:.0} s, mean bounded slowdown {:.2} (max {:.0}), utilization {:.3}, makespan {:.0} s\n  context switches: {} suspends, {} resumes, {} pauses, {} migrations, {} moved\n  {} decisions, median {:.3} ms (p95 {:.3} ms); {} planned, median {:.1} ms over {:.0} VMs; simulated in {:.2} s\n",
+            "policy {}: {} jobs ({} skipped)\n  mean wait {:.0} s, mean bounded slowdown {:.2} (max {:.0}), utilization {:.3}, makespan {:.0} s\n  context switches: {} suspends, {} resumes, {} pauses, {} migrations, {} moved, {:.0} VM-s switching\n  {} decisions, median {:.3} ms (p95 {:.3} ms, p99 {:.3} ms); {} planned, median {:.1} ms over {:.0} VMs; simulated in {:.2} s\n",
             self.policy,
             self.jobs,
             self.skipped,
@@ -105,9 +112,11 @@ impl Metrics {
             self.pauses,
             self.migrations,
             vjob_api::display::size(self.bytes_moved),
+            self.switch_s,
             self.decisions,
             self.median_decision_ms,
             self.p95_decision_ms,
+            self.p99_decision_ms,
             self.planned_rounds,
             self.median_planned_round_ms,
             self.median_vms_per_round,
