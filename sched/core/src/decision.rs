@@ -208,9 +208,8 @@ pub struct Board {
     nodes: Vec<NodeInput>,
     /// What occupies the nodes: outside load, and the vjobs' VMs where they stay.
     placer: Placer,
-    load: Vec<LoadInput>,
-    /// Per node: the indices in `load` of what is there.
-    load_on: Vec<Vec<usize>>,
+    /// Per node: what occupies it outside the vjobs.
+    load: Vec<Vec<LoadInput>>,
     vjobs: BTreeMap<u64, Entry>,
     /// Per node: the vjobs' VMs there, (vjob, VM index).
     on_node: Vec<Vec<(u64, usize)>>,
@@ -254,8 +253,7 @@ impl Board {
             unsettled: 0,
             placer: Placer::new(r, capacity, closed, zero.clone(), zero),
             nodes,
-            load: Vec::new(),
-            load_on: vec![Vec::new(); n],
+            load: vec![Vec::new(); n],
             vjobs: BTreeMap::new(),
             on_node: vec![Vec::new(); n],
             rule,
@@ -268,15 +266,24 @@ impl Board {
 
     /// Replaces what occupies the nodes outside the vjobs.
     pub fn set_load(&mut self, load: Vec<LoadInput>) {
-        for l in std::mem::take(&mut self.load) {
-            self.placer.vacate(l.node, &l.demand);
+        let mut by_node: Vec<Vec<LoadInput>> = vec![Vec::new(); self.nodes.len()];
+        for l in load {
+            by_node[l.node as usize].push(l);
         }
-        self.load_on.iter_mut().for_each(|v| v.clear());
-        for (i, l) in load.iter().enumerate() {
-            self.placer.occupy(l.node, &l.demand);
-            self.load_on[l.node as usize].push(i);
+        for (n, l) in by_node.into_iter().enumerate() {
+            self.set_node_load(n as NodeIdx, l);
         }
-        self.load = load;
+    }
+
+    /// Replaces what occupies node `n` outside the vjobs.
+    pub fn set_node_load(&mut self, n: NodeIdx, load: Vec<LoadInput>) {
+        for l in std::mem::take(&mut self.load[n as usize]) {
+            self.placer.vacate(n, &l.demand);
+        }
+        for l in &load {
+            self.placer.occupy(n, &l.demand);
+        }
+        self.load[n as usize] = load;
     }
 
     /// Adds a vjob, or brings it up to date.
@@ -480,8 +487,7 @@ impl Board {
         let mut constraints = Vec::new();
         let mut vm_refs = Vec::new();
         for &n in nodes {
-            for &li in &self.load_on[n as usize] {
-                let l = &self.load[li];
+            for l in &self.load[n as usize] {
                 let v = model.add_vm(l.name.clone(), VmState::Running, local[n as usize], &l.demand);
                 constraints.push(Constraint::Root { vm: v });
                 vm_refs.push(None);

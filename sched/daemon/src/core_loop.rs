@@ -171,6 +171,8 @@ pub struct Core {
     /// The action durations the planner uses: the configured model, corrected by every action
     /// measured on the nodes since (kept across restarts while the configured model is unchanged).
     pub(crate) durations: LearnedDurations,
+    /// The decision board, kept across rounds.
+    pub(crate) board: crate::deciding::BoardCache,
 }
 
 /// Action durations learned from measurements, and the configured model they started from.
@@ -318,6 +320,7 @@ impl Core {
             },
             orphans_reported: HashSet::new(),
             durations,
+            board: Default::default(),
         };
         // Adopt what runs before deciding anything.
         core.reconcile(first);
@@ -447,6 +450,10 @@ impl Core {
         for id in &self.dirty.jobs {
             self.rec.json_cache.remove(id);
         }
+        self.board.jobs.extend(self.dirty.jobs.iter().copied());
+        if !self.dirty.queues.is_empty() || !self.dirty.deleted_queues.is_empty() {
+            self.board.rebuild = true;
+        }
         self.dirty.jobs.clear();
         self.dirty.queues.clear();
         self.dirty.deleted_queues.clear();
@@ -465,6 +472,13 @@ impl Core {
 
     pub(super) fn node_idx(&self, name: &str) -> Option<NodeIdx> {
         self.node_index.get(name).copied()
+    }
+
+    /// The job of VM `vm` must be seen again by the decision board.
+    fn board_job_changed(&mut self, vm: &str) {
+        if let Some((id, _)) = parse_vm_name(&self.cfg.cluster, vm) {
+            self.board.jobs.insert(id);
+        }
     }
 
     /// Whether a plan is being carried out.
@@ -495,6 +509,7 @@ impl Core {
         for d in self.exec.overdue() {
             tracing::warn!(op = %d.call.describe(), ms = d.millis, "hypervisor call past its deadline: given up on");
             self.calls.hung.insert(call_key(&d.call));
+            self.board_job_changed(d.call.vm());
             self.take_result(d);
         }
     }
@@ -507,6 +522,7 @@ impl Core {
             tracing::warn!(op = %d.call.describe(), ms = d.millis, result = ?d.result, "a call given up on returned");
             self.calls.changed_at.insert(d.call.vm().to_string(), Instant::now());
             self.calls.hung.remove(&call_key(&d.call));
+            self.board_job_changed(d.call.vm());
             self.pace.need_decision = true;
             return;
         }

@@ -125,8 +125,12 @@ impl Rig {
         }
     }
 
-    /// A decision round, carried out to its end.
+    /// A decision round, carried out to its end. The board kept across rounds decides as one
+    /// built afresh.
     fn decide(&mut self) {
+        let (kept, _) = self.core.kept_decision(vjob_core::decision::Scope::Whole);
+        let (fresh, _) = self.core.build_decision(false, vjob_core::decision::Scope::Whole);
+        assert_eq!(kept, fresh, "the kept board and a fresh one disagree");
         self.core.decide();
         self.drain();
     }

@@ -3,12 +3,12 @@
 //! then the decision's effects applied here, by the caller: reasons on the jobs that wait,
 //! their history, and the plan handed to the executor.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use vjob_api::{JobState, NodeAdminState};
 use vjob_core::decision::{
-    self, Ask, Built, DecisionInput, LoadInput, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt,
+    self, Ask, Board, Built, DecisionInput, LoadInput, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt,
 };
 use vjob_core::model::NodeIdx;
 use vjob_core::plan;
@@ -33,7 +33,154 @@ pub struct Inputs {
     pub waits: Vec<(u64, String)>,
 }
 
+/// The decision board kept across rounds, and what changed since it was last brought up to
+/// date: a round then costs what changed, not the cluster.
+#[derive(Default)]
+pub struct BoardCache {
+    board: Option<Board>,
+    /// Each node's (takes new VMs, must be left), as the board was built: a change rebuilds it.
+    nodes: Vec<(bool, bool)>,
+    /// Jobs changed since (their records, or what their input depends on).
+    pub(crate) jobs: BTreeSet<u64>,
+    /// Nodes whose listing changed since.
+    pub(crate) listings: BTreeSet<NodeIdx>,
+    /// Something all the inputs depend on changed (the queues): build it anew.
+    pub(crate) rebuild: bool,
+    /// When vjobs protected by their quantum stop being so: (time, job).
+    protections: BTreeSet<(u64, u64)>,
+}
+
 impl Core {
+    /// Each node's (takes new VMs, must be left).
+    fn node_states(&self) -> Vec<(bool, bool)> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.up && n.admin == NodeAdminState::Online,
+                    n.admin == NodeAdminState::Offline,
+                )
+            })
+            .collect()
+    }
+
+    fn policy_choice(&self) -> PolicyChoice {
+        PolicyChoice::ContextSwitch(Limits {
+            queues: self
+                .rec
+                .queues
+                .values()
+                .map(|q| (q.name.clone(), (q.max_running, q.max_user_running)))
+                .collect(),
+            pause: PauseRule::keeping_memory(self.cfg.scheduler.short_preemption_ms),
+            ..Default::default()
+        })
+    }
+
+    /// Brings the kept board up to date (built anew when the nodes' states or the queues
+    /// changed); returns the reasons of the vjobs it keeps out of decisions that were looked at.
+    pub(crate) fn sync_board(&mut self) -> Vec<(u64, String)> {
+        let now = now_ms();
+        let states = self.node_states();
+        let mut waits = Vec::new();
+        if self.board.board.is_none() || self.board.rebuild || states != self.board.nodes {
+            let inputs = self.decision_input();
+            let mut board = Board::new(
+                inputs.nodes,
+                PauseRule::keeping_memory(self.cfg.scheduler.short_preemption_ms),
+            );
+            board.set_load(inputs.load);
+            self.board.protections.clear();
+            for v in inputs.vjobs {
+                self.note_protection(v.id, now);
+                board.upsert(v);
+            }
+            self.board = BoardCache {
+                board: Some(board),
+                nodes: states,
+                protections: std::mem::take(&mut self.board.protections),
+                ..Default::default()
+            };
+            return inputs.waits;
+        }
+        let mut changed: BTreeSet<u64> = std::mem::take(&mut self.board.jobs);
+        changed.extend(self.dirty.jobs.iter().copied());
+        while let Some(&(t, id)) = self.board.protections.first() {
+            if t > now {
+                break;
+            }
+            self.board.protections.pop_first();
+            changed.insert(id);
+        }
+        let mut listings = std::mem::take(&mut self.board.listings);
+        for id in changed {
+            listings.extend(self.job_nodes(id));
+            let input = self.rec.jobs.get(&id).and_then(|j| self.vjob_input(j, now, &mut waits));
+            let board = self.board.board.as_mut().expect("built above");
+            match input {
+                Some(v) => {
+                    board.upsert(v);
+                    self.note_protection(id, now);
+                }
+                None => board.remove(id),
+            }
+        }
+        let stale = self.stale_copies();
+        for n in listings {
+            let load = self.node_load(n, &stale);
+            self.board.board.as_mut().expect("built above").set_node_load(n, load);
+        }
+        waits
+    }
+
+    /// A vjob protected by its quantum is looked at again when the quantum ends.
+    fn note_protection(&mut self, id: u64, now: u64) {
+        if let Some(j) = self.rec.jobs.get(&id).filter(|j| j.protected_until > now) {
+            self.board.protections.insert((j.protected_until, id));
+        }
+    }
+
+    /// The nodes where a job's VMs (and their stale copies) are, by the records.
+    fn job_nodes(&self, id: u64) -> Vec<NodeIdx> {
+        let Some(job) = self.rec.jobs.get(&id) else {
+            return Vec::new();
+        };
+        job.vms
+            .iter()
+            .filter_map(|v| v.node.as_deref())
+            .chain(job.stale.iter().map(|(_, n)| n.as_str()))
+            .filter_map(|n| self.node_idx(n))
+            .collect()
+    }
+
+    /// What occupies node `n` outside the board's vjobs: other clusters' VMs, stale copies, the
+    /// remains of jobs that ended.
+    fn node_load(&self, n: NodeIdx, stale: &HashSet<(String, String)>) -> Vec<LoadInput> {
+        let view = &self.nodes[n as usize];
+        let board = self.board.board.as_ref();
+        view.domains
+            .iter()
+            .filter(|d| !matches!(d.state, DomainState::Ended { .. } | DomainState::Crashed))
+            .filter_map(|d| {
+                let is_stale = stale.contains(&(d.name.clone(), view.cfg.name.clone()));
+                let on_board = parse_vm_name(&self.cfg.cluster, &d.name)
+                    .is_some_and(|(id, _)| board.is_some_and(|b| b.vjob(id).is_some()));
+                if on_board && !is_stale {
+                    return None;
+                }
+                Some(LoadInput {
+                    name: if is_stale {
+                        format!("{}@{}", d.name, view.cfg.name)
+                    } else {
+                        d.name.clone()
+                    },
+                    node: n,
+                    demand: cpu_memory(d.vcpus as u64, d.memory),
+                })
+            })
+            .collect()
+    }
+
     /// The decision builder's input: nodes, what occupies them, the vjobs. Changes nothing.
     pub(crate) fn decision_input(&self) -> Inputs {
         let now = now_ms();
@@ -51,16 +198,7 @@ impl Core {
             load: self.load_inputs(&theirs, &stale),
             vjobs,
             moves: self.manual_move_inputs(),
-            policy: PolicyChoice::ContextSwitch(Limits {
-                queues: self
-                    .rec
-                    .queues
-                    .values()
-                    .map(|q| (q.name.clone(), (q.max_running, q.max_user_running)))
-                    .collect(),
-                pause: PauseRule::keeping_memory(self.cfg.scheduler.short_preemption_ms),
-                ..Default::default()
-            }),
+            policy: self.policy_choice(),
             waits,
         }
     }
@@ -216,12 +354,36 @@ impl Core {
         (built, inputs.waits)
     }
 
+    /// The policy's decision and the planner instance that carries it out, on the kept board,
+    /// with the reasons of vjobs kept out of it.
+    pub(crate) fn kept_decision(&mut self, scope: Scope) -> (Built, Vec<(u64, String)>) {
+        let waits = self.sync_board();
+        let policy = self.policy_choice();
+        let moves = self.manual_move_inputs();
+        let jobs = &self.rec.jobs;
+        let name = |id: u64, i: usize| jobs[&id].vms[i].name.clone();
+        let ask = Ask {
+            moves: &moves,
+            vm_name: &name,
+            durations: &self.durations.learned,
+            always_plan: false,
+            scope,
+        };
+        let built = self.board.board.as_mut().expect("synced").decide(&policy, &ask);
+        (built, waits)
+    }
+
     /// Runs the policy and the planner and starts carrying the plan out.
     pub(crate) fn decide(&mut self) {
         let t0 = Instant::now();
         let mut scope = Scope::Touched;
         let (built, inst, plan) = loop {
-            let (built, waits) = self.build_decision(false, scope);
+            let (built, waits) = self.kept_decision(scope);
+            if cfg!(debug_assertions) {
+                // Debug builds (the tests) hold the kept board to a fresh one at every round.
+                let (fresh, _) = self.build_decision(false, scope);
+                debug_assert_eq!(built, fresh, "the kept decision board drifted from the records");
+            }
             let Some(inst) = built.instance.clone() else {
                 self.note_waiting(built.decision.waiting.iter().chain(&waits));
                 self.rec.manual_moves.clear();

@@ -6,6 +6,8 @@
 //! Threads: the tokio runtime serves clients; one thread runs the core loop; one polls the nodes;
 //! the executor's workers make the blocking hypervisor calls. They talk over channels only.
 
+#[doc(hidden)]
+pub mod bench;
 pub mod config;
 pub mod core_loop;
 mod deciding;

@@ -210,9 +210,8 @@ impl Core {
     fn take_reports(&mut self, reports: Vec<NodeReport>) -> HashSet<String> {
         let mut listed = HashSet::new();
         for r in reports {
-            let Some(view) = self.nodes.iter_mut().find(|n| n.cfg.name == r.node) else {
-                continue;
-            };
+            let Some(i) = self.node_idx(&r.node) else { continue };
+            let view = &mut self.nodes[i as usize];
             match r.answer {
                 NodeAnswer::Listed(domains) => {
                     if !view.up {
@@ -220,7 +219,10 @@ impl Core {
                     }
                     view.up = true;
                     view.down_since = None;
-                    view.domains = domains;
+                    if view.domains != domains {
+                        view.domains = domains;
+                        self.board.listings.insert(i);
+                    }
                     listed.insert(r.node);
                 }
                 NodeAnswer::Failed(e) => {

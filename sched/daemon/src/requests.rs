@@ -206,14 +206,13 @@ impl Core {
                 format_size(mem)
             )));
         }
-        let mut empty = Model::cpu_and_memory();
-        for n in &usable {
-            empty.add_node(n.cfg.name.clone(), true, &[n.cfg.cpus as u64, n.cfg.memory]);
-        }
-        let mut placer = Placer::from_model(&empty);
-        let demand = [cpus, mem];
-        let group: Vec<&[u64]> = (0..spec.vm.count).map(|_| &demand[..]).collect();
-        if placer.place_group(&group).is_none() {
+        // The VMs are alike: on an empty cluster each node holds as many as its scarcest
+        // resource allows, and they fit if those add up.
+        let room: u64 = usable
+            .iter()
+            .map(|n| (n.cfg.cpus as u64 / cpus.max(1)).min(n.cfg.memory / mem.max(1)))
+            .sum();
+        if room < spec.vm.count as u64 {
             let total_cpus: u64 = usable.iter().map(|n| n.cfg.cpus as u64).sum();
             let total_mem: u64 = usable.iter().map(|n| n.cfg.memory).sum();
             return Err(ApiError::invalid(format!(
