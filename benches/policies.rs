@@ -1,6 +1,6 @@
 //! Scheduling policies side by side: `vsim` on every SWF trace of the shared reference data (the
-//! whole trace, and its first 1,024 jobs as in the published anchors), and the synthetic
-//! 10,000-node scenario's decision times. `cargo bench --bench policies`; results in BENCHMARKS.md.
+//! whole trace, and its first 1,024 jobs as in the published anchors; then on 8-core nodes, as
+//! recorded and overlaid), and the synthetic 10,000-node scenario's decision times. `cargo bench --bench policies`; results in BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +55,8 @@ fn main() {
         }
     }
     println!();
+    multi_core(&traces);
+    println!();
     println!("| synthetic scenario | rounds | rounds that planned | median decision ms (planned rounds) | median VMs per planned round | p95 decision ms (all rounds) |");
     println!("|---|---|---|---|---|---|");
     for policy in ["easy", "vjob"] {
@@ -67,5 +69,50 @@ fn main() {
             v["median_vms_per_round"].as_f64().unwrap(),
             v["p95_decision_ms"].as_f64().unwrap()
         );
+    }
+}
+
+/// The shared traces on nodes of 8 cores (`--cores 8`), and overlaid to load 8-core clusters
+/// (`--overlay K`: K copies of the trace, shifted), with EASY, the vjob policy without moving
+/// running VMs (`--no-defragment`), and the vjob policy.
+fn multi_core(traces: &[PathBuf]) {
+    println!("| run | policy | mean bounded slowdown | utilization | suspends | migrations | data moved | switching s | p99 decision ms | simulated in s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut runs: Vec<(String, Vec<String>)> = Vec::new();
+    for t in traces {
+        let name = t.file_name().unwrap().to_string_lossy().replace(".swf.gz", "");
+        let path = t.to_string_lossy().to_string();
+        runs.push((
+            format!("{name} --cores 8"),
+            vec!["--trace".into(), path.clone(), "--cores".into(), "8".into()],
+        ));
+        let overlay: &[&str] = if name.starts_with("KTH") {
+            &["--overlay", "10", "--nodes", "125", "--cores", "8"]
+        } else {
+            &["--overlay", "4", "--nodes", "128", "--cores", "8"]
+        };
+        let mut args = vec!["--trace".to_string(), path];
+        args.extend(overlay.iter().map(|a| a.to_string()));
+        runs.push((format!("{name} {}", overlay.join(" ")), args));
+    }
+    for (label, args) in &runs {
+        for (policy, extra) in [("easy", None), ("vjob", Some("--no-defragment")), ("vjob", None)] {
+            let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+            a.extend(["--policy", policy]);
+            a.extend(extra);
+            let v = vsim(&a);
+            println!(
+                "| {label} | {policy}{} | {:.2} | {:.3} | {} | {} | {} | {:.0} | {:.2} | {:.1} |",
+                extra.map(|e| format!(" {e}")).unwrap_or_default(),
+                v["mean_bounded_slowdown"].as_f64().unwrap(),
+                v["utilization"].as_f64().unwrap(),
+                v["suspends"],
+                v["migrations"],
+                vjob_api::display::size(v["bytes_moved"].as_u64().unwrap()),
+                v["switch_s"].as_f64().unwrap(),
+                v["p99_decision_ms"].as_f64().unwrap(),
+                v["wall_s"].as_f64().unwrap()
+            );
+        }
     }
 }

@@ -118,6 +118,39 @@ fn drain_takes_no_new_vms_and_offline_evacuates_by_migration() {
     c.wait_state(d, "running", SECS(15));
 }
 
+/// Four cores free on two 4-core nodes, but no node has them: the scheduler moves the 1-core
+/// VM in the way live, rather than leave a 4-core job waiting behind jobs it may not preempt.
+#[test]
+fn a_running_vm_moves_live_to_start_a_job_that_fragmentation_keeps_out() {
+    let c = two_nodes("defragment");
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 3, "1GiB", "1h")), &[]);
+    c.wait_state(a, "running", SECS(10));
+    let b = c.submit(&c.spec("b.toml", &job("b", "batch", 1, 3, "1GiB", "1h")), &[]);
+    c.wait_state(b, "running", SECS(10));
+    let small = c.submit(&c.spec("s.toml", &job("s", "batch", 1, 1, "1GiB", "1h")), &[]);
+    let js = c.wait_state(small, "running", SECS(10));
+    let (from, to) = match Cluster::nodes_of(&js)[0].as_str() {
+        "n1" => ("n1", "n2"),
+        _ => ("n2", "n1"),
+    };
+    // End the 3-core job beside the small one: 3 cores free there, 1 on the other node.
+    let beside = if Cluster::nodes_of(&c.job(a)) == vec![from] {
+        a
+    } else {
+        b
+    };
+    c.ok("vdel", &[&beside.to_string()]);
+    c.wait_state(beside, "cancelled", SECS(10));
+    let big = c.submit(&c.spec("big.toml", &job("big", "batch", 1, 4, "1GiB", "1h")), &[]);
+    let jbig = c.wait_state(big, "running", SECS(15));
+    assert_eq!(Cluster::nodes_of(&jbig), vec![from]);
+    assert_eq!(Cluster::nodes_of(&c.job(small)), vec![to]);
+    assert_eq!(c.state(small), "running");
+    let full = c.ok("vstat", &["-f", &small.to_string()]);
+    assert!(full.contains(&format!("migrated live from {from} to {to}")), "{full}");
+    assert!(!full.contains("suspend"), "moved, never suspended: {full}");
+}
+
 #[test]
 fn manual_suspend_resume_and_migrate() {
     let c = two_nodes("manual");

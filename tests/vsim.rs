@@ -69,3 +69,32 @@ fn summary_svg_and_errors() {
     let (ok, _, err) = vsim(&["--trace", "/nonexistent.swf"]);
     assert!(!ok && err.contains("/nonexistent.swf: cannot read"));
 }
+
+/// tests/fixtures/fragmented.swf: 4 cores free on two 4-core nodes, none on one node, and a
+/// 4-core job waiting. The vjob policy moves the 1-core VM in its way, live; without the moves
+/// it waits for a suspension (or an end).
+#[test]
+fn vjob_moves_a_running_vm_live_to_start_a_job_that_fragmentation_keeps_out() {
+    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fragmented.swf");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--trace", trace, "--cores", "4", "--json"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = vsim(&args);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let moved = run(&["--policy", "vjob"]);
+    assert_eq!(moved["migrations"], 1, "{moved}");
+    assert_eq!(moved["suspends"], 0, "{moved}");
+    let unmoved = run(&["--policy", "vjob", "--no-defragment"]);
+    assert_eq!(unmoved["migrations"], 0, "{unmoved}");
+    let easy = run(&["--policy", "easy"]);
+    assert_eq!(easy["migrations"], 0);
+    let wait = |v: &serde_json::Value| v["mean_wait_s"].as_f64().unwrap();
+    // The job starts once its VM's room is made (seconds), not when a neighbour ends (hours).
+    assert!(wait(&moved) < 60.0, "{moved}");
+    assert!(
+        wait(&moved) < wait(&unmoved) && wait(&unmoved) < wait(&easy),
+        "{moved} {unmoved} {easy}"
+    );
+}

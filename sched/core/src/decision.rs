@@ -420,6 +420,7 @@ impl Board {
     fn only_arrivals(&self, decision: &Decision) -> bool {
         decision.suspend.is_empty()
             && decision.pause.is_empty()
+            && decision.migrate.is_empty()
             && decision.run.len() == decision.placed.len()
             && decision.placed.iter().all(|(id, ns)| {
                 self.vjobs.get(id).is_some_and(|e| {
@@ -449,6 +450,7 @@ impl Board {
     /// of the vjobs it starts, suspends, pauses or unpauses are.
     fn touched_nodes(&self, decision: &Decision) -> Vec<NodeIdx> {
         let mut nodes: Vec<NodeIdx> = decision.placed.iter().flat_map(|(_, ns)| ns.iter().copied()).collect();
+        nodes.extend(decision.migrate.iter().flat_map(|m| [m.from, m.to]));
         let moved = decision
             .run
             .iter()
@@ -531,7 +533,52 @@ impl Board {
                 });
             }
         }
+        self.fence_migrations(decision, &vm_refs, &local, &mut build.constraints);
         (build.finish(ask.durations), vm_refs)
+    }
+
+    /// The policy's live migrations, as fences: each moved VM to its new node, and each VM of
+    /// the vjobs they make room for to the node the policy placed it on (the planner's own
+    /// choice could take the room the moves make elsewhere).
+    fn fence_migrations(
+        &self,
+        decision: &Decision,
+        vm_refs: &[Option<(u64, usize)>],
+        local: &[NodeIdx],
+        constraints: &mut Vec<Constraint>,
+    ) {
+        if decision.migrate.is_empty() {
+            return;
+        }
+        let index: std::collections::HashMap<(u64, usize), VmIdx> = vm_refs
+            .iter()
+            .enumerate()
+            .filter_map(|(v, r)| r.map(|r| (r, v as VmIdx)))
+            .collect();
+        let mut fence = |id: u64, i: usize, node: NodeIdx| {
+            if let Some(&v) = index.get(&(id, i)) {
+                constraints.push(Constraint::Fence {
+                    vms: vec![v],
+                    nodes: vec![local[node as usize]],
+                });
+            }
+        };
+        let mut taken: HashSet<(u64, usize)> = HashSet::new();
+        for m in &decision.migrate {
+            let Some(e) = self.vjobs.get(&m.vjob) else { continue };
+            let vm = (0..e.input.vms.len())
+                .find(|&i| e.input.vms.get(i) == VmAt::Running(m.from) && !taken.contains(&(m.vjob, i)));
+            if let Some(i) = vm {
+                taken.insert((m.vjob, i));
+                fence(m.vjob, i, m.to);
+            }
+        }
+        let made_room_for: HashSet<u64> = decision.migrate.iter().map(|m| m.for_vjob).collect();
+        for (id, ns) in decision.placed.iter().filter(|(id, _)| made_room_for.contains(id)) {
+            for (i, &n) in ns.iter().enumerate() {
+                fence(*id, i, n);
+            }
+        }
     }
 
     /// The vjobs of a planner instance: those to run first, in policy order, so that the
@@ -962,5 +1009,70 @@ mod tests {
             &[],
         );
         assert!(b.plan.is_none() && !b.decision.suspend.is_empty());
+    }
+
+    #[test]
+    fn running_vms_move_live_out_of_a_waiting_vjobs_way_and_the_plan_migrates_before_it_boots() {
+        // Two 4-cpu nodes, each half taken by a 2-cpu VM of the same vjob: 4 cpus free in all,
+        // but no node has them. A 4-cpu vjob behind it in order fits once one VM moves.
+        let ns = nodes(2);
+        let half = VjobInput {
+            demand: cpu_memory(2, 1 << 30),
+            ..vjob(1, 10, vec![VmAt::Running(0), VmAt::Running(1)])
+        };
+        let big = vjob(2, 0, vec![VmAt::NotStarted]);
+        let policy = PolicyChoice::ContextSwitch(Limits {
+            defragment: Some(policy::Defragment {
+                now_ms: 0,
+                durations: DurationModel::default(),
+            }),
+            ..Default::default()
+        });
+        let b = build(DecisionInput {
+            nodes: ns,
+            load: Vec::new(),
+            vjobs: vec![half, big],
+            policy: &policy,
+            ask: Ask {
+                moves: &[],
+                vm_name: &|id, i| format!("v{id}-{i}"),
+                durations: &DurationModel::default(),
+                always_plan: false,
+                scope: Scope::Touched,
+            },
+        });
+        assert_eq!(b.decision.run, vec![2]);
+        assert!(b.decision.suspend.is_empty(), "moved, not suspended");
+        assert_eq!(b.decision.migrate.len(), 1);
+        let m = b.decision.migrate[0];
+        assert_eq!((m.vjob, m.for_vjob), (1, 2));
+        assert_eq!(
+            b.decision.placed,
+            vec![(2, vec![m.from])],
+            "it goes where room was made"
+        );
+        assert!(b.plan.is_none(), "moves are the planner's to schedule");
+        let inst = b.instance.as_ref().unwrap();
+        let plan = crate::plan::solve(inst).expect("a plan");
+        assert!(
+            crate::check::check(inst, &plan).is_empty(),
+            "{:?}",
+            crate::check::check(inst, &plan)
+        );
+        assert_eq!(
+            (plan.count("migrateVM"), plan.count("bootVM"), plan.count("suspendVM")),
+            (1, 1, 0)
+        );
+        let migrate = plan
+            .actions
+            .iter()
+            .find(|a| matches!(a.kind, ActionKind::MigrateVm { .. }))
+            .unwrap();
+        let boot = plan
+            .actions
+            .iter()
+            .find(|a| matches!(a.kind, ActionKind::BootVm { .. }))
+            .unwrap();
+        assert!(boot.start >= migrate.end, "the vjob boots once the room is made");
     }
 }

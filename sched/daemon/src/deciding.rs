@@ -12,7 +12,7 @@ use vjob_core::decision::{
 };
 use vjob_core::model::NodeIdx;
 use vjob_core::plan;
-use vjob_core::policy::{self, Decision, Limits, PauseRule};
+use vjob_core::policy::{self, Decision, Defragment, Limits, PauseRule};
 use vjob_core::resources::cpu_memory;
 use vjob_hypervisor::{DomainState, GuestSpec, VmSpec};
 
@@ -73,6 +73,10 @@ impl Core {
                 .map(|q| (q.name.clone(), (q.max_running, q.max_user_running)))
                 .collect(),
             pause: PauseRule::keeping_memory(self.cfg.scheduler.short_preemption_ms),
+            defragment: Some(Defragment {
+                now_ms: now_ms(),
+                durations: self.durations.learned,
+            }),
             ..Default::default()
         })
     }

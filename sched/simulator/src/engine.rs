@@ -17,7 +17,7 @@ use vjob_hypervisor::DurationModel;
 use vjob_core::decision::{Ask, Board, NodeInput, PolicyChoice, Scope, VjobInput, VmAt, VmsAt};
 use vjob_core::model::{NodeIdx, NO_NODE};
 use vjob_core::plan::{self, ActionKind, Plan};
-use vjob_core::policy::{self, Decision, Limits, PauseRule};
+use vjob_core::policy::{self, Decision, Defragment, Limits, PauseRule};
 use vjob_core::resources::cpu_memory;
 
 /// A scheduling policy of the simulator.
@@ -82,6 +82,9 @@ pub struct SimConfig {
     /// preempts in memory instead of saving them, when processors are enough (0: never), as
     /// the daemon's `short_preemption`.
     pub short_preemption_ms: u64,
+    /// The vjob policy moves running VMs live out of waiting vjobs' way (as the daemon does);
+    /// off only to measure what that buys.
+    pub defragment: bool,
 }
 
 /// A job to simulate.
@@ -344,9 +347,14 @@ impl Sim<'_> {
         match self.cfg.policy {
             PolicyKind::Fcfs => PolicyChoice::Fcfs,
             PolicyKind::Easy => PolicyChoice::Easy { now },
+            // Selective suspension as published never moves running vjobs; vjob does.
             PolicyKind::Vjob | PolicyKind::Ss => PolicyChoice::ContextSwitch(Limits {
                 preempt_ratio: Some(self.cfg.suspension_factor),
                 pause: PauseRule::keeping_memory(self.cfg.short_preemption_ms),
+                defragment: (self.cfg.policy == PolicyKind::Vjob && self.cfg.defragment).then_some(Defragment {
+                    now_ms: now,
+                    durations: self.cfg.durations,
+                }),
                 ..Default::default()
             }),
         }
@@ -673,6 +681,7 @@ mod tests {
             max_decisions: 0,
             tick_ms: 60_000,
             short_preemption_ms: 0,
+            defragment: true,
         }
     }
 
@@ -718,6 +727,7 @@ mod tests {
         let paused = run(
             &SimConfig {
                 short_preemption_ms: 300_000,
+                defragment: true,
                 ..cfg(PolicyKind::Vjob)
             },
             &jobs,

@@ -15,6 +15,7 @@
 //! which shares none of its code.
 
 pub mod place;
+pub mod room;
 pub mod rules;
 pub mod schedule;
 

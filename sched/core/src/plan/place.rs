@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use super::room::{make_room, Relocation};
 pub use super::rules::Rules;
 use super::{describe, wanted_online, wanted_states, Constraint, Instance, PlanError};
 use crate::model::{fits, Model, NodeIdx, VmIdx, VmState, NO_NODE};
@@ -367,10 +368,15 @@ impl Placer {
         self.undo.clear();
     }
 
+    /// Whether the open nodes together have room for `demands` (whether or not any set of them
+    /// can hold them one VM per node).
+    pub fn room_for(&self, demands: &[&[u64]]) -> bool {
+        (0..self.nres).all(|k| demands.iter().map(|d| d[k]).sum::<u64>() <= self.free_total[k])
+    }
+
     /// Places a group of VMs (demands), all or none; returns their nodes.
     pub fn place_group(&mut self, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
-        let short = (0..self.nres).any(|k| demands.iter().map(|d| d[k]).sum::<u64>() > self.free_total[k]);
-        if short {
+        if !self.room_for(demands) {
             return None;
         }
         let mark = self.mark();
@@ -564,12 +570,16 @@ fn place_all(
                     inst,
                     t,
                     rules: &mut *rules,
-                    placer: &mut placer,
                     host: &mut *host,
-                    on_node: &mut on_node,
+                    on_node: &on_node,
                 };
-                if !ctx.make_room(v) {
+                let Some((n, moved)) = make_room(&mut placer, &mut ctx, v) else {
                     return Err(no_room(inst, t, &placer, v, host));
+                };
+                on_node[n as usize].retain(|u| !moved.iter().any(|(m, _)| m == u));
+                on_node[n as usize].push(v);
+                for (u, x) in moved {
+                    on_node[x as usize].push(u);
                 }
             }
         }
@@ -613,129 +623,44 @@ fn current_host(m: &Model, v: VmIdx) -> NodeIdx {
     }
 }
 
-/// The placement under way, for repairs that move already placed VMs.
+/// The placement under way, as the room-making step sees it: VMs that may move are those
+/// placed and not fixed where they are; where they may go is what the constraints allow.
 struct Ctx<'a> {
     inst: &'a Instance,
     t: &'a Model,
     rules: &'a mut Rules,
-    placer: &'a mut Placer,
     host: &'a mut Vec<NodeIdx>,
-    on_node: &'a mut Vec<Vec<VmIdx>>,
+    on_node: &'a [Vec<VmIdx>],
 }
 
-/// How many nodes a repair tries before giving up on a VM.
-const REPAIR_CANDIDATES: usize = 32;
+impl Relocation for Ctx<'_> {
+    type Vm = VmIdx;
 
-impl Ctx<'_> {
+    fn demand(&self, u: VmIdx) -> &[u64] {
+        self.t.demand(u)
+    }
+
+    fn movable(&self, n: NodeIdx) -> Vec<VmIdx> {
+        self.on_node[n as usize]
+            .iter()
+            .copied()
+            .filter(|&u| self.host[u as usize] == n && !self.rules.is_root(u))
+            .collect()
+    }
+
     fn may_go(&self, v: VmIdx, n: NodeIdx) -> bool {
         let cur = current_host(&self.inst.model, v);
         (n == cur || self.rules.accepts_arrivals(n)) && self.rules.allows(self.inst, v, n, self.host)
     }
 
-    /// Makes room for `v` on some node by moving VMs placed there to other nodes. Tries the
-    /// nodes that lack the least room first; one level deep (the VMs moved away must fit
-    /// elsewhere as they are).
-    fn make_room(&mut self, v: VmIdx) -> bool {
-        let r = self.t.nres();
-        let d = self.t.demand(v).to_vec();
-        let mut candidates: Vec<(u64, NodeIdx)> = (0..self.t.nodes() as NodeIdx)
-            .filter(|&n| !self.placer.closed[n as usize] && self.may_go(v, n))
-            .map(|n| {
-                let (load, cap) = (self.placer.load(n), self.placer.capacity(n));
-                let deficit = (0..r)
-                    .map(|k| {
-                        ((load[k] + d[k]).saturating_sub(cap[k]) as u128 * 1_000_000 / cap[k].max(1) as u128) as u64
-                    })
-                    .sum();
-                (deficit, n)
-            })
-            .collect();
-        candidates.sort_unstable();
-        for &(_, n) in candidates.iter().take(REPAIR_CANDIDATES) {
-            if self.try_node(v, n, &d) {
-                return true;
-            }
-        }
-        false
+    fn put(&mut self, u: VmIdx, n: NodeIdx) {
+        self.host[u as usize] = n;
+        self.rules.place(self.inst, u, n);
     }
 
-    fn try_node(&mut self, v: VmIdx, n: NodeIdx, d: &[u64]) -> bool {
-        let mark = self.placer.mark();
-        let mut movable: Vec<VmIdx> = self.on_node[n as usize]
-            .iter()
-            .copied()
-            .filter(|&u| self.host[u as usize] == n && !self.rules.is_root(u))
-            .collect();
-        // Largest first: the fewest VMs to move.
-        movable.sort_by_key(|&u| (std::cmp::Reverse(self.t.demand(u).iter().sum::<u64>()), u));
-        let mut victims = Vec::new();
-        for &u in &movable {
-            if self.placer.fits(n, d) {
-                break;
-            }
-            self.placer.release(n, self.t.demand(u));
-            self.host[u as usize] = NO_NODE;
-            self.rules.unplace(self.inst, u, n);
-            victims.push(u);
-        }
-        // Keep only the victims that were needed: give back the smallest that still leave room.
-        for i in (0..victims.len()).rev() {
-            let u = victims[i];
-            self.placer.take(n, self.t.demand(u));
-            let mut with_v = self.placer.load(n).to_vec();
-            with_v.iter_mut().zip(d).for_each(|(l, x)| *l += x);
-            if fits(&with_v, &vec![0; d.len()], self.placer.capacity(n)) {
-                self.host[u as usize] = n;
-                self.rules.place(self.inst, u, n);
-                victims.remove(i);
-            } else {
-                self.placer.release(n, self.t.demand(u));
-            }
-        }
-        if !self.placer.fits(n, d) || !self.rules.allows(self.inst, v, n, self.host) {
-            self.undo(mark, &victims, n);
-            return false;
-        }
-        self.placer.take(n, d);
-        self.host[v as usize] = n;
-        self.rules.place(self.inst, v, n);
-        let mut placed = Vec::new();
-        for &u in &victims {
-            let du = self.t.demand(u).to_vec();
-            let to = self.placer.best(&du, |x| x != n && self.may_go(u, x));
-            match to {
-                Some(x) => {
-                    self.placer.take(x, &du);
-                    self.host[u as usize] = x;
-                    self.rules.place(self.inst, u, x);
-                    placed.push((u, x));
-                }
-                None => {
-                    self.host[v as usize] = NO_NODE;
-                    self.rules.unplace(self.inst, v, n);
-                    for &(p, x) in &placed {
-                        self.host[p as usize] = NO_NODE;
-                        self.rules.unplace(self.inst, p, x);
-                    }
-                    self.undo(mark, &victims, n);
-                    return false;
-                }
-            }
-        }
-        self.on_node[n as usize].retain(|u| !victims.contains(u));
-        self.on_node[n as usize].push(v);
-        for (u, x) in placed {
-            self.on_node[x as usize].push(u);
-        }
-        true
-    }
-
-    fn undo(&mut self, mark: Mark, victims: &[VmIdx], n: NodeIdx) {
-        self.placer.rollback(mark);
-        for &u in victims {
-            self.host[u as usize] = n;
-            self.rules.place(self.inst, u, n);
-        }
+    fn lift(&mut self, u: VmIdx, n: NodeIdx) {
+        self.host[u as usize] = NO_NODE;
+        self.rules.unplace(self.inst, u, n);
     }
 }
 

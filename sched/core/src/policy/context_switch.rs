@@ -1,13 +1,17 @@
 //! The context-switch policy, step by step: candidates in order; each one not running is
 //! admitted if its limits allow and its VMs fit ([`Round::admit_or_preempt`]); a paused one
 //! resumes where it is when its processors are free ([`Round::resume_paused`]); otherwise room is
-//! made by suspending (or, for a short preemptor, pausing) running vjobs behind it, lowest first,
+//! made by moving running VMs live out of its way when that pays ([`Round::defragment`]), else by
+//! suspending (or, for a short preemptor, pausing) running vjobs behind it, lowest first,
 //! keeping those that turn out not to be needed ([`Round::victims`]).
 
 use std::collections::{HashMap, HashSet};
 
-use super::{order, Candidate, Decision, Limits, Standing};
+use super::{order, Candidate, Decision, Defragment, Limits, Move, Standing};
+use crate::model::NodeIdx;
 use crate::plan::place::Placer;
+use crate::plan::room::{make_room, Relocation};
+use crate::resources::{CPU, MEMORY};
 
 /// The state of one decision round.
 struct Round<'a> {
@@ -29,7 +33,17 @@ struct Round<'a> {
     hopeless: HashSet<Shape<'a>>,
     /// Some queue has a limit on running vjobs: they are counted.
     limited: bool,
+    /// Per node, the VMs of running candidates there, (candidate, index in its `placed`):
+    /// built the first time running VMs may be moved this round.
+    running_on: Option<Vec<Vec<(usize, usize)>>>,
+    /// Where the VMs moved this round are now.
+    moved_to: HashMap<(usize, usize), NodeIdx>,
+    /// Candidates some VM of which moves this round: they are not also suspended in it.
+    moved: Vec<bool>,
 }
+
+/// VM `k` of running candidate `j` moves: ((j, k), from, to).
+type SlotMove = ((usize, usize), NodeIdx, NodeIdx);
 
 /// How many VMs a candidate must place, and what each of them needs (a vjob's VMs are alike).
 type Shape<'a> = (usize, &'a [u64]);
@@ -49,6 +63,9 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
         failed_shapes: HashSet::new(),
         hopeless: HashSet::new(),
         limited: limits.queues.values().any(|(q, u)| q.is_some() || u.is_some()),
+        running_on: None,
+        moved_to: HashMap::new(),
+        moved: vec![false; cands.len()],
     };
     if round.limited {
         for c in cands.iter().filter(|c| c.standing == Standing::Running) {
@@ -147,6 +164,11 @@ impl<'a> Round<'a> {
                 self.decision.placed.push((c.id, nodes));
                 return;
             }
+            if let Some(nodes) = self.defragment(c, &demands) {
+                self.admit(c);
+                self.decision.placed.push((c.id, nodes));
+                return;
+            }
             self.failed_shapes.insert(shape);
         }
         let Some((needed, pausing)) = self.victims(pos, c, &demands) else {
@@ -177,6 +199,124 @@ impl<'a> Round<'a> {
         // Room was freed: shapes that failed may fit now.
         self.failed_shapes.clear();
         self.hopeless.clear();
+    }
+
+    /// Starts `c` (waiting or suspended) by moving running VMs out of its way, when the
+    /// [`Defragment`] rule allows and the moves pay for themselves; returns where its VMs go,
+    /// the moves recorded in the decision and taken on the placer. `None`: no moves (the placer
+    /// is left as it was).
+    fn defragment(&mut self, c: &Candidate<'_>, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
+        let rule = self.limits.defragment.as_ref()?;
+        if c.standing == Standing::Running || !self.placer.room_for(demands) {
+            return None;
+        }
+        let (nodes, moves) = self.moves_for(c, demands)?;
+        let moved_cpu: u64 = moves.iter().map(|&((j, _), ..)| self.cands[j].demand[CPU]).sum();
+        let moves_ms: u64 = moves
+            .iter()
+            .map(|&((j, _), ..)| rule.durations.migrate(self.cands[j].demand[MEMORY]))
+            .sum();
+        let started_cpu = c.demand[CPU] * demands.len() as u64;
+        if moved_cpu * 2 > started_cpu || self.room_comes_by(demands, rule, moves_ms) {
+            return None;
+        }
+        for &((j, k), from, to) in &moves {
+            let v = &self.cands[j];
+            self.placer.release(from, v.demand);
+            self.placer.take(to, v.demand);
+            self.moved_to.insert((j, k), to);
+            self.moved[j] = true;
+            self.decision.migrate.push(Move {
+                vjob: v.id,
+                from,
+                to,
+                for_vjob: c.id,
+            });
+        }
+        for (d, &n) in demands.iter().zip(&nodes) {
+            self.placer.take(n, d);
+        }
+        Some(nodes)
+    }
+
+    /// Where `c`'s VMs would go, one by one, each on a node with room or on one that room is
+    /// made on, and the moves that make it: (VM, from, to). The placer and the VMs' places are
+    /// left as they were.
+    #[allow(clippy::type_complexity)]
+    fn moves_for(&mut self, c: &Candidate<'_>, demands: &[&[u64]]) -> Option<(Vec<NodeIdx>, Vec<SlotMove>)> {
+        if self.running_on.is_none() {
+            self.running_on = Some(self.index_running());
+        }
+        let mark = self.placer.mark();
+        let before = self.moved_to.clone();
+        let mut nodes = Vec::with_capacity(demands.len());
+        let mut moves = Vec::new();
+        for d in demands {
+            if let Some(n) = self.placer.best_any(d) {
+                self.placer.take(n, d);
+                nodes.push(n);
+                continue;
+            }
+            let mut running = RunningVms {
+                cands: self.cands,
+                on: self.running_on.as_deref().expect("indexed above"),
+                moved_to: &mut self.moved_to,
+                gone: &self.suspended,
+                arriving: c.demand,
+            };
+            let Some((n, moved)) = make_room(self.placer, &mut running, Slot::Arriving) else {
+                nodes.clear();
+                break;
+            };
+            nodes.push(n);
+            moves.extend(moved.into_iter().filter_map(|(u, to)| match u {
+                Slot::Vm(j, k) => Some(((j, k), n, to)),
+                Slot::Arriving => None,
+            }));
+        }
+        self.placer.rollback(mark);
+        self.moved_to = before;
+        (nodes.len() == demands.len()).then_some((nodes, moves))
+    }
+
+    /// Per node, the VMs of the running candidates there.
+    fn index_running(&self) -> Vec<Vec<(usize, usize)>> {
+        let mut on = vec![Vec::new(); self.placer.nodes()];
+        for (j, v) in self.cands.iter().enumerate() {
+            if v.standing == Standing::Running {
+                for (k, &h) in v.placed.iter().enumerate() {
+                    on[h as usize].push((j, k));
+                }
+            }
+        }
+        on
+    }
+
+    /// Whether running vjobs are expected (by their estimates) to end and leave room for
+    /// `demands` within `wait_ms`: then waiting costs less than moving.
+    fn room_comes_by(&mut self, demands: &[&[u64]], rule: &Defragment, wait_ms: u64) -> bool {
+        let deadline = rule.now_ms.saturating_add(wait_ms);
+        let mut ending: Vec<(u64, usize)> = (0..self.cands.len())
+            .filter(|&j| self.cands[j].standing == Standing::Running && !self.suspended[j] && !self.moved[j])
+            .filter_map(|j| self.cands[j].expected_end_ms.filter(|&e| e <= deadline).map(|e| (e, j)))
+            .collect();
+        ending.sort_unstable();
+        let mark = self.placer.mark();
+        let mut comes = false;
+        for &(_, j) in &ending {
+            let v = &self.cands[j];
+            for &h in v.placed {
+                self.placer.release(h, v.demand);
+            }
+            let trial = self.placer.mark();
+            if self.placer.place_group(demands).is_some() {
+                self.placer.rollback(trial);
+                comes = true;
+                break;
+            }
+        }
+        self.placer.rollback(mark);
+        comes
     }
 
     /// The vjobs to preempt for `c` (at position `pos`) so that `demands` fit, and whether they
@@ -219,7 +359,7 @@ impl<'a> Round<'a> {
         for &j in self.order[pos + 1..].iter().rev() {
             let v = &self.cands[j];
             let may_go = v.standing == Standing::Running || (!pausing && v.standing == Standing::Paused);
-            if !may_go || v.protected || self.suspended[j] {
+            if !may_go || v.protected || self.suspended[j] || self.moved[j] {
                 continue;
             }
             let outranked = c.queue_priority > v.queue_priority
@@ -298,4 +438,67 @@ impl<'a> Round<'a> {
         self.decision.suspend.push((c.id, by));
         self.count_out(c);
     }
+}
+
+/// A VM as the policy moves it: the one room is made for, or VM `k` (of its `placed`) of
+/// running candidate `j`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    Arriving,
+    Vm(usize, usize),
+}
+
+/// The running VMs of a round, for [`make_room`]: any VM of a running vjob not suspended in
+/// this round may move, once, to any node that takes VMs.
+struct RunningVms<'r> {
+    cands: &'r [Candidate<'r>],
+    on: &'r [Vec<(usize, usize)>],
+    moved_to: &'r mut HashMap<(usize, usize), NodeIdx>,
+    gone: &'r [bool],
+    arriving: &'r [u64],
+}
+
+impl RunningVms<'_> {
+    fn home(&self, j: usize, k: usize) -> NodeIdx {
+        self.cands[j].placed[k]
+    }
+}
+
+impl Relocation for RunningVms<'_> {
+    type Vm = Slot;
+
+    fn demand(&self, u: Slot) -> &[u64] {
+        match u {
+            Slot::Arriving => self.arriving,
+            Slot::Vm(j, _) => self.cands[j].demand,
+        }
+    }
+
+    fn movable(&self, n: NodeIdx) -> Vec<Slot> {
+        self.on[n as usize]
+            .iter()
+            .filter(|&&(j, k)| !self.gone[j] && !self.moved_to.contains_key(&(j, k)))
+            .map(|&(j, k)| Slot::Vm(j, k))
+            .collect()
+    }
+
+    fn may_go(&self, u: Slot, n: NodeIdx) -> bool {
+        match u {
+            Slot::Arriving => true,
+            Slot::Vm(j, k) => n != self.home(j, k),
+        }
+    }
+
+    fn put(&mut self, u: Slot, n: NodeIdx) {
+        if let Slot::Vm(j, k) = u {
+            if n == self.home(j, k) {
+                self.moved_to.remove(&(j, k));
+            } else {
+                self.moved_to.insert((j, k), n);
+            }
+        }
+    }
+
+    /// Where a lifted VM is matters only once it is put down again.
+    fn lift(&mut self, _: Slot, _: NodeIdx) {}
 }

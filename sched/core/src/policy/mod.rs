@@ -15,13 +15,16 @@
 //! (Slurm's `PreemptMode=SUSPEND`): no disk traffic either way, and they resume on the same nodes,
 //! in a moment, once processors are free there. A paused vjob still holds its memory, so a later
 //! vjob that needs it saves it to disk.
-//! Running vjobs never move here: defragmentation is the planner's business.
+//! When the free room together would hold a waiting vjob but no node set can as the VMs sit, running
+//! VMs are first moved live out of its way, if the moves pay for themselves ([`Defragment`]);
+//! only then are others suspended for it.
 
 mod context_switch;
 
 use std::collections::HashMap;
 
 pub use context_switch::context_switch;
+use vjob_hypervisor::DurationModel;
 
 use crate::model::NodeIdx;
 use crate::plan::place::Placer;
@@ -86,6 +89,25 @@ pub struct Limits {
     pub preempt_ratio: Option<f64>,
     /// When preemptions pause their victims instead of saving them; `None`: never.
     pub pause: Option<PauseRule>,
+    /// When running VMs are moved live out of a waiting vjob's way; `None`: never.
+    pub defragment: Option<Defragment>,
+}
+
+/// Defragmentation by live migration. A waiting vjob that the free room of the cluster could
+/// hold, but no set of nodes can as the VMs sit, starts after running VMs are moved out of its
+/// way (before anything is suspended for it), when the moves pay for themselves:
+/// - they move at most half the processors the vjob starts (a move buys at least twice what it
+///   moves; measured against a bound of all of them and of a quarter, on the shared traces on
+///   8-core nodes and on overlaid traces, half did best), and a running VM moves at most once a
+///   round;
+/// - they are done before the vjob could otherwise start: no running vjob is expected (by its
+///   estimate) to end, and leave room enough, before the moves would be over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defragment {
+    /// The time of the decision, to compare with the running vjobs' expected ends.
+    pub now_ms: u64,
+    /// How long a live migration takes.
+    pub durations: DurationModel,
 }
 
 /// Short preemptions pause their victims in memory.
@@ -140,8 +162,20 @@ pub struct Decision {
     pub waiting: Vec<(u64, String)>,
     /// Where the policy placed the VMs it placed, for each vjob of `run` that had some to
     /// place (the planner is free to choose otherwise; a plan of the nodes touched keeps to
-    /// these).
+    /// these, and so does every plan of a vjob that running VMs move for).
     pub placed: Vec<(u64, Vec<NodeIdx>)>,
+    /// Running VMs to move live out of the way of a vjob of `run` ([`Defragment`]).
+    pub migrate: Vec<Move>,
+}
+
+/// One VM of a running vjob to move live: some VM of `vjob` on node `from` goes to `to`, to make
+/// room for vjob `for_vjob`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move {
+    pub vjob: u64,
+    pub from: NodeIdx,
+    pub to: NodeIdx,
+    pub for_vjob: u64,
 }
 
 /// The order in which candidates are considered: queue priority, job priority, submission, id.
@@ -500,5 +534,79 @@ mod tests {
         let mut p = placer(&mut m, &cands);
         let d = context_switch(&cands, &mut p, &Limits::default());
         assert_eq!(d.suspend, vec![(1, None)]);
+    }
+
+    fn defragmenting(now_ms: u64) -> Limits {
+        Limits {
+            defragment: Some(Defragment {
+                now_ms,
+                durations: DurationModel::default(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_waiting_vjob_that_only_fragmentation_keeps_out_starts_after_moves_that_pay() {
+        // Two 4-cpu nodes, each half taken by a 2-cpu VM of running vjob 1 (priority above
+        // the waiting vjob 2, so no suspension may help): 4 cpus free, none on one node.
+        let running = cand(1, 100, 0, Standing::Running, &[(2, Some(0)), (2, Some(1))]);
+        let waiting = cand(2, 10, 5, Standing::Waiting, &[(4, None)]);
+        let decide = |cands: &[Candidate<'_>], limits: &Limits| {
+            let mut m = cluster(2);
+            let mut p = placer(&mut m, cands);
+            context_switch(cands, &mut p, limits)
+        };
+        let cands = [running.clone(), waiting.clone()];
+        let d = decide(&cands, &Limits::default());
+        assert!(d.run.is_empty() && d.migrate.is_empty(), "without the rule it waits");
+        let d = decide(&cands, &defragmenting(0));
+        assert_eq!(d.run, vec![2]);
+        assert!(d.suspend.is_empty());
+        assert_eq!(d.migrate.len(), 1);
+        let m = d.migrate[0];
+        assert_eq!((m.vjob, m.for_vjob), (1, 2));
+        assert_eq!((m.from, m.to), (d.placed[0].1[0], 1 - d.placed[0].1[0]));
+
+        // When vjob 1 is expected to end before the move would be over, waiting is cheaper.
+        let ending = Candidate {
+            expected_end_ms: Some(100),
+            ..running.clone()
+        };
+        let d = decide(&[ending, waiting.clone()], &defragmenting(0));
+        assert!(d.run.is_empty() && d.migrate.is_empty());
+        // Ending long after the move, it does not stop it.
+        let later = Candidate {
+            expected_end_ms: Some(3_600_000),
+            ..running.clone()
+        };
+        assert_eq!(decide(&[later, waiting.clone()], &defragmenting(0)).migrate.len(), 1);
+
+        // Moves carry at most half the processors they start: a 2-cpu vjob that only fits
+        // where a 3-cpu VM would have to leave waits.
+        let full = cand(1, 100, 0, Standing::Running, &[(3, Some(0)), (3, Some(1))]);
+        let small_gap = cand(3, 10, 5, Standing::Waiting, &[(2, None)]);
+        let d = decide(&[full, small_gap], &defragmenting(0));
+        assert!(d.run.is_empty() && d.migrate.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn memory_limits_where_a_suspended_vjob_resumes() {
+        // Node 0 has processors but not the memory; node 1 has both.
+        let mut m = Model::cpu_and_memory();
+        m.add_node("n0", true, &[4, 8]);
+        m.add_node("n1", true, &[4, 8]);
+        m.add_vm("hog", VmState::Running, 0, &[0, 6]);
+        let suspended = Candidate {
+            demand: &[2, 4],
+            ..cand(1, 10, 0, Standing::Suspended, &[(2, None)])
+        };
+        let mut p = Placer::from_model(&m);
+        let d = context_switch(std::slice::from_ref(&suspended), &mut p, &Limits::default());
+        assert_eq!(d.placed, vec![(1, vec![1])], "resumed where its memory fits");
+        m.add_vm("hog2", VmState::Running, 1, &[0, 6]);
+        let mut p = Placer::from_model(&m);
+        let d = context_switch(&[suspended], &mut p, &Limits::default());
+        assert!(d.run.is_empty(), "no node has its memory: it stays suspended");
     }
 }
