@@ -54,7 +54,9 @@ impl Built {
                 Field::Node(n) => node(n),
                 Field::Nodes(n) => Json::Array(n.iter().map(node).collect()),
                 Field::VmParts(p) => json!(p),
-                Field::NodeParts(p) => Json::Array(p.iter().map(|g| Json::Array(g.iter().map(node).collect())).collect()),
+                Field::NodeParts(p) => {
+                    Json::Array(p.iter().map(|g| Json::Array(g.iter().map(node).collect())).collect())
+                }
                 Field::Rc(r) => json!(r),
                 Field::Amount(a) => json!(a),
                 Field::Ratio(r) => json!(r),
@@ -141,9 +143,17 @@ const CATALOG: &[(&str, &[Param], Continuity)] = &[
     ("offline", &[Param::Nodes], Continuity::Discrete),
     ("overbook", &[Param::Nodes, Param::Str, Param::Num], Continuity::Both),
     ("preserve", &[Param::Vms, Param::Str, Param::Num], Continuity::Discrete),
-    ("resourceCapacity", &[Param::Nodes, Param::Str, Param::Num], Continuity::Both),
+    (
+        "resourceCapacity",
+        &[Param::Nodes, Param::Str, Param::Num],
+        Continuity::Both,
+    ),
     ("runningCapacity", &[Param::Nodes, Param::Num], Continuity::Both),
-    ("cumulatedRunningCapacity", &[Param::Nodes, Param::Num], Continuity::Both),
+    (
+        "cumulatedRunningCapacity",
+        &[Param::Nodes, Param::Num],
+        Continuity::Both,
+    ),
     ("capacity", &[Param::Nodes, Param::Num], Continuity::Both),
     ("singleRunningCapacity", &[Param::Nodes, Param::Num], Continuity::Both),
     ("maxOnline", &[Param::Nodes, Param::Num], Continuity::Both),
@@ -181,14 +191,20 @@ pub fn build(name: &str, discrete: bool, args: &[Value]) -> Result<Vec<Built>, S
     }
     let mut checked = Vec::new();
     for (i, (a, p)) in args.iter().zip(params.iter()).enumerate() {
-        checked.push(
-            check(a, *p)
-                .map_err(|e| format!("argument {} of `{name}` must be a {} ({}): {e}", i + 1, p.name(), signature()))?,
-        );
+        checked.push(check(a, *p).map_err(|e| {
+            format!(
+                "argument {} of `{name}` must be a {} ({}): {e}",
+                i + 1,
+                p.name(),
+                signature()
+            )
+        })?);
     }
     let continuous = match (continuity, discrete) {
         (Continuity::Continuous, true) => {
-            return Err(format!("`{name}` can only be continuous: remove the `>>` (discrete) prefix"))
+            return Err(format!(
+                "`{name}` can only be continuous: remove the `>>` (discrete) prefix"
+            ))
         }
         (Continuity::Continuous, false) => None,
         (Continuity::Discrete, _) => Some(false),
@@ -216,12 +232,14 @@ fn check(v: &Value, p: Param) -> Result<Arg, String> {
     match p {
         Param::Vms | Param::Nodes => Ok(Arg::Names(elements(v, p == Param::Vms)?)),
         Param::VmParts | Param::NodeParts => match v {
-            Value::Set(parts) if !parts.is_empty() && parts.iter().all(|x| matches!(x, Value::Set(_))) => Ok(Arg::Parts(
-                parts
-                    .iter()
-                    .map(|x| elements(x, p == Param::VmParts))
-                    .collect::<Result<_, _>>()?,
-            )),
+            Value::Set(parts) if !parts.is_empty() && parts.iter().all(|x| matches!(x, Value::Set(_))) => {
+                Ok(Arg::Parts(
+                    parts
+                        .iter()
+                        .map(|x| elements(x, p == Param::VmParts))
+                        .collect::<Result<_, _>>()?,
+                ))
+            }
             other => Err(format!("found {}", other.kind())),
         },
         Param::Str => match v {
@@ -307,7 +325,10 @@ fn assemble(name: &str, continuous: Option<bool>, args: Vec<Arg>) -> Result<Vec<
             "among",
             vec![("vms", Field::Vms(a.clone())), ("parts", Field::NodeParts(bp.clone()))],
         )],
-        "ban" | "fence" => per_vm(if name == "ban" { "ban" } else { "fence" }, vec![("nodes", Field::Nodes(b.clone()))]),
+        "ban" | "fence" => per_vm(
+            if name == "ban" { "ban" } else { "fence" },
+            vec![("nodes", Field::Nodes(b.clone()))],
+        ),
         "gather" => vec![one("gather", vec![("vms", Field::Vms(a.clone()))])],
         "lonely" => vec![one("lonely", vec![("vms", Field::Vms(a.clone()))])],
         "spread" => vec![one("spread", vec![("vms", Field::Vms(a.clone()))])],
@@ -338,9 +359,14 @@ fn assemble(name: &str, continuous: Option<bool>, args: Vec<Arg>) -> Result<Vec<
         "overbook" => {
             let ratio = cn;
             if !(ratio >= 1.0 && ratio.is_finite()) {
-                return Err(format!("the ratio of `overbook` must be a number of at least 1, not {ratio}"));
+                return Err(format!(
+                    "the ratio of `overbook` must be a number of at least 1, not {ratio}"
+                ));
             }
-            per_node("overbook", vec![("rc", Field::Rc(bs.clone())), ("ratio", Field::Ratio(ratio))])
+            per_node(
+                "overbook",
+                vec![("rc", Field::Rc(bs.clone())), ("ratio", Field::Ratio(ratio))],
+            )
         }
         "resourceCapacity" => vec![one(
             "resourceCapacity",
@@ -351,7 +377,11 @@ fn assemble(name: &str, continuous: Option<bool>, args: Vec<Arg>) -> Result<Vec<
             ],
         )],
         "runningCapacity" | "cumulatedRunningCapacity" | "capacity" | "maxOnline" => {
-            let id = if name == "maxOnline" { "maxOnline" } else { "runningCapacity" };
+            let id = if name == "maxOnline" {
+                "maxOnline"
+            } else {
+                "runningCapacity"
+            };
             vec![one(
                 id,
                 vec![
@@ -366,7 +396,10 @@ fn assemble(name: &str, continuous: Option<bool>, args: Vec<Arg>) -> Result<Vec<
                 .map(|node| {
                     one(
                         "runningCapacity",
-                        vec![("nodes", Field::Nodes(vec![node.clone()])), ("amount", Field::Amount(n))],
+                        vec![
+                            ("nodes", Field::Nodes(vec![node.clone()])),
+                            ("amount", Field::Amount(n)),
+                        ],
                     )
                 })
                 .collect()
@@ -390,7 +423,10 @@ mod tests {
     fn ban_expands_per_vm_and_is_continuous_unless_discrete() {
         let b = build("ban", false, &[vms(&["a.VM1", "a.VM2"]), nodes(&["n1"])]).unwrap();
         assert_eq!(b.len(), 2);
-        assert_eq!(b[1].to_json(), json!({"id": "ban", "vm": "a.VM2", "nodes": ["@n1"], "continuous": true}));
+        assert_eq!(
+            b[1].to_json(),
+            json!({"id": "ban", "vm": "a.VM2", "nodes": ["@n1"], "continuous": true})
+        );
         let b = build("ban", true, &[Value::Vm("a.VM1".into()), Value::Node("n1".into())]).unwrap();
         assert_eq!(b[0].continuous, Some(false));
     }
@@ -405,7 +441,9 @@ mod tests {
         assert!(e.contains("only be continuous"), "{e}");
         let e = build("runningCapacity", false, &[nodes(&["n"]), Value::Float(1.5)]).unwrap_err();
         assert!(e.contains("non-negative integer"), "{e}");
-        assert!(build("nope", false, &[]).unwrap_err().contains("unknown constraint `nope`"));
+        assert!(build("nope", false, &[])
+            .unwrap_err()
+            .contains("unknown constraint `nope`"));
     }
 
     #[test]

@@ -48,9 +48,9 @@ pub struct Export {
 impl Export {
     /// Whether the script of namespace `ns` may see it.
     pub fn visible_to(&self, ns: &str) -> bool {
-        self.to.iter().any(|t| {
-            t == "*" || t == ns || t.strip_suffix(".*").is_some_and(|p| ns.starts_with(&format!("{p}.")))
-        })
+        self.to
+            .iter()
+            .any(|t| t == "*" || t == ns || t.strip_suffix(".*").is_some_and(|p| ns.starts_with(&format!("{p}."))))
     }
 }
 
@@ -77,8 +77,11 @@ impl Evaluated {
                 .map(|e| json!({"name": e.name, "template": e.template, "options": e.options}))
                 .collect()
         };
-        let exports: serde_json::Map<String, Json> =
-            self.exports.iter().map(|e| (e.name.clone(), e.value.to_json())).collect();
+        let exports: serde_json::Map<String, Json> = self
+            .exports
+            .iter()
+            .map(|e| (e.name.clone(), e.value.to_json()))
+            .collect();
         json!({
             "namespace": self.namespace,
             "vms": elements(&self.vms),
@@ -174,7 +177,7 @@ impl<'l> Eval<'l> {
 
     fn finish(mut self) -> Evaluated {
         let mut known: Vec<String> = self.declared_nodes.into_iter().collect();
-        known.extend(self.out.known_nodes.drain(..));
+        known.append(&mut self.out.known_nodes);
         known.sort();
         known.dedup();
         self.out.known_nodes = known;
@@ -197,7 +200,10 @@ impl<'l> Eval<'l> {
                     );
                 }
                 if ns.ends_with(".*") {
-                    self.err(*pos, format!("`{ns}` is not a namespace name: `.*` belongs in imports and exports"));
+                    self.err(
+                        *pos,
+                        format!("`{ns}` is not a namespace name: `.*` belongs in imports and exports"),
+                    );
                 }
                 ns.clone()
             }
@@ -220,9 +226,16 @@ impl<'l> Eval<'l> {
                 pos,
                 format!(
                     "cannot find the script `{name}` (looked for {} in {}; add a directory with --include)",
-                    name.replace('.', "/").replace("/*", "/*.btrp").trim_end_matches('/').to_string()
+                    name.replace('.', "/")
+                        .replace("/*", "/*.btrp")
+                        .trim_end_matches('/')
+                        .to_string()
                         + if name.ends_with(".*") { "" } else { ".btrp" },
-                    if dirs.is_empty() { "no directory".to_string() } else { dirs.join(", ") }
+                    if dirs.is_empty() {
+                        "no directory".to_string()
+                    } else {
+                        dirs.join(", ")
+                    }
                 ),
             );
             return;
@@ -237,7 +250,10 @@ impl<'l> Eval<'l> {
                     let first = errs.first().map(|e| e.to_string()).unwrap_or_default();
                     self.err(
                         pos,
-                        format!("{} error(s) in the script `{name}` imports (first: {first})", errs.len()),
+                        format!(
+                            "{} error(s) in the script `{name}` imports (first: {first})",
+                            errs.len()
+                        ),
                     );
                     continue;
                 }
@@ -284,7 +300,10 @@ impl<'l> Eval<'l> {
 
     fn define_imported(&mut self, name: String, v: Value, pos: Pos) {
         if self.vars.contains_key(&name) {
-            self.err(pos, format!("cannot import `${name}`: a variable of that name exists already"));
+            self.err(
+                pos,
+                format!("cannot import `${name}`: a variable of that name exists already"),
+            );
             return;
         }
         self.vars.insert(name.clone(), v);
@@ -359,7 +378,10 @@ impl<'l> Eval<'l> {
 
     fn set_var(&mut self, name: &str, v: Option<Value>, pos: Pos) {
         if self.immutable.contains(name) {
-            return self.err(pos, format!("`${name}` cannot be assigned (it is `$me`, imported or given)"));
+            return self.err(
+                pos,
+                format!("`${name}` cannot be assigned (it is `$me`, imported or given)"),
+            );
         }
         match v {
             Some(v) => {
@@ -378,12 +400,19 @@ impl<'l> Eval<'l> {
         match &target.kind {
             ExprKind::Var(name) if op == "=" => self.set_var(name, v, pos),
             ExprKind::Var(name) => {
-                let Some(v) = v else { return self.set_var(name, None, pos) };
-                let Some(cur) = self.lookup(name, target.pos) else { return };
+                let Some(v) = v else {
+                    return self.set_var(name, None, pos);
+                };
+                let Some(cur) = self.lookup(name, target.pos) else {
+                    return;
+                };
                 let r = self.binary(&op[..1], cur, v, pos);
                 self.set_var(name, r, pos);
             }
-            ExprKind::Set(_) | ExprKind::Range { kind: RangeKind::Var, .. } if op == "=" => {
+            ExprKind::Set(_)
+            | ExprKind::Range {
+                kind: RangeKind::Var, ..
+            } if op == "=" => {
                 let names: Vec<Option<String>> = match &target.kind {
                     ExprKind::Set(items) => {
                         let mut out = Vec::new();
@@ -429,8 +458,15 @@ impl<'l> Eval<'l> {
     fn declare(&mut self, elements: &Expr, template: &str, options: &[TemplateOption], pos: Pos) {
         if let Some(known) = &self.lib.context.templates {
             if !known.iter().any(|t| t == template) {
-                let list = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-                self.err(pos, format!("unknown template `{template}` (the cluster's templates: {list})"));
+                let list = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                self.err(
+                    pos,
+                    format!("unknown template `{template}` (the cluster's templates: {list})"),
+                );
             }
         }
         let mut opts = Options::new();
@@ -457,7 +493,10 @@ impl<'l> Eval<'l> {
                     targets.push((*k == RangeKind::Ident, n));
                 }
             }
-            _ => ev.err(e.pos, "only VMs (`VM1`, `VM[1..3]`) and nodes (`@n1`, `@n[1..3]`) are declared with a template"),
+            _ => ev.err(
+                e.pos,
+                "only VMs (`VM1`, `VM[1..3]`) and nodes (`@n1`, `@n[1..3]`) are declared with a template",
+            ),
         };
         match &elements.kind {
             ExprKind::Set(items) => items.iter().for_each(|i| collect(i, self)),
@@ -615,7 +654,10 @@ impl<'l> Eval<'l> {
         if self.vms.contains(&full) {
             return Some(Value::Vm(full));
         }
-        self.err(pos, format!("unknown VM `{name}` (declare it first: `{name} : TEMPLATE;`)"));
+        self.err(
+            pos,
+            format!("unknown VM `{name}` (declare it first: `{name} : TEMPLATE;`)"),
+        );
         None
     }
 
@@ -660,12 +702,18 @@ impl<'l> Eval<'l> {
                     };
                     let (a, b) = (self.expr(&it.from)?, self.expr(to)?);
                     let (Value::Int(a), Value::Int(b)) = (&a, &b) else {
-                        self.err(it.from.pos, format!("the bounds of a range are integers, not {} and {}", a.kind(), b.kind()));
+                        self.err(
+                            it.from.pos,
+                            format!("the bounds of a range are integers, not {} and {}", a.kind(), b.kind()),
+                        );
                         return None;
                     };
                     let (lo, hi) = (*a.min(b), *a.max(b));
                     if (hi - lo) as u64 >= MAX_SET as u64 || out.len() + (hi - lo) as usize >= MAX_SET {
-                        self.err(it.from.pos, format!("the range {lo}..{hi} is too large (at most {MAX_SET} names)"));
+                        self.err(
+                            it.from.pos,
+                            format!("the range {lo}..{hi} is too large (at most {MAX_SET} names)"),
+                        );
                         return None;
                     }
                     for i in lo..=hi {
@@ -746,7 +794,10 @@ impl<'l> Eval<'l> {
             };
             if let Some(first) = out.first() {
                 if shape(first) != shape(&v) {
-                    self.err(i.pos, format!("a set holds one kind of value: {} among {}", v.kind(), plural_of(first)));
+                    self.err(
+                        i.pos,
+                        format!("a set holds one kind of value: {} among {}", v.kind(), plural_of(first)),
+                    );
                     return None;
                 }
             }
@@ -764,7 +815,9 @@ impl<'l> Eval<'l> {
             (Value::Set(a), Value::Set(b)) => self.set_op(op, a, b, pos),
             (Value::Set(a), n @ (Value::Int(_) | Value::Float(_))) => self.split_op(op, a, n, pos),
             (a @ (Value::Int(_) | Value::Float(_)), b @ (Value::Int(_) | Value::Float(_))) => number_op(op, &a, &b),
-            (Value::Str(a), b) if op == "+" && !matches!(b, Value::Set(_)) => Ok(Value::Str(format!("{a}{}", printed(&b)))),
+            (Value::Str(a), b) if op == "+" && !matches!(b, Value::Set(_)) => {
+                Ok(Value::Str(format!("{a}{}", printed(&b))))
+            }
             (a, b) if op == "==" || op == "!=" => {
                 let eq = a == b;
                 Ok(Value::Int((eq == (op == "==")) as i64))
@@ -796,15 +849,21 @@ impl<'l> Eval<'l> {
             }
             "-" => {
                 let drop: HashSet<String> = b.iter().map(|v| v.to_string()).collect();
-                Ok(Value::Set(a.into_iter().filter(|v| !drop.contains(&v.to_string())).collect()))
+                Ok(Value::Set(
+                    a.into_iter().filter(|v| !drop.contains(&v.to_string())).collect(),
+                ))
             }
             "*" => product(&a, &b),
             "==" | "!=" => {
-                let (sa, sb): (HashSet<String>, HashSet<String>) =
-                    (a.iter().map(|v| v.to_string()).collect(), b.iter().map(|v| v.to_string()).collect());
+                let (sa, sb): (HashSet<String>, HashSet<String>) = (
+                    a.iter().map(|v| v.to_string()).collect(),
+                    b.iter().map(|v| v.to_string()).collect(),
+                );
                 Ok(Value::Int(((sa == sb) == (op == "==")) as i64))
             }
-            _ => Err(format!("`{op}` does not apply to two sets (`/` and `%` take a number of parts or a part size)")),
+            _ => Err(format!(
+                "`{op}` does not apply to two sets (`/` and `%` take a number of parts or a part size)"
+            )),
         }
     }
 
@@ -830,7 +889,9 @@ impl<'l> Eval<'l> {
                 if a.is_empty() {
                     return Ok(Value::Set(vec![Value::Set(Vec::new())]));
                 }
-                Ok(Value::Set(a.chunks(n as usize).map(|c| Value::Set(c.to_vec())).collect()))
+                Ok(Value::Set(
+                    a.chunks(n as usize).map(|c| Value::Set(c.to_vec())).collect(),
+                ))
             }
             "^" if n == 2 => product(&a, &a),
             "^" => Err("a set's only power is 2 (`S ^ 2` is `S * S`)".into()),
@@ -842,7 +903,11 @@ impl<'l> Eval<'l> {
 /// The unordered pairs of distinct elements, one of each of `a` and `b`, each pair once.
 fn product(a: &[Value], b: &[Value]) -> Result<Value, String> {
     if a.len().saturating_mul(b.len()) > MAX_SET {
-        return Err(format!("the product of sets of {} and {} is too large", a.len(), b.len()));
+        return Err(format!(
+            "the product of sets of {} and {} is too large",
+            a.len(),
+            b.len()
+        ));
     }
     let mut out = Vec::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
@@ -890,7 +955,10 @@ fn number_op(op: &str, a: &Value, b: &Value) -> Result<Value, String> {
             "/" => Ok(Value::Int(x.wrapping_div(y))),
             "%" => Ok(Value::Int(x.wrapping_rem(y))),
             "^" if y <= 0 => Err(format!("the exponent must be strictly positive, not {y}")),
-            "^" => Ok(Value::Int(x.checked_pow(y.min(u32::MAX as i64) as u32).ok_or("the power is too large")?)),
+            "^" => Ok(Value::Int(
+                x.checked_pow(y.min(u32::MAX as i64) as u32)
+                    .ok_or("the power is too large")?,
+            )),
             _ => Err(format!("`{op}` does not apply to numbers")),
         };
     }

@@ -29,7 +29,10 @@ pub enum Tok {
     /// `name(`: a constraint call.
     Call(String),
     /// A decimal, octal or hexadecimal integer; `text` keeps how it was written.
-    Int { value: i64, text: String },
+    Int {
+        value: i64,
+        text: String,
+    },
     Float(f64),
     Str(String),
     /// `_`, the placeholder of multiple assignments.
@@ -62,8 +65,8 @@ impl std::fmt::Display for Tok {
 
 /// The operators and punctuation, longest first so that `>=` wins over `>`.
 const SYMBOLS: &[&str] = &[
-    "&&", "||", ">=", "<=", "==", "!=", "..", "+=", "-=", "*=", "/=", "%=", ">>", "=", "+", "-", "/", "%", "*",
-    ":", "^", ">", "<", "!", "{", "}", "(", ")", ",", ";", "#",
+    "&&", "||", ">=", "<=", "==", "!=", "..", "+=", "-=", "*=", "/=", "%=", ">>", "=", "+", "-", "/", "%", "*", ":",
+    "^", ">", "<", "!", "{", "}", "(", ")", ",", ";", "#",
 ];
 
 /// Splits a script into tokens; lexical errors are appended to `errors`.
@@ -246,7 +249,10 @@ impl Lexer<'_> {
         }
         let name = self.text(from);
         if name.is_empty() || !valid_hostname(&name) {
-            errors.push((at, format!("`@{name}` is not a node name (letters, digits, `-`, `_` and `.` between them)")));
+            errors.push((
+                at,
+                format!("`@{name}` is not a node name (letters, digits, `-`, `_` and `.` between them)"),
+            ));
             return None;
         }
         Some(Tok::Node(name))
@@ -349,12 +355,7 @@ impl Lexer<'_> {
     }
 }
 
-fn int_token(
-    v: Result<i64, std::num::ParseIntError>,
-    text: String,
-    at: Pos,
-    errors: &mut Vec<(Pos, String)>,
-) -> Tok {
+fn int_token(v: Result<i64, std::num::ParseIntError>, text: String, at: Pos, errors: &mut Vec<(Pos, String)>) -> Tok {
     match v {
         Ok(value) => Tok::Int { value, text },
         Err(_) => {
@@ -369,10 +370,7 @@ fn int_token(
 fn valid_hostname(name: &str) -> bool {
     name.split('.').all(|part| {
         let b = part.as_bytes();
-        !b.is_empty()
-            && alnum(b[0])
-            && alnum(b[b.len() - 1])
-            && !b.windows(2).any(|w| !alnum(w[0]) && !alnum(w[1]))
+        !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && !b.windows(2).any(|w| !alnum(w[0]) && !alnum(w[1]))
     })
 }
 
@@ -393,19 +391,34 @@ mod tests {
             toks("VM[1..3] @srv-[0x1..0xff].a.b spread( a.b.* $T[1] $dc.racks _"),
             vec![
                 Tok::LeftIdent("VM".into()),
-                Tok::Int { value: 1, text: "1".into() },
+                Tok::Int {
+                    value: 1,
+                    text: "1".into()
+                },
                 Tok::Sym(".."),
-                Tok::Int { value: 3, text: "3".into() },
+                Tok::Int {
+                    value: 3,
+                    text: "3".into()
+                },
                 Tok::Right("".into()),
                 Tok::LeftNode("srv-".into()),
-                Tok::Int { value: 1, text: "0x1".into() },
+                Tok::Int {
+                    value: 1,
+                    text: "0x1".into()
+                },
                 Tok::Sym(".."),
-                Tok::Int { value: 255, text: "0xff".into() },
+                Tok::Int {
+                    value: 255,
+                    text: "0xff".into()
+                },
                 Tok::Right(".a.b".into()),
                 Tok::Call("spread".into()),
                 Tok::Ident("a.b.*".into()),
                 Tok::LeftVar("T".into()),
-                Tok::Int { value: 1, text: "1".into() },
+                Tok::Int {
+                    value: 1,
+                    text: "1".into()
+                },
                 Tok::Right("".into()),
                 Tok::Var("dc.racks".into()),
                 Tok::Blank,
@@ -422,7 +435,13 @@ mod tests {
         assert_eq!(t[2].0, Tok::Float(0.7));
         assert_eq!(t[4].0, Tok::Ident("y".into()));
         assert_eq!(t[4].1, Pos { line: 3, col: 7 });
-        assert_eq!(t[6].0, Tok::Int { value: 15, text: "017".into() });
+        assert_eq!(
+            t[6].0,
+            Tok::Int {
+                value: 15,
+                text: "017".into()
+            }
+        );
         assert_eq!(t[7].0, Tok::Sym(">>"));
     }
 

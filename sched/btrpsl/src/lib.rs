@@ -106,7 +106,11 @@ impl Library {
     pub fn load_file(&mut self, path: &Path) -> Result<std::rc::Rc<Evaluated>, Errors> {
         let file = path.display().to_string();
         let text = std::fs::read(path).map_err(|e| {
-            Errors(vec![Error::at(&file, Pos { line: 1, col: 1 }, format!("cannot read the script: {e}"))])
+            Errors(vec![Error::at(
+                &file,
+                Pos { line: 1, col: 1 },
+                format!("cannot read the script: {e}"),
+            )])
         })?;
         let text = String::from_utf8_lossy(&text);
         eval::evaluate(self, &file, &text, true).map(std::rc::Rc::new)

@@ -11,7 +11,11 @@ use crate::Pos;
 
 /// Parses tokens into a script; syntax errors are appended to `errors`.
 pub fn parse(tokens: Vec<(Tok, Pos)>, errors: &mut Vec<(Pos, String)>) -> Script {
-    let mut p = Parser { t: tokens, i: 0, errors };
+    let mut p = Parser {
+        t: tokens,
+        i: 0,
+        errors,
+    };
     p.script()
 }
 
@@ -103,14 +107,20 @@ impl Parser<'_> {
         let mut s = Script::default();
         if self.is_kw("namespace") {
             let at = self.next().1;
-            match self.expect_ident("a namespace name").and_then(|n| self.expect_sym(";").map(|_| n)) {
+            match self
+                .expect_ident("a namespace name")
+                .and_then(|n| self.expect_sym(";").map(|_| n))
+            {
                 Ok((name, _)) => s.namespace = Some((name, at)),
                 Err(Skip) => self.recover(),
             }
         }
         while self.is_kw("import") {
             let at = self.next().1;
-            match self.expect_ident("the name of a script to import").and_then(|n| self.expect_sym(";").map(|_| n)) {
+            match self
+                .expect_ident("the name of a script to import")
+                .and_then(|n| self.expect_sym(";").map(|_| n))
+            {
                 Ok((name, _)) => s.imports.push((name, at)),
                 Err(Skip) => self.recover(),
             }
@@ -482,6 +492,17 @@ impl Parser<'_> {
     }
 }
 
+/// The base an integer was written in: `0x1f` 16, `017` 8, else 10.
+fn base_of(text: &str) -> u32 {
+    if text.starts_with("0x") || text.starts_with("0X") {
+        16
+    } else if text.len() > 1 && text.starts_with('0') {
+        8
+    } else {
+        10
+    }
+}
+
 #[cfg(test)]
 fn parse_str(s: &str) -> (Script, Vec<(Pos, String)>) {
     let mut errors = Vec::new();
@@ -509,7 +530,9 @@ mod tests {
         assert_eq!(s.namespace.unwrap().0, "a.b");
         assert_eq!(s.imports.len(), 2);
         assert_eq!(s.body.len(), 6);
-        assert!(matches!(&s.body[3], Stmt::For { body, .. } if matches!(&body[0], Stmt::Constraint { continuous: true, .. })));
+        assert!(
+            matches!(&s.body[3], Stmt::For { body, .. } if matches!(&body[0], Stmt::Constraint { continuous: true, .. }))
+        );
     }
 
     #[test]
@@ -521,19 +544,20 @@ mod tests {
 
     #[test]
     fn unbalanced_input_never_panics() {
-        for s in ["{", "}", "for $x in {", "if", "VM[", "$x = (((", ">>", "export", "a(", "]]]", ""] {
+        for s in [
+            "{",
+            "}",
+            "for $x in {",
+            "if",
+            "VM[",
+            "$x = (((",
+            ">>",
+            "export",
+            "a(",
+            "]]]",
+            "",
+        ] {
             let _ = parse_str(s);
         }
-    }
-}
-
-/// The base an integer was written in: `0x1f` 16, `017` 8, else 10.
-fn base_of(text: &str) -> u32 {
-    if text.starts_with("0x") || text.starts_with("0X") {
-        16
-    } else if text.len() > 1 && text.starts_with('0') {
-        8
-    } else {
-        10
     }
 }

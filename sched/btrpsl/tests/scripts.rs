@@ -49,11 +49,13 @@ fn sizes(v: &Value) -> Vec<usize> {
 
 #[test]
 fn numbers_follow_btrpsl_arithmetic() {
-    let e = ok("namespace n;\n$x = -3; $y = 2 * $x ^ 2; $z = (0xff + 5) / 5; $a = 077 % 10;\n\
+    let e = ok(
+        "namespace n;\n$x = -3; $y = 2 * $x ^ 2; $z = (0xff + 5) / 5; $a = 077 % 10;\n\
          $x += 5; $y -= 10; $z /= 0x2; $a *= 0xa; $a %= 7; $b = !$a; $c = !0;\n\
          $f1 = 0.7; $f2 = 9 ^ 0.5; $f3 = 0xff * 3.5; $toto = $a > 7; $titi = $a < 7; $foo = 15 == 0xf;\n\
          $bar = 8 <= $y; $bi = 7 >= $y; $baz = $f1 < 15; $biz = 3 == $f2;\n\
-         export $x, $y, $z, $a, $b, $c, $f1, $f2, $f3, $toto, $titi, $foo, $bar, $bi, $baz, $biz to *;");
+         export $x, $y, $z, $a, $b, $c, $f1, $f2, $f3, $toto, $titi, $foo, $bar, $bi, $baz, $biz to *;",
+    );
     let want = [
         ("$x", json!(2)),
         ("$y", json!(8)),
@@ -88,7 +90,10 @@ fn logic_and_conditions() {
          if $x < 0 { $third = 1; } else if $x > 100 { $third = 2; } else { $tmp = 5; $third = $tmp; }\n\
          export $o, $o2, $o3, $n, $a, $b, $h[1,2], $first, $second, $third to *;");
     assert_eq!(export(&e, "$o").to_json(), json!([1, 0]));
-    assert_eq!((export(&e, "$o2").to_json(), export(&e, "$o3").to_json()), (json!(1), json!(1)));
+    assert_eq!(
+        (export(&e, "$o2").to_json(), export(&e, "$o3").to_json()),
+        (json!(1), json!(1))
+    );
     assert_eq!(export(&e, "$n").to_json(), json!(0));
     assert_eq!(export(&e, "$a").to_json(), json!(1));
     assert_eq!(export(&e, "$b").to_json(), json!(0));
@@ -104,7 +109,8 @@ fn logic_and_conditions() {
 
 #[test]
 fn sets_ranges_and_partitions() {
-    let e = ok("namespace n;\nVM[1..100] : tiny; @pastel-[1..100,frontend].b217.home : node;\n\
+    let e = ok(
+        "namespace n;\nVM[1..100] : tiny; @pastel-[1..100,frontend].b217.home : node;\n\
          $S1 = VM[1..100]; {$T1, $T2, $T3} = $S1 / 3;\n\
          $c1 = #@pastel-[1..10,15,frontend].b217.home; $c2 = #{$T1, $T2, $T3};\n\
          $res = VM[1..100] - VM[50..70] + VM[50..60]; $n = #$res;\n\
@@ -113,7 +119,8 @@ fn sets_ranges_and_partitions() {
          $foo = 5; $y = \"zip\"; {VMbaz, VMzip} : tiny; $r = VM[$foo, baz, 7, $y, 15, 12..9];\n\
          $p = {VM1, VM2, VM3} * {VM2, VM3, VM4}; $q = {VM1, VM2} ^ 2;\n\
          $s = \"come \" + \"out \" + 5 + \" \" + VM1;\n\
-         export $T[1..3], $c1, $c2, $n, $parts, $np, $eq, $eq2, $r, $p, $q, $s to *;");
+         export $T[1..3], $c1, $c2, $n, $parts, $np, $eq, $eq2, $r, $p, $q, $s to *;",
+    );
     let len = |k: &str| export(&e, k).clone().into_set().len();
     assert_eq!((len("$T1"), len("$T2"), len("$T3")), (34, 34, 32));
     assert_eq!(export(&e, "$c1").to_json(), json!(12));
@@ -131,10 +138,15 @@ fn sets_ranges_and_partitions() {
     assert_eq!(export(&e, "$q").to_json(), json!([["n.VM1", "n.VM2"]]));
     assert_eq!(export(&e, "$s").to_json(), json!("come out 5 n.VM1"));
     for (n, parts) in [(9, 4), (10, 4), (100, 3), (11, 3), (100, 4)] {
-        let e = ok(&format!("namespace n; VM[1..{n}] : t; $p = VM[1..{n}] / {parts}; export $p to *;"));
+        let e = ok(&format!(
+            "namespace n; VM[1..{n}] : t; $p = VM[1..{n}] / {parts}; export $p to *;"
+        ));
         let got = sizes(export(&e, "$p"));
         let c = (n as usize).div_ceil(parts);
-        assert!(got.iter().all(|s| *s <= c) && got.iter().sum::<usize>() == n as usize, "{n}/{parts}: {got:?}");
+        assert!(
+            got.iter().all(|s| *s <= c) && got.iter().sum::<usize>() == n as usize,
+            "{n}/{parts}: {got:?}"
+        );
     }
 }
 
@@ -159,7 +171,12 @@ fn multiple_assignment_templates_and_me() {
     let mut lib = Library::new(vec![], Context::default());
     let e = lib.load_file(&d.join("main/examples/multipleAssignment.btrp")).unwrap();
     let names = |k: &str| export(&e, k).to_json();
-    let vm = |i: &[u32]| json!(i.iter().map(|i| format!("multipleAssignment.VM{i}")).collect::<Vec<_>>());
+    let vm = |i: &[u32]| {
+        json!(i
+            .iter()
+            .map(|i| format!("multipleAssignment.VM{i}"))
+            .collect::<Vec<_>>())
+    };
     assert_eq!(names("$t1"), vm(&[1, 2]));
     assert_eq!(names("$t3"), vm(&[5, 6]));
     assert_eq!(names("$a"), vm(&[4, 5, 6]));
@@ -170,7 +187,10 @@ fn multiple_assignment_templates_and_me() {
     assert_eq!(t.vms[5].name, "test.template.frontend");
     assert_eq!(t.vms[5].template.as_deref(), Some("mediumVMs"));
     assert_eq!(t.nodes.len(), 12);
-    assert_eq!(json!(t.vms[0].options), json!({"migratable": true, "start": 7.5, "stop": 12}));
+    assert_eq!(
+        json!(t.vms[0].options),
+        json!({"migratable": true, "start": 7.5, "stop": 12})
+    );
     assert_eq!(t.constraints[0].vms().len(), 6);
 }
 
@@ -189,17 +209,30 @@ fn constraints_come_out_as_btrplace_json() {
          spread(VM[1..3]);");
     let count = |id: &str| e.constraints.iter().filter(|c| c.id == id).count();
     assert_eq!(
-        (count("among"), count("ban"), count("killed"), count("offline"), count("overbook"), count("preserve")),
+        (
+            count("among"),
+            count("ban"),
+            count("killed"),
+            count("offline"),
+            count("overbook"),
+            count("preserve")
+        ),
         (1, 2, 10, 10, 4, 4)
     );
     let j: Vec<serde_json::Value> = e.constraints.iter().map(|c| c.to_json()).collect();
     assert_eq!(j[0]["continuous"], json!(false), ">> is discrete, as in btrpsl");
     assert_eq!(j[0]["parts"].as_array().unwrap().len(), 2);
-    assert_eq!(j[1], json!({"id": "ban", "vm": "test.VM1", "nodes": (1..=10).map(|i| format!("@N{i}")).collect::<Vec<_>>(), "continuous": true}));
+    assert_eq!(
+        j[1],
+        json!({"id": "ban", "vm": "test.VM1", "nodes": (1..=10).map(|i| format!("@N{i}")).collect::<Vec<_>>(), "continuous": true})
+    );
     let rc = j.iter().find(|c| c["id"] == "resourceCapacity").unwrap();
     assert_eq!(rc["amount"], json!(6));
     let sp = j.last().unwrap();
-    assert_eq!(sp, &json!({"id": "spread", "vms": ["test.VM1", "test.VM2", "test.VM3"], "continuous": true}));
+    assert_eq!(
+        sp,
+        &json!({"id": "spread", "vms": ["test.VM1", "test.VM2", "test.VM3"], "continuous": true})
+    );
 }
 
 #[test]
@@ -242,11 +275,15 @@ fn the_btrpsl_projects_valid_scripts_evaluate() {
     let Some(d) = data() else { return };
     let t = d.join("tests");
     let mut lib = Library::new(vec![t.join("examples")], Context::default());
-    let app = lib.load_file(&t.join("examples/myApp.btrp")).unwrap_or_else(|e| panic!("{e}"));
+    let app = lib
+        .load_file(&t.join("examples/myApp.btrp"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((app.vms.len(), app.nodes.len(), app.constraints.len()), (24, 0, 5));
     let dc = lib.load_file(&t.join("examples/datacenter.btrp")).unwrap();
     assert_eq!(dc.nodes.len(), 251);
-    let r: Vec<usize> = (1..=7).map(|i| export(&dc, &format!("$R{i}")).clone().into_set().len()).collect();
+    let r: Vec<usize> = (1..=7)
+        .map(|i| export(&dc, &format!("$R{i}")).clone().into_set().len())
+        .collect();
     assert_eq!(r, vec![40, 40, 40, 40, 40, 40, 11]);
 
     let mut lib = Library::new(vec![t.join("deps")], Context::default());
@@ -260,7 +297,12 @@ fn the_btrpsl_projects_valid_scripts_evaluate() {
         (vec![], "helloVWorld.btrp", 4, 2),
         (vec![ex.join("includes")], "vappHA.btrp", 24, 5),
         (vec![ex.join("advanced")], "advanced/clients/app1.btrp", 30, 14),
-        (vec![ex.join("advanced")], "advanced/admin/sysadmin.btrp", 1, 3 + 6 + 256 + 30 + 30),
+        (
+            vec![ex.join("advanced")],
+            "advanced/admin/sysadmin.btrp",
+            1,
+            3 + 6 + 256 + 30 + 30,
+        ),
         (vec![t.join("env")], "../../tests/env/sysadmin.btrp", 0, 30 + 30),
         (vec![t.clone()], "../../tests/testExport.btrp", 0, 0),
         (vec![t.clone()], "../../tests/vapp.btrp", 22, 6 + 3 + 1),
@@ -295,7 +337,10 @@ fn the_btrpsl_projects_invalid_scripts_fail_at_their_lines() {
     // A script importing bad ones: one error per failing import.
     let mut lib = Library::new(vec![t.join("bads")], Context::default());
     let e = lib
-        .load_text("bar.btrp", "namespace bar;\nimport bad;\nimport ins.*;\nVM7 : tiny;\nroot(VM7);")
+        .load_text(
+            "bar.btrp",
+            "namespace bar;\nimport bad;\nimport ins.*;\nVM7 : tiny;\nroot(VM7);",
+        )
         .unwrap_err();
     let got: Vec<u32> = e.0.iter().map(|e| e.line).collect();
     assert_eq!(got, vec![2, 3, 3, 3], "{e}");
@@ -328,7 +373,10 @@ fn a_context_limits_templates_and_nodes() {
     };
     let mut lib = Library::new(vec![], ctx);
     let e = lib
-        .load_text("app.btrp", "namespace app;\nVM1 : small;\nVM2 : huge;\nban(VM1, @n3);\nfence(VM1, @n1);")
+        .load_text(
+            "app.btrp",
+            "namespace app;\nVM1 : small;\nVM2 : huge;\nban(VM1, @n3);\nfence(VM1, @n1);",
+        )
         .unwrap_err();
     let msgs: Vec<String> = e.0.iter().map(|e| format!("{}:{}", e.line, e.message)).collect();
     assert_eq!(msgs.len(), 2, "{msgs:?}");
@@ -339,10 +387,67 @@ fn a_context_limits_templates_and_nodes() {
 /// Random token soup: every input ends in a result, never a panic.
 fn soup() -> impl Strategy<Value = String> {
     let atoms = prop::sample::select(vec![
-        "namespace", "import", "export", "to", "for", "in", "if", "else", "VM[", "@n-[", "$T[", "]", "].x", "spread(",
-        ">>", "(", ")", "{", "}", ",", ";", ":", "<", ">", "=", "+=", "+", "-", "*", "/", "%", "^", "#", "!", "&&",
-        "||", "==", "..", "1", "0x1f", "017", "2.5", "\"s\"", "VM1", "@n1", "$x", "$me", "_", "a.b", "a.*", "tiny",
-        "\n", " ", "//c\n", "/*", "*/", "0", "99999999999999999999", "$", "@", "?",
+        "namespace",
+        "import",
+        "export",
+        "to",
+        "for",
+        "in",
+        "if",
+        "else",
+        "VM[",
+        "@n-[",
+        "$T[",
+        "]",
+        "].x",
+        "spread(",
+        ">>",
+        "(",
+        ")",
+        "{",
+        "}",
+        ",",
+        ";",
+        ":",
+        "<",
+        ">",
+        "=",
+        "+=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "^",
+        "#",
+        "!",
+        "&&",
+        "||",
+        "==",
+        "..",
+        "1",
+        "0x1f",
+        "017",
+        "2.5",
+        "\"s\"",
+        "VM1",
+        "@n1",
+        "$x",
+        "$me",
+        "_",
+        "a.b",
+        "a.*",
+        "tiny",
+        "\n",
+        " ",
+        "//c\n",
+        "/*",
+        "*/",
+        "0",
+        "99999999999999999999",
+        "$",
+        "@",
+        "?",
     ]);
     prop::collection::vec(atoms, 0..60).prop_map(|v| v.concat())
 }

@@ -10,6 +10,7 @@ pub mod check;
 pub mod decision;
 pub mod instance;
 pub mod model;
+pub mod placement;
 pub mod plan;
 pub mod policy;
 pub mod resources;

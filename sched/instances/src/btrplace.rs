@@ -178,6 +178,9 @@ fn read_mapping(model: &Value) -> Result<Ids, String> {
         })
         .collect::<Result<_, _>>()?;
     let mut m = Model::new(names);
+    let vm_name = named(&views, "vm");
+    let node_name = named(&views, "node");
+    let name = |names: &HashMap<i64, String>, id: i64| names.get(&id).cloned().unwrap_or_else(|| id.to_string());
 
     let mut node_ids: Vec<i64> = Vec::new();
     let mut node_of: HashMap<i64, NodeIdx> = HashMap::new();
@@ -203,7 +206,7 @@ fn read_mapping(model: &Value) -> Result<Ids, String> {
         .collect::<Result<_, _>>()?;
     online_ids.sort_unstable();
     for id in online_ids {
-        let n = m.add_node(id.to_string(), true, &capacity(id));
+        let n = m.add_node(name(&node_name, id), true, &capacity(id));
         node_of.insert(id, n);
         node_ids.push(id);
         let entry = &online[&id.to_string()];
@@ -215,7 +218,7 @@ fn read_mapping(model: &Value) -> Result<Ids, String> {
         }
     }
     for id in ints(mapping.get("offlineNodes"), "offlineNodes")? {
-        let n = m.add_node(id.to_string(), false, &capacity(id));
+        let n = m.add_node(name(&node_name, id), false, &capacity(id));
         node_of.insert(id, n);
         node_ids.push(id);
     }
@@ -238,7 +241,7 @@ fn read_mapping(model: &Value) -> Result<Ids, String> {
                     .unwrap_or_else(|| r["defConsumption"].as_u64().unwrap_or(0))
             })
             .collect();
-        let v = m.add_vm(id.to_string(), state, host, &demand);
+        let v = m.add_vm(name(&vm_name, id), state, host, &demand);
         vm_of.insert(id, v);
         vm_ids.push(id);
     }
@@ -250,6 +253,19 @@ fn read_mapping(model: &Value) -> Result<Ids, String> {
         vm_ids,
         vm_of,
     })
+}
+
+/// The names an `ns` view of `kind` (`vm` or `node`) gives to ids.
+fn named(views: &[&Value], kind: &str) -> HashMap<i64, String> {
+    views
+        .iter()
+        .filter(|v| v["id"] == "ns" && v["type"] == kind)
+        .filter_map(|v| v["map"].as_object())
+        .flat_map(|m| {
+            m.iter()
+                .filter_map(|(name, id)| id.as_i64().map(|id| (id, name.clone())))
+        })
+        .collect()
 }
 
 /// Action durations from the model's `attributes` (1 where none is given).

@@ -5,6 +5,8 @@
 //! vplan check INSTANCE.json[.gz] PLAN.json          # independent replay of a plan
 //! vplan gen --nodes N --vms M --scenario li|nr [--constrained PCT] --out FILE   # a test instance
 //! vplan snapshot [--socket PATH] --out FILE          # what the running vjobd would plan now
+//! vplan script FILE.btrp... [--include DIR] [--json]  # evaluate btrpsl scripts
+//! vplan solve INSTANCE --script FILE.btrp...          # with a script's constraints added
 //! ```
 //!
 //! A snapshot is an instance like any other: `vplan solve` on it shows what the scheduler would
@@ -49,6 +51,23 @@ pub enum Cmd {
         /// Baseline for comparisons: re-place every VM from scratch instead of repairing.
         #[arg(long)]
         from_scratch: bool,
+        /// btrpsl scripts whose constraints are added (elements named as in the instance's `ns` views).
+        #[arg(long = "script")]
+        scripts: Vec<PathBuf>,
+        /// Where the scripts' imports are looked for, besides the scripts' own directories.
+        #[arg(long)]
+        include: Vec<PathBuf>,
+    },
+    /// Evaluate btrpsl scripts: print each one's namespace, VMs, nodes, exports and constraints.
+    Script {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where imports are looked for, besides the scripts' own directories.
+        #[arg(long)]
+        include: Vec<PathBuf>,
+        /// One JSON object per script and per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask a running vjobd for the instance it would plan now.
     Snapshot {
@@ -98,10 +117,21 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             check,
             json,
             from_scratch,
+            scripts,
+            include,
         } => {
             let t0 = Instant::now();
             let mut loaded = btrplace::load(&instance).map_err(|e| e.to_string())?;
             loaded.instance.options.from_scratch = from_scratch;
+            if !scripts.is_empty() {
+                match script_constraints(&loaded.instance.model, &scripts, include) {
+                    Ok(c) => loaded.instance.constraints.extend(c),
+                    Err(lines) => {
+                        eprintln!("{lines}");
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            }
             let read_s = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             let plan = match vjob_core::plan::solve(&loaded.instance) {
@@ -160,6 +190,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 None => Ok(ExitCode::SUCCESS),
             }
         }
+        Cmd::Script { files, include, json } => Ok(script(&files, include, json)),
         Cmd::Snapshot { socket, out } => {
             let instance = snapshot(&socket_path(socket.as_deref()))?;
             std::fs::write(&out, serde_json::to_vec(&instance).expect("instances serialize"))
@@ -202,6 +233,121 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let p = btrplace::parse_plan(&loaded, &v).map_err(|e| format!("{}: {e}", plan.display()))?;
             Ok(report(&vjob_core::check::check(&loaded.instance, &p), false))
         }
+    }
+}
+
+/// A library whose imports are looked for in `include`, then in the scripts' own directories.
+fn library(files: &[PathBuf], mut include: Vec<PathBuf>) -> vjob_btrpsl::Library {
+    for f in files {
+        let dir = f.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        if !include.contains(&dir) {
+            include.push(dir);
+        }
+    }
+    vjob_btrpsl::Library::new(include, vjob_btrpsl::Context::default())
+}
+
+/// `vplan script`: each script evaluated and printed; exit 1 with every error line if one fails.
+fn script(files: &[PathBuf], include: Vec<PathBuf>, json: bool) -> ExitCode {
+    let mut lib = library(files, include);
+    let mut failed = false;
+    for f in files {
+        match lib.load_file(f) {
+            Ok(e) if json => println!("{}", e.to_json()),
+            Ok(e) => print!("{}", describe(&e)),
+            Err(errors) => {
+                eprintln!("{errors}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A script in words: namespace, elements with their templates, exports, constraints as JSON.
+fn describe(e: &vjob_btrpsl::Evaluated) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "namespace {} ({})", e.namespace, e.file);
+    let element = |x: &vjob_btrpsl::Element, node: bool| {
+        let opts: Vec<String> = x
+            .options
+            .iter()
+            .map(|(k, v)| {
+                if *v == serde_json::json!(true) {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        format!(
+            "{}{}{}{}",
+            if node { "@" } else { "" },
+            x.name,
+            x.template.as_ref().map(|t| format!(" : {t}")).unwrap_or_default(),
+            if opts.is_empty() {
+                String::new()
+            } else {
+                format!("<{}>", opts.join(", "))
+            }
+        )
+    };
+    let _ = writeln!(out, "  VMs ({}):", e.vms.len());
+    for v in &e.vms {
+        let _ = writeln!(out, "    {}", element(v, false));
+    }
+    let _ = writeln!(out, "  nodes ({}):", e.nodes.len());
+    for n in &e.nodes {
+        let _ = writeln!(out, "    {}", element(n, true));
+    }
+    let _ = writeln!(out, "  exports ({}):", e.exports.len());
+    for x in &e.exports {
+        let _ = writeln!(out, "    {} = {} to {}", x.name, x.value, x.to.join(", "));
+    }
+    let _ = writeln!(out, "  constraints ({}):", e.constraints.len());
+    for c in &e.constraints {
+        let _ = writeln!(out, "    {}", c.to_json());
+    }
+    out
+}
+
+/// The planner constraints of `scripts` over an instance's model; or every error, one a line.
+fn script_constraints(
+    model: &vjob_core::model::Model,
+    scripts: &[PathBuf],
+    include: Vec<PathBuf>,
+) -> Result<Vec<vjob_core::instance::Constraint>, String> {
+    let mut lib = library(scripts, include);
+    let mut names = vjob_core::placement::Names::new(model);
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for f in scripts {
+        match lib.load_file(f) {
+            Ok(e) => {
+                for b in &e.constraints {
+                    match names.constraint(b) {
+                        Ok(c) => out.push(c),
+                        Err(err) => errors.push(err.to_string()),
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("\n"))
     }
 }
 
