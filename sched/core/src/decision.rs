@@ -117,6 +117,8 @@ pub struct VjobInput {
     pub requested_ms: Option<u64>,
     /// For a running vjob: when its estimate says it ends.
     pub expected_end_ms: Option<u64>,
+    /// What its placement script asks, if it has one.
+    pub rules: Option<std::sync::Arc<crate::placement::VjobRules>>,
 }
 
 /// Which policy decides.
@@ -192,6 +194,10 @@ pub enum Scope {
 
 /// Decides once, from scratch: the policy's choice, and the planner instance that carries it
 /// out. A [`Board`] kept across decisions gives the same answers for what changed only.
+/// In a datacenter constraint, the VM that stands for every VM of every vjob (btrpsl's
+/// `$ALL_VMS`).
+pub const ALL_VMS: VmIdx = VmIdx::MAX;
+
 pub fn build(input: DecisionInput<'_>) -> Built {
     let mut board = Board::new(input.nodes, input.policy.pause_rule().cloned());
     board.set_load(input.load);
@@ -217,6 +223,9 @@ pub struct Board {
     rule: Option<PauseRule>,
     /// Some node must be left by its VMs.
     any_offline: bool,
+    /// The datacenter's constraints, over the nodes' indices; VM [`ALL_VMS`] in one stands for
+    /// every VM of every vjob.
+    datacenter: Vec<Constraint>,
     /// Vjobs that are not wholly running where they are (waiting, suspended, paused, with VMs
     /// to place again) or are to be suspended by hand: when there is none, a decision has
     /// nothing to do.
@@ -257,7 +266,26 @@ impl Board {
             vjobs: BTreeMap::new(),
             on_node: vec![Vec::new(); n],
             rule,
+            datacenter: Vec::new(),
         }
+    }
+
+    /// The datacenter's placement constraints, kept by every plan from now on.
+    /// Nodes that no vjob VM may use are closed to the policy's placements.
+    pub fn set_datacenter(&mut self, constraints: Vec<Constraint>) {
+        for c in &constraints {
+            let closed: Vec<NodeIdx> = match c {
+                Constraint::Ban { vms, nodes } if vms == &[ALL_VMS] => nodes.clone(),
+                Constraint::Fence { vms, nodes } if vms == &[ALL_VMS] => {
+                    (0..self.nodes.len() as NodeIdx).filter(|n| !nodes.contains(n)).collect()
+                }
+                _ => continue,
+            };
+            for n in closed {
+                self.placer.close(n);
+            }
+        }
+        self.datacenter = constraints;
     }
 
     pub fn nodes(&self) -> &[NodeInput] {
@@ -377,7 +405,10 @@ impl Board {
                 plan: None,
             };
         }
-        let whole = ask.scope == Scope::Whole || !ask.moves.is_empty() || ask.always_plan || misplaced;
+        // Constraints span nodes and vjobs beyond those a decision touches: plan them whole.
+        let constrained = !self.datacenter.is_empty() || self.vjobs.values().any(|e| e.input.rules.is_some());
+        let whole =
+            ask.scope == Scope::Whole || !ask.moves.is_empty() || ask.always_plan || misplaced || constrained;
         let nodes: Vec<NodeIdx> = if whole {
             (0..self.nodes.len() as NodeIdx).collect()
         } else {
@@ -534,7 +565,43 @@ impl Board {
             }
         }
         self.fence_migrations(decision, &vm_refs, &local, &mut build.constraints);
+        self.placement_constraints(&vm_refs, &local, &mut build.constraints);
         (build.finish(ask.durations), vm_refs)
+    }
+
+    /// The vjobs' placement rules and the datacenter's constraints, on the instance's VMs and
+    /// nodes.
+    fn placement_constraints(&self, vm_refs: &[Option<(u64, usize)>], local: &[NodeIdx], out: &mut Vec<Constraint>) {
+        if self.datacenter.is_empty() && self.vjobs.values().all(|e| e.input.rules.is_none()) {
+            return;
+        }
+        let index: std::collections::HashMap<(u64, usize), VmIdx> = vm_refs
+            .iter()
+            .enumerate()
+            .filter_map(|(v, r)| r.map(|r| (r, v as VmIdx)))
+            .collect();
+        let node = |n: NodeIdx| Some(local[n as usize]).filter(|&l| l != NO_NODE);
+        for e in self.vjobs.values() {
+            let Some(rules) = &e.input.rules else { continue };
+            let id = e.input.id;
+            let vm = |i: VmIdx| index.get(&(id, i as usize)).copied();
+            out.extend(rules.constraints.iter().filter_map(|c| crate::placement::remap(c, &vm, &node)));
+        }
+        let every: Vec<VmIdx> = index.values().copied().collect();
+        for c in &self.datacenter {
+            let all = |_: VmIdx| None;
+            match c {
+                Constraint::Ban { vms, nodes } if vms == &[ALL_VMS] && !every.is_empty() => out.push(Constraint::Ban {
+                    vms: every.clone(),
+                    nodes: nodes.iter().filter_map(|&n| node(n)).collect(),
+                }),
+                Constraint::Fence { vms, nodes } if vms == &[ALL_VMS] && !every.is_empty() => out.push(Constraint::Fence {
+                    vms: every.clone(),
+                    nodes: nodes.iter().filter_map(|&n| node(n)).collect(),
+                }),
+                other => out.extend(crate::placement::remap(other, &all, &node)),
+            }
+        }
     }
 
     /// The policy's live migrations, as fences: each moved VM to its new node, and each VM of
@@ -700,6 +767,7 @@ fn candidate(e: &Entry) -> Candidate<'_> {
         placed: &e.placed,
         requested_ms: v.requested_ms,
         expected_end_ms: v.expected_end_ms,
+        rules: v.rules.as_deref(),
     }
 }
 
@@ -817,6 +885,7 @@ mod tests {
             vms,
             requested_ms: None,
             expected_end_ms: None,
+            rules: None,
         }
     }
 
@@ -864,6 +933,92 @@ mod tests {
         assert_eq!(inst.place_first, vec![0]);
         assert!(inst.constraints.contains(&Constraint::Running { vm: 0 }));
         assert!(inst.constraints.contains(&Constraint::Sleeping { vm: 1 }));
+    }
+
+    /// A vjob with a placement script (`VM[1..n] : t;` then `body`) over nodes `n0..`.
+    fn scripted(id: u64, queue_priority: i32, vms: Vec<VmAt>, body: &str, nodes: usize) -> VjobInput {
+        let mut lib = vjob_btrpsl::Library::new(Vec::new(), Default::default());
+        let text = format!("namespace app{id};\nVM[1..{}] : t;\n{body}", vms.len());
+        let script = lib.load_text("app.btrp", &text).unwrap();
+        let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
+        let rules = crate::placement::VjobRules::from_script(&script, &names).unwrap();
+        VjobInput {
+            demand: cpu_memory(1, 1 << 30),
+            rules: Some(std::sync::Arc::new(rules)),
+            ..vjob(id, queue_priority, vms)
+        }
+    }
+
+    fn hosts(b: &Built, id: u64) -> Vec<NodeIdx> {
+        let plan = crate::plan::solve(b.instance.as_ref().unwrap()).unwrap();
+        let inst = b.instance.as_ref().unwrap();
+        assert!(crate::check::check(inst, &plan).is_empty(), "{:?}", crate::check::check(inst, &plan));
+        b.vm_refs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_some_and(|(j, _)| j == id))
+            .map(|(v, _)| plan.target.host(v as VmIdx))
+            .collect()
+    }
+
+    #[test]
+    fn a_vjobs_spread_and_ban_hold_in_the_policys_placement_and_in_the_plan() {
+        // Four 4-cpu nodes; three 1-cpu VMs would all fit on one node, but must be spread and
+        // kept off n0.
+        let ns = nodes(4);
+        let v = scripted(1, 0, vec![VmAt::NotStarted; 3], "spread($me);\nban($me, @n0);", 4);
+        let b = decide(&ns, &[], &[v], &[]);
+        let mut placed = b.decision.placed[0].1.clone();
+        placed.sort_unstable();
+        assert_eq!(placed, vec![1, 2, 3], "the policy placed them as the script asks");
+        let mut h = hosts(&b, 1);
+        h.sort_unstable();
+        assert_eq!(h, vec![1, 2, 3], "and so did the plan");
+    }
+
+    #[test]
+    fn a_constrained_vjob_waits_when_its_constraints_cannot_hold_and_preempts_only_when_they_then_do() {
+        let ns = nodes(2);
+        // Three VMs spread over two nodes: never, whatever runs.
+        let v = scripted(2, 10, vec![VmAt::NotStarted; 3], "spread($me);", 2);
+        let low = VjobInput {
+            demand: cpu_memory(4, 1 << 30),
+            ..vjob(1, 0, vec![VmAt::Running(0)])
+        };
+        let b = decide(&ns, &[], &[low.clone(), v], &[]);
+        assert!(b.decision.suspend.is_empty(), "nobody is preempted for nothing");
+        assert!(b.decision.waiting.iter().any(|(id, why)| *id == 2 && why.contains("placement constraints")));
+        // Two VMs fenced to n0, where the low vjob runs: preempting it makes the fence hold.
+        let v = scripted(3, 10, vec![VmAt::NotStarted; 2], "fence($me, @n0);", 2);
+        let b = decide(&ns, &[], &[low, v], &[]);
+        assert_eq!(b.decision.suspend, vec![(1, Some(3))]);
+        assert_eq!(hosts(&b, 3), vec![0, 0]);
+    }
+
+    #[test]
+    fn the_datacenters_ban_of_every_vm_keeps_a_node_empty_in_the_plan() {
+        let ns = nodes(2);
+        let mut board = Board::new(ns, None);
+        board.set_datacenter(vec![Constraint::Ban {
+            vms: vec![ALL_VMS],
+            nodes: vec![0],
+        }]);
+        board.upsert(VjobInput {
+            demand: cpu_memory(1, 1 << 30),
+            ..vjob(1, 0, vec![VmAt::NotStarted; 2])
+        });
+        let b = board.decide(
+            &PolicyChoice::ContextSwitch(Limits::default()),
+            &Ask {
+                moves: &[],
+                vm_name: &|id, i| format!("v{id}-{i}"),
+                durations: &DurationModel::default(),
+                always_plan: false,
+                scope: Scope::Touched,
+            },
+        );
+        assert!(b.instance.as_ref().unwrap().constraints.iter().any(|c| matches!(c, Constraint::Ban { nodes, .. } if nodes == &[0])));
+        assert_eq!(hosts(&b, 1), vec![1, 1]);
     }
 
     #[test]

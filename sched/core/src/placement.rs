@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use vjob_btrpsl::constraints::{Built, Field};
 
 use crate::instance::{Constraint, NodeGroups};
-use crate::model::{Model, NodeIdx, VmIdx};
+use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
+use crate::plan::place::Placer;
 
 /// Why a script's constraint cannot be put on a model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,6 +210,282 @@ impl<'m> Names<'m> {
             other => return Err(format!("the planner has no constraint `{other}`")),
         })
     }
+}
+
+/// What a vjob's placement script asks, in the vjob's own terms: VM `i` is the vjob's i-th VM
+/// (in the order the script declares them), nodes are the cluster's indices. The policy places
+/// the vjob with it ([`VjobRules::place`]); the decision builder hands its constraints to the
+/// planner, which keeps them at every instant of the plan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VjobRules {
+    /// The btrpsl name of each VM (`VM1`), by vjob VM index.
+    pub names: Vec<String>,
+    /// The constraints, VMs and nodes as above.
+    pub constraints: Vec<Constraint>,
+    /// Where each constraint comes from, for messages: `spread($T1); (app.btrp:4)`.
+    pub origins: Vec<String>,
+}
+
+impl VjobRules {
+    /// The rules of an evaluated script whose VMs are a vjob's, over a cluster whose nodes are
+    /// `nodes` (by index).
+    pub fn from_script(script: &vjob_btrpsl::Evaluated, nodes: &[String]) -> Result<VjobRules, PlacementError> {
+        let mut m = Model::new(vec!["cpu".into(), "memory".into()]);
+        for n in nodes {
+            m.add_node(n.clone(), true, &[0, 0]);
+        }
+        for v in &script.vms {
+            m.add_vm(v.name.clone(), VmState::Ready, NO_NODE, &[0, 0]);
+        }
+        let mut names = Names::new(&m);
+        let mut rules = VjobRules {
+            names: script
+                .vms
+                .iter()
+                .map(|v| v.name.rsplit('.').next().unwrap_or(&v.name).to_string())
+                .collect(),
+            ..VjobRules::default()
+        };
+        for b in &script.constraints {
+            rules.constraints.push(names.constraint(b)?);
+            rules.origins.push(format!("{} ({}:{})", b.text, b.file, b.line));
+        }
+        Ok(rules)
+    }
+
+    /// Whether VM `vm` may run on node `n` by the bans and fences.
+    pub fn allows(&self, vm: usize, n: NodeIdx) -> bool {
+        let vm = vm as VmIdx;
+        self.constraints.iter().all(|c| match c {
+            Constraint::Ban { vms, nodes } => !vms.contains(&vm) || !nodes.contains(&n),
+            Constraint::Fence { vms, nodes } => !vms.contains(&vm) || nodes.contains(&n),
+            _ => true,
+        })
+    }
+
+    /// Places all the vjob's VMs (`demands`, one a VM, in order) where its rules allow, all or
+    /// none: bans and fences, spreads (distinct nodes), gathers (one node), and the first
+    /// `among` (the VMs within one of its groups, tried in turn). What else the script asks
+    /// (lonely, split, capacities) the planner keeps.
+    pub fn place(&self, placer: &mut Placer, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
+        if !placer.room_for(demands) {
+            return None;
+        }
+        let among = self.constraints.iter().find_map(|c| match c {
+            Constraint::Among { vms, parts, .. } => Some((vms.clone(), parts.clone())),
+            _ => None,
+        });
+        let groups: Vec<Option<&[NodeIdx]>> = match &among {
+            Some((_, parts)) => parts.iter().map(|p| Some(p.as_slice())).collect(),
+            None => vec![None],
+        };
+        for group in groups {
+            let mark = placer.mark();
+            let mut hosts: Vec<NodeIdx> = Vec::with_capacity(demands.len());
+            for (i, d) in demands.iter().enumerate() {
+                let in_among = among.as_ref().is_some_and(|(vms, _)| vms.contains(&(i as VmIdx)));
+                let n = placer.best(d, |n| {
+                    self.allows(i, n) && (!in_among || group.is_none_or(|g| g.contains(&n))) && self.with_others(i, n, &hosts)
+                });
+                match n {
+                    Some(n) => {
+                        placer.take(n, d);
+                        hosts.push(n);
+                    }
+                    None => break,
+                }
+            }
+            if hosts.len() == demands.len() {
+                return Some(hosts);
+            }
+            placer.rollback(mark);
+        }
+        None
+    }
+
+    /// Whether VM `i` on `n` agrees with where the VMs before it went: apart from those it is
+    /// spread with, beside those it is gathered with.
+    fn with_others(&self, i: usize, n: NodeIdx, hosts: &[NodeIdx]) -> bool {
+        let i = i as VmIdx;
+        self.constraints.iter().all(|c| match c {
+            Constraint::Spread { vms, .. } if vms.contains(&i) => {
+                vms.iter().all(|&j| (j as usize) >= hosts.len() || j == i || hosts[j as usize] != n)
+            }
+            Constraint::Gather { vms, .. } if vms.contains(&i) => {
+                vms.iter().all(|&j| (j as usize) >= hosts.len() || j == i || hosts[j as usize] == n)
+            }
+            _ => true,
+        })
+    }
+
+    /// Why the vjob can never run on these nodes, even empty (`capacity` of each, what each VM
+    /// needs): the first constraint that cannot hold, with its origin.
+    pub fn never_fits(&self, capacity: &[Vec<u64>], demand: &[u64], open: &dyn Fn(NodeIdx) -> bool) -> Option<String> {
+        let hosts = |vm: VmIdx| -> Vec<NodeIdx> {
+            (0..capacity.len() as NodeIdx)
+                .filter(|&n| open(n) && crate::model::fits(&vec![0; demand.len()], demand, &capacity[n as usize]))
+                .filter(|&n| self.allows(vm as usize, n))
+                .collect()
+        };
+        for (c, origin) in self.constraints.iter().zip(&self.origins) {
+            match c {
+                Constraint::Spread { vms, .. } => {
+                    let mut any: Vec<NodeIdx> = vms.iter().flat_map(|&v| hosts(v)).collect();
+                    any.sort_unstable();
+                    any.dedup();
+                    if any.len() < vms.len() {
+                        return Some(format!(
+                            "{origin}: spreads {} VMs over distinct nodes, but only {} node{} can host them",
+                            vms.len(),
+                            any.len(),
+                            if any.len() == 1 { "" } else { "s" }
+                        ));
+                    }
+                }
+                Constraint::Ban { vms, .. } | Constraint::Fence { vms, .. } => {
+                    if let Some(v) = vms.iter().find(|&&v| hosts(v).is_empty()) {
+                        return Some(format!(
+                            "{origin}: leaves no node that can host {}",
+                            self.names.get(*v as usize).map(String::as_str).unwrap_or("a VM")
+                        ));
+                    }
+                }
+                Constraint::Among { vms, parts, .. } => {
+                    let fits = parts.iter().any(|p| {
+                        let slots: u64 = p
+                            .iter()
+                            .filter(|&&n| open(n))
+                            .map(|&n| {
+                                (0..demand.len())
+                                    .filter(|&k| demand[k] > 0)
+                                    .map(|k| capacity[n as usize][k] / demand[k])
+                                    .min()
+                                    .unwrap_or(u64::MAX)
+                            })
+                            .sum();
+                        slots >= vms.len() as u64
+                    });
+                    if !fits {
+                        return Some(format!("{origin}: no group of nodes is large enough for its {} VMs", vms.len()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// A constraint with its VMs and nodes renamed (`vm`, `node`); elements without a new name are
+/// left out, and a constraint left with no VM (or no node where it needs one) is dropped.
+pub fn remap(
+    c: &Constraint,
+    vm: &dyn Fn(VmIdx) -> Option<VmIdx>,
+    node: &dyn Fn(NodeIdx) -> Option<NodeIdx>,
+) -> Option<Constraint> {
+    let vms = |v: &[VmIdx]| -> Option<Vec<VmIdx>> {
+        let out: Vec<VmIdx> = v.iter().filter_map(|&x| vm(x)).collect();
+        (!out.is_empty()).then_some(out)
+    };
+    let nodes = |v: &[NodeIdx]| -> Vec<NodeIdx> { v.iter().filter_map(|&x| node(x)).collect() };
+    let groups = |g: &NodeGroups| -> NodeGroups { std::sync::Arc::new(g.iter().map(|p| nodes(p)).collect()) };
+    let vm_parts = |p: &[Vec<VmIdx>]| -> Vec<Vec<VmIdx>> { p.iter().filter_map(|x| vms(x)).collect() };
+    use Constraint as C;
+    Some(match c {
+        C::Running { vm: v } => C::Running { vm: vm(*v)? },
+        C::Ready { vm: v } => C::Ready { vm: vm(*v)? },
+        C::Sleeping { vm: v } => C::Sleeping { vm: vm(*v)? },
+        C::Killed { vm: v } => C::Killed { vm: vm(*v)? },
+        C::Root { vm: v } => C::Root { vm: vm(*v)? },
+        C::Preserve { vm: v, rc, amount } => C::Preserve {
+            vm: vm(*v)?,
+            rc: *rc,
+            amount: *amount,
+        },
+        C::Online { node: n } => C::Online { node: node(*n)? },
+        C::Offline { node: n } => C::Offline { node: node(*n)? },
+        C::Ban { vms: v, nodes: n } => C::Ban {
+            vms: vms(v)?,
+            nodes: nodes(n),
+        },
+        C::Fence { vms: v, nodes: n } => C::Fence {
+            vms: vms(v)?,
+            nodes: nodes(n),
+        },
+        C::Spread { vms: v, continuous } => C::Spread {
+            vms: vms(v)?,
+            continuous: *continuous,
+        },
+        C::Gather { vms: v, continuous } => C::Gather {
+            vms: vms(v)?,
+            continuous: *continuous,
+        },
+        C::Lonely { vms: v, continuous } => C::Lonely {
+            vms: vms(v)?,
+            continuous: *continuous,
+        },
+        C::Seq { vms: v } => C::Seq { vms: vms(v)? },
+        C::Among { vms: v, parts, continuous } => C::Among {
+            vms: vms(v)?,
+            parts: groups(parts),
+            continuous: *continuous,
+        },
+        C::Split { parts, continuous } => C::Split {
+            parts: vm_parts(parts),
+            continuous: *continuous,
+        },
+        C::SplitAmong {
+            vparts,
+            nparts,
+            continuous,
+        } => C::SplitAmong {
+            vparts: vm_parts(vparts),
+            nparts: groups(nparts),
+            continuous: *continuous,
+        },
+        C::NoArrival { nodes: n } => C::NoArrival { nodes: nodes(n) },
+        C::Quarantine { nodes: n } => C::Quarantine { nodes: nodes(n) },
+        C::ResourceCapacity {
+            nodes: n,
+            rc,
+            amount,
+            continuous,
+        } => C::ResourceCapacity {
+            nodes: nodes(n),
+            rc: *rc,
+            amount: *amount,
+            continuous: *continuous,
+        },
+        C::RunningCapacity {
+            nodes: n,
+            amount,
+            continuous,
+        } => C::RunningCapacity {
+            nodes: nodes(n),
+            amount: *amount,
+            continuous: *continuous,
+        },
+        C::Overbook {
+            nodes: n,
+            rc,
+            ratio,
+            continuous,
+        } => C::Overbook {
+            nodes: nodes(n),
+            rc: *rc,
+            ratio: *ratio,
+            continuous: *continuous,
+        },
+        C::MaxOnline {
+            nodes: n,
+            amount,
+            continuous,
+        } => C::MaxOnline {
+            nodes: nodes(n),
+            amount: *amount,
+            continuous: *continuous,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -291,6 +291,7 @@ impl Core {
             requested_ms: job.spec.walltime_ms,
             expected_end_ms: (job.state == JobState::Running)
                 .then(|| policy::expected_end(now, job.elapsed_ms(now), job.spec.walltime_ms)),
+            rules: None,
         })
     }
 

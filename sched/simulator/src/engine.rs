@@ -308,6 +308,7 @@ impl Sim<'_> {
             requested_ms: job.requested_ms,
             expected_end_ms: (s.phase == Phase::Running)
                 .then(|| policy::expected_end(s.run_since, job.run_ms - s.remaining_ms, job.requested_ms)),
+            rules: None,
         })
     }
 

@@ -40,6 +40,8 @@ struct Round<'a> {
     moved_to: HashMap<(usize, usize), NodeIdx>,
     /// Candidates some VM of which moves this round: they are not also suspended in it.
     moved: Vec<bool>,
+    /// The placement rules of the candidate being admitted, when it has some.
+    rules: Option<&'a crate::placement::VjobRules>,
 }
 
 /// VM `k` of running candidate `j` moves: ((j, k), from, to).
@@ -66,6 +68,7 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
         running_on: None,
         moved_to: HashMap::new(),
         moved: vec![false; cands.len()],
+        rules: None,
     };
     if round.limited {
         for c in cands.iter().filter(|c| c.standing == Standing::Running) {
@@ -80,6 +83,11 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
 }
 
 impl<'a> Round<'a> {
+    /// Places the VMs of the candidate being admitted, with its rules if it has some.
+    fn place(&mut self, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
+        place_with(self.placer, self.rules, demands)
+    }
+
     /// The candidate at position `pos` of the order.
     fn consider(&mut self, pos: usize) {
         let i = self.order[pos];
@@ -152,14 +160,17 @@ impl<'a> Round<'a> {
     /// nowhere to go is suspended whole).
     fn admit_or_preempt(&mut self, pos: usize, i: usize, missing: usize) {
         let c = &self.cands[i];
+        self.rules = c.rules.filter(|_| missing == c.vms);
         let shape: Shape<'a> = (missing, c.demand);
-        if c.standing != Standing::Running && self.hopeless.contains(&shape) {
+        // A constrained vjob's fit is its own: shapes say nothing about it.
+        let by_shape = self.rules.is_none();
+        if by_shape && c.standing != Standing::Running && self.hopeless.contains(&shape) {
             self.decision.waiting.push((c.id, "waiting for resources".into()));
             return;
         }
         let demands: Vec<&[u64]> = vec![c.demand; missing];
-        if !self.failed_shapes.contains(&shape) {
-            if let Some(nodes) = self.placer.place_group(&demands) {
+        if !by_shape || !self.failed_shapes.contains(&shape) {
+            if let Some(nodes) = self.place(&demands) {
                 self.admit(c);
                 self.decision.placed.push((c.id, nodes));
                 return;
@@ -169,15 +180,23 @@ impl<'a> Round<'a> {
                 self.decision.placed.push((c.id, nodes));
                 return;
             }
-            self.failed_shapes.insert(shape);
+            if by_shape {
+                self.failed_shapes.insert(shape);
+            }
         }
         let Some((needed, pausing)) = self.victims(pos, c, &demands) else {
             if c.standing == Standing::Running {
                 // Its misplaced VMs have nowhere to go: the whole vjob sleeps.
                 self.suspend(i, None);
             } else {
-                self.decision.waiting.push((c.id, "waiting for resources".into()));
-                self.hopeless.insert(shape);
+                let why = match c.rules {
+                    Some(_) => "waiting for nodes where its placement constraints hold".to_string(),
+                    None => "waiting for resources".to_string(),
+                };
+                self.decision.waiting.push((c.id, why));
+                if by_shape {
+                    self.hopeless.insert(shape);
+                }
             }
             return;
         };
@@ -193,7 +212,7 @@ impl<'a> Round<'a> {
                 self.count_out(v);
             }
         }
-        let nodes = self.placer.place_group(&demands).expect("room was just made");
+        let nodes = self.place(&demands).expect("room was just made");
         self.admit(c);
         self.decision.placed.push((c.id, nodes));
         // Room was freed: shapes that failed may fit now.
@@ -207,7 +226,8 @@ impl<'a> Round<'a> {
     /// is left as it was).
     fn defragment(&mut self, c: &Candidate<'_>, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
         let rule = self.limits.defragment.as_ref()?;
-        if c.standing == Standing::Running || !self.placer.room_for(demands) {
+        // Moves are planned by capacity: a constrained vjob waits or preempts instead.
+        if c.standing == Standing::Running || self.rules.is_some() || !self.placer.room_for(demands) {
             return None;
         }
         let (nodes, moves) = self.moves_for(c, demands)?;
@@ -309,7 +329,7 @@ impl<'a> Round<'a> {
                 self.placer.release(h, v.demand);
             }
             let trial = self.placer.mark();
-            if self.placer.place_group(demands).is_some() {
+            if self.place(demands).is_some() {
                 self.placer.rollback(trial);
                 comes = true;
                 break;
@@ -376,7 +396,7 @@ impl<'a> Round<'a> {
             }
             victims.push(j);
             let trial = self.placer.mark();
-            if self.placer.place_group(demands).is_some() {
+            if place_with(self.placer, self.rules, demands).is_some() {
                 self.placer.rollback(trial);
                 return Some(victims);
             }
@@ -402,7 +422,7 @@ impl<'a> Round<'a> {
                 }
             }
             let trial = self.placer.mark();
-            if ok && self.placer.place_group(demands).is_some() {
+            if ok && self.place(demands).is_some() {
                 self.placer.rollback(trial);
             } else {
                 self.placer.rollback(back);
@@ -501,4 +521,16 @@ impl Relocation for RunningVms<'_> {
 
     /// Where a lifted VM is matters only once it is put down again.
     fn lift(&mut self, _: Slot, _: NodeIdx) {}
+}
+
+/// Places VMs (`demands`) with placement rules when there are some, else by capacity alone.
+fn place_with(
+    placer: &mut Placer,
+    rules: Option<&crate::placement::VjobRules>,
+    demands: &[&[u64]],
+) -> Option<Vec<NodeIdx>> {
+    match rules {
+        Some(r) => r.place(placer, demands),
+        None => placer.place_group(demands),
+    }
 }

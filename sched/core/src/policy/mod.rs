@@ -76,6 +76,17 @@ pub struct Candidate<'a> {
     pub requested_ms: Option<u64>,
     /// For a running vjob: when its estimate says it ends.
     pub expected_end_ms: Option<u64>,
+    /// What its placement script asks, if it has one.
+    pub rules: Option<&'a crate::placement::VjobRules>,
+}
+
+/// Places `c`'s VMs (`demands`): with its placement rules when it has some and all its VMs are
+/// to be placed, else by capacity alone.
+pub fn place(placer: &mut Placer, c: &Candidate<'_>, demands: &[&[u64]]) -> Option<Vec<NodeIdx>> {
+    match c.rules {
+        Some(r) if demands.len() == c.vms => r.place(placer, demands),
+        _ => placer.place_group(demands),
+    }
 }
 
 /// Limits on running vjobs.
@@ -203,7 +214,7 @@ pub fn fcfs(cands: &[Candidate<'_>], placer: &mut Placer) -> Decision {
             continue;
         }
         let demands: Vec<&[u64]> = vec![c.demand; c.vms];
-        if let Some(nodes) = placer.place_group(&demands) {
+        if let Some(nodes) = place(placer, c, &demands) {
             decision.run.push(c.id);
             decision.placed.push((c.id, nodes));
         } else {
@@ -249,7 +260,7 @@ pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -
         let estimate_end = now.saturating_add(c.requested_ms.unwrap_or(2 * UNKNOWN_RUNTIME_MS));
         match reservation {
             None => {
-                if let Some(nodes) = placer.place_group(&demands) {
+                if let Some(nodes) = place(placer, c, &demands) {
                     decision.run.push(c.id);
                     decision.placed.push((c.id, nodes));
                     ends.push((estimate_end, size(c)));
@@ -277,7 +288,7 @@ pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -
                 let fits_in_time = estimate_end <= shadow;
                 let fits_in_extra = size(c) <= extra;
                 let placed = (fits_in_time || fits_in_extra)
-                    .then(|| placer.place_group(&demands))
+                    .then(|| place(placer, c, &demands))
                     .flatten();
                 if let Some(nodes) = placed {
                     decision.run.push(c.id);
@@ -329,6 +340,7 @@ mod tests {
             protected: false,
             requested_ms: None,
             expected_end_ms: None,
+            rules: None,
             demand: Box::leak(vec![vms[0].0, 4].into_boxed_slice()),
             vms: vms.len(),
             placed: Box::leak(
