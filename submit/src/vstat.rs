@@ -242,8 +242,9 @@ fn full(jobs: &[JobInfo]) -> String {
         s.push_str("    vm_list:\n");
         for v in &j.vms {
             s.push_str(&format!(
-                "        {}  {}  {}\n",
+                "        {}{}  {}  {}\n",
                 v.name,
+                v.script_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
                 v.state,
                 v.node.as_deref().unwrap_or("-")
             ));

@@ -55,7 +55,15 @@ pub fn main() -> ExitCode {
             }
         }
     };
+    let files = match referenced_files(&args.file, &spec) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vsub: {e}");
+            return Exit::Refused.into();
+        }
+    };
     let req = SubmitRequest {
+        files,
         file,
         spec,
         queue: args.queue,
@@ -72,6 +80,41 @@ pub fn main() -> ExitCode {
         Ok(other) => fail("vsub", &unexpected(&other)),
         Err(e) => fail("vsub", &e),
     }
+}
+
+/// The files a spec refers to, read relative to the spec's directory: its `[placement] file`.
+/// The daemon judges the spec; this only finds the line `file = "..."` of its `[placement]`
+/// table, so that what the daemon cannot read (the user's files) travels with the spec.
+fn referenced_files(
+    spec_path: &std::path::Path,
+    spec: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut in_placement = false;
+    for line in spec.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_placement = t.trim_start_matches('[').trim_end_matches(']').trim() == "placement";
+            continue;
+        }
+        let Some(rest) = t
+            .strip_prefix("file")
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix('='))
+        else {
+            continue;
+        };
+        if !in_placement {
+            continue;
+        }
+        let name = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+        let dir = spec_path.parent().unwrap_or(std::path::Path::new("."));
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: cannot read the placement script: {e}", path.display()))?;
+        out.insert(name.to_string(), text);
+    }
+    Ok(out)
 }
 
 /// Submits with an existing client (for tools that submit many jobs).

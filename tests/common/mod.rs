@@ -52,12 +52,20 @@ pub fn nodes(list: &[(&str, u32, &str)]) -> String {
 impl Cluster {
     /// A cluster whose configuration is `body` plus its own state_dir and socket.
     pub fn new(tag: &str, body: &str) -> Cluster {
+        Cluster::with_files(tag, body, &[])
+    }
+
+    /// As [`Cluster::new`], with `files` (name, text) written beside the configuration first.
+    pub fn with_files(tag: &str, body: &str, files: &[(&str, &str)]) -> Cluster {
         let dir = std::env::temp_dir().join(format!("vjob-e2e-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // Other users (the refusal tests run a client as `nobody`) must reach the socket.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
         let socket = dir.join("vjobd.sock");
         let config = dir.join("cluster.toml");
         let text = format!(

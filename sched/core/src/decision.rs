@@ -149,6 +149,8 @@ pub struct DecisionInput<'a> {
     pub vjobs: Vec<VjobInput>,
     pub policy: &'a PolicyChoice,
     pub ask: Ask<'a>,
+    /// The datacenter's constraints ([`Board::set_datacenter`]).
+    pub datacenter: &'a [Constraint],
 }
 
 /// What is asked of a decision, besides the state it is made on.
@@ -200,6 +202,9 @@ pub const ALL_VMS: VmIdx = VmIdx::MAX;
 
 pub fn build(input: DecisionInput<'_>) -> Built {
     let mut board = Board::new(input.nodes, input.policy.pause_rule().cloned());
+    if !input.datacenter.is_empty() {
+        board.set_datacenter(input.datacenter.to_vec());
+    }
     board.set_load(input.load);
     for v in input.vjobs {
         board.upsert(v);
@@ -276,9 +281,9 @@ impl Board {
         for c in &constraints {
             let closed: Vec<NodeIdx> = match c {
                 Constraint::Ban { vms, nodes } if vms == &[ALL_VMS] => nodes.clone(),
-                Constraint::Fence { vms, nodes } if vms == &[ALL_VMS] => {
-                    (0..self.nodes.len() as NodeIdx).filter(|n| !nodes.contains(n)).collect()
-                }
+                Constraint::Fence { vms, nodes } if vms == &[ALL_VMS] => (0..self.nodes.len() as NodeIdx)
+                    .filter(|n| !nodes.contains(n))
+                    .collect(),
                 _ => continue,
             };
             for n in closed {
@@ -407,8 +412,7 @@ impl Board {
         }
         // Constraints span nodes and vjobs beyond those a decision touches: plan them whole.
         let constrained = !self.datacenter.is_empty() || self.vjobs.values().any(|e| e.input.rules.is_some());
-        let whole =
-            ask.scope == Scope::Whole || !ask.moves.is_empty() || ask.always_plan || misplaced || constrained;
+        let whole = ask.scope == Scope::Whole || !ask.moves.is_empty() || ask.always_plan || misplaced || constrained;
         let nodes: Vec<NodeIdx> = if whole {
             (0..self.nodes.len() as NodeIdx).collect()
         } else {
@@ -585,9 +589,15 @@ impl Board {
             let Some(rules) = &e.input.rules else { continue };
             let id = e.input.id;
             let vm = |i: VmIdx| index.get(&(id, i as usize)).copied();
-            out.extend(rules.constraints.iter().filter_map(|c| crate::placement::remap(c, &vm, &node)));
+            out.extend(
+                rules
+                    .constraints
+                    .iter()
+                    .filter_map(|c| crate::placement::remap(c, &vm, &node)),
+            );
         }
-        let every: Vec<VmIdx> = index.values().copied().collect();
+        let mut every: Vec<VmIdx> = index.values().copied().collect();
+        every.sort_unstable();
         for c in &self.datacenter {
             let all = |_: VmIdx| None;
             match c {
@@ -595,10 +605,12 @@ impl Board {
                     vms: every.clone(),
                     nodes: nodes.iter().filter_map(|&n| node(n)).collect(),
                 }),
-                Constraint::Fence { vms, nodes } if vms == &[ALL_VMS] && !every.is_empty() => out.push(Constraint::Fence {
-                    vms: every.clone(),
-                    nodes: nodes.iter().filter_map(|&n| node(n)).collect(),
-                }),
+                Constraint::Fence { vms, nodes } if vms == &[ALL_VMS] && !every.is_empty() => {
+                    out.push(Constraint::Fence {
+                        vms: every.clone(),
+                        nodes: nodes.iter().filter_map(|&n| node(n)).collect(),
+                    })
+                }
                 other => out.extend(crate::placement::remap(other, &all, &node)),
             }
         }
@@ -912,6 +924,7 @@ mod tests {
                 always_plan: false,
                 scope,
             },
+            datacenter: &[],
         })
     }
 
@@ -952,7 +965,11 @@ mod tests {
     fn hosts(b: &Built, id: u64) -> Vec<NodeIdx> {
         let plan = crate::plan::solve(b.instance.as_ref().unwrap()).unwrap();
         let inst = b.instance.as_ref().unwrap();
-        assert!(crate::check::check(inst, &plan).is_empty(), "{:?}", crate::check::check(inst, &plan));
+        assert!(
+            crate::check::check(inst, &plan).is_empty(),
+            "{:?}",
+            crate::check::check(inst, &plan)
+        );
         b.vm_refs
             .iter()
             .enumerate()
@@ -987,7 +1004,11 @@ mod tests {
         };
         let b = decide(&ns, &[], &[low.clone(), v], &[]);
         assert!(b.decision.suspend.is_empty(), "nobody is preempted for nothing");
-        assert!(b.decision.waiting.iter().any(|(id, why)| *id == 2 && why.contains("placement constraints")));
+        assert!(b
+            .decision
+            .waiting
+            .iter()
+            .any(|(id, why)| *id == 2 && why.contains("placement constraints")));
         // Two VMs fenced to n0, where the low vjob runs: preempting it makes the fence hold.
         let v = scripted(3, 10, vec![VmAt::NotStarted; 2], "fence($me, @n0);", 2);
         let b = decide(&ns, &[], &[low, v], &[]);
@@ -1017,7 +1038,13 @@ mod tests {
                 scope: Scope::Touched,
             },
         );
-        assert!(b.instance.as_ref().unwrap().constraints.iter().any(|c| matches!(c, Constraint::Ban { nodes, .. } if nodes == &[0])));
+        assert!(b
+            .instance
+            .as_ref()
+            .unwrap()
+            .constraints
+            .iter()
+            .any(|c| matches!(c, Constraint::Ban { nodes, .. } if nodes == &[0])));
         assert_eq!(hosts(&b, 1), vec![1, 1]);
     }
 
@@ -1195,6 +1222,7 @@ mod tests {
                 always_plan: false,
                 scope: Scope::Touched,
             },
+            datacenter: &[],
         });
         assert_eq!(b.decision.run, vec![2]);
         assert!(b.decision.suspend.is_empty(), "moved, not suspended");

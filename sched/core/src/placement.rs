@@ -285,7 +285,9 @@ impl VjobRules {
             for (i, d) in demands.iter().enumerate() {
                 let in_among = among.as_ref().is_some_and(|(vms, _)| vms.contains(&(i as VmIdx)));
                 let n = placer.best(d, |n| {
-                    self.allows(i, n) && (!in_among || group.is_none_or(|g| g.contains(&n))) && self.with_others(i, n, &hosts)
+                    self.allows(i, n)
+                        && (!in_among || group.is_none_or(|g| g.contains(&n)))
+                        && self.with_others(i, n, &hosts)
                 });
                 match n {
                     Some(n) => {
@@ -308,12 +310,12 @@ impl VjobRules {
     fn with_others(&self, i: usize, n: NodeIdx, hosts: &[NodeIdx]) -> bool {
         let i = i as VmIdx;
         self.constraints.iter().all(|c| match c {
-            Constraint::Spread { vms, .. } if vms.contains(&i) => {
-                vms.iter().all(|&j| (j as usize) >= hosts.len() || j == i || hosts[j as usize] != n)
-            }
-            Constraint::Gather { vms, .. } if vms.contains(&i) => {
-                vms.iter().all(|&j| (j as usize) >= hosts.len() || j == i || hosts[j as usize] == n)
-            }
+            Constraint::Spread { vms, .. } if vms.contains(&i) => vms
+                .iter()
+                .all(|&j| (j as usize) >= hosts.len() || j == i || hosts[j as usize] != n),
+            Constraint::Gather { vms, .. } if vms.contains(&i) => vms
+                .iter()
+                .all(|&j| (j as usize) >= hosts.len() || j == i || hosts[j as usize] == n),
             _ => true,
         })
     }
@@ -351,11 +353,23 @@ impl VjobRules {
                     }
                 }
                 Constraint::Among { vms, parts, .. } => {
+                    // Spread too, its VMs need as many nodes of one group as there are VMs.
+                    let spread = self
+                        .constraints
+                        .iter()
+                        .any(|s| matches!(s, Constraint::Spread { vms: sv, .. } if vms.iter().all(|v| sv.contains(v))));
                     let fits = parts.iter().any(|p| {
                         let slots: u64 = p
                             .iter()
-                            .filter(|&&n| open(n))
+                            .filter(|&&n| open(n) && vms.iter().all(|&v| self.allows(v as usize, n)))
                             .map(|&n| {
+                                if spread {
+                                    return u64::from(crate::model::fits(
+                                        &vec![0; demand.len()],
+                                        demand,
+                                        &capacity[n as usize],
+                                    ));
+                                }
                                 (0..demand.len())
                                     .filter(|&k| demand[k] > 0)
                                     .map(|k| capacity[n as usize][k] / demand[k])
@@ -366,7 +380,10 @@ impl VjobRules {
                         slots >= vms.len() as u64
                     });
                     if !fits {
-                        return Some(format!("{origin}: no group of nodes is large enough for its {} VMs", vms.len()));
+                        return Some(format!(
+                            "{origin}: no group of nodes is large enough for its {} VMs",
+                            vms.len()
+                        ));
                     }
                 }
                 _ => {}
@@ -425,7 +442,11 @@ pub fn remap(
             continuous: *continuous,
         },
         C::Seq { vms: v } => C::Seq { vms: vms(v)? },
-        C::Among { vms: v, parts, continuous } => C::Among {
+        C::Among {
+            vms: v,
+            parts,
+            continuous,
+        } => C::Among {
             vms: vms(v)?,
             parts: groups(parts),
             continuous: *continuous,

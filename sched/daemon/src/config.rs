@@ -30,6 +30,22 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     pub images: Vec<ImageConfig>,
     pub scheduler: SchedulerConfig,
+    /// VM templates that placement scripts declare VMs with (`VM[1..3] : small;`).
+    pub templates: Vec<TemplateConfig>,
+    /// The datacenter's placement scripts (btrpsl), in order; relative paths are relative to
+    /// the configuration file. Their directory is where job scripts' imports are found.
+    pub placement: Vec<PathBuf>,
+    /// What those scripts state, evaluated when the configuration is read.
+    pub datacenter: crate::placement::Datacenter,
+}
+
+/// A `[[template]]`: what a VM declared with it gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateConfig {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory: u64,
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +165,19 @@ struct RawConfig {
     #[serde(default, rename = "image")]
     images: Vec<RawImage>,
     scheduler: Option<RawScheduler>,
+    #[serde(default, rename = "template")]
+    templates: Vec<RawTemplate>,
+    #[serde(default)]
+    placement: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    name: Spanned<String>,
+    vcpus: Option<Spanned<u32>>,
+    memory: Option<Spanned<String>>,
+    image: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -296,7 +325,7 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(vjob_api::DEFAULT_SOCKET));
         let hypervisor = hypervisor(&src, raw.hypervisor.unwrap_or_default(), &state_dir)?;
-        Ok(Config {
+        let mut cfg = Config {
             cluster,
             state_dir,
             socket,
@@ -307,7 +336,21 @@ impl Config {
             queues: queues(&src, &raw.queues)?,
             scheduler: scheduler(&src, raw.scheduler.as_ref())?,
             hypervisor,
-        })
+            templates: templates(&src, &raw.templates)?,
+            placement: {
+                let base = Path::new(file).parent().unwrap_or(Path::new("."));
+                raw.placement.iter().map(|p| base.join(p)).collect()
+            },
+            datacenter: Default::default(),
+        };
+        // The placement scripts are read here, so that a bad one stops the daemon at start.
+        cfg.datacenter = crate::placement::datacenter(&cfg).map_err(|message| FileError {
+            file: file.to_string(),
+            line: None,
+            field: Some("placement".into()),
+            message: format!("a placement script is not valid:\n{message}"),
+        })?;
+        Ok(cfg)
     }
 }
 
@@ -404,6 +447,41 @@ fn durations(src: &Source<'_>, hv: &RawHypervisor) -> Result<DurationModel, File
             d.migrate_bandwidth,
         )?,
     })
+}
+
+/// The `[[template]]` tables.
+fn templates(src: &Source<'_>, raw: &[RawTemplate]) -> Result<Vec<TemplateConfig>, FileError> {
+    let mut out: Vec<TemplateConfig> = Vec::new();
+    for t in raw {
+        check_name(t.name.get_ref()).map_err(|m| src.at(&t.name, "template.name", m))?;
+        if out.iter().any(|o| &o.name == t.name.get_ref()) {
+            return Err(src.at(
+                &t.name,
+                "template.name",
+                format!("template `{}` is listed twice", t.name.get_ref()),
+            ));
+        }
+        let vcpus = match &t.vcpus {
+            None => 1,
+            Some(v) if *v.get_ref() == 0 => return Err(src.at(v, "template.vcpus", "a VM needs at least one vcpu")),
+            Some(v) => *v.get_ref(),
+        };
+        let memory = match &t.memory {
+            None => crate::spec::DEFAULT_VM_MEMORY,
+            Some(m) => match parse_size(m.get_ref()) {
+                Ok(b) if b < (1 << 20) => return Err(src.at(m, "template.memory", "a VM needs at least 1MiB")),
+                Ok(b) => b,
+                Err(e) => return Err(src.at(m, "template.memory", e)),
+            },
+        };
+        out.push(TemplateConfig {
+            name: t.name.get_ref().clone(),
+            vcpus,
+            memory,
+            image: t.image.as_ref().map(|i| i.get_ref().clone()),
+        });
+    }
+    Ok(out)
 }
 
 /// The `[[image]]` tables.

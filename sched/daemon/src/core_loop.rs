@@ -173,6 +173,8 @@ pub struct Core {
     pub(crate) durations: LearnedDurations,
     /// The decision board, kept across rounds.
     pub(crate) board: crate::deciding::BoardCache,
+    /// The placement rules of the jobs that have a placement script.
+    pub(crate) rules: HashMap<u64, std::sync::Arc<vjob_core::placement::VjobRules>>,
 }
 
 /// Action durations learned from measurements, and the configured model they started from.
@@ -230,6 +232,23 @@ impl LearnedDurations {
 }
 
 impl Core {
+    /// The placement rules of the jobs not ended, from their scripts (evaluated again: the
+    /// datacenter's scripts may have changed since they were submitted).
+    fn load_rules(&mut self) {
+        for &id in &self.rec.active {
+            let job = &self.rec.jobs[&id];
+            let Some(p) = &job.spec.placement else { continue };
+            match crate::placement::job(&self.cfg, &job.spec.name, p) {
+                Ok(jp) => {
+                    self.rules.insert(id, std::sync::Arc::new(jp.rules));
+                }
+                Err(e) => {
+                    tracing::warn!(job = id, error = %e, "the placement script no longer evaluates: the job is placed without it")
+                }
+            }
+        }
+    }
+
     /// Loads the state and takes a first look at the nodes.
     pub fn open(cfg: Config, exec: Executor, first: Observation) -> Result<Core, StoreError> {
         let store = Store::open(&cfg.state_dir)?;
@@ -321,7 +340,9 @@ impl Core {
             orphans_reported: HashSet::new(),
             durations,
             board: Default::default(),
+            rules: HashMap::new(),
         };
+        core.load_rules();
         // Adopt what runs before deciding anything.
         core.reconcile(first);
         core.flush()?;

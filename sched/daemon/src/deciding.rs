@@ -93,6 +93,7 @@ impl Core {
                 inputs.nodes,
                 PauseRule::keeping_memory(self.cfg.scheduler.short_preemption_ms),
             );
+            board.set_datacenter(self.cfg.datacenter.constraints.clone());
             board.set_load(inputs.load);
             self.board.protections.clear();
             for v in inputs.vjobs {
@@ -291,7 +292,7 @@ impl Core {
             requested_ms: job.spec.walltime_ms,
             expected_end_ms: (job.state == JobState::Running)
                 .then(|| policy::expected_end(now, job.elapsed_ms(now), job.spec.walltime_ms)),
-            rules: None,
+            rules: self.rules.get(&job.id).cloned(),
         })
     }
 
@@ -355,6 +356,7 @@ impl Core {
                 always_plan,
                 scope,
             },
+            datacenter: &self.cfg.datacenter.constraints,
         });
         (built, inputs.waits)
     }
@@ -516,6 +518,14 @@ pub fn vm_spec(job: &Job, idx: usize) -> VmSpec {
         ("VJOB_ID".to_string(), job.id.to_string()),
         ("VJOB_NAME".to_string(), job.name.clone()),
         ("VJOB_VM_INDEX".to_string(), idx.to_string()),
+        (
+            "VJOB_VM_SCRIPT_NAME".to_string(),
+            job.spec
+                .placement
+                .as_ref()
+                .and_then(|p| p.names.get(idx).cloned())
+                .unwrap_or_default(),
+        ),
         ("VJOB_VM_COUNT".to_string(), job.vms.len().to_string()),
         ("VJOB_USER".to_string(), job.user.clone()),
     ];

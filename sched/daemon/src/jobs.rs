@@ -290,10 +290,12 @@ impl Job {
             vms: self
                 .vms
                 .iter()
-                .map(|v| VmInfo {
+                .enumerate()
+                .map(|(i, v)| VmInfo {
                     name: v.name.clone(),
                     node: v.node.clone(),
                     state: v.phase.as_str().to_string(),
+                    script_name: self.spec.placement.as_ref().and_then(|p| p.names.get(i).cloned()),
                 })
                 .collect(),
             vcpus: self.spec.vm.vcpus,

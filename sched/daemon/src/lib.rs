@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 pub mod jobs;
 pub mod lower;
+pub mod placement;
 pub mod poll;
 pub mod reconcile;
 mod requests;

@@ -101,11 +101,13 @@ impl Core {
         } else {
             req.file.clone()
         };
-        let mut spec = JobSpec::parse(&file, &req.spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let mut spec =
+            JobSpec::parse_with(&file, &req.spec, &req.files).map_err(|e| ApiError::invalid(e.to_string()))?;
         if let Some(name) = req.name {
             check_name(&name).map_err(|m| ApiError::invalid(format!("-N {name}: {m}")))?;
             spec.name = name;
         }
+        let rules = self.placement_of(&mut spec)?;
         if let Some(p) = req.priority {
             spec.priority = p;
         }
@@ -150,9 +152,30 @@ impl Core {
         );
         self.rec.jobs.insert(id, job);
         self.rec.active.insert(id);
+        if let Some(r) = rules {
+            self.rules.insert(id, std::sync::Arc::new(r));
+        }
         self.touch(id);
         self.pace.need_decision = true;
         Ok(Reply::Submitted { id })
+    }
+
+    /// A spec's placement script: its VMs become the spec's, and its rules are checked to be
+    /// able to hold on this cluster; `None` without a script.
+    fn placement_of(&self, spec: &mut JobSpec) -> Result<Option<vjob_core::placement::VjobRules>, ApiError> {
+        let Some(p) = spec.placement.as_mut() else {
+            return Ok(None);
+        };
+        let jp = crate::placement::job(&self.cfg, &spec.name, p).map_err(ApiError::invalid)?;
+        p.names = jp.rules.names.clone();
+        spec.vm = jp.vm;
+        let demand = vjob_core::resources::cpu_memory(spec.vm.vcpus as u64, spec.vm.memory);
+        if let Some(why) = crate::placement::never_fits(&self.cfg, &self.cfg.datacenter, &jp.rules, &demand) {
+            return Err(ApiError::invalid(format!(
+                "the vjob can never run on this cluster: {why}"
+            )));
+        }
+        Ok(Some(jp.rules))
     }
 
     /// With guest images configured (libvirt), checks the spec's image, or picks the only one,

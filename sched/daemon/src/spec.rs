@@ -17,6 +17,18 @@
 //! sim_runtime = "20s"      # simulated backend: running time of the job
 //! ```
 //!
+//! Instead of `[vm]`, a `[placement]` table may declare the VMs in btrpsl, BtrPlace's
+//! specification language, with the cluster's templates, and state where they may run:
+//!
+//! ```toml
+//! [placement]
+//! script = """
+//! VM[1..3] : small;
+//! spread($me);
+//! """
+//! # or: file = "app.btrp" (relative to the spec; vsub reads it)
+//! ```
+//!
 //! Parsing is the daemon's job (one parser whatever the client), and every error names the file,
 //! line and field. Whether the request could ever fit the cluster is checked by the daemon
 //! against its nodes, not here.
@@ -42,6 +54,24 @@ pub struct JobSpec {
     pub walltime_ms: Option<u64>,
     pub vm: VmTemplate,
     pub run: RunSpec,
+    /// The vjob's placement script, if it has one: it declares the VMs (then `vm` is derived
+    /// from their template when the job is submitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSpec>,
+}
+
+/// A vjob's placement script (btrpsl).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacementSpec {
+    /// How to name it in errors: the script's file, or the spec's for an inline script.
+    pub file: String,
+    pub script: String,
+    /// The spec's line the script's first line is on (0 for a file of its own): errors in an
+    /// inline script name lines of the spec.
+    pub line_offset: u32,
+    /// The btrpsl name of each VM (`VM1`), by VM index, once the script was evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// The VMs of a vjob: `count` identical VMs.
@@ -75,6 +105,14 @@ struct RawSpec {
     walltime: Option<Spanned<String>>,
     vm: Option<RawVm>,
     run: Spanned<RawRun>,
+    placement: Option<Spanned<RawPlacement>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    script: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +138,16 @@ impl JobSpec {
     /// Validates a spec's text. `file` names it in errors; `default_name` is used when the spec
     /// has no `name` (the file's stem, as PBS does).
     pub fn parse(file: &str, text: &str) -> Result<JobSpec, FileError> {
+        JobSpec::parse_with(file, text, &Default::default())
+    }
+
+    /// As [`JobSpec::parse`], with the files the spec refers to (`[placement] file`), as the
+    /// submitter read them: path as written in the spec -> text.
+    pub fn parse_with(
+        file: &str,
+        text: &str,
+        files: &std::collections::BTreeMap<String, String>,
+    ) -> Result<JobSpec, FileError> {
         let src = Source { file, text };
         let raw: RawSpec = src.parse()?;
         let name = match &raw.name {
@@ -180,7 +228,12 @@ impl JobSpec {
             None => None,
             Some(r) => Some(parse_duration_ms(r.get_ref()).map_err(|m| src.at(r, "run.sim_runtime", m))?),
         };
+        let placement = match &raw.placement {
+            None => None,
+            Some(p) => Some(placement(&src, p, files, raw.vm.is_some())?),
+        };
         Ok(JobSpec {
+            placement,
             name,
             queue: raw.queue.map(|q| q.into_inner()),
             priority: raw.priority,
@@ -193,6 +246,58 @@ impl JobSpec {
                 sim_exit_code: run.sim_exit_code,
             },
         })
+    }
+}
+
+/// The `[placement]` table: an inline `script` or a `file` (sent along by the submitter).
+fn placement(
+    src: &Source<'_>,
+    p: &Spanned<RawPlacement>,
+    files: &std::collections::BTreeMap<String, String>,
+    has_vm: bool,
+) -> Result<PlacementSpec, FileError> {
+    if has_vm {
+        return Err(src.error(
+            Some(p.span()),
+            "placement",
+            "with [placement] its script declares the VMs (`VM[1..3] : small;`): remove the [vm] table",
+        ));
+    }
+    match (&p.get_ref().script, &p.get_ref().file) {
+        (Some(s), None) => {
+            // A multi-line string starts on the line after its opening quotes.
+            let start = s.span().start;
+            let opening = &src.text[start..src.text.len().min(start + 4)];
+            let first =
+                src.line_of(start) as u32 + u32::from(opening.starts_with("\"\"\"\n") || opening.starts_with("'''\n"));
+            Ok(PlacementSpec {
+                file: src.file.to_string(),
+                script: s.get_ref().clone(),
+                line_offset: first - 1,
+                names: Vec::new(),
+            })
+        }
+        (None, Some(f)) => match files.get(f.get_ref()) {
+            Some(text) => Ok(PlacementSpec {
+                file: f.get_ref().clone(),
+                script: text.clone(),
+                line_offset: 0,
+                names: Vec::new(),
+            }),
+            None => Err(src.at(
+                f,
+                "placement.file",
+                format!(
+                    "`{}` was not sent with the spec (vsub reads it, relative to the spec)",
+                    f.get_ref()
+                ),
+            )),
+        },
+        _ => Err(src.error(
+            Some(p.span()),
+            "placement",
+            "give the placement script inline (`script = ...`) or in a file (`file = \"app.btrp\"`), one of them",
+        )),
     }
 }
 

@@ -105,6 +105,10 @@ pub struct SubmitRequest {
     pub hold: bool,
     /// The submitter's working directory: relative output paths are relative to it.
     pub cwd: Option<String>,
+    /// Files the spec refers to (`[placement] file`), read by the submitter: the path as
+    /// written in the spec -> the file's text.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// Which jobs to list.
@@ -188,6 +192,9 @@ pub struct VmInfo {
     pub node: Option<String>,
     /// `ready`, `running`, `sleeping` or `gone`.
     pub state: String,
+    /// Its name in the job's placement script (`VM4`), if the job has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_name: Option<String>,
 }
 
 /// A job as shown to users.

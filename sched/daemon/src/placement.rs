@@ -1,0 +1,295 @@
+//! Placement scripts in vjobd: the datacenter's (the configuration's `placement` files, which
+//! name its nodes and state rules for every vjob through `$ALL_VMS`) and each job's (its spec's
+//! `[placement]`, which declares its VMs with the configuration's templates and states where
+//! they may run). Both are btrpsl; both end as planner constraints the decisions keep.
+
+use std::path::PathBuf;
+
+use vjob_btrpsl::{Context, Errors, Library, Value};
+use vjob_core::decision::ALL_VMS;
+use vjob_core::instance::Constraint;
+use vjob_core::model::{Model, VmState, NO_NODE};
+use vjob_core::placement::{remap, Names, VjobRules};
+
+use crate::config::Config;
+use crate::spec::{PlacementSpec, VmTemplate, MAX_VMS_PER_JOB};
+
+/// The datacenter's rules, over the configured nodes' indices; [`ALL_VMS`] stands for every VM.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Datacenter {
+    pub constraints: Vec<Constraint>,
+    pub origins: Vec<String>,
+}
+
+impl Datacenter {
+    /// The nodes no vjob VM may use.
+    pub fn banned(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for c in &self.constraints {
+            if let Constraint::Ban { vms, nodes } = c {
+                if vms == &[ALL_VMS] {
+                    out.extend(nodes.iter().copied());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What scripts may name in this cluster: its templates and nodes, and `$ALL_VMS`.
+fn context(cfg: &Config, default_namespace: Option<String>) -> Context {
+    Context {
+        templates: Some(cfg.templates.iter().map(|t| t.name.clone()).collect()),
+        nodes: Some(cfg.nodes.iter().map(|n| n.name.clone()).collect()),
+        globals: [("ALL_VMS".to_string(), Value::Set(vec![Value::Vm(ALL.into())]))].into(),
+        default_namespace,
+    }
+}
+
+/// The VM that `$ALL_VMS` holds while a script is evaluated.
+const ALL: &str = "*";
+
+/// Where scripts' imports are found: the directories of the datacenter's scripts.
+fn include(cfg: &Config) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for p in &cfg.placement {
+        let d = p
+            .parent()
+            .map(|d| d.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."));
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs
+}
+
+fn node_names(cfg: &Config) -> Vec<String> {
+    cfg.nodes.iter().map(|n| n.name.clone()).collect()
+}
+
+/// Evaluates the datacenter's scripts; every error, one a line.
+pub fn datacenter(cfg: &Config) -> Result<Datacenter, String> {
+    let mut lib = Library::new(include(cfg), context(cfg, None));
+    let mut model = Model::new(vec!["cpu".into(), "memory".into()]);
+    for n in &cfg.nodes {
+        model.add_node(n.name.clone(), true, &[n.cpus as u64, n.memory]);
+    }
+    model.add_vm(ALL, VmState::Ready, NO_NODE, &[0, 0]);
+    let mut names = Names::new(&model);
+    let mut dc = Datacenter::default();
+    let mut errors = Vec::new();
+    for f in &cfg.placement {
+        let script = match lib.load_file(f) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        if let Some(v) = script.vms.first() {
+            errors.push(format!(
+                "{}:{}: a datacenter script declares no VM (`{}`): vjobs bring their own",
+                script.file, v.line, v.name
+            ));
+        }
+        for b in &script.constraints {
+            let c = match names.constraint(b) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let every = b.vms().contains(&ALL);
+            if every && !matches!(c, Constraint::Ban { .. } | Constraint::Fence { .. }) {
+                errors.push(format!(
+                    "{}:{}: {}: only `ban` and `fence` apply to $ALL_VMS",
+                    b.file, b.line, b.text
+                ));
+                continue;
+            }
+            if let Some(c) = remap(&c, &|_| Some(ALL_VMS), &|n| Some(n)) {
+                dc.constraints.push(c);
+                dc.origins.push(format!("{} ({}:{})", b.text, b.file, b.line));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(dc)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// A job's VMs and rules, from its placement script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPlacement {
+    pub vm: VmTemplate,
+    pub rules: VjobRules,
+}
+
+/// Evaluates a job's placement script (namespace: the job's name unless it says otherwise)
+/// with the cluster's templates and nodes; the VMs it declares become the vjob's, in order.
+pub fn job(cfg: &Config, name: &str, p: &PlacementSpec) -> Result<JobPlacement, String> {
+    let mut lib = Library::new(include(cfg), context(cfg, Some(name.to_string())));
+    let script = lib
+        .load_text(&p.file, &p.script)
+        .map_err(|e| shifted(e, p.line_offset))?;
+    let first = script.vms.first().ok_or_else(|| {
+        format!(
+            "{}: the placement script declares no VM (`VM[1..3] : TEMPLATE;`)",
+            p.file
+        )
+    })?;
+    if script.vms.len() > MAX_VMS_PER_JOB as usize {
+        return Err(format!("{}: at most {MAX_VMS_PER_JOB} VMs per vjob", p.file));
+    }
+    let template = |t: &Option<String>| {
+        cfg.templates
+            .iter()
+            .find(|x| Some(&x.name) == t.as_ref())
+            .expect("templates were checked by the evaluation")
+    };
+    let shape = template(&first.template);
+    for v in &script.vms {
+        let t = template(&v.template);
+        if (t.vcpus, t.memory, &t.image) != (shape.vcpus, shape.memory, &shape.image) {
+            return Err(format!(
+                "{}:{}: the VMs of one vjob share one shape: `{}` is a {} ({} vcpus, {}), `{}` a {} ({} vcpus, {})",
+                p.file,
+                v.line + p.line_offset,
+                first.name,
+                shape.name,
+                shape.vcpus,
+                vjob_api::display::size(shape.memory),
+                v.name,
+                t.name,
+                t.vcpus,
+                vjob_api::display::size(t.memory)
+            ));
+        }
+    }
+    let mut rules = VjobRules::from_script(&script, &node_names(cfg)).map_err(|e| e.to_string())?;
+    // Report lines of the spec for an inline script.
+    if p.line_offset > 0 {
+        for o in &mut rules.origins {
+            *o = shift_origin(o, &p.file, p.line_offset);
+        }
+    }
+    Ok(JobPlacement {
+        vm: VmTemplate {
+            count: script.vms.len() as u32,
+            vcpus: shape.vcpus,
+            memory: shape.memory,
+            image: shape.image.clone(),
+            default_memory: false,
+        },
+        rules,
+    })
+}
+
+/// Script errors with their lines moved by `offset` (an inline script's lines in its spec).
+fn shifted(e: Errors, offset: u32) -> String {
+    e.0.into_iter()
+        .map(|mut x| {
+            x.line += offset;
+            x.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text (file:line)` with the line moved by `offset`.
+fn shift_origin(origin: &str, file: &str, offset: u32) -> String {
+    let tail = format!("({file}:");
+    match origin.rfind(&tail) {
+        Some(i) => {
+            let line: u32 = origin[i + tail.len()..].trim_end_matches(')').parse().unwrap_or(0);
+            format!("{}({file}:{})", &origin[..i], line + offset)
+        }
+        None => origin.to_string(),
+    }
+}
+
+/// Why a vjob can never run on this cluster even empty, by its rules (and the datacenter's
+/// bans of every VM), if it cannot.
+pub fn never_fits(cfg: &Config, dc: &Datacenter, rules: &VjobRules, demand: &[u64]) -> Option<String> {
+    let capacity: Vec<Vec<u64>> = cfg
+        .nodes
+        .iter()
+        .map(|n| vjob_core::resources::cpu_memory(n.cpus as u64, n.memory))
+        .collect();
+    let banned = dc.banned();
+    rules.never_fits(&capacity, demand, &|n| !banned.contains(&n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path, datacenter: &str) -> Config {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("datacenter.btrp"), datacenter).unwrap();
+        let text = format!(
+            "state_dir = '{}'\nplacement = ['datacenter.btrp']\n\
+             [[template]]\nname = 'small'\nvcpus = 1\nmemory = '1GiB'\n\
+             [[template]]\nname = 'big'\nvcpus = 4\nmemory = '1GiB'\n\
+             [[node]]\nname = 'n1'\ncpus = 4\nmemory = '8GiB'\n[[node]]\nname = 'n2'\ncpus = 4\nmemory = '8GiB'\n\
+             [[node]]\nname = 'n3'\ncpus = 4\nmemory = '8GiB'\n[[node]]\nname = 'n4'\ncpus = 4\nmemory = '8GiB'\n",
+            dir.join("state").display()
+        );
+        let file = dir.join("cluster.toml");
+        std::fs::write(&file, &text).unwrap();
+        Config::parse(&file.display().to_string(), &text).unwrap()
+    }
+
+    fn spec(script: &str) -> PlacementSpec {
+        PlacementSpec {
+            file: "app.toml".into(),
+            script: script.into(),
+            line_offset: 10,
+            names: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_jobs_script_declares_its_vms_and_sees_the_datacenters_racks() {
+        let dir = std::env::temp_dir().join(format!("vjob-placement-{}", std::process::id()));
+        let c = cfg(
+            &dir,
+            "namespace datacenter;\n$racks = {@n[1,2], @n[3,4]};\nban($ALL_VMS, @n4);\nexport $racks to *;\n",
+        );
+        let dc = datacenter(&c).unwrap();
+        assert_eq!(dc.banned(), vec![3]);
+        let j = job(
+            &c,
+            "app",
+            &spec("import datacenter;\nVM[1..3] : small;\nspread($me);\namong($me, $datacenter.racks);\n"),
+        )
+        .unwrap();
+        assert_eq!((j.vm.count, j.vm.vcpus), (3, 1));
+        assert_eq!(j.rules.names, vec!["VM1", "VM2", "VM3"]);
+        assert!(j.rules.origins[0].ends_with("(app.toml:13)"), "{:?}", j.rules.origins);
+        // Three spread VMs fit n1..n3, but no rack of two nodes holds them apart.
+        let why = never_fits(&c, &dc, &j.rules, &[1, 1 << 30]).unwrap();
+        assert!(why.contains("no group of nodes is large enough for its 3 VMs"), "{why}");
+        let j = job(
+            &c,
+            "two",
+            &spec("import datacenter;\nVM[1..2] : small;\nspread($me);\namong($me, $datacenter.racks);\n"),
+        )
+        .unwrap();
+        assert_eq!(never_fits(&c, &dc, &j.rules, &[1, 1 << 30]), None);
+        let j = job(&c, "five", &spec("VM[1..5] : small;\nspread($me);\n")).unwrap();
+        let why = never_fits(&c, &dc, &j.rules, &[1, 1 << 30]).unwrap();
+        assert!(why.starts_with("spread($me); (app.toml:12): spreads 5 VMs"), "{why}");
+        assert!(why.ends_with("only 3 nodes can host them"), "{why}");
+        let e = job(&c, "mixed", &spec("VM1 : small;\nVM2 : big;\n")).unwrap_err();
+        assert!(e.contains("app.toml:12: the VMs of one vjob share one shape"), "{e}");
+        let e = job(&c, "bad", &spec("VM1 : huge;\nban(VM1, @n9);\n")).unwrap_err();
+        assert_eq!(e.lines().count(), 2, "{e}");
+        assert!(e.starts_with("app.toml:11:1: unknown template `huge`"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,216 @@
+//! End-to-end tests of placement constraints in vjobd (sim backend): the datacenter's scripts
+//! in the cluster configuration, each job's `[placement]` script, kept at admission, in
+//! context switches and evacuations (every plan is replayed by the independent checker in the
+//! daemon's debug builds, which these tests run).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{job, nodes, Cluster, FAST_HYPERVISOR};
+use serde_json::Value;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Four 4-cpu nodes in two racks (n1, n2 | n3, n4), a `small` template, and `extra` appended to
+/// the datacenter's script.
+fn racks(tag: &str, extra: &str) -> Cluster {
+    let datacenter = format!("namespace datacenter;\n$racks = {{@n[1,2], @n[3,4]}};\nexport $racks to *;\n{extra}");
+    Cluster::with_files(
+        tag,
+        &format!(
+            "admins = [\"root\"]\nplacement = [\"datacenter.btrp\"]\n{FAST_HYPERVISOR}\n\
+             [[template]]\nname = \"small\"\nvcpus = 1\nmemory = \"1GiB\"\n\n{}\
+             [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n",
+            nodes(&[("n1", 4, "8GiB"), ("n2", 4, "8GiB"), ("n3", 4, "8GiB"), ("n4", 4, "8GiB")])
+        ),
+        &[("datacenter.btrp", &datacenter)],
+    )
+}
+
+/// A spec whose VMs come from a placement script.
+fn scripted(name: &str, queue: &str, script: &str, runtime: &str) -> String {
+    format!(
+        "name = \"{name}\"\nqueue = \"{queue}\"\n\n[placement]\nscript = \"\"\"\n{script}\"\"\"\n\n[run]\nscript = \"echo hi\"\nsim_runtime = \"{runtime}\"\n"
+    )
+}
+
+/// The node of each running VM of a job, by its name in the script.
+fn placed(job: &Value) -> HashMap<String, String> {
+    job["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["state"] == "running")
+        .map(|v| {
+            (
+                v["script_name"].as_str().unwrap().to_string(),
+                v["node"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn distinct(p: &HashMap<String, String>, vms: &[&str]) -> bool {
+    let mut n: Vec<&String> = vms.iter().map(|v| &p[*v]).collect();
+    n.sort();
+    n.dedup();
+    n.len() == vms.len()
+}
+
+fn rack(node: &str) -> u32 {
+    if node == "n1" || node == "n2" {
+        1
+    } else {
+        2
+    }
+}
+
+const THREE_TIER: &str = "import datacenter;\nVM[1..3] : small; VM[4..6] : small; VM[7..8] : small;\n\
+    $T1 = VM[1..3]; $T2 = VM[4..6]; $T3 = VM[7..8];\n\
+    for $t in {$T1, $T2, $T3} { spread($t); }\n\
+    latency($T3, $datacenter.racks);\n";
+
+fn tiers_hold(job: &Value) {
+    let p = placed(job);
+    assert_eq!(p.len(), 8, "{job}");
+    assert!(distinct(&p, &["VM1", "VM2", "VM3"]), "T1 spread: {p:?}");
+    assert!(distinct(&p, &["VM4", "VM5", "VM6"]), "T2 spread: {p:?}");
+    assert!(distinct(&p, &["VM7", "VM8"]), "T3 spread: {p:?}");
+    assert_eq!(rack(&p["VM7"]), rack(&p["VM8"]), "T3 in one rack: {p:?}");
+}
+
+#[test]
+fn a_three_tier_application_keeps_its_constraints_through_suspend_resume_and_an_offline_node() {
+    let c = racks("three-tier", "");
+    let id = c.submit(&c.spec("app.toml", &scripted("app", "batch", THREE_TIER, "1h")), &[]);
+    let j = c.wait_state(id, "running", SECS(20));
+    tiers_hold(&j);
+    let full = c.ok("vstat", &["-f", &id.to_string()]);
+    assert!(full.contains(&format!("vjob-{id}-3 (VM4)")), "{full}");
+
+    c.ok("vqmgr", &["job", "suspend", &id.to_string()]);
+    c.wait_state(id, "suspended", SECS(20));
+    c.ok("vqmgr", &["job", "resume", &id.to_string()]);
+    tiers_hold(&c.wait_state(id, "running", SECS(20)));
+
+    // A node of the rack T3 is not in empties: its VMs go where the tiers still hold. (T3's
+    // own rack could not be left: `latency` is continuous, its VMs may never be apart.)
+    let p = placed(&c.job(id));
+    let t3 = rack(&p["VM7"]);
+    let off = ["n1", "n2", "n3", "n4"].into_iter().find(|n| rack(n) != t3).unwrap();
+    c.ok("vqmgr", &["node", "offline", off]);
+    c.wait(SECS(30), "the node to be empty", || {
+        let j = c.job(id);
+        j["state"] == "running" && placed(&j).len() == 8 && placed(&j).values().all(|n| n != off)
+    });
+    tiers_hold(&c.job(id));
+    c.ok("vdel", &[&id.to_string()]);
+}
+
+#[test]
+fn constraints_that_can_never_hold_are_refused_at_submission_naming_them() {
+    let c = racks("refused", "");
+    let spec = c.spec(
+        "five.toml",
+        &scripted("five", "batch", "VM[1..5] : small;\nspread($me);\n", "1s"),
+    );
+    let o = c.run("vsub", &[spec.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("spread($me);"), "{err}");
+    assert!(err.contains("five.toml:7"), "the spec's line: {err}");
+    assert!(
+        err.contains("spreads 5 VMs over distinct nodes, but only 4 nodes can host them"),
+        "{err}"
+    );
+
+    let spec = c.spec(
+        "bad.toml",
+        &scripted("bad", "batch", "VM1 : huge;\nban(VM1, @n9);\n", "1s"),
+    );
+    let o = c.run("vsub", &[spec.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("bad.toml:6:1: unknown template `huge`"), "{err}");
+    assert!(err.contains("bad.toml:7:10: unknown node `@n9`"), "{err}");
+
+    // A script in a file of its own, beside the spec.
+    std::fs::write(c.dir.join("pair.btrp"), "VM[1..2] : small;\ngather($me);\n").unwrap();
+    let spec = c.spec(
+        "pair.toml",
+        "name = \"pair\"\n[placement]\nfile = \"pair.btrp\"\n[run]\nscript = \"true\"\nsim_runtime = \"1s\"\n",
+    );
+    let id = c.submit(&spec, &[]);
+    let j = c.wait_state(id, "running", SECS(20));
+    let p = placed(&j);
+    assert_eq!(p["VM1"], p["VM2"], "gathered: {p:?}");
+}
+
+#[test]
+fn a_ban_of_a_node_keeps_every_vjob_off_it() {
+    let c = racks("ban", "ban($ALL_VMS, @n4);\n");
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 3, 4, "1GiB", "1h")), &[]);
+    c.wait_state(a, "running", SECS(20));
+    let b = c.submit(&c.spec("b.toml", &job("b", "batch", 1, 1, "1GiB", "1h")), &[]);
+    c.decided_since_now();
+    let nodes: Vec<String> = c
+        .jobs()
+        .iter()
+        .filter(|j| j["state"] == "running")
+        .flat_map(Cluster::nodes_of)
+        .collect();
+    assert!(!nodes.contains(&"n4".to_string()), "{nodes:?}");
+    assert_eq!(c.state(b), "queued", "n4 is free but banned");
+    c.ok("vdel", &[&a.to_string(), &b.to_string()]);
+}
+
+#[test]
+fn a_vjob_waits_on_its_constraints_saying_so_and_preempts_only_when_its_placement_then_holds() {
+    let c = racks("preempt", "");
+    c.ok("vqmgr", &["node", "drain", "n4"]);
+    // Four VMs spread while only three nodes take VMs: it waits, and says why.
+    let s = c.submit(
+        &c.spec(
+            "s.toml",
+            &scripted("s", "batch", "VM[1..4] : small;\nspread($me);\n", "1s"),
+        ),
+        &[],
+    );
+    c.decided_since_now();
+    assert_eq!(c.state(s), "queued");
+    let full = c.ok("vstat", &["-f", &s.to_string()]);
+    assert!(full.contains("placement constraints"), "{full}");
+
+    // A low-priority vjob fills one node; an express vjob spread over four nodes would not
+    // fit even if it were suspended: nobody is preempted for nothing.
+    let low = c.submit(&c.spec("low.toml", &job("low", "batch", 1, 4, "1GiB", "1h")), &[]);
+    let j = c.wait_state(low, "running", SECS(20));
+    let x = Cluster::nodes_of(&j)[0].clone();
+    let e = c.submit(
+        &c.spec(
+            "e.toml",
+            &scripted("e", "express", "VM[1..4] : small;\nspread($me);\n", "1h"),
+        ),
+        &[],
+    );
+    c.decided_since_now();
+    assert_eq!(c.state(low), "running", "no preemption that cannot help");
+    assert_eq!(c.state(e), "queued");
+    c.ok("vdel", &[&e.to_string(), &s.to_string()]);
+
+    // Fenced to the low vjob's node: preempting it makes the placement hold, so it does.
+    let f = c.submit(
+        &c.spec(
+            "f.toml",
+            &scripted("f", "express", &format!("VM1 : small;\nfence($me, @{x});\n"), "1h"),
+        ),
+        &[],
+    );
+    let j = c.wait_state(f, "running", SECS(20));
+    assert_eq!(Cluster::nodes_of(&j), vec![x.clone()]);
+    assert_eq!(c.state(low), "suspended");
+    c.ok("vqmgr", &["node", "online", "n4"]);
+    c.ok("vdel", &[&f.to_string(), &low.to_string()]);
+}
