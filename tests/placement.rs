@@ -181,7 +181,7 @@ fn a_vjob_waits_on_its_constraints_saying_so_and_preempts_only_when_its_placemen
     c.decided_since_now();
     assert_eq!(c.state(s), "queued");
     let full = c.ok("vstat", &["-f", &s.to_string()]);
-    assert!(full.contains("placement constraints"), "{full}");
+    assert!(full.contains("s.toml:7) needs 4 nodes with room, 3 have it"), "{full}");
 
     // A low-priority vjob fills one node; an express vjob spread over four nodes would not
     // fit even if it were suspended: nobody is preempted for nothing.

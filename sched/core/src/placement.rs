@@ -320,6 +320,58 @@ impl VjobRules {
         })
     }
 
+    /// Why the vjob's VMs (each needing `demand`) find no place on `placer` as it is: the first
+    /// constraint short of room, with its origin.
+    pub fn why_not(&self, placer: &mut Placer, demand: &[u64]) -> String {
+        let room = |placer: &Placer, vm: VmIdx| -> Vec<NodeIdx> {
+            (0..placer.nodes() as NodeIdx)
+                .filter(|&n| placer.fits(n, demand) && self.allows(vm as usize, n))
+                .collect()
+        };
+        for (c, origin) in self.constraints.iter().zip(&self.origins) {
+            match c {
+                Constraint::Spread { vms, .. } => {
+                    let mut any: Vec<NodeIdx> = vms.iter().flat_map(|&v| room(placer, v)).collect();
+                    any.sort_unstable();
+                    any.dedup();
+                    if any.len() < vms.len() {
+                        return format!(
+                            "waiting: {origin} needs {} nodes with room, {} {} it",
+                            vms.len(),
+                            any.len(),
+                            if any.len() == 1 { "has" } else { "have" }
+                        );
+                    }
+                }
+                Constraint::Ban { vms, .. } | Constraint::Fence { vms, .. } => {
+                    if let Some(&v) = vms.iter().find(|&&v| room(placer, v).is_empty()) {
+                        let name = self.names.get(v as usize).map(String::as_str).unwrap_or("a VM");
+                        return format!("waiting: {origin} leaves no node with room for {name}");
+                    }
+                }
+                Constraint::Among { vms, parts, .. } => {
+                    let fits = parts.iter().any(|p| {
+                        let mark = placer.mark();
+                        let all = vms.iter().all(|_| match placer.best(demand, |n| p.contains(&n)) {
+                            Some(n) => {
+                                placer.take(n, demand);
+                                true
+                            }
+                            None => false,
+                        });
+                        placer.rollback(mark);
+                        all
+                    });
+                    if !fits {
+                        return format!("waiting: {origin}: no group of nodes has room for its {} VMs", vms.len());
+                    }
+                }
+                _ => {}
+            }
+        }
+        "waiting for nodes where its placement constraints hold together".to_string()
+    }
+
     /// Why the vjob can never run on these nodes, even empty (`capacity` of each, what each VM
     /// needs): the first constraint that cannot hold, with its origin.
     pub fn never_fits(&self, capacity: &[Vec<u64>], demand: &[u64], open: &dyn Fn(NodeIdx) -> bool) -> Option<String> {

@@ -190,7 +190,7 @@ impl<'a> Round<'a> {
                 self.suspend(i, None);
             } else {
                 let why = match c.rules {
-                    Some(_) => "waiting for nodes where its placement constraints hold".to_string(),
+                    Some(r) => r.why_not(self.placer, c.demand),
                     None => "waiting for resources".to_string(),
                 };
                 self.decision.waiting.push((c.id, why));
