@@ -214,3 +214,46 @@ fn a_vjob_waits_on_its_constraints_saying_so_and_preempts_only_when_its_placemen
     c.ok("vqmgr", &["node", "online", "n4"]);
     c.ok("vdel", &[&f.to_string(), &low.to_string()]);
 }
+
+#[test]
+fn placement_reload_checks_the_new_scripts_and_keeps_the_old_ones_when_they_are_bad() {
+    let c = racks("reload", "");
+    let id = c.submit(
+        &c.spec(
+            "app.toml",
+            &scripted("app", "batch", "VM[1..3] : small;\nspread($me);\n", "1h"),
+        ),
+        &[],
+    );
+    c.wait_state(id, "running", SECS(20));
+    let dc = c.dir.join("datacenter.btrp");
+    let head = "namespace datacenter;\n$racks = {@n[1,2], @n[3,4]};\nexport $racks to *;\n";
+
+    std::fs::write(&dc, format!("{head}ban($ALL_VMS, @n[1,2]\n")).unwrap();
+    let o = c.run("vqmgr", &["placement", "reload"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("datacenter.btrp:5:1: expected `)`"),
+        "{err}"
+    );
+
+    std::fs::write(&dc, format!("{head}ban($ALL_VMS, @n[1,2,3]);\n")).unwrap();
+    let o = c.run("vqmgr", &["placement", "reload"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a running vjob could never satisfy it");
+    assert!(
+        err.contains(&format!("job {id} could never run")) && err.contains("spreads 3 VMs"),
+        "{err}"
+    );
+
+    // A ban the vjob can live with: accepted, and its VM on n4, if any, leaves.
+    std::fs::write(&dc, format!("{head}ban($ALL_VMS, @n4);\n")).unwrap();
+    let out = c.ok("vqmgr", &["placement", "reload"]);
+    assert!(out.contains("placement reloaded: 1 datacenter constraints"), "{out}");
+    c.wait(SECS(30), "no VM on n4", || {
+        let j = c.job(id);
+        let p = placed(&j);
+        j["state"] == "running" && p.len() == 3 && p.values().all(|n| n != "n4")
+    });
+    assert!(distinct(&placed(&c.job(id)), &["VM1", "VM2", "VM3"]));
+}

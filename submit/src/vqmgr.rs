@@ -40,6 +40,16 @@ pub enum What {
     /// Jobs.
     #[command(subcommand)]
     Job(JobCmd),
+    /// The datacenter's placement scripts.
+    #[command(subcommand)]
+    Placement(PlacementCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlacementCmd {
+    /// Read the placement scripts of the cluster configuration again and check them; the old
+    /// ones stay when they are bad or when a vjob could never satisfy them.
+    Reload,
 }
 
 #[derive(ClapArgs, Debug, Default)]
@@ -193,6 +203,7 @@ pub fn main() -> ExitCode {
         What::Job(JobCmd::Suspend { id }) => Op::Suspend { id },
         What::Job(JobCmd::Resume { id }) => Op::Resume { id },
         What::Job(JobCmd::Migrate { id, vm, to }) => Op::Migrate { id, vm, to },
+        What::Placement(PlacementCmd::Reload) => Op::PlacementReload,
     };
     match call_once(socket, op) {
         Ok(Reply::Done { message }) => {

@@ -1005,7 +1005,10 @@ mod tests {
         let b = decide(&ns, &[], &[low.clone(), v], &[]);
         assert!(b.decision.suspend.is_empty(), "nobody is preempted for nothing");
         let why = &b.decision.waiting.iter().find(|(id, _)| *id == 2).unwrap().1;
-        assert_eq!(why, "waiting: spread($me); (app.btrp:3) needs 3 nodes with room, 1 has it");
+        assert_eq!(
+            why,
+            "waiting: spread($me); (app.btrp:3) needs 3 nodes with room, 1 has it"
+        );
         // Two VMs fenced to n0, where the low vjob runs: preempting it makes the fence hold.
         let v = scripted(3, 10, vec![VmAt::NotStarted; 2], "fence($me, @n0);", 2);
         let b = decide(&ns, &[], &[low, v], &[]);

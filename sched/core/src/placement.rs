@@ -363,7 +363,10 @@ impl VjobRules {
                         all
                     });
                     if !fits {
-                        return format!("waiting: {origin}: no group of nodes has room for its {} VMs", vms.len());
+                        return format!(
+                            "waiting: {origin}: no group of nodes has room for its {} VMs",
+                            vms.len()
+                        );
                     }
                 }
                 _ => {}

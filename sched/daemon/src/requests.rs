@@ -92,7 +92,61 @@ impl Core {
                 admin_only(who, "migrating a vjob by hand")?;
                 self.admin_migrate(id, vm, &to)
             }
+            Op::PlacementReload => {
+                admin_only(who, "reloading the placement scripts")?;
+                self.placement_reload()
+            }
         }
+    }
+
+    /// Reads the datacenter's scripts again; they replace the old ones only if they are valid,
+    /// every job's script still evaluates with them, and no vjob not ended is left unable to run.
+    fn placement_reload(&mut self) -> Result<Reply, ApiError> {
+        let mut cfg = self.cfg.clone();
+        cfg.datacenter = crate::placement::datacenter(&cfg)
+            .map_err(|e| ApiError::invalid(format!("the placement scripts were not changed:\n{e}")))?;
+        let mut rules = std::collections::HashMap::new();
+        let mut problems = Vec::new();
+        for &id in &self.rec.active {
+            let job = &self.rec.jobs[&id];
+            if job.state.is_final() {
+                continue;
+            }
+            let demand = vjob_core::resources::cpu_memory(job.spec.vm.vcpus as u64, job.spec.vm.memory);
+            let job_rules = match &job.spec.placement {
+                Some(p) => match crate::placement::job(&cfg, &job.spec.name, p) {
+                    Ok(jp) => Some(jp.rules),
+                    Err(e) => {
+                        problems.push(format!("job {id}: its script no longer evaluates: {e}"));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let check = job_rules.clone().unwrap_or_default();
+            if let Some(why) = crate::placement::never_fits(&cfg, &cfg.datacenter, &check, &demand) {
+                problems.push(format!("job {id} could never run: {why}"));
+            } else if cfg.datacenter.banned().len() >= cfg.nodes.len() {
+                problems.push(format!("job {id} could never run: every node is banned"));
+            }
+            if let Some(r) = job_rules {
+                rules.insert(id, std::sync::Arc::new(r));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "the placement scripts were not changed:\n{}",
+                problems.join("\n")
+            )));
+        }
+        let n = cfg.datacenter.constraints.len();
+        self.cfg = cfg;
+        self.rules = rules;
+        self.board.rebuild = true;
+        self.pace.need_decision = true;
+        Ok(Reply::Done {
+            message: format!("placement reloaded: {n} datacenter constraints"),
+        })
     }
 
     fn submit(&mut self, who: &Identity, req: SubmitRequest) -> Result<Reply, ApiError> {

@@ -89,6 +89,9 @@ pub enum Op {
     /// Anyone: the server's status: its cluster, how many decision rounds and node reports it
     /// has taken, its nodes and jobs in numbers.
     Status,
+    /// Admin: read the datacenter's placement scripts again; refused (the old ones kept) when
+    /// one is bad or a vjob not ended could never satisfy them.
+    PlacementReload,
 }
 
 /// A submission: the spec file's text, as read by the client, plus command-line overrides.
