@@ -98,3 +98,29 @@ fn vjob_moves_a_running_vm_live_to_start_a_job_that_fragmentation_keeps_out() {
         "{moved} {unmoved} {easy}"
     );
 }
+
+#[test]
+fn a_datacenter_placement_script_bans_nodes_for_every_vjob_in_the_simulation() {
+    let dir = std::env::temp_dir().join(format!("vjob-vsim-placement-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("dc.btrp");
+    std::fs::write(&script, "namespace dc;\nban($ALL_VMS, @n[1..4]);\n").unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--trace", TRACE, "--policy", "vjob", "--json"];
+        args.extend(extra);
+        let (ok, out, err) = vsim(&args);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let free = run(&[]);
+    let banned = run(&["--placement", script.to_str().unwrap()]);
+    // Half the 8 nodes are banned: the jobs wider than 4 processors can never run, and the
+    // others share 4 nodes.
+    assert!(banned["skipped"].as_u64() > free["skipped"].as_u64(), "{banned}");
+    assert!(banned["utilization"].as_f64().unwrap() <= 0.5 + 1e-9, "{banned}");
+    std::fs::write(&script, "namespace dc;\nban($ALL_VMS, @n9);\n").unwrap();
+    let (ok, _, err) = vsim(&["--trace", TRACE, "--placement", script.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("dc.btrp:2:15: unknown node `@n9`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -448,6 +448,89 @@ impl VjobRules {
     }
 }
 
+/// The name of the VM that btrpsl's `$ALL_VMS` holds while a datacenter script is evaluated:
+/// a constraint on it is a constraint on every VM of every vjob.
+pub const ALL_VMS_NAME: &str = "*";
+
+/// `$ALL_VMS`, as a global variable of the scripts' context.
+pub fn all_vms_global() -> (String, vjob_btrpsl::Value) {
+    (
+        "ALL_VMS".to_string(),
+        vjob_btrpsl::Value::Set(vec![vjob_btrpsl::Value::Vm(ALL_VMS_NAME.into())]),
+    )
+}
+
+/// The datacenter's rules, over the nodes' indices; [`crate::decision::ALL_VMS`] stands for
+/// every VM.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Datacenter {
+    pub constraints: Vec<Constraint>,
+    pub origins: Vec<String>,
+}
+
+impl Datacenter {
+    /// The rules of evaluated datacenter scripts over nodes named `nodes` (by index); every
+    /// error, one a line. They declare no VM (vjobs bring theirs) and apply to VMs only through
+    /// `$ALL_VMS`, with `ban` or `fence`.
+    pub fn from_scripts(scripts: &[&vjob_btrpsl::Evaluated], nodes: &[String]) -> Result<Datacenter, String> {
+        use crate::decision::ALL_VMS;
+        let mut model = Model::new(vec!["cpu".into(), "memory".into()]);
+        for n in nodes {
+            model.add_node(n.clone(), true, &[0, 0]);
+        }
+        model.add_vm(ALL_VMS_NAME, VmState::Ready, NO_NODE, &[0, 0]);
+        let mut names = Names::new(&model);
+        let mut dc = Datacenter::default();
+        let mut errors = Vec::new();
+        for script in scripts {
+            if let Some(v) = script.vms.first() {
+                errors.push(format!(
+                    "{}:{}: a datacenter script declares no VM (`{}`): vjobs bring their own",
+                    script.file, v.line, v.name
+                ));
+            }
+            for b in &script.constraints {
+                let c = match names.constraint(b) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        continue;
+                    }
+                };
+                if b.vms().contains(&ALL_VMS_NAME) && !matches!(c, Constraint::Ban { .. } | Constraint::Fence { .. }) {
+                    errors.push(format!(
+                        "{}:{}: {}: only `ban` and `fence` apply to $ALL_VMS",
+                        b.file, b.line, b.text
+                    ));
+                    continue;
+                }
+                if let Some(c) = remap(&c, &|_| Some(ALL_VMS), &Some) {
+                    dc.constraints.push(c);
+                    dc.origins.push(format!("{} ({}:{})", b.text, b.file, b.line));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(dc)
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    /// The nodes no vjob VM may use.
+    pub fn banned(&self) -> Vec<NodeIdx> {
+        let mut out = Vec::new();
+        for c in &self.constraints {
+            if let Constraint::Ban { vms, nodes } = c {
+                if vms == &[crate::decision::ALL_VMS] {
+                    out.extend(nodes.iter().copied());
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A constraint with its VMs and nodes renamed (`vm`, `node`); elements without a new name are
 /// left out, and a constraint left with no VM (or no node where it needs one) is dropped.
 pub fn remap(

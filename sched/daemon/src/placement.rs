@@ -5,49 +5,22 @@
 
 use std::path::PathBuf;
 
-use vjob_btrpsl::{Context, Errors, Library, Value};
-use vjob_core::decision::ALL_VMS;
-use vjob_core::instance::Constraint;
-use vjob_core::model::{Model, VmState, NO_NODE};
-use vjob_core::placement::{remap, Names, VjobRules};
+use vjob_btrpsl::{Context, Errors, Library};
+pub use vjob_core::placement::Datacenter;
+use vjob_core::placement::VjobRules;
 
 use crate::config::Config;
 use crate::spec::{PlacementSpec, VmTemplate, MAX_VMS_PER_JOB};
-
-/// The datacenter's rules, over the configured nodes' indices; [`ALL_VMS`] stands for every VM.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Datacenter {
-    pub constraints: Vec<Constraint>,
-    pub origins: Vec<String>,
-}
-
-impl Datacenter {
-    /// The nodes no vjob VM may use.
-    pub fn banned(&self) -> Vec<u32> {
-        let mut out = Vec::new();
-        for c in &self.constraints {
-            if let Constraint::Ban { vms, nodes } = c {
-                if vms == &[ALL_VMS] {
-                    out.extend(nodes.iter().copied());
-                }
-            }
-        }
-        out
-    }
-}
 
 /// What scripts may name in this cluster: its templates and nodes, and `$ALL_VMS`.
 fn context(cfg: &Config, default_namespace: Option<String>) -> Context {
     Context {
         templates: Some(cfg.templates.iter().map(|t| t.name.clone()).collect()),
         nodes: Some(cfg.nodes.iter().map(|n| n.name.clone()).collect()),
-        globals: [("ALL_VMS".to_string(), Value::Set(vec![Value::Vm(ALL.into())]))].into(),
+        globals: [vjob_core::placement::all_vms_global()].into(),
         default_namespace,
     }
 }
-
-/// The VM that `$ALL_VMS` holds while a script is evaluated.
-const ALL: &str = "*";
 
 /// Where scripts' imports are found: the directories of the datacenter's scripts.
 fn include(cfg: &Config) -> Vec<PathBuf> {
@@ -71,54 +44,22 @@ fn node_names(cfg: &Config) -> Vec<String> {
 /// Evaluates the datacenter's scripts; every error, one a line.
 pub fn datacenter(cfg: &Config) -> Result<Datacenter, String> {
     let mut lib = Library::new(include(cfg), context(cfg, None));
-    let mut model = Model::new(vec!["cpu".into(), "memory".into()]);
-    for n in &cfg.nodes {
-        model.add_node(n.name.clone(), true, &[n.cpus as u64, n.memory]);
-    }
-    model.add_vm(ALL, VmState::Ready, NO_NODE, &[0, 0]);
-    let mut names = Names::new(&model);
-    let mut dc = Datacenter::default();
+    let mut scripts = Vec::new();
     let mut errors = Vec::new();
     for f in &cfg.placement {
-        let script = match lib.load_file(f) {
-            Ok(s) => s,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        if let Some(v) = script.vms.first() {
-            errors.push(format!(
-                "{}:{}: a datacenter script declares no VM (`{}`): vjobs bring their own",
-                script.file, v.line, v.name
-            ));
-        }
-        for b in &script.constraints {
-            let c = match names.constraint(b) {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(e.to_string());
-                    continue;
-                }
-            };
-            let every = b.vms().contains(&ALL);
-            if every && !matches!(c, Constraint::Ban { .. } | Constraint::Fence { .. }) {
-                errors.push(format!(
-                    "{}:{}: {}: only `ban` and `fence` apply to $ALL_VMS",
-                    b.file, b.line, b.text
-                ));
-                continue;
-            }
-            if let Some(c) = remap(&c, &|_| Some(ALL_VMS), &|n| Some(n)) {
-                dc.constraints.push(c);
-                dc.origins.push(format!("{} ({}:{})", b.text, b.file, b.line));
-            }
+        match lib.load_file(f) {
+            Ok(s) => scripts.push(s),
+            Err(e) => errors.push(e.to_string()),
         }
     }
-    if errors.is_empty() {
-        Ok(dc)
-    } else {
-        Err(errors.join("\n"))
+    let evaluated: Vec<&vjob_btrpsl::Evaluated> = scripts.iter().map(|s| s.as_ref()).collect();
+    match Datacenter::from_scripts(&evaluated, &node_names(cfg)) {
+        Ok(dc) if errors.is_empty() => Ok(dc),
+        Ok(_) => Err(errors.join("\n")),
+        Err(e) => {
+            errors.push(e);
+            Err(errors.join("\n"))
+        }
     }
 }
 

@@ -64,6 +64,10 @@ pub struct Args {
     /// the moves buy).
     #[arg(long)]
     pub no_defragment: bool,
+    /// The datacenter's placement script (btrpsl), its nodes named `@n1` to `@nN`: its rules
+    /// (`ban($ALL_VMS, @n1);`, capacities, ...) hold in every decision, as in vjobd.
+    #[arg(long)]
+    pub placement: Option<PathBuf>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -101,11 +105,21 @@ fn run(args: &Args) -> Result<(), String> {
     if args.factor.is_some_and(|f| f < 1.0) {
         return Err("--factor must be at least 1".into());
     }
-    let (cfg, jobs, skipped, title) = if args.synthetic {
+    let (mut cfg, mut jobs, mut skipped, title) = if args.synthetic {
         synthetic_run(args, &settings)
     } else {
         trace_run(args, &settings)?
     };
+    if let Some(p) = &args.placement {
+        let dc = datacenter(p, cfg.nodes)?;
+        // A job larger than the nodes every VM may use could never run: skipped, as one larger
+        // than the cluster.
+        let open = (cfg.nodes as u64 - dc.banned().len() as u64) * cfg.cores as u64;
+        let before = jobs.len();
+        jobs.retain(|j| j.procs as u64 <= open);
+        skipped += before - jobs.len();
+        cfg.datacenter = dc.constraints;
+    }
     let policy = settings.policy;
     let tty = std::io::stderr().is_terminal() && !args.json;
     let mut last = Instant::now();
@@ -184,6 +198,7 @@ fn synthetic_run(args: &Args, st: &Settings) -> (SimConfig, Vec<SimJob>, usize, 
         tick_ms: tick_ms(policy),
         short_preemption_ms,
         defragment: st.defragment,
+        datacenter: Vec::new(),
     };
     let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
     (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
@@ -259,12 +274,31 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
         tick_ms: tick_ms(policy),
         short_preemption_ms,
         defragment: st.defragment,
+        datacenter: Vec::new(),
     };
     let name = path
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
         .unwrap_or_default();
     Ok((cfg, jobs, skipped, name))
+}
+
+/// The rules of a datacenter script over a simulated cluster of `nodes` nodes.
+fn datacenter(path: &std::path::Path, nodes: u32) -> Result<vjob_core::placement::Datacenter, String> {
+    let names: Vec<String> = (0..nodes).map(crate::engine::node_name).collect();
+    let dir = path
+        .parent()
+        .map(|d| d.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let ctx = vjob_btrpsl::Context {
+        templates: None,
+        nodes: Some(names.clone()),
+        globals: [vjob_core::placement::all_vms_global()].into(),
+        default_namespace: None,
+    };
+    let mut lib = vjob_btrpsl::Library::new(vec![dir], ctx);
+    let script = lib.load_file(path).map_err(|e| format!("--placement:\n{e}"))?;
+    vjob_core::placement::Datacenter::from_scripts(&[&script], &names).map_err(|e| format!("--placement:\n{e}"))
 }
 
 /// The suspension factor of each preemptive policy. Selective suspension keeps its published

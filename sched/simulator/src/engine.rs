@@ -85,6 +85,13 @@ pub struct SimConfig {
     /// The vjob policy moves running VMs live out of waiting vjobs' way (as the daemon does);
     /// off only to measure what that buys.
     pub defragment: bool,
+    /// The datacenter's placement constraints (`vsim --placement`), over nodes `n1..nN`.
+    pub datacenter: Vec<vjob_core::instance::Constraint>,
+}
+
+/// The name of node `i` (0-based) of a simulated cluster, as placement scripts call it (`@n1`).
+pub fn node_name(i: u32) -> String {
+    format!("n{}", i + 1)
 }
 
 /// A job to simulate.
@@ -592,7 +599,7 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         board: Board::new(
             (0..cfg.nodes)
                 .map(|i| NodeInput {
-                    name: i.to_string(),
+                    name: node_name(i),
                     capacity: cpu_memory(cfg.cores as u64, cfg.node_memory),
                     accepts: true,
                     offline: false,
@@ -614,6 +621,10 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         active: Default::default(),
         tick_pending: false,
     };
+    if !cfg.datacenter.is_empty() {
+        sim.board.set_datacenter(cfg.datacenter.clone());
+    }
+
     // Jobs are waiting (counted in the queue) from their arrival only.
     for (j, job) in jobs.iter().enumerate() {
         sim.push(job.submit_ms, Event::Arrive { job: j as u32 });
@@ -683,6 +694,7 @@ mod tests {
             tick_ms: 60_000,
             short_preemption_ms: 0,
             defragment: true,
+            datacenter: Vec::new(),
         }
     }
 
