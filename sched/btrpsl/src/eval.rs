@@ -519,7 +519,6 @@ impl<'l> Eval<'l> {
                     continue;
                 }
                 self.me.push(Value::Vm(e.name.clone()));
-                self.vars.insert("me".into(), Value::Set(self.me.clone()));
                 self.out.vms.push(e);
             } else {
                 if !self.declared_nodes.insert(e.name.clone()) {
@@ -530,6 +529,7 @@ impl<'l> Eval<'l> {
                 self.out.nodes.push(e);
             }
         }
+        self.vars.insert("me".into(), Value::Set(self.me.clone()));
     }
 
     fn constraint(&mut self, name: &str, discrete: bool, args: &[Expr], pos: Pos) {
@@ -786,6 +786,7 @@ impl<'l> Eval<'l> {
             return None;
         }
         let mut out: Vec<Value> = Vec::with_capacity(items.len());
+        let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
         let mut failed = false;
         for i in items {
             let Some(v) = self.expr(i) else {
@@ -801,7 +802,7 @@ impl<'l> Eval<'l> {
                     return None;
                 }
             }
-            if out.contains(&v) {
+            if !seen.insert(v.to_string()) {
                 self.err(i.pos, format!("{v} is twice in the set"));
                 return None;
             }

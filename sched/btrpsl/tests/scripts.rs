@@ -452,8 +452,16 @@ fn soup() -> impl Strategy<Value = String> {
     prop::collection::vec(atoms, 0..60).prop_map(|v| v.concat())
 }
 
+/// Cases per fuzz test: 2,000 in the suite; `BTRPSL_FUZZ_CASES` for longer runs by hand.
+fn fuzz_cases() -> u32 {
+    std::env::var("BTRPSL_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
     #[test]
     fn no_token_stream_makes_it_panic(s in soup()) {
         let _ = eval(&s);

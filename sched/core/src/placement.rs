@@ -28,6 +28,9 @@ pub struct Names<'m> {
     vms: HashMap<&'m str, VmIdx>,
     nodes: HashMap<&'m str, NodeIdx>,
     groups: HashMap<Vec<Vec<NodeIdx>>, NodeGroups>,
+    /// Node groups already resolved, by their names: scripts reuse a few (racks, zones) in
+    /// many constraints.
+    named_groups: HashMap<Vec<Vec<String>>, NodeGroups>,
 }
 
 impl<'m> Names<'m> {
@@ -37,6 +40,7 @@ impl<'m> Names<'m> {
             vms: (0..model.vms() as VmIdx).map(|v| (model.vm_name(v), v)).collect(),
             nodes: (0..model.nodes() as NodeIdx).map(|n| (model.node_name(n), n)).collect(),
             groups: HashMap::new(),
+            named_groups: HashMap::new(),
         }
     }
 
@@ -66,15 +70,20 @@ impl<'m> Names<'m> {
     }
 
     fn groups(&mut self, parts: &[Vec<String>]) -> Result<NodeGroups, String> {
+        if let Some(g) = self.named_groups.get(parts) {
+            return Ok(g.clone());
+        }
         let g = parts
             .iter()
             .map(|p| p.iter().map(|n| self.node(n)).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self
+        let g = self
             .groups
             .entry(g)
             .or_insert_with_key(|g| std::sync::Arc::new(g.clone()))
-            .clone())
+            .clone();
+        self.named_groups.insert(parts.to_vec(), g.clone());
+        Ok(g)
     }
 
     /// The planner's constraint for a script's constraint.
