@@ -302,24 +302,19 @@ fn assemble(name: &str, continuous: Option<bool>, args: Vec<Arg>) -> Result<Vec<
     let bs = text(args.get(1));
     let bn = num(args.get(1));
     let cn = num(args.get(2));
-    let per_vm = |id: &'static str, extra: Vec<(&'static str, Field)>| -> Vec<Built> {
-        a.iter()
-            .map(|v| {
-                let mut f = vec![("vm", Field::Vm(v.clone()))];
-                f.extend(extra.iter().cloned());
-                one(id, f)
-            })
-            .collect()
-    };
-    let per_node = |id: &'static str, extra: Vec<(&'static str, Field)>| -> Vec<Built> {
-        a.iter()
-            .map(|n| {
-                let mut f = vec![("node", Field::Node(n.clone()))];
-                f.extend(extra.iter().cloned());
-                one(id, f)
-            })
-            .collect()
-    };
+    // One constraint per element of the first argument (VMs or nodes), with `extra` fields.
+    let each =
+        |id: &'static str, key: &'static str, element: fn(String) -> Field, extra: Vec<(&'static str, Field)>| {
+            a.iter()
+                .map(|x| {
+                    let mut f = vec![(key, element(x.clone()))];
+                    f.extend(extra.iter().cloned());
+                    one(id, f)
+                })
+                .collect::<Vec<Built>>()
+        };
+    let per_vm = |id, extra| each(id, "vm", Field::Vm, extra);
+    let per_node = |id, extra| each(id, "node", Field::Node, extra);
     Ok(match name {
         "among" | "latency" => vec![one(
             "among",

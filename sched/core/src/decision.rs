@@ -196,6 +196,15 @@ pub enum Scope {
 
 /// Decides once, from scratch: the policy's choice, and the planner instance that carries it
 /// out. A [`Board`] kept across decisions gives the same answers for what changed only.
+/// Each vjob VM of a planner instance, (vjob, VM index), to its index in the instance.
+fn instance_index(vm_refs: &[Option<(u64, usize)>]) -> std::collections::HashMap<(u64, usize), VmIdx> {
+    vm_refs
+        .iter()
+        .enumerate()
+        .filter_map(|(v, r)| r.map(|r| (r, v as VmIdx)))
+        .collect()
+}
+
 /// In a datacenter constraint, the VM that stands for every VM of every vjob (btrpsl's
 /// `$ALL_VMS`).
 pub const ALL_VMS: VmIdx = VmIdx::MAX;
@@ -579,11 +588,7 @@ impl Board {
         if self.datacenter.is_empty() && self.vjobs.values().all(|e| e.input.rules.is_none()) {
             return;
         }
-        let index: std::collections::HashMap<(u64, usize), VmIdx> = vm_refs
-            .iter()
-            .enumerate()
-            .filter_map(|(v, r)| r.map(|r| (r, v as VmIdx)))
-            .collect();
+        let index = instance_index(vm_refs);
         let node = |n: NodeIdx| Some(local[n as usize]).filter(|&l| l != NO_NODE);
         for e in self.vjobs.values() {
             let Some(rules) = &e.input.rules else { continue };
@@ -629,11 +634,7 @@ impl Board {
         if decision.migrate.is_empty() {
             return;
         }
-        let index: std::collections::HashMap<(u64, usize), VmIdx> = vm_refs
-            .iter()
-            .enumerate()
-            .filter_map(|(v, r)| r.map(|r| (r, v as VmIdx)))
-            .collect();
+        let index = instance_index(vm_refs);
         let mut fence = |id: u64, i: usize, node: NodeIdx| {
             if let Some(&v) = index.get(&(id, i)) {
                 constraints.push(Constraint::Fence {

@@ -95,56 +95,68 @@ impl<'m> Names<'m> {
         })
     }
 
-    fn convert(&mut self, b: &Built) -> Result<Constraint, String> {
-        let field = |k: &str| b.fields.iter().find(|(n, _)| *n == k).map(|(_, f)| f);
-        let vm = || match field("vm") {
+    fn field_vm(&self, b: &Built) -> Result<VmIdx, String> {
+        match field(b, "vm") {
             Some(Field::Vm(v)) => self.vm(v),
             _ => Err("no `vm`".to_string()),
-        };
-        let vms = || match field("vms") {
-            Some(Field::Vms(v)) => v.iter().map(|x| self.vm(x)).collect::<Result<Vec<_>, _>>(),
-            _ => match field("vm") {
-                Some(Field::Vm(v)) => Ok(vec![self.vm(v)?]),
-                _ => Err("no `vms`".to_string()),
-            },
-        };
-        let node = || match field("node") {
+        }
+    }
+
+    fn field_vms(&self, b: &Built) -> Result<Vec<VmIdx>, String> {
+        match field(b, "vms") {
+            Some(Field::Vms(v)) => v.iter().map(|x| self.vm(x)).collect(),
+            _ => Ok(vec![self.field_vm(b)?]),
+        }
+    }
+
+    fn field_node(&self, b: &Built) -> Result<NodeIdx, String> {
+        match field(b, "node") {
             Some(Field::Node(n)) => self.node(n),
             _ => Err("no `node`".to_string()),
-        };
-        let nodes = || match field("nodes") {
-            Some(Field::Nodes(n)) => n.iter().map(|x| self.node(x)).collect::<Result<Vec<_>, _>>(),
-            _ => Ok(vec![node()?]),
-        };
-        let rc = || match field("rc") {
+        }
+    }
+
+    fn field_nodes(&self, b: &Built) -> Result<Vec<NodeIdx>, String> {
+        match field(b, "nodes") {
+            Some(Field::Nodes(n)) => n.iter().map(|x| self.node(x)).collect(),
+            _ => Ok(vec![self.field_node(b)?]),
+        }
+    }
+
+    fn field_rc(&self, b: &Built) -> Result<usize, String> {
+        match field(b, "rc") {
             Some(Field::Rc(r)) => self.rc(r),
             _ => Err("no `rc`".to_string()),
-        };
-        let amount = || match field("amount") {
-            Some(Field::Amount(a)) => Ok(*a),
-            _ => Err("no `amount`".to_string()),
-        };
-        let vm_parts = |k: &str| match field(k) {
-            Some(Field::VmParts(p)) => p
-                .iter()
-                .map(|g| g.iter().map(|x| self.vm(x)).collect::<Result<Vec<_>, _>>())
-                .collect::<Result<Vec<_>, _>>(),
+        }
+    }
+
+    fn field_vm_parts(&self, b: &Built, k: &str) -> Result<Vec<Vec<VmIdx>>, String> {
+        match field(b, k) {
+            Some(Field::VmParts(p)) => p.iter().map(|g| g.iter().map(|x| self.vm(x)).collect()).collect(),
             _ => Err(format!("no `{k}`")),
-        };
-        let node_parts = |k: &str| match field(k) {
-            Some(Field::NodeParts(p)) => Ok(p.clone()),
+        }
+    }
+
+    fn field_groups(&mut self, b: &Built, k: &str) -> Result<NodeGroups, String> {
+        match field(b, k) {
+            Some(Field::NodeParts(p)) => self.groups(p),
             _ => Err(format!("no `{k}`")),
-        };
+        }
+    }
+
+    /// Placements and states.
+    fn convert(&mut self, b: &Built) -> Result<Constraint, String> {
+        let vms = || self.field_vms(b);
+        let nodes = || self.field_nodes(b);
+        let node = || self.field_node(b);
+        let vm = || self.field_vm(b);
         let continuous = b.continuous.unwrap_or(false);
         Ok(match b.id {
-            "among" => {
-                let (vms, parts) = (vms()?, node_parts("parts")?);
-                Constraint::Among {
-                    vms,
-                    parts: self.groups(&parts)?,
-                    continuous,
-                }
-            }
+            "among" => Constraint::Among {
+                vms: vms()?,
+                parts: self.field_groups(b, "parts")?,
+                continuous,
+            },
             "ban" => Constraint::Ban {
                 vms: vms()?,
                 nodes: nodes()?,
@@ -167,17 +179,14 @@ impl<'m> Names<'m> {
             },
             "seq" => Constraint::Seq { vms: vms()? },
             "split" => Constraint::Split {
-                parts: vm_parts("parts")?,
+                parts: self.field_vm_parts(b, "parts")?,
                 continuous,
             },
-            "splitAmong" => {
-                let (vparts, nparts) = (vm_parts("vParts")?, node_parts("pParts")?);
-                Constraint::SplitAmong {
-                    vparts,
-                    nparts: self.groups(&nparts)?,
-                    continuous,
-                }
-            }
+            "splitAmong" => Constraint::SplitAmong {
+                vparts: self.field_vm_parts(b, "vParts")?,
+                nparts: self.field_groups(b, "pParts")?,
+                continuous,
+            },
             "quarantine" => Constraint::Quarantine { nodes: nodes()? },
             "online" => Constraint::Online { node: node()? },
             "offline" => Constraint::Offline { node: node()? },
@@ -186,15 +195,29 @@ impl<'m> Names<'m> {
             "ready" => Constraint::Ready { vm: vm()? },
             "sleeping" => Constraint::Sleeping { vm: vm()? },
             "killed" => Constraint::Killed { vm: vm()? },
+            _ => return self.convert_capacity(b),
+        })
+    }
+
+    /// Resources and node counts.
+    fn convert_capacity(&self, b: &Built) -> Result<Constraint, String> {
+        let nodes = || self.field_nodes(b);
+        let rc = || self.field_rc(b);
+        let amount = || match field(b, "amount") {
+            Some(Field::Amount(a)) => Ok(*a),
+            _ => Err("no `amount`".to_string()),
+        };
+        let continuous = b.continuous.unwrap_or(false);
+        Ok(match b.id {
             "preserve" => Constraint::Preserve {
-                vm: vm()?,
+                vm: self.field_vm(b)?,
                 rc: rc()?,
                 amount: amount()?,
             },
             "overbook" => Constraint::Overbook {
                 nodes: nodes()?,
                 rc: rc()?,
-                ratio: match field("ratio") {
+                ratio: match field(b, "ratio") {
                     Some(Field::Ratio(r)) => *r,
                     _ => return Err("no `ratio`".into()),
                 },
@@ -219,6 +242,11 @@ impl<'m> Names<'m> {
             other => return Err(format!("the planner has no constraint `{other}`")),
         })
     }
+}
+
+/// A field of a built constraint.
+fn field<'b>(b: &'b Built, k: &str) -> Option<&'b Field> {
+    b.fields.iter().find(|(n, _)| *n == k).map(|(_, f)| f)
 }
 
 /// What a vjob's placement script asks, in the vjob's own terms: VM `i` is the vjob's i-th VM

@@ -119,77 +119,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             from_scratch,
             scripts,
             include,
-        } => {
-            let t0 = Instant::now();
-            let mut loaded = btrplace::load(&instance).map_err(|e| e.to_string())?;
-            loaded.instance.options.from_scratch = from_scratch;
-            if !scripts.is_empty() {
-                match script_constraints(&loaded.instance.model, &scripts, include) {
-                    Ok(c) => loaded.instance.constraints.extend(c),
-                    Err(lines) => {
-                        eprintln!("{lines}");
-                        return Ok(ExitCode::from(1));
-                    }
-                }
-            }
-            let read_s = t0.elapsed().as_secs_f64();
-            let t1 = Instant::now();
-            let plan = match vjob_core::plan::solve(&loaded.instance) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("vplan: {}: unsatisfiable: {e}", instance.display());
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            let solve_s = t1.elapsed().as_secs_f64();
-            let m = &loaded.instance.model;
-            let errors = if check {
-                Some(vjob_core::check::check(&loaded.instance, &plan))
-            } else {
-                None
-            };
-            if json {
-                let counts: serde_json::Map<String, serde_json::Value> = plan
-                    .counts()
-                    .into_iter()
-                    .map(|(k, n)| (k.to_string(), n.into()))
-                    .collect();
-                let summary = serde_json::json!({
-                    "instance": instance.display().to_string(),
-                    "nodes": m.nodes(), "vms": m.vms(), "constraints": loaded.instance.constraints.len(),
-                    "solve_s": solve_s, "read_s": read_s, "actions": plan.actions.len(), "counts": counts,
-                    "migrations": plan.count("migrateVM"), "duration": plan.duration(),
-                    "sum_completion": plan.sum_completion(), "peak_rss_mib": peak_rss_mib(),
-                    "valid": errors.as_ref().map(|e| e.is_empty()),
-                });
-                println!("{summary}");
-            } else {
-                let counts: Vec<String> = plan.counts().iter().map(|(k, n)| format!("{k} {n}")).collect();
-                println!(
-                    "{}: {} nodes, {} VMs, {} constraints: solved in {:.3} s (read {:.3} s): {} actions ({}), plan duration {}, sum of completion times {}, peak memory {:.0} MiB",
-                    instance.display(),
-                    m.nodes(),
-                    m.vms(),
-                    loaded.instance.constraints.len(),
-                    solve_s,
-                    read_s,
-                    plan.actions.len(),
-                    if counts.is_empty() { "none".to_string() } else { counts.join(", ") },
-                    plan.duration(),
-                    plan.sum_completion(),
-                    peak_rss_mib()
-                );
-            }
-            if let Some(out) = out {
-                let json = btrplace::plan_json(&loaded, &plan);
-                std::fs::write(&out, serde_json::to_vec(&json).expect("plans serialize"))
-                    .map_err(|e| format!("{}: cannot write the plan: {e}", out.display()))?;
-            }
-            match errors {
-                Some(e) => Ok(report(&e, json)),
-                None => Ok(ExitCode::SUCCESS),
-            }
-        }
+        } => solve(instance, out, check, json, from_scratch, scripts, include),
         Cmd::Script { files, include, json } => Ok(script(&files, include, json)),
         Cmd::Snapshot { socket, out } => {
             let instance = snapshot(&socket_path(socket.as_deref()))?;
@@ -233,6 +163,87 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             let p = btrplace::parse_plan(&loaded, &v).map_err(|e| format!("{}: {e}", plan.display()))?;
             Ok(report(&vjob_core::check::check(&loaded.instance, &p), false))
         }
+    }
+}
+
+/// `vplan solve`: the instance (with the scripts' constraints) solved, summarized, checked.
+fn solve(
+    instance: PathBuf,
+    out: Option<PathBuf>,
+    check: bool,
+    json: bool,
+    from_scratch: bool,
+    scripts: Vec<PathBuf>,
+    include: Vec<PathBuf>,
+) -> Result<ExitCode, String> {
+    let t0 = Instant::now();
+    let mut loaded = btrplace::load(&instance).map_err(|e| e.to_string())?;
+    loaded.instance.options.from_scratch = from_scratch;
+    if !scripts.is_empty() {
+        match script_constraints(&loaded.instance.model, &scripts, include) {
+            Ok(c) => loaded.instance.constraints.extend(c),
+            Err(lines) => {
+                eprintln!("{lines}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    let read_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let plan = match vjob_core::plan::solve(&loaded.instance) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("vplan: {}: unsatisfiable: {e}", instance.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let solve_s = t1.elapsed().as_secs_f64();
+    let m = &loaded.instance.model;
+    let errors = if check {
+        Some(vjob_core::check::check(&loaded.instance, &plan))
+    } else {
+        None
+    };
+    if json {
+        let counts: serde_json::Map<String, serde_json::Value> = plan
+            .counts()
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n.into()))
+            .collect();
+        let summary = serde_json::json!({
+            "instance": instance.display().to_string(),
+            "nodes": m.nodes(), "vms": m.vms(), "constraints": loaded.instance.constraints.len(),
+            "solve_s": solve_s, "read_s": read_s, "actions": plan.actions.len(), "counts": counts,
+            "migrations": plan.count("migrateVM"), "duration": plan.duration(),
+            "sum_completion": plan.sum_completion(), "peak_rss_mib": peak_rss_mib(),
+            "valid": errors.as_ref().map(|e| e.is_empty()),
+        });
+        println!("{summary}");
+    } else {
+        let counts: Vec<String> = plan.counts().iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!(
+            "{}: {} nodes, {} VMs, {} constraints: solved in {:.3} s (read {:.3} s): {} actions ({}), plan duration {}, sum of completion times {}, peak memory {:.0} MiB",
+            instance.display(),
+            m.nodes(),
+            m.vms(),
+            loaded.instance.constraints.len(),
+            solve_s,
+            read_s,
+            plan.actions.len(),
+            if counts.is_empty() { "none".to_string() } else { counts.join(", ") },
+            plan.duration(),
+            plan.sum_completion(),
+            peak_rss_mib()
+        );
+    }
+    if let Some(out) = out {
+        let json = btrplace::plan_json(&loaded, &plan);
+        std::fs::write(&out, serde_json::to_vec(&json).expect("plans serialize"))
+            .map_err(|e| format!("{}: cannot write the plan: {e}", out.display()))?;
+    }
+    match errors {
+        Some(e) => Ok(report(&e, json)),
+        None => Ok(ExitCode::SUCCESS),
     }
 }
 
