@@ -13,15 +13,17 @@ use serde_json::Value;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// Four 4-cpu nodes in two racks (n1, n2 | n3, n4), a `small` template, and `extra` appended to
-/// the datacenter's script.
+/// Four 4-cpu nodes in two racks (n1, n2 | n3, n4), templates `small` (1 vcpu, 1GiB), `medium`
+/// (2 vcpus, 2GiB) and `large` (1 vcpu, 4GiB), and `extra` appended to the datacenter's script.
 fn racks(tag: &str, extra: &str) -> Cluster {
     let datacenter = format!("namespace datacenter;\n$racks = {{@n[1,2], @n[3,4]}};\nexport $racks to *;\n{extra}");
     Cluster::with_files(
         tag,
         &format!(
             "admins = [\"root\"]\nplacement = [\"datacenter.btrp\"]\n{FAST_HYPERVISOR}\n\
-             [[template]]\nname = \"small\"\nvcpus = 1\nmemory = \"1GiB\"\n\n{}\
+             [[template]]\nname = \"small\"\nvcpus = 1\nmemory = \"1GiB\"\n\n\
+             [[template]]\nname = \"medium\"\nvcpus = 2\nmemory = \"2GiB\"\n\n\
+             [[template]]\nname = \"large\"\nvcpus = 1\nmemory = \"4GiB\"\n\n{}\
              [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n[[queue]]\nname = \"express\"\npriority = 100\n",
             nodes(&[("n1", 4, "8GiB"), ("n2", 4, "8GiB"), ("n3", 4, "8GiB"), ("n4", 4, "8GiB")])
         ),
@@ -67,18 +69,45 @@ fn rack(node: &str) -> u32 {
     }
 }
 
-const THREE_TIER: &str = "import datacenter;\nVM[1..3] : small; VM[4..6] : small; VM[7..8] : small;\n\
+/// Entropy's 3-tier HA application, as in Plasma's papers: each tier spread, the third within
+/// one rack.
+const THREE_TIER: &str = "import datacenter;\nVM[1..3] : small; VM[4..7] : medium; VM[8..9] : large;\n\
+    $T1 = VM[1..3]; $T2 = VM[4..7]; $T3 = VM[8..9];\n\
+    for $t in {$T1, $T2, $T3} { spread($t); }\n\
+    latency($T3, $datacenter.racks);\n";
+
+/// The same with a middle tier of three, so that it still holds on three nodes.
+const THREE_TIER_ON_THREE: &str = "import datacenter;\nVM[1..3] : small; VM[4..6] : medium; VM[7..8] : large;\n\
     $T1 = VM[1..3]; $T2 = VM[4..6]; $T3 = VM[7..8];\n\
     for $t in {$T1, $T2, $T3} { spread($t); }\n\
     latency($T3, $datacenter.racks);\n";
 
-fn tiers_hold(job: &Value) {
+/// The tiers of a running 3-tier job (`tiers`: the VMs of each, by script name) hold.
+fn tiers_hold(job: &Value, tiers: [&[&str]; 3]) {
     let p = placed(job);
-    assert_eq!(p.len(), 8, "{job}");
-    assert!(distinct(&p, &["VM1", "VM2", "VM3"]), "T1 spread: {p:?}");
-    assert!(distinct(&p, &["VM4", "VM5", "VM6"]), "T2 spread: {p:?}");
-    assert!(distinct(&p, &["VM7", "VM8"]), "T3 spread: {p:?}");
-    assert_eq!(rack(&p["VM7"]), rack(&p["VM8"]), "T3 in one rack: {p:?}");
+    assert_eq!(p.len(), tiers.iter().map(|t| t.len()).sum::<usize>(), "{job}");
+    for t in tiers {
+        assert!(distinct(&p, t), "{t:?} spread: {p:?}");
+    }
+    let t3 = tiers[2];
+    assert!(
+        t3.iter().all(|v| rack(&p[*v]) == rack(&p[t3[0]])),
+        "T3 in one rack: {p:?}"
+    );
+}
+
+const TIERS: [&[&str]; 3] = [&["VM1", "VM2", "VM3"], &["VM4", "VM5", "VM6", "VM7"], &["VM8", "VM9"]];
+const TIERS_ON_THREE: [&[&str]; 3] = [&["VM1", "VM2", "VM3"], &["VM4", "VM5", "VM6"], &["VM7", "VM8"]];
+
+/// Processors used on the nodes, as `vstat -n` counts them.
+fn cpus_used(c: &Cluster) -> u64 {
+    let nodes: Value = serde_json::from_str(&c.ok("vstat", &["-n", "--json"])).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["cpus_used"].as_u64().unwrap())
+        .sum()
 }
 
 #[test]
@@ -86,14 +115,35 @@ fn a_three_tier_application_keeps_its_constraints_through_suspend_resume_and_an_
     let c = racks("three-tier", "");
     let id = c.submit(&c.spec("app.toml", &scripted("app", "batch", THREE_TIER, "1h")), &[]);
     let j = c.wait_state(id, "running", SECS(20));
-    tiers_hold(&j);
+    tiers_hold(&j, TIERS);
+    // Each VM has its template's shape: 3 small, 4 medium, 2 large.
+    let vcpus: Vec<u64> = j["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["vcpus"].as_u64().unwrap())
+        .collect();
+    assert_eq!(vcpus, vec![1, 1, 1, 2, 2, 2, 2, 1, 1], "{j}");
+    assert_eq!(cpus_used(&c), 13);
     let full = c.ok("vstat", &["-f", &id.to_string()]);
-    assert!(full.contains(&format!("vjob-{id}-3 (VM4)")), "{full}");
+    assert!(full.contains(&format!("vjob-{id}-3 (VM4)  2 vcpus, 2GiB")), "{full}");
+    assert!(
+        full.contains("vms = 3 x 1 vcpus, 1GiB + 4 x 2 vcpus, 2GiB + 2 x 1 vcpus, 4GiB"),
+        "{full}"
+    );
 
     c.ok("vqmgr", &["job", "suspend", &id.to_string()]);
     c.wait_state(id, "suspended", SECS(20));
     c.ok("vqmgr", &["job", "resume", &id.to_string()]);
-    tiers_hold(&c.wait_state(id, "running", SECS(20)));
+    tiers_hold(&c.wait_state(id, "running", SECS(20)), TIERS);
+    c.ok("vdel", &[&id.to_string()]);
+    c.wait_state(id, "cancelled", SECS(20));
+
+    let id = c.submit(
+        &c.spec("app3.toml", &scripted("app3", "batch", THREE_TIER_ON_THREE, "1h")),
+        &[],
+    );
+    tiers_hold(&c.wait_state(id, "running", SECS(20)), TIERS_ON_THREE);
 
     // A node of the rack T3 is not in empties: its VMs go where the tiers still hold. (T3's
     // own rack could not be left: `latency` is continuous, its VMs may never be apart.)
@@ -105,7 +155,7 @@ fn a_three_tier_application_keeps_its_constraints_through_suspend_resume_and_an_
         let j = c.job(id);
         j["state"] == "running" && placed(&j).len() == 8 && placed(&j).values().all(|n| n != off)
     });
-    tiers_hold(&c.job(id));
+    tiers_hold(&c.job(id), TIERS_ON_THREE);
     c.ok("vdel", &[&id.to_string()]);
 }
 

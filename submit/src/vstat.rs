@@ -191,6 +191,27 @@ pub fn jobs_table(jobs: &[JobInfo]) -> String {
     render(&["ID", "NAME", "USER", "QUEUE", "S", "VMS", "NODES", "ELAPSED"], &rows)
 }
 
+/// A job's VMs, as `3 x 2 vcpus, 4GiB`, or by shape when they differ
+/// (`3 x 1 vcpus, 1GiB + 2 x 4 vcpus, 8GiB`).
+fn vm_shapes(j: &JobInfo) -> String {
+    let mut shapes: Vec<((u32, u64), usize)> = Vec::new();
+    for v in &j.vms {
+        let s = (v.vcpus.unwrap_or(j.vcpus), v.memory.unwrap_or(j.memory));
+        match shapes.iter_mut().find(|(x, _)| *x == s) {
+            Some((_, n)) => *n += 1,
+            None => shapes.push((s, 1)),
+        }
+    }
+    if shapes.is_empty() {
+        shapes.push(((j.vcpus, j.memory), 0));
+    }
+    shapes
+        .iter()
+        .map(|((c, m), n)| format!("{n} x {c} vcpus, {}", size(*m)))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 fn full(jobs: &[JobInfo]) -> String {
     let mut s = String::new();
     for j in jobs {
@@ -210,11 +231,7 @@ fn full(jobs: &[JobInfo]) -> String {
         if let Some(c) = j.exit_code {
             field(&mut s, "exit_code", c.to_string());
         }
-        field(
-            &mut s,
-            "vms",
-            format!("{} x {} vcpus, {}", j.vms.len(), j.vcpus, size(j.memory)),
-        );
+        field(&mut s, "vms", vm_shapes(j));
         field(&mut s, "submitted", timestamp(j.submit_time));
         if let Some(t) = j.start_time {
             field(&mut s, "started", timestamp(t));
@@ -241,8 +258,12 @@ fn full(jobs: &[JobInfo]) -> String {
         }
         s.push_str("    vm_list:\n");
         for v in &j.vms {
+            let shape = match (v.vcpus, v.memory) {
+                (Some(c), Some(m)) => format!("  {c} vcpus, {}", size(m)),
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "        {}{}  {}  {}\n",
+                "        {}{}{shape}  {}  {}\n",
                 v.name,
                 v.script_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
                 v.state,

@@ -15,6 +15,7 @@ use vjob_hypervisor::DurationModel;
 use crate::instance::{Action, ActionCosts, ActionKind, Constraint, Instance, Options, Plan};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
+pub use crate::policy::Demands;
 use crate::policy::{self, Candidate, Decision, Limits, PauseRule, Standing};
 use crate::resources::MEMORY;
 
@@ -110,7 +111,7 @@ pub struct VjobInput {
     /// Suspended by an administrator while it runs: it is suspended whatever the policy says.
     pub admin_suspend: bool,
     /// What each of its VMs needs.
-    pub demand: Vec<u64>,
+    pub demand: Demands,
     /// Where each of its VMs stands.
     pub vms: VmsAt,
     /// The user's estimate of its running time.
@@ -257,10 +258,21 @@ impl Entry {
 struct Entry {
     input: VjobInput,
     standing: Standing,
-    /// The nodes of its VMs that stay where they are (running, or paused).
-    placed: Vec<NodeIdx>,
-    /// What each of those VMs holds there (nothing for a vjob suspended by hand: it goes).
-    held: Vec<u64>,
+    /// Its VMs that stay where they are (running, or paused), as (VM index, node).
+    placed: Vec<(usize, NodeIdx)>,
+}
+
+impl Entry {
+    /// What its VM `vm` holds where it stays: what it needs, what a paused VM keeps (`rule`),
+    /// or nothing for a vjob suspended by hand (it goes).
+    fn held<'e>(&'e self, vm: usize, rule: Option<&PauseRule>) -> std::borrow::Cow<'e, [u64]> {
+        let d = self.input.demand.of(vm);
+        match (self.input.admin_suspend, self.standing, rule) {
+            (true, ..) => std::borrow::Cow::Owned(vec![0; d.len()]),
+            (false, Standing::Paused, Some(rule)) => std::borrow::Cow::Owned(rule.held(d)),
+            _ => std::borrow::Cow::Borrowed(d),
+        }
+    }
 }
 
 impl Board {
@@ -332,14 +344,6 @@ impl Board {
     pub fn upsert(&mut self, v: VjobInput) {
         self.remove(v.id);
         let (standing, placed) = standing_and_placed(&v.vms, &self.nodes);
-        let held = match (v.admin_suspend, standing, &self.rule) {
-            (true, ..) => vec![0; v.demand.len()],
-            (false, Standing::Paused, Some(rule)) => rule.held(&v.demand),
-            _ => v.demand.clone(),
-        };
-        for &h in &placed {
-            self.placer.occupy(h, &held);
-        }
         for (i, at) in v.vms.on_nodes().iter().enumerate() {
             if let VmAt::Running(h) | VmAt::Paused(h) = *at {
                 self.on_node[h as usize].push((v.id, i));
@@ -349,8 +353,10 @@ impl Board {
             input: v,
             standing,
             placed,
-            held,
         };
+        for &(vm, h) in &entry.placed {
+            self.placer.occupy(h, &entry.held(vm, self.rule.as_ref()));
+        }
         if entry.unsettled() {
             self.unsettled += 1;
         }
@@ -363,8 +369,8 @@ impl Board {
         if e.unsettled() {
             self.unsettled -= 1;
         }
-        for &h in &e.placed {
-            self.placer.vacate(h, &e.held);
+        for &(vm, h) in &e.placed {
+            self.placer.vacate(h, &e.held(vm, self.rule.as_ref()));
         }
         for at in e.input.vms.on_nodes() {
             if let VmAt::Running(h) | VmAt::Paused(h) = *at {
@@ -551,7 +557,7 @@ impl Board {
                 };
                 let id = e.input.id;
                 if build
-                    .add_vm(id, i, state, host, &e.input.demand, paused, ask.vm_name)
+                    .add_vm(id, i, state, host, e.input.demand.of(i), paused, ask.vm_name)
                     .is_some()
                 {
                     vm_refs.push(Some((id, i)));
@@ -734,20 +740,20 @@ fn direct_plan(
 
 /// Where a vjob stands, and the nodes of its VMs that stay (a VM on a node going offline must
 /// be placed again).
-fn standing_and_placed(vms: &VmsAt, nodes: &[NodeInput]) -> (Standing, Vec<NodeIdx>) {
+fn standing_and_placed(vms: &VmsAt, nodes: &[NodeInput]) -> (Standing, Vec<(usize, NodeIdx)>) {
     let (mut running, mut paused, mut sleeping) = (false, false, matches!(vms, VmsAt::Away { sleeping: true, .. }));
     let mut placed = Vec::new();
-    for at in vms.on_nodes() {
+    for (i, at) in vms.on_nodes().iter().enumerate() {
         match *at {
             VmAt::Running(h) => {
                 running = true;
                 if !nodes[h as usize].offline {
-                    placed.push(h);
+                    placed.push((i, h));
                 }
             }
             VmAt::Paused(h) => {
                 paused = true;
-                placed.push(h);
+                placed.push((i, h));
             }
             VmAt::Sleeping => sleeping = true,
             VmAt::NotStarted | VmAt::Unknown => {}
@@ -894,7 +900,7 @@ mod tests {
             eligible: true,
             protected: false,
             admin_suspend: false,
-            demand: cpu_memory(4, 1 << 30),
+            demand: cpu_memory(4, 1 << 30).into(),
             vms,
             requested_ms: None,
             expected_end_ms: None,
@@ -957,7 +963,7 @@ mod tests {
         let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
         let rules = crate::placement::VjobRules::from_script(&script, &names).unwrap();
         VjobInput {
-            demand: cpu_memory(1, 1 << 30),
+            demand: cpu_memory(1, 1 << 30).into(),
             rules: Some(std::sync::Arc::new(rules)),
             ..vjob(id, queue_priority, vms)
         }
@@ -1000,7 +1006,7 @@ mod tests {
         // Three VMs spread over two nodes: never, whatever runs.
         let v = scripted(2, 10, vec![VmAt::NotStarted; 3], "spread($me);", 2);
         let low = VjobInput {
-            demand: cpu_memory(4, 1 << 30),
+            demand: cpu_memory(4, 1 << 30).into(),
             ..vjob(1, 0, vec![VmAt::Running(0)])
         };
         let b = decide(&ns, &[], &[low.clone(), v], &[]);
@@ -1026,7 +1032,7 @@ mod tests {
             nodes: vec![0],
         }]);
         board.upsert(VjobInput {
-            demand: cpu_memory(1, 1 << 30),
+            demand: cpu_memory(1, 1 << 30).into(),
             ..vjob(1, 0, vec![VmAt::NotStarted; 2])
         });
         let b = board.decide(
@@ -1200,7 +1206,7 @@ mod tests {
         // but no node has them. A 4-cpu vjob behind it in order fits once one VM moves.
         let ns = nodes(2);
         let half = VjobInput {
-            demand: cpu_memory(2, 1 << 30),
+            demand: cpu_memory(2, 1 << 30).into(),
             ..vjob(1, 10, vec![VmAt::Running(0), VmAt::Running(1)])
         };
         let big = vjob(2, 0, vec![VmAt::NotStarted]);
@@ -1258,5 +1264,69 @@ mod tests {
             .find(|a| matches!(a.kind, ActionKind::BootVm { .. }))
             .unwrap();
         assert!(boot.start >= migrate.end, "the vjob boots once the room is made");
+    }
+
+    /// A vjob whose VMs differ (a placement script's templates), each needing `cpus[i]`.
+    fn mixed(id: u64, queue_priority: i32, vms: Vec<VmAt>, cpus: &[u64]) -> VjobInput {
+        VjobInput {
+            demand: Demands::from_each(cpus.iter().map(|&c| cpu_memory(c, 1 << 30)).collect()),
+            ..vjob(id, queue_priority, vms)
+        }
+    }
+
+    #[test]
+    fn vms_of_several_shapes_are_placed_and_freed_each_by_its_own_demand() {
+        let ns = nodes(2);
+        // 3 + 1 + 1 cpus fit two 4-cpu nodes; three VMs of the first's shape would not.
+        let b = decide(&ns, &[], &[mixed(1, 0, vec![VmAt::NotStarted; 3], &[3, 1, 1])], &[]);
+        assert_eq!(b.decision.run, vec![1]);
+        let h = hosts(&b, 1);
+        let on_first: usize = h.iter().filter(|&&n| n == h[0]).count();
+        assert!(
+            on_first <= 2,
+            "the 3-cpu VM shares its node with one 1-cpu VM at most: {h:?}"
+        );
+        let mut policy_hosts = b.decision.placed[0].1.clone();
+        policy_hosts.sort_unstable();
+        assert_ne!(policy_hosts, vec![0, 0, 0], "the policy counted each VM's own demand");
+
+        // A running vjob loses the node of its 4-cpu VM: that VM, not its 1-cpu sibling, must
+        // be placed again, and the 3 cpus left on the other node cannot take it.
+        let mut off = nodes(2);
+        off[0].offline = true;
+        off[0].accepts = false;
+        let b = decide(
+            &off,
+            &[],
+            &[mixed(1, 0, vec![VmAt::Running(0), VmAt::Running(1)], &[4, 1])],
+            &[],
+        );
+        assert_eq!(b.decision.suspend, vec![(1, None)], "{:?}", b.decision);
+        let b = decide(
+            &off,
+            &[],
+            &[mixed(1, 0, vec![VmAt::Running(0), VmAt::Running(1)], &[3, 1])],
+            &[],
+        );
+        assert_eq!((b.decision.run.clone(), b.decision.suspend.clone()), (vec![1], vec![]));
+        assert_eq!(hosts(&b, 1), vec![1, 1], "its 3-cpu VM joins its sibling");
+
+        // Suspending it gives back what each VM holds: then a 4-cpu VM fits either node.
+        let mut board = Board::new(ns.clone(), None);
+        board.upsert(mixed(1, 0, vec![VmAt::Running(0), VmAt::Running(1)], &[3, 1]));
+        board.upsert(vjob(2, 10, vec![VmAt::NotStarted]));
+        let ask = Ask {
+            moves: &[],
+            vm_name: &|id, i| format!("v{id}-{i}"),
+            durations: &DurationModel::default(),
+            always_plan: false,
+            scope: Scope::Touched,
+        };
+        let b = board.decide(&PolicyChoice::ContextSwitch(Limits::default()), &ask);
+        assert_eq!((b.decision.run, b.decision.suspend), (vec![2], vec![(1, Some(2))]));
+        board.remove(1);
+        board.upsert(vjob(3, 10, vec![VmAt::NotStarted]));
+        let b = board.decide(&PolicyChoice::ContextSwitch(Limits::default()), &ask);
+        assert_eq!(b.decision.run, vec![2, 3], "both nodes are free again");
     }
 }

@@ -12,6 +12,7 @@ use vjob_btrpsl::constraints::{Built, Field};
 use crate::instance::{Constraint, NodeGroups};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 use crate::plan::place::Placer;
+use crate::policy::Demands;
 
 /// Why a script's constraint cannot be put on a model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -357,12 +358,12 @@ impl VjobRules {
         })
     }
 
-    /// Why the vjob's VMs (each needing `demand`) find no place on `placer` as it is: the first
+    /// Why the vjob's VMs (needing `demand`) find no place on `placer` as it is: the first
     /// constraint short of room, with its origin.
-    pub fn why_not(&self, placer: &mut Placer, demand: &[u64]) -> String {
+    pub fn why_not(&self, placer: &mut Placer, demand: &Demands) -> String {
         let room = |placer: &Placer, vm: VmIdx| -> Vec<NodeIdx> {
             (0..placer.nodes() as NodeIdx)
-                .filter(|&n| placer.fits(n, demand) && self.allows(vm as usize, n))
+                .filter(|&n| placer.fits(n, demand.of(vm as usize)) && self.allows(vm as usize, n))
                 .collect()
         };
         for (c, origin) in self.constraints.iter().zip(&self.origins) {
@@ -389,13 +390,15 @@ impl VjobRules {
                 Constraint::Among { vms, parts, .. } => {
                     let fits = parts.iter().any(|p| {
                         let mark = placer.mark();
-                        let all = vms.iter().all(|_| match placer.best(demand, |n| p.contains(&n)) {
-                            Some(n) => {
-                                placer.take(n, demand);
-                                true
-                            }
-                            None => false,
-                        });
+                        let all = vms
+                            .iter()
+                            .all(|&v| match placer.best(demand.of(v as usize), |n| p.contains(&n)) {
+                                Some(n) => {
+                                    placer.take(n, demand.of(v as usize));
+                                    true
+                                }
+                                None => false,
+                            });
                         placer.rollback(mark);
                         all
                     });
@@ -412,13 +415,19 @@ impl VjobRules {
         "waiting for nodes where its placement constraints hold together".to_string()
     }
 
-    /// Why the vjob can never run on these nodes, even empty (`capacity` of each, what each VM
-    /// needs): the first constraint that cannot hold, with its origin.
-    pub fn never_fits(&self, capacity: &[Vec<u64>], demand: &[u64], open: &dyn Fn(NodeIdx) -> bool) -> Option<String> {
+    /// Why the vjob can never run on these nodes, even empty (`capacity` of each, what its VMs
+    /// need): the first constraint that cannot hold, with its origin. Never a false alarm: for
+    /// VMs of several shapes only what no placement could escape is reported.
+    pub fn never_fits(
+        &self,
+        capacity: &[Vec<u64>],
+        demand: &Demands,
+        open: &dyn Fn(NodeIdx) -> bool,
+    ) -> Option<String> {
+        let holds = |vm: VmIdx, n: NodeIdx| fits_empty(demand.of(vm as usize), &capacity[n as usize]);
         let hosts = |vm: VmIdx| -> Vec<NodeIdx> {
             (0..capacity.len() as NodeIdx)
-                .filter(|&n| open(n) && crate::model::fits(&vec![0; demand.len()], demand, &capacity[n as usize]))
-                .filter(|&n| self.allows(vm as usize, n))
+                .filter(|&n| open(n) && holds(vm, n) && self.allows(vm as usize, n))
                 .collect()
         };
         for (c, origin) in self.constraints.iter().zip(&self.origins) {
@@ -450,27 +459,15 @@ impl VjobRules {
                         .constraints
                         .iter()
                         .any(|s| matches!(s, Constraint::Spread { vms: sv, .. } if vms.iter().all(|v| sv.contains(v))));
-                    let fits = parts.iter().any(|p| {
-                        let slots: u64 = p
-                            .iter()
-                            .filter(|&&n| open(n) && vms.iter().all(|&v| self.allows(v as usize, n)))
-                            .map(|&n| {
-                                if spread {
-                                    return u64::from(crate::model::fits(
-                                        &vec![0; demand.len()],
-                                        demand,
-                                        &capacity[n as usize],
-                                    ));
-                                }
-                                (0..demand.len())
-                                    .filter(|&k| demand[k] > 0)
-                                    .map(|k| capacity[n as usize][k] / demand[k])
-                                    .min()
-                                    .unwrap_or(u64::MAX)
-                            })
-                            .sum();
-                        slots >= vms.len() as u64
-                    });
+                    let usable = |p: &[NodeIdx]| -> Vec<NodeIdx> {
+                        p.iter()
+                            .copied()
+                            .filter(|&n| open(n) && vms.iter().all(|&v| self.allows(v as usize, n)))
+                            .collect()
+                    };
+                    let fits = parts
+                        .iter()
+                        .any(|p| group_may_hold(&usable(p), vms, spread, demand, capacity));
                     if !fits {
                         return Some(format!(
                             "{origin}: no group of nodes is large enough for its {} VMs",
@@ -483,6 +480,53 @@ impl VjobRules {
         }
         None
     }
+}
+
+/// Whether a VM of demand `d` fits a node of capacity `cap` left empty.
+fn fits_empty(d: &[u64], cap: &[u64]) -> bool {
+    crate::model::fits(&vec![0; d.len()], d, cap)
+}
+
+/// Whether the empty `nodes` could hold `vms` (on distinct nodes when `spread`): exact for VMs
+/// alike (slots a node offers, summed), necessary conditions otherwise (every VM has a node,
+/// the group holds their sum, enough distinct nodes).
+fn group_may_hold(nodes: &[NodeIdx], vms: &[VmIdx], spread: bool, demand: &Demands, capacity: &[Vec<u64>]) -> bool {
+    if let Some(d) = demand.alike() {
+        let slots: u64 = nodes
+            .iter()
+            .map(|&n| {
+                let cap = &capacity[n as usize];
+                if spread {
+                    return u64::from(fits_empty(d, cap));
+                }
+                (0..d.len())
+                    .filter(|&k| d[k] > 0)
+                    .map(|k| cap[k] / d[k])
+                    .min()
+                    .unwrap_or(u64::MAX)
+            })
+            .sum();
+        return slots >= vms.len() as u64;
+    }
+    let each_has_a_node = vms.iter().all(|&v| {
+        nodes
+            .iter()
+            .any(|&n| fits_empty(demand.of(v as usize), &capacity[n as usize]))
+    });
+    let sums_fit = (0..demand.resources()).all(|k| {
+        let need: u64 = vms.iter().map(|&v| demand.of(v as usize)[k]).sum();
+        need <= nodes.iter().map(|&n| capacity[n as usize][k]).sum()
+    });
+    let enough_nodes = !spread
+        || nodes
+            .iter()
+            .filter(|&&n| {
+                vms.iter()
+                    .any(|&v| fits_empty(demand.of(v as usize), &capacity[n as usize]))
+            })
+            .count()
+            >= vms.len();
+    each_has_a_node && sums_fit && enough_nodes
 }
 
 /// The name of the VM that btrpsl's `$ALL_VMS` holds while a datacenter script is evaluated:

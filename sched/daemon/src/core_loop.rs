@@ -73,9 +73,7 @@ enum Purpose {
 fn op_memory(jobs: &BTreeMap<u64, Job>, cfg: &Config, op: &Call) -> Option<u64> {
     match op {
         Call::Boot { spec, .. } => Some(spec.memory),
-        op => parse_vm_name(&cfg.cluster, op.vm())
-            .and_then(|(id, _)| jobs.get(&id))
-            .map(|j| j.spec.vm.memory),
+        op => parse_vm_name(&cfg.cluster, op.vm()).and_then(|(id, i)| jobs.get(&id).map(|j| j.spec.vm.shape(i).memory)),
     }
 }
 

@@ -287,7 +287,7 @@ impl Core {
             eligible,
             protected: now < job.protected_until || job.admin_suspended,
             admin_suspend: job.admin_suspended && any_running,
-            demand: cpu_memory(job.spec.vm.vcpus as u64, job.spec.vm.memory),
+            demand: job.spec.vm.demands(),
             vms,
             requested_ms: job.spec.walltime_ms,
             expected_end_ms: (job.state == JobState::Running)
@@ -529,12 +529,13 @@ pub fn vm_spec(job: &Job, idx: usize) -> VmSpec {
         ("VJOB_VM_COUNT".to_string(), job.vms.len().to_string()),
         ("VJOB_USER".to_string(), job.user.clone()),
     ];
+    let shape = job.spec.vm.shape(idx);
     VmSpec {
         name: job.vms[idx].name.clone(),
-        vcpus: job.spec.vm.vcpus,
-        memory: job.spec.vm.memory,
+        vcpus: shape.vcpus,
+        memory: shape.memory,
         guest: GuestSpec {
-            image: job.spec.vm.image.clone(),
+            image: shape.image,
             script: job.spec.run.script.clone(),
             env,
             output: job.spec.run.output.as_ref().map(std::path::PathBuf::from),

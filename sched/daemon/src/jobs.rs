@@ -291,11 +291,16 @@ impl Job {
                 .vms
                 .iter()
                 .enumerate()
-                .map(|(i, v)| VmInfo {
-                    name: v.name.clone(),
-                    node: v.node.clone(),
-                    state: v.phase.as_str().to_string(),
-                    script_name: self.spec.placement.as_ref().and_then(|p| p.names.get(i).cloned()),
+                .map(|(i, v)| {
+                    let own = self.spec.vm.each.get(i);
+                    VmInfo {
+                        name: v.name.clone(),
+                        node: v.node.clone(),
+                        state: v.phase.as_str().to_string(),
+                        script_name: self.spec.placement.as_ref().and_then(|p| p.names.get(i).cloned()),
+                        vcpus: own.map(|s| s.vcpus),
+                        memory: own.map(|s| s.memory),
+                    }
                 })
                 .collect(),
             vcpus: self.spec.vm.vcpus,

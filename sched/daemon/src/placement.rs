@@ -6,11 +6,12 @@
 use std::path::PathBuf;
 
 use vjob_btrpsl::{Context, Errors, Library};
+use vjob_core::decision::Demands;
 pub use vjob_core::placement::Datacenter;
 use vjob_core::placement::VjobRules;
 
 use crate::config::Config;
-use crate::spec::{PlacementSpec, VmTemplate, MAX_VMS_PER_JOB};
+use crate::spec::{PlacementSpec, VmShape, VmTemplate, MAX_VMS_PER_JOB};
 
 /// What scripts may name in this cluster: its templates and nodes, and `$ALL_VMS`.
 fn context(cfg: &Config, default_namespace: Option<String>) -> Context {
@@ -77,7 +78,7 @@ pub fn job(cfg: &Config, name: &str, p: &PlacementSpec) -> Result<JobPlacement, 
     let script = lib
         .load_text(&p.file, &p.script)
         .map_err(|e| shifted(e, p.line_offset))?;
-    let first = script.vms.first().ok_or_else(|| {
+    script.vms.first().ok_or_else(|| {
         format!(
             "{}: the placement script declares no VM (`VM[1..3] : TEMPLATE;`)",
             p.file
@@ -92,25 +93,18 @@ pub fn job(cfg: &Config, name: &str, p: &PlacementSpec) -> Result<JobPlacement, 
             .find(|x| Some(&x.name) == t.as_ref())
             .expect("templates were checked by the evaluation")
     };
-    let shape = template(&first.template);
-    for v in &script.vms {
-        let t = template(&v.template);
-        if (t.vcpus, t.memory, &t.image) != (shape.vcpus, shape.memory, &shape.image) {
-            return Err(format!(
-                "{}:{}: the VMs of one vjob share one shape: `{}` is a {} ({} vcpus, {}), `{}` a {} ({} vcpus, {})",
-                p.file,
-                v.line + p.line_offset,
-                first.name,
-                shape.name,
-                shape.vcpus,
-                vjob_api::display::size(shape.memory),
-                v.name,
-                t.name,
-                t.vcpus,
-                vjob_api::display::size(t.memory)
-            ));
-        }
-    }
+    let shapes: Vec<VmShape> = script
+        .vms
+        .iter()
+        .map(|v| {
+            let t = template(&v.template);
+            VmShape {
+                vcpus: t.vcpus,
+                memory: t.memory,
+                image: t.image.clone(),
+            }
+        })
+        .collect();
     let mut rules = VjobRules::from_script(&script, &node_names(cfg)).map_err(|e| e.to_string())?;
     // Report lines of the spec for an inline script.
     if p.line_offset > 0 {
@@ -119,13 +113,7 @@ pub fn job(cfg: &Config, name: &str, p: &PlacementSpec) -> Result<JobPlacement, 
         }
     }
     Ok(JobPlacement {
-        vm: VmTemplate {
-            count: script.vms.len() as u32,
-            vcpus: shape.vcpus,
-            memory: shape.memory,
-            image: shape.image.clone(),
-            default_memory: false,
-        },
+        vm: VmTemplate::from_shapes(shapes),
         rules,
     })
 }
@@ -155,7 +143,7 @@ fn shift_origin(origin: &str, file: &str, offset: u32) -> String {
 
 /// Why a vjob can never run on this cluster even empty, by its rules (and the datacenter's
 /// bans of every VM), if it cannot.
-pub fn never_fits(cfg: &Config, dc: &Datacenter, rules: &VjobRules, demand: &[u64]) -> Option<String> {
+pub fn never_fits(cfg: &Config, dc: &Datacenter, rules: &VjobRules, demand: &Demands) -> Option<String> {
     let capacity: Vec<Vec<u64>> = cfg
         .nodes
         .iter()
@@ -213,7 +201,7 @@ mod tests {
         assert_eq!(j.rules.names, vec!["VM1", "VM2", "VM3"]);
         assert!(j.rules.origins[0].ends_with("(app.toml:13)"), "{:?}", j.rules.origins);
         // Three spread VMs fit n1..n3, but no rack of two nodes holds them apart.
-        let why = never_fits(&c, &dc, &j.rules, &[1, 1 << 30]).unwrap();
+        let why = never_fits(&c, &dc, &j.rules, &j.vm.demands()).unwrap();
         assert!(why.contains("no group of nodes is large enough for its 3 VMs"), "{why}");
         let j = job(
             &c,
@@ -221,13 +209,30 @@ mod tests {
             &spec("import datacenter;\nVM[1..2] : small;\nspread($me);\namong($me, $datacenter.racks);\n"),
         )
         .unwrap();
-        assert_eq!(never_fits(&c, &dc, &j.rules, &[1, 1 << 30]), None);
+        assert_eq!(never_fits(&c, &dc, &j.rules, &j.vm.demands()), None);
         let j = job(&c, "five", &spec("VM[1..5] : small;\nspread($me);\n")).unwrap();
-        let why = never_fits(&c, &dc, &j.rules, &[1, 1 << 30]).unwrap();
+        let why = never_fits(&c, &dc, &j.rules, &j.vm.demands()).unwrap();
         assert!(why.starts_with("spread($me); (app.toml:12): spreads 5 VMs"), "{why}");
         assert!(why.ends_with("only 3 nodes can host them"), "{why}");
-        let e = job(&c, "mixed", &spec("VM1 : small;\nVM2 : big;\n")).unwrap_err();
-        assert!(e.contains("app.toml:12: the VMs of one vjob share one shape"), "{e}");
+        // VMs of several templates keep each its own shape.
+        let j = job(&c, "mixed", &spec("VM[1..2] : small;\nVM3 : big;\n")).unwrap();
+        assert_eq!((j.vm.count, j.vm.totals()), (3, (6, 3 << 30)));
+        assert_eq!((j.vm.shape(1).vcpus, j.vm.shape(2).vcpus), (1, 4));
+        // Two big VMs apart need two nodes of a rack with 4 free cpus: n3 and n4, but n4 is banned.
+        let j = job(
+            &c,
+            "bigs",
+            &spec("import datacenter;\nVM1 : small;\nVM[2..3] : big;\nspread(VM[2..3]);\namong(VM[2..3], $datacenter.racks);\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            never_fits(&c, &dc, &j.rules, &j.vm.demands()),
+            None,
+            "n1, n2 hold them apart"
+        );
+        let j = job(&c, "bigs", &spec("VM1 : small;\nVM[2..5] : big;\nspread(VM[2..5]);\n")).unwrap();
+        let why = never_fits(&c, &dc, &j.rules, &j.vm.demands()).unwrap();
+        assert!(why.ends_with("only 3 nodes can host them"), "{why}");
         let e = job(&c, "bad", &spec("VM1 : huge;\nban(VM1, @n9);\n")).unwrap_err();
         assert_eq!(e.lines().count(), 2, "{e}");
         assert!(e.starts_with("app.toml:11:1: unknown template `huge`"), "{e}");

@@ -112,7 +112,7 @@ impl Core {
             if job.state.is_final() {
                 continue;
             }
-            let demand = vjob_core::resources::cpu_memory(job.spec.vm.vcpus as u64, job.spec.vm.memory);
+            let demand = job.spec.vm.demands();
             let job_rules = match &job.spec.placement {
                 Some(p) => match crate::placement::job(&cfg, &job.spec.name, p) {
                     Ok(jp) => Some(jp.rules),
@@ -223,7 +223,7 @@ impl Core {
         let jp = crate::placement::job(&self.cfg, &spec.name, p).map_err(ApiError::invalid)?;
         p.names = jp.rules.names.clone();
         spec.vm = jp.vm;
-        let demand = vjob_core::resources::cpu_memory(spec.vm.vcpus as u64, spec.vm.memory);
+        let demand = spec.vm.demands();
         if let Some(why) = crate::placement::never_fits(&self.cfg, &self.cfg.datacenter, &jp.rules, &demand) {
             return Err(ApiError::invalid(format!(
                 "the vjob can never run on this cluster: {why}"
@@ -232,72 +232,98 @@ impl Core {
         Ok(Some(jp.rules))
     }
 
-    /// With guest images configured (libvirt), checks the spec's image, or picks the only one,
+    /// With guest images configured (libvirt), checks each VM's image, or picks the only one,
     /// and takes the image's memory when the spec names none.
     fn choose_image(&self, file: &str, spec: &mut JobSpec) -> Result<(), ApiError> {
-        let images = &self.cfg.images;
-        if images.is_empty() {
+        if self.cfg.images.is_empty() {
             return Ok(());
         }
-        let names = || images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
-        let image = match &spec.vm.image {
-            Some(name) => images.iter().find(|i| &i.name == name).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "{file}: field vm.image: no image named `{name}` (images: {})",
-                    names()
-                ))
-            })?,
-            None if images.len() == 1 => &images[0],
-            None => {
-                return Err(ApiError::invalid(format!(
-                    "{file}: field vm.image: name the guest image to boot ({})",
-                    names()
-                )))
-            }
-        };
+        let image = self.image_named(file, spec.vm.image.as_deref())?;
         spec.vm.image = Some(image.name.clone());
         if let (true, Some(m)) = (spec.vm.default_memory, image.memory) {
             spec.vm.memory = m;
         }
+        for i in 0..spec.vm.each.len() {
+            let name = self.image_named(file, spec.vm.each[i].image.as_deref())?.name.clone();
+            spec.vm.each[i].image = Some(name);
+        }
         Ok(())
+    }
+
+    /// The configured guest image `name`, or the only one when `None`.
+    fn image_named(&self, file: &str, name: Option<&str>) -> Result<&crate::config::ImageConfig, ApiError> {
+        let images = &self.cfg.images;
+        let names = || images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+        match name {
+            Some(name) => images.iter().find(|i| i.name == name).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{file}: field vm.image: no image named `{name}` (images: {})",
+                    names()
+                ))
+            }),
+            None if images.len() == 1 => Ok(&images[0]),
+            None => Err(ApiError::invalid(format!(
+                "{file}: field vm.image: name the guest image to boot ({})",
+                names()
+            ))),
+        }
     }
 
     /// Refuses a vjob that no configuration of the cluster could ever hold.
     fn check_fits_cluster(&self, file: &str, spec: &JobSpec) -> Result<(), ApiError> {
-        let (cpus, mem) = (spec.vm.vcpus as u64, spec.vm.memory);
         let usable: Vec<_> = self
             .nodes
             .iter()
             .filter(|n| n.admin != NodeAdminState::Offline)
             .collect();
-        let fits_one = usable.iter().any(|n| n.cfg.cpus as u64 >= cpus && n.cfg.memory >= mem);
-        if !fits_one {
-            let biggest = self
-                .nodes
-                .iter()
-                .map(|n| format!("{} cpus/{}", n.cfg.cpus, format_size(n.cfg.memory)))
-                .max()
-                .unwrap_or_default();
-            return Err(ApiError::invalid(format!(
-                "{file}: a VM of {cpus} vcpus and {} is bigger than every node (largest: {biggest}); no placement could ever run it",
-                format_size(mem)
-            )));
+        let shapes = spec.vm.shapes();
+        for (shape, _) in &shapes {
+            let (cpus, mem) = (shape.vcpus as u64, shape.memory);
+            if !usable.iter().any(|n| n.cfg.cpus as u64 >= cpus && n.cfg.memory >= mem) {
+                let biggest = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} cpus/{}", n.cfg.cpus, format_size(n.cfg.memory)))
+                    .max()
+                    .unwrap_or_default();
+                return Err(ApiError::invalid(format!(
+                    "{file}: a VM of {cpus} vcpus and {} is bigger than every node (largest: {biggest}); no placement could ever run it",
+                    format_size(mem)
+                )));
+            }
         }
-        // The VMs are alike: on an empty cluster each node holds as many as its scarcest
-        // resource allows, and they fit if those add up.
-        let room: u64 = usable
-            .iter()
-            .map(|n| (n.cfg.cpus as u64 / cpus.max(1)).min(n.cfg.memory / mem.max(1)))
-            .sum();
-        if room < spec.vm.count as u64 {
-            let total_cpus: u64 = usable.iter().map(|n| n.cfg.cpus as u64).sum();
-            let total_mem: u64 = usable.iter().map(|n| n.cfg.memory).sum();
-            return Err(ApiError::invalid(format!(
-                "{file}: {} VMs of {cpus} vcpus and {} cannot all fit in the whole cluster ({} nodes, {total_cpus} cpus, {}), even empty",
-                spec.vm.count,
-                format_size(mem),
+        let total_cpus: u64 = usable.iter().map(|n| n.cfg.cpus as u64).sum();
+        let total_mem: u64 = usable.iter().map(|n| n.cfg.memory).sum();
+        let too_many = |what: String| {
+            ApiError::invalid(format!(
+                "{file}: {what} cannot all fit in the whole cluster ({} nodes, {total_cpus} cpus, {}), even empty",
                 usable.len(),
                 format_size(total_mem)
+            ))
+        };
+        if let [(shape, count)] = shapes.as_slice() {
+            // The VMs are alike: on an empty cluster each node holds as many as its scarcest
+            // resource allows, and they fit if those add up.
+            let (cpus, mem) = (shape.vcpus as u64, shape.memory);
+            let room: u64 = usable
+                .iter()
+                .map(|n| (n.cfg.cpus as u64 / cpus.max(1)).min(n.cfg.memory / mem.max(1)))
+                .sum();
+            if room < *count as u64 {
+                return Err(too_many(format!(
+                    "{count} VMs of {cpus} vcpus and {}",
+                    format_size(mem)
+                )));
+            }
+            return Ok(());
+        }
+        // VMs of several shapes: what they need together must not exceed the whole cluster.
+        let (cpus, mem) = spec.vm.totals();
+        if cpus > total_cpus || mem > total_mem {
+            return Err(too_many(format!(
+                "{} VMs of {cpus} vcpus and {} in all",
+                spec.vm.count,
+                format_size(mem)
             )));
         }
         Ok(())
@@ -377,15 +403,16 @@ impl Core {
     fn list_nodes(&self) -> Vec<NodeInfo> {
         let mut use_of: std::collections::HashMap<&str, (u32, u64, Vec<String>)> = Default::default();
         for job in self.rec.active.iter().filter_map(|id| self.rec.jobs.get(id)) {
-            for v in &job.vms {
+            for (i, v) in job.vms.iter().enumerate() {
                 if matches!(v.phase, VmPhase::Running | VmPhase::Paused) {
                     if let Some(n) = &v.node {
                         let e = use_of.entry(n.as_str()).or_default();
                         // A VM paused in memory holds no processor.
+                        let shape = job.spec.vm.shape(i);
                         if v.phase == VmPhase::Running {
-                            e.0 += job.spec.vm.vcpus;
+                            e.0 += shape.vcpus;
                         }
-                        e.1 += job.spec.vm.memory;
+                        e.1 += shape.memory;
                         e.2.push(v.name.clone());
                     }
                 }
@@ -707,23 +734,25 @@ impl Core {
         let mut m = Model::cpu_and_memory();
         m.add_node(to, true, &[n.cfg.cpus as u64, n.cfg.memory]);
         for j in self.rec.active.iter().filter_map(|i| self.rec.jobs.get(i)) {
-            for x in &j.vms {
+            for (i, x) in j.vms.iter().enumerate() {
                 if matches!(x.phase, VmPhase::Running | VmPhase::Paused) && x.node.as_deref() == Some(to) {
+                    let shape = j.spec.vm.shape(i);
                     let cpus = if x.phase == VmPhase::Running {
-                        j.spec.vm.vcpus as u64
+                        shape.vcpus as u64
                     } else {
                         0
                     };
-                    m.add_vm(x.name.clone(), VmState::Running, 0, &[cpus, j.spec.vm.memory]);
+                    m.add_vm(x.name.clone(), VmState::Running, 0, &[cpus, shape.memory]);
                 }
             }
         }
-        if !Placer::from_model(&m).fits(0, &[job.spec.vm.vcpus as u64, job.spec.vm.memory]) {
+        let shape = job.spec.vm.shape(vm);
+        if !Placer::from_model(&m).fits(0, &[shape.vcpus as u64, shape.memory]) {
             return Err(ApiError::conflict(format!(
                 "node {to} has no room for VM {} ({} vcpus, {})",
                 v.name,
-                job.spec.vm.vcpus,
-                format_size(job.spec.vm.memory)
+                shape.vcpus,
+                format_size(shape.memory)
             )));
         }
         let name = v.name.clone();

@@ -74,16 +74,92 @@ pub struct PlacementSpec {
     pub names: Vec<String>,
 }
 
-/// The VMs of a vjob: `count` identical VMs.
+/// The VMs of a vjob: `count` VMs alike, or (from a placement script's templates) each with
+/// its own shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmTemplate {
     pub count: u32,
+    /// Of every VM, or of the first when they differ.
     pub vcpus: u32,
     pub memory: u64,
     pub image: Option<String>,
     /// The spec named no memory: the image's default may replace [`DEFAULT_VM_MEMORY`].
     #[serde(default)]
     pub default_memory: bool,
+    /// When the VMs differ: each one's shape, in VM order (`count` of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub each: Vec<VmShape>,
+}
+
+/// What one VM is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VmShape {
+    pub vcpus: u32,
+    pub memory: u64,
+    pub image: Option<String>,
+}
+
+impl VmTemplate {
+    /// `count` VMs of these shapes (in VM order), said once when they are all alike.
+    pub fn from_shapes(shapes: Vec<VmShape>) -> VmTemplate {
+        let first = shapes.first().cloned().unwrap_or(VmShape {
+            vcpus: 1,
+            memory: DEFAULT_VM_MEMORY,
+            image: None,
+        });
+        let alike = shapes.iter().all(|s| *s == first);
+        VmTemplate {
+            count: shapes.len() as u32,
+            vcpus: first.vcpus,
+            memory: first.memory,
+            image: first.image,
+            default_memory: false,
+            each: if alike { Vec::new() } else { shapes },
+        }
+    }
+
+    /// VM `i`'s shape.
+    pub fn shape(&self, i: usize) -> VmShape {
+        match self.each.get(i) {
+            Some(s) => s.clone(),
+            None => VmShape {
+                vcpus: self.vcpus,
+                memory: self.memory,
+                image: self.image.clone(),
+            },
+        }
+    }
+
+    /// The distinct shapes of its VMs, with how many VMs have each, in order of first use.
+    pub fn shapes(&self) -> Vec<(VmShape, u32)> {
+        if self.each.is_empty() {
+            return vec![(self.shape(0), self.count)];
+        }
+        let mut out: Vec<(VmShape, u32)> = Vec::new();
+        for s in &self.each {
+            match out.iter_mut().find(|(x, _)| x == s) {
+                Some((_, n)) => *n += 1,
+                None => out.push((s.clone(), 1)),
+            }
+        }
+        out
+    }
+
+    /// What each VM needs of the decisions' resources.
+    pub fn demands(&self) -> vjob_core::decision::Demands {
+        let d = |s: &VmShape| vjob_core::resources::cpu_memory(s.vcpus as u64, s.memory);
+        match self.each.is_empty() {
+            true => d(&self.shape(0)).into(),
+            false => vjob_core::decision::Demands::Each(self.each.iter().map(d).collect()),
+        }
+    }
+
+    /// Processors and memory of all its VMs together.
+    pub fn totals(&self) -> (u64, u64) {
+        self.shapes().iter().fold((0, 0), |(c, m), (s, n)| {
+            (c + s.vcpus as u64 * *n as u64, m + s.memory * *n as u64)
+        })
+    }
 }
 
 /// What runs inside each VM.
@@ -175,6 +251,7 @@ impl JobSpec {
                 memory: DEFAULT_VM_MEMORY,
                 image: None,
                 default_memory: true,
+                each: Vec::new(),
             },
             Some(v) => {
                 let count = match &v.count {
@@ -211,6 +288,7 @@ impl JobSpec {
                     memory,
                     image,
                     default_memory: v.memory.is_none(),
+                    each: Vec::new(),
                 }
             }
         };
@@ -361,6 +439,7 @@ sim_runtime = "20s"      # sim backend: how long the job runs once all its VMs r
                 memory: 4 << 30,
                 image: None,
                 default_memory: false,
+                each: Vec::new(),
             }
         );
         assert_eq!(s.run.script.trim(), "echo hello from $VJOB_ID");

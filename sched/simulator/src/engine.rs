@@ -310,7 +310,7 @@ impl Sim<'_> {
             eligible: true,
             protected: now < s.protected_until,
             admin_suspend: false,
-            demand: cpu_memory(s.vcpus as u64, s.mem),
+            demand: cpu_memory(s.vcpus as u64, s.mem).into(),
             vms,
             requested_ms: job.requested_ms,
             expected_end_ms: (s.phase == Phase::Running)

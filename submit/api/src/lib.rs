@@ -198,6 +198,12 @@ pub struct VmInfo {
     /// Its name in the job's placement script (`VM4`), if the job has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script_name: Option<String>,
+    /// Its own processors and memory (bytes), when the job's VMs differ (a placement script
+    /// with several templates); otherwise the job's `vcpus` and `memory` say them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
 }
 
 /// A job as shown to users.
@@ -216,8 +222,9 @@ pub struct JobInfo {
     /// Why the job is in its state (waiting for room, held by, failed because, ...).
     pub reason: Option<String>,
     pub vms: Vec<VmInfo>,
+    /// Processors per VM (of the first when they differ: each [`VmInfo`] then says its own).
     pub vcpus: u32,
-    /// Memory per VM, in bytes.
+    /// Memory per VM, in bytes (of the first when they differ).
     pub memory: u64,
     /// Unix times in seconds.
     pub submit_time: f64,

@@ -5,6 +5,7 @@
 //! suspending (or, for a short preemptor, pausing) running vjobs behind it, lowest first,
 //! keeping those that turn out not to be needed ([`Round::victims`]).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::{order, Candidate, Decision, Defragment, Limits, Move, Standing};
@@ -47,7 +48,8 @@ struct Round<'a> {
 /// VM `k` of running candidate `j` moves: ((j, k), from, to).
 type SlotMove = ((usize, usize), NodeIdx, NodeIdx);
 
-/// How many VMs a candidate must place, and what each of them needs (a vjob's VMs are alike).
+/// How many VMs a candidate must place, and what each of them needs (of a vjob whose VMs are
+/// alike).
 type Shape<'a> = (usize, &'a [u64]);
 
 /// The context-switch policy. `placer` holds the load of the VMs of running candidates that
@@ -131,14 +133,12 @@ impl<'a> Round<'a> {
     /// A paused vjob resumes where it is, once its processors are free there; it preempts
     /// nobody.
     fn resume_paused(&mut self, c: &'a Candidate<'a>) {
-        let back = self
-            .limits
-            .pause
-            .as_ref()
-            .map_or_else(|| c.demand.to_vec(), |r| r.freed(c.demand));
+        let rule = self.limits.pause.as_ref();
         let mark = self.placer.mark();
         let placer = &mut *self.placer;
-        let fits = c.placed.iter().all(|&h| {
+        let fits = c.placed.iter().all(|&(vm, h)| {
+            let d = c.demand.of(vm);
+            let back = rule.map_or_else(|| d.to_vec(), |r| r.freed(d));
             let ok = placer.fits(h, &back);
             if ok {
                 placer.take(h, &back);
@@ -161,14 +161,16 @@ impl<'a> Round<'a> {
     fn admit_or_preempt(&mut self, pos: usize, i: usize, missing: usize) {
         let c = &self.cands[i];
         self.rules = c.rules.filter(|_| missing == c.vms);
-        let shape: Shape<'a> = (missing, c.demand);
-        // A constrained vjob's fit is its own: shapes say nothing about it.
-        let by_shape = self.rules.is_none();
+        let shape: Option<Shape<'a>> = c.demand.alike().map(|d| (missing, d));
+        // A constrained vjob's fit is its own, and so is one of VMs of several shapes: shapes
+        // say nothing about them.
+        let by_shape = self.rules.is_none() && shape.is_some();
+        let shape = shape.unwrap_or((missing, &[]));
         if by_shape && c.standing != Standing::Running && self.hopeless.contains(&shape) {
             self.decision.waiting.push((c.id, "waiting for resources".into()));
             return;
         }
-        let demands: Vec<&[u64]> = vec![c.demand; missing];
+        let demands = c.to_place();
         if !by_shape || !self.failed_shapes.contains(&shape) {
             if let Some(nodes) = self.place(&demands) {
                 self.admit(c);
@@ -230,20 +232,21 @@ impl<'a> Round<'a> {
         if c.standing == Standing::Running || self.rules.is_some() || !self.placer.room_for(demands) {
             return None;
         }
-        let (nodes, moves) = self.moves_for(c, demands)?;
-        let moved_cpu: u64 = moves.iter().map(|&((j, _), ..)| self.cands[j].demand[CPU]).sum();
+        let (nodes, moves) = self.moves_for(demands)?;
+        let moved_cpu: u64 = moves.iter().map(|&((j, k), ..)| self.slot_demand(j, k)[CPU]).sum();
         let moves_ms: u64 = moves
             .iter()
-            .map(|&((j, _), ..)| rule.durations.migrate(self.cands[j].demand[MEMORY]))
+            .map(|&((j, k), ..)| rule.durations.migrate(self.slot_demand(j, k)[MEMORY]))
             .sum();
-        let started_cpu = c.demand[CPU] * demands.len() as u64;
+        let started_cpu: u64 = demands.iter().map(|d| d[CPU]).sum();
         if moved_cpu * 2 > started_cpu || self.room_comes_by(demands, rule, moves_ms) {
             return None;
         }
         for &((j, k), from, to) in &moves {
             let v = &self.cands[j];
-            self.placer.release(from, v.demand);
-            self.placer.take(to, v.demand);
+            let d = v.demand.of(v.placed[k].0);
+            self.placer.release(from, d);
+            self.placer.take(to, d);
             self.moved_to.insert((j, k), to);
             self.moved[j] = true;
             self.decision.migrate.push(Move {
@@ -263,7 +266,7 @@ impl<'a> Round<'a> {
     /// made on, and the moves that make it: (VM, from, to). The placer and the VMs' places are
     /// left as they were.
     #[allow(clippy::type_complexity)]
-    fn moves_for(&mut self, c: &Candidate<'_>, demands: &[&[u64]]) -> Option<(Vec<NodeIdx>, Vec<SlotMove>)> {
+    fn moves_for(&mut self, demands: &[&[u64]]) -> Option<(Vec<NodeIdx>, Vec<SlotMove>)> {
         if self.running_on.is_none() {
             self.running_on = Some(self.index_running());
         }
@@ -271,7 +274,7 @@ impl<'a> Round<'a> {
         let before = self.moved_to.clone();
         let mut nodes = Vec::with_capacity(demands.len());
         let mut moves = Vec::new();
-        for d in demands {
+        for &d in demands {
             if let Some(n) = self.placer.best_any(d) {
                 self.placer.take(n, d);
                 nodes.push(n);
@@ -282,7 +285,7 @@ impl<'a> Round<'a> {
                 on: self.running_on.as_deref().expect("indexed above"),
                 moved_to: &mut self.moved_to,
                 gone: &self.suspended,
-                arriving: c.demand,
+                arriving: d,
             };
             let Some((n, moved)) = make_room(self.placer, &mut running, Slot::Arriving) else {
                 nodes.clear();
@@ -304,7 +307,7 @@ impl<'a> Round<'a> {
         let mut on = vec![Vec::new(); self.placer.nodes()];
         for (j, v) in self.cands.iter().enumerate() {
             if v.standing == Standing::Running {
-                for (k, &h) in v.placed.iter().enumerate() {
+                for (k, &(_, h)) in v.placed.iter().enumerate() {
                     on[h as usize].push((j, k));
                 }
             }
@@ -325,8 +328,8 @@ impl<'a> Round<'a> {
         let mut comes = false;
         for &(_, j) in &ending {
             let v = &self.cands[j];
-            for &h in v.placed {
-                self.placer.release(h, v.demand);
+            for &(vm, h) in v.placed {
+                self.placer.release(h, v.demand.of(vm));
             }
             let trial = self.placer.mark();
             if self.place(demands).is_some() {
@@ -362,14 +365,21 @@ impl<'a> Round<'a> {
         None
     }
 
-    /// What preempting `v` gives back: all it holds, or (pausing) its processors only; a vjob
-    /// already paused that is saved gives back the memory it still holds.
-    fn gives_back(&self, v: &Candidate<'_>, pausing: bool) -> Vec<u64> {
+    /// What preempting `v` gives back of a VM that needs `d`: all it holds, or (pausing) its
+    /// processors only; a vjob already paused that is saved gives back the memory it still
+    /// holds.
+    fn gives_back<'d>(&self, v: &Candidate<'_>, d: &'d [u64], pausing: bool) -> Cow<'d, [u64]> {
         match (pausing, v.standing, self.limits.pause.as_ref()) {
-            (true, _, Some(r)) => r.freed(v.demand),
-            (false, Standing::Paused, Some(r)) => r.held(v.demand),
-            _ => v.demand.to_vec(),
+            (true, _, Some(r)) => Cow::Owned(r.freed(d)),
+            (false, Standing::Paused, Some(r)) => Cow::Owned(r.held(d)),
+            _ => Cow::Borrowed(d),
         }
+    }
+
+    /// What VM `k` (of its `placed`) of candidate `j` needs.
+    fn slot_demand(&self, j: usize, k: usize) -> &'a [u64] {
+        let v = &self.cands[j];
+        v.demand.of(v.placed[k].0)
     }
 
     /// Releases running vjobs behind position `pos` that `c` outranks, lowest first, until
@@ -390,8 +400,8 @@ impl<'a> Round<'a> {
             if !outranked {
                 continue;
             }
-            let back = self.gives_back(v, pausing);
-            for &h in v.placed {
+            for &(vm, h) in v.placed {
+                let back = self.gives_back(v, v.demand.of(vm), pausing);
                 self.placer.release(h, &back);
             }
             victims.push(j);
@@ -411,9 +421,9 @@ impl<'a> Round<'a> {
         for &j in victims.iter().rev() {
             let v = &self.cands[j];
             let back = self.placer.mark();
-            let d = self.gives_back(v, pausing);
             let mut ok = true;
-            for &h in v.placed {
+            for &(vm, h) in v.placed {
+                let d = self.gives_back(v, v.demand.of(vm), pausing);
                 if self.placer.fits(h, &d) {
                     self.placer.take(h, &d);
                 } else {
@@ -451,8 +461,8 @@ impl<'a> Round<'a> {
     /// Suspends candidate `i` whole (`by`: the vjob it makes room for).
     fn suspend(&mut self, i: usize, by: Option<u64>) {
         let c = &self.cands[i];
-        for &h in c.placed {
-            self.placer.release(h, c.demand);
+        for &(vm, h) in c.placed {
+            self.placer.release(h, c.demand.of(vm));
         }
         self.suspended[i] = true;
         self.decision.suspend.push((c.id, by));
@@ -480,7 +490,7 @@ struct RunningVms<'r> {
 
 impl RunningVms<'_> {
     fn home(&self, j: usize, k: usize) -> NodeIdx {
-        self.cands[j].placed[k]
+        self.cands[j].placed[k].1
     }
 }
 
@@ -490,7 +500,7 @@ impl Relocation for RunningVms<'_> {
     fn demand(&self, u: Slot) -> &[u64] {
         match u {
             Slot::Arriving => self.arriving,
-            Slot::Vm(j, _) => self.cands[j].demand,
+            Slot::Vm(j, k) => self.cands[j].demand.of(self.cands[j].placed[k].0),
         }
     }
 

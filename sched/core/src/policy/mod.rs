@@ -65,19 +65,95 @@ pub struct Candidate<'a> {
     pub eligible: bool,
     /// May not be suspended now (within its quantum, or switching).
     pub protected: bool,
-    /// What each of its VMs needs (a vjob's VMs are alike).
-    pub demand: &'a [u64],
+    /// What each of its VMs needs.
+    pub demand: &'a Demands,
     /// How many VMs it has.
     pub vms: usize,
-    /// The nodes of its VMs that stay where they are (running, or paused in memory); the
-    /// others must be placed (not started, sleeping, or on a node going offline).
-    pub placed: &'a [NodeIdx],
+    /// Its VMs that stay where they are (running, or paused in memory), as (VM index, node);
+    /// the others must be placed (not started, sleeping, or on a node going offline).
+    pub placed: &'a [(usize, NodeIdx)],
     /// The user's estimate of its running time (walltime), for backfilling.
     pub requested_ms: Option<u64>,
     /// For a running vjob: when its estimate says it ends.
     pub expected_end_ms: Option<u64>,
     /// What its placement script asks, if it has one.
     pub rules: Option<&'a crate::placement::VjobRules>,
+}
+
+impl Candidate<'_> {
+    /// What each VM to place needs (those not in `placed`), in VM order.
+    pub fn to_place(&self) -> Vec<&[u64]> {
+        match self.demand {
+            Demands::Alike(d) => vec![d.as_slice(); self.vms - self.placed.len()],
+            Demands::Each(_) => {
+                let mut stays = vec![false; self.vms];
+                for &(vm, _) in self.placed {
+                    stays[vm] = true;
+                }
+                (0..self.vms)
+                    .filter(|&i| !stays[i])
+                    .map(|i| self.demand.of(i))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// What each VM of a vjob needs: one demand for all of them (the common case, said once), or
+/// one per VM (a placement script that declares VMs of several templates).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Demands {
+    Alike(Vec<u64>),
+    Each(Vec<Vec<u64>>),
+}
+
+impl Demands {
+    /// One per VM, said once when they are all the same.
+    pub fn from_each(each: Vec<Vec<u64>>) -> Demands {
+        match each.first() {
+            Some(first) if each.iter().all(|d| d == first) => Demands::Alike(first.clone()),
+            None => Demands::Alike(Vec::new()),
+            _ => Demands::Each(each),
+        }
+    }
+
+    /// What VM `vm` needs.
+    pub fn of(&self, vm: usize) -> &[u64] {
+        match self {
+            Demands::Alike(d) => d,
+            Demands::Each(e) => &e[vm],
+        }
+    }
+
+    /// The one demand of every VM, when they are alike.
+    pub fn alike(&self) -> Option<&[u64]> {
+        match self {
+            Demands::Alike(d) => Some(d),
+            Demands::Each(_) => None,
+        }
+    }
+
+    /// How many resources a demand counts.
+    pub fn resources(&self) -> usize {
+        match self {
+            Demands::Alike(d) => d.len(),
+            Demands::Each(e) => e.first().map_or(0, Vec::len),
+        }
+    }
+
+    /// What all `count` VMs need of resource `r` together.
+    pub fn total(&self, r: usize, count: usize) -> u64 {
+        match self {
+            Demands::Alike(d) => d[r] * count as u64,
+            Demands::Each(e) => e.iter().take(count).map(|d| d[r]).sum(),
+        }
+    }
+}
+
+impl From<Vec<u64>> for Demands {
+    fn from(d: Vec<u64>) -> Demands {
+        Demands::Alike(d)
+    }
 }
 
 /// Places `c`'s VMs (`demands`): with its placement rules when it has some and all its VMs are
@@ -213,7 +289,7 @@ pub fn fcfs(cands: &[Candidate<'_>], placer: &mut Placer) -> Decision {
         if c.standing == Standing::Running || !c.eligible {
             continue;
         }
-        let demands: Vec<&[u64]> = vec![c.demand; c.vms];
+        let demands = c.to_place();
         if let Some(nodes) = place(placer, c, &demands) {
             decision.run.push(c.id);
             decision.placed.push((c.id, nodes));
@@ -241,7 +317,7 @@ pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -
             .map(|n| p.capacity(n)[rc].saturating_sub(p.load(n)[rc]))
             .sum()
     };
-    let size = |c: &Candidate<'_>| -> u64 { c.demand[rc] * c.vms as u64 };
+    let size = |c: &Candidate<'_>| -> u64 { c.demand.total(rc, c.vms) };
     // Expected ends of what runs, as (time, amount freed).
     let mut ends: Vec<(u64, u64)> = cands
         .iter()
@@ -254,7 +330,7 @@ pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -
         if c.standing == Standing::Running || !c.eligible {
             continue;
         }
-        let demands: Vec<&[u64]> = vec![c.demand; c.vms];
+        let demands = c.to_place();
         // Without an estimate, a waiting vjob is taken to run longer than any running one
         // without an estimate: it never backfills in time ahead of one.
         let estimate_end = now.saturating_add(c.requested_ms.unwrap_or(2 * UNKNOWN_RUNTIME_MS));
@@ -341,11 +417,12 @@ mod tests {
             requested_ms: None,
             expected_end_ms: None,
             rules: None,
-            demand: Box::leak(vec![vms[0].0, 4].into_boxed_slice()),
+            demand: Box::leak(Box::new(Demands::Alike(vec![vms[0].0, 4]))),
             vms: vms.len(),
             placed: Box::leak(
                 vms.iter()
-                    .filter_map(|&(_, h)| h)
+                    .enumerate()
+                    .filter_map(|(i, &(_, h))| h.map(|h| (i, h)))
                     .collect::<Vec<_>>()
                     .into_boxed_slice(),
             ),
@@ -355,8 +432,8 @@ mod tests {
     /// A placer whose loads hold the running candidates' VMs.
     fn placer(m: &mut Model, cands: &[Candidate<'_>]) -> Placer {
         for c in cands {
-            for (k, &h) in c.placed.iter().enumerate() {
-                m.add_vm(format!("{}-{k}", c.id), VmState::Running, h, c.demand);
+            for &(k, h) in c.placed {
+                m.add_vm(format!("{}-{k}", c.id), VmState::Running, h, c.demand.of(k));
             }
         }
         Placer::from_model(m)
@@ -407,7 +484,7 @@ mod tests {
         assert_eq!((d.run, d.pause, d.suspend), (vec![2], vec![], vec![(1, Some(2))]));
         // So does a short one that needs the memory too.
         let big = Candidate {
-            demand: &[4, 8],
+            demand: &Demands::Alike(vec![4, 8]),
             ..short.clone()
         };
         let d = decide(&[batch.clone(), big]);
@@ -417,8 +494,8 @@ mod tests {
         let paused = cand(1, 10, 0, Standing::Paused, &[(4, Some(0)), (4, Some(1))]);
         let with_held = |others: &[Candidate<'_>]| {
             let mut m = cluster(2);
-            for (k, &h) in paused.placed.iter().enumerate() {
-                m.add_vm(format!("p-{k}"), VmState::Running, h, &rule.held(paused.demand));
+            for &(k, h) in paused.placed {
+                m.add_vm(format!("p-{k}"), VmState::Running, h, &rule.held(paused.demand.of(k)));
             }
             let mut p = placer(&mut m, others);
             let mut all = vec![paused.clone()];
@@ -428,7 +505,7 @@ mod tests {
         let running_short = Candidate {
             standing: Standing::Running,
             vms: 1,
-            placed: &[0],
+            placed: &[(0, 0)],
             ..short.clone()
         };
         let d = with_held(&[running_short]);
@@ -440,13 +517,13 @@ mod tests {
         assert_eq!(with_held(&[]).run, vec![1]);
         // A job that needs its memory saves it to disk.
         let hungry = Candidate {
-            demand: &[1, 8],
+            demand: &Demands::Alike(vec![1, 8]),
             ..cand(3, 100, 9, Standing::Waiting, &[(1, None)])
         };
         let running_short = Candidate {
             standing: Standing::Running,
             vms: 1,
-            placed: &[0],
+            placed: &[(0, 0)],
             ..short
         };
         let d = with_held(&[running_short, hungry]);
@@ -610,7 +687,7 @@ mod tests {
         m.add_node("n1", true, &[4, 8]);
         m.add_vm("hog", VmState::Running, 0, &[0, 6]);
         let suspended = Candidate {
-            demand: &[2, 4],
+            demand: &Demands::Alike(vec![2, 4]),
             ..cand(1, 10, 0, Standing::Suspended, &[(2, None)])
         };
         let mut p = Placer::from_model(&m);
