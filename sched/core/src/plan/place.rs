@@ -203,6 +203,27 @@ impl Placer {
         best.map(|b| b.2)
     }
 
+    /// The best node for `demand` of `nodes` that `allowed` lets it go to: [`Placer::best`]
+    /// when a VM may only go to a few nodes (a fence, the part an among chose), scoring those
+    /// rather than searching the whole cluster for them.
+    pub fn best_within(
+        &self,
+        demand: &[u64],
+        nodes: &[NodeIdx],
+        mut allowed: impl FnMut(NodeIdx) -> bool,
+    ) -> Option<NodeIdx> {
+        nodes
+            .iter()
+            .copied()
+            .filter(|&n| self.fits(n, demand) && allowed(n))
+            .map(|n| {
+                let (later, slack) = self.score(n, demand);
+                (later, slack, n)
+            })
+            .min()
+            .map(|b| b.2)
+    }
+
     /// The best node for `demand` among all: [`Placer::best`] with every node allowed, in the
     /// time of the distinct node states where the nodes are grouped.
     pub fn best_any(&self, demand: &[u64]) -> Option<NodeIdx> {
@@ -555,9 +576,11 @@ fn place_all(
     for &v in order {
         let d = t.demand(v).to_vec();
         let cur = current_host(m, v);
-        let chosen = placer.best(&d, |n| {
-            (n == cur || rules.accepts_arrivals(n)) && rules.allows(inst, v, n, host)
-        });
+        let allowed = |n| (n == cur || rules.accepts_arrivals(n)) && rules.allows(inst, v, n, host);
+        let chosen = match rules.restricted_to(inst, v) {
+            Some(ns) if ns.len() * 4 < m.nodes() => placer.best_within(&d, &ns, allowed),
+            _ => placer.best(&d, allowed),
+        };
         match chosen {
             Some(n) => {
                 placer.take(n, &d);

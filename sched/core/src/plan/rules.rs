@@ -23,15 +23,15 @@ pub struct Rules {
     /// Per node: indices of the capacity constraints (resource, running) covering it.
     by_node: HashMap<NodeIdx, Vec<u32>>,
     /// Sorted node lists of Ban, Fence and capacity constraints, by constraint index.
-    node_sets: HashMap<u32, Vec<NodeIdx>>,
+    node_sets: ByConstraint<Vec<NodeIdx>>,
     /// Among and split-among: per constraint, the node part of each node (sorted by node).
-    node_parts: HashMap<u32, PartOfNode>,
+    node_parts: ByConstraint<PartOfNode>,
     /// Split and split-among: the part of each VM, by (constraint, VM).
     vm_part: HashMap<(u32, VmIdx), u32>,
     /// Among: the node part chosen; split-among: by (constraint, VM part).
-    pub(super) among_choice: HashMap<u32, u32>,
+    pub(super) among_choice: ByConstraint<u32>,
     split_among_choice: HashMap<(u32, u32), u32>,
-    gather_choice: HashMap<u32, NodeIdx>,
+    gather_choice: ByConstraint<NodeIdx>,
     root: Vec<bool>,
     no_arrival: Vec<bool>,
     // Occupancy.
@@ -43,6 +43,40 @@ pub struct Rules {
     cap_used: HashMap<u32, u64>,
     /// Continuous lonely constraints (for VMs in no lonely set).
     lonely: Vec<u32>,
+}
+
+/// What some constraints have, by constraint index: a slot per constraint of the instance (the
+/// filter step asks on every node it tries, a hash would cost more than the answer).
+pub(super) struct ByConstraint<T>(Vec<Option<T>>);
+
+impl<T> ByConstraint<T> {
+    fn new(constraints: usize) -> Self {
+        ByConstraint(std::iter::repeat_with(|| None).take(constraints).collect())
+    }
+
+    pub(super) fn get(&self, c: &u32) -> Option<&T> {
+        self.0[*c as usize].as_ref()
+    }
+
+    pub(super) fn contains_key(&self, c: &u32) -> bool {
+        self.0[*c as usize].is_some()
+    }
+
+    pub(super) fn insert(&mut self, c: u32, v: T) {
+        self.0[c as usize] = Some(v);
+    }
+
+    /// Sets it unless it is set already.
+    fn keep_first(&mut self, c: u32, v: T) {
+        self.0[c as usize].get_or_insert(v);
+    }
+}
+
+impl<T> std::ops::Index<&u32> for ByConstraint<T> {
+    type Output = T;
+    fn index(&self, c: &u32) -> &T {
+        self.get(c).expect("indexed with its constraint")
+    }
 }
 
 /// A sorted, deduplicated copy of a node list.
@@ -90,12 +124,12 @@ impl Rules {
             demand,
             by_vm: vec![Vec::new(); m.vms()],
             by_node: HashMap::new(),
-            node_sets: HashMap::new(),
-            node_parts: HashMap::new(),
+            node_sets: ByConstraint::new(inst.constraints.len()),
+            node_parts: ByConstraint::new(inst.constraints.len()),
             vm_part: HashMap::new(),
-            among_choice: HashMap::new(),
+            among_choice: ByConstraint::new(inst.constraints.len()),
             split_among_choice: HashMap::new(),
-            gather_choice: HashMap::new(),
+            gather_choice: ByConstraint::new(inst.constraints.len()),
             root: vec![false; m.vms()],
             no_arrival: vec![false; m.nodes()],
             node_count: vec![0; m.nodes()],
@@ -209,6 +243,31 @@ impl Rules {
         !self.no_arrival[n as usize]
     }
 
+    /// The fewest nodes `v` may go to by its fences, the parts its amongs chose and its gathers'
+    /// choices, if any restrict it: [`Rules::allows`] still decides on each of them.
+    pub fn restricted_to<'s>(&'s self, inst: &'s Instance, v: VmIdx) -> Option<std::borrow::Cow<'s, [NodeIdx]>> {
+        use std::borrow::Cow;
+        let mut best: Option<Cow<'s, [NodeIdx]>> = None;
+        for &c in &self.by_vm[v as usize] {
+            let set: Cow<'s, [NodeIdx]> = match &inst.constraints[c as usize] {
+                Constraint::Fence { .. } => Cow::Borrowed(&self.node_sets[&c]),
+                Constraint::Among { parts, .. } => match self.among_choice.get(&c) {
+                    Some(&p) => Cow::Borrowed(&parts[p as usize]),
+                    None => continue,
+                },
+                Constraint::Gather { .. } => match self.gather_choice.get(&c) {
+                    Some(&g) => Cow::Owned(vec![g]),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if best.as_ref().is_none_or(|b| set.len() < b.len()) {
+                best = Some(set);
+            }
+        }
+        best
+    }
+
     /// Whether `v` may run on `n`, given the other VMs' hosts (`host`) and the occupancy
     /// recorded by [`Rules::place`]. `v` itself must not be placed.
     pub fn allows(&self, inst: &Instance, v: VmIdx, n: NodeIdx, host: &[NodeIdx]) -> bool {
@@ -292,11 +351,11 @@ impl Rules {
             let c = self.by_vm[v as usize][k];
             match &inst.constraints[c as usize] {
                 Constraint::Gather { .. } if add => {
-                    self.gather_choice.entry(c).or_insert(n);
+                    self.gather_choice.keep_first(c, n);
                 }
                 Constraint::Among { .. } if add => {
                     if let Some(p) = self.node_part(c, n) {
-                        self.among_choice.entry(c).or_insert(p);
+                        self.among_choice.keep_first(c, p);
                     }
                 }
                 Constraint::Lonely { .. } => {
@@ -330,5 +389,49 @@ impl Rules {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_is_restricted_to_its_smallest_fence_or_chosen_among_part() {
+        let mut m = Model::cpu_and_memory();
+        for i in 0..8 {
+            m.add_node(format!("n{i}"), true, &[4, 8]);
+        }
+        let a = m.add_vm("a", VmState::Ready, NO_NODE, &[1, 1]);
+        let b = m.add_vm("b", VmState::Ready, NO_NODE, &[1, 1]);
+        let inst = Instance::new(
+            m.clone(),
+            vec![
+                Constraint::Fence {
+                    vms: vec![a],
+                    nodes: vec![5, 1, 2],
+                },
+                Constraint::Among {
+                    vms: vec![a, b],
+                    parts: Arc::new(vec![vec![0, 1], vec![2, 3, 4, 5, 6, 7]]),
+                    continuous: false,
+                },
+            ],
+        );
+        let mut r = Rules::new(&inst, &m);
+        assert_eq!(
+            r.restricted_to(&inst, a).as_deref(),
+            Some(&[1, 2, 5][..]),
+            "the fence, sorted"
+        );
+        assert_eq!(r.restricted_to(&inst, b), None, "no among part chosen yet");
+        r.place(&inst, a, 1);
+        assert_eq!(
+            r.restricted_to(&inst, a).as_deref(),
+            Some(&[0, 1][..]),
+            "the part a chose"
+        );
+        assert_eq!(r.restricted_to(&inst, b).as_deref(), Some(&[0, 1][..]));
+        assert!(r.allows(&inst, b, 0, &[1, NO_NODE]) && !r.allows(&inst, b, 2, &[1, NO_NODE]));
     }
 }
