@@ -27,11 +27,17 @@ pub struct Params {
     pub seed: u64,
 }
 
-/// A small, fast, deterministic generator (xorshift64*).
-struct Rng(u64);
+/// A small, fast, deterministic generator (xorshift64*): the generators of instances and the
+/// simulator's scenarios draw from it, so that a seed gives the same run everywhere.
+pub struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// A generator for `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -39,8 +45,26 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponentially distributed with this mean (the gaps of a Poisson process).
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.unit()).ln()
+    }
+
+    /// Normally distributed (Box-Muller).
+    pub fn normal(&mut self, mean: f64, std: f64) -> f64 {
+        let u = 1.0 - self.unit();
+        let v = self.unit();
+        mean + std * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
 
@@ -50,7 +74,7 @@ const NODE_MEM: u64 = 2400;
 
 /// Generates an instance.
 pub fn generate(p: &Params) -> Instance {
-    let mut rng = Rng(p.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(p.seed);
     let mut m = Model::new(vec!["memory".into(), "uCpu".into()]);
     for n in 0..p.nodes {
         m.add_node(n.to_string(), true, &[NODE_MEM, NODE_CPU]);

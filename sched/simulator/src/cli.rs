@@ -4,6 +4,7 @@
 //! ```text
 //! vsim --trace KTH-SP2.swf.gz --policy easy [--json] [--svg out.svg]
 //! vsim --synthetic [--nodes 10000 --cores 8] --policy vjob
+//! vsim --scenario vmplaces --nodes 1024 --scheduler central [--sites 4] [--json] [--svg out.svg]
 //! ```
 
 use std::io::IsTerminal;
@@ -23,8 +24,29 @@ use vjob_api::units::{parse_duration_ms, parse_size};
 #[command(name = "vsim", version)]
 pub struct Args {
     /// A Standard Workload Format trace (.swf or .swf.gz).
-    #[arg(long, required_unless_present = "synthetic")]
+    #[arg(long, required_unless_present_any = ["synthetic", "scenario"])]
     pub trace: Option<PathBuf>,
+    /// `vmplaces`: VMPlaceS's scenario (nodes of 8 cores / 32 GiB, 10 VMs of 1 vCPU / 1 GiB
+    /// each, loads changing at Poisson times), violations repaired by `--scheduler`.
+    #[arg(long, conflicts_with_all = ["trace", "synthetic"])]
+    pub scenario: Option<String>,
+    /// vmplaces: which scheduler repairs the violations (central), or several separated by
+    /// commas, run one after the other on the same scenario.
+    #[arg(long, default_value = "central")]
+    pub scheduler: String,
+    /// vmplaces: VMs per node.
+    #[arg(long, default_value_t = 10)]
+    pub vms_per_node: usize,
+    /// vmplaces: nodes split into this many sites (10 ms, 100 Mb/s between them; 0.1 ms,
+    /// 1 Gb/s within one).
+    #[arg(long, default_value_t = 1)]
+    pub sites: usize,
+    /// vmplaces: simulated time.
+    #[arg(long, default_value = "1800s")]
+    pub duration: String,
+    /// vmplaces: the seed of the loads.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// A synthetic 10,000-node / 80,000-VM scenario (arrivals, departures, load changes),
     /// reporting decision times per scheduling round.
     #[arg(long, conflicts_with = "trace")]
@@ -94,6 +116,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    if let Some(s) = &args.scenario {
+        return vmplaces_run(args, s);
+    }
     let settings = Settings {
         policy: PolicyKind::parse(&args.policy)?,
         vm_memory: parse_size(&args.vm_memory).map_err(|e| format!("--vm-memory: {e}"))?,
@@ -164,6 +189,50 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.svg {
         std::fs::write(path, svg(&format!("{title}, {}", policy.name()), &out, 400))
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `--scenario vmplaces`: each scheduler asked for on the same scenario.
+fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
+    use crate::vmplaces::{self, SchedulerKind};
+    if scenario != "vmplaces" {
+        return Err(format!("--scenario: unknown scenario `{scenario}` (vmplaces)"));
+    }
+    let schedulers: Vec<SchedulerKind> = args
+        .scheduler
+        .split(',')
+        .map(|s| SchedulerKind::parse(s.trim()))
+        .collect::<Result<_, _>>()?;
+    let nodes = args.nodes.unwrap_or(128) as usize;
+    if nodes == 0 || args.sites == 0 || args.sites > nodes {
+        return Err(format!(
+            "--nodes {nodes} --sites {}: need at least one node per site",
+            args.sites
+        ));
+    }
+    let duration_ms = parse_duration_ms(&args.duration).map_err(|e| format!("--duration: {e}"))?;
+    let mut runs = Vec::new();
+    for scheduler in schedulers {
+        let sc = vmplaces::Scenario {
+            nodes,
+            vms_per_node: args.vms_per_node,
+            sites: args.sites,
+            duration_s: duration_ms as f64 / 1000.0,
+            seed: args.seed,
+            scheduler,
+            ..vmplaces::Scenario::default()
+        };
+        let run = vmplaces::run(&sc);
+        if args.json {
+            println!("{}", serde_json::to_string(&run.report).expect("reports serialize"));
+        } else {
+            print!("{}", vmplaces::summary(&run));
+        }
+        runs.push(run);
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, vmplaces::svg(&runs)).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
 }
