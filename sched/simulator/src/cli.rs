@@ -47,6 +47,11 @@ pub struct Args {
     /// vmplaces: the seed of the loads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// vmplaces: mean and standard deviation of a VM's load, in % of a core.
+    #[arg(long, default_value_t = 60.0)]
+    pub load_mean: f64,
+    #[arg(long, default_value_t = 20.0)]
+    pub load_std: f64,
     /// A synthetic 10,000-node / 80,000-VM scenario (arrivals, departures, load changes),
     /// reporting decision times per scheduling round.
     #[arg(long, conflicts_with = "trace")]
@@ -212,6 +217,9 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
         ));
     }
     let duration_ms = parse_duration_ms(&args.duration).map_err(|e| format!("--duration: {e}"))?;
+    if !(0.0..=100.0).contains(&args.load_mean) || args.load_std < 0.0 {
+        return Err("--load-mean must be within 0..100 and --load-std at least 0".into());
+    }
     let mut runs = Vec::new();
     for scheduler in schedulers {
         let sc = vmplaces::Scenario {
@@ -220,6 +228,8 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
             sites: args.sites,
             duration_s: duration_ms as f64 / 1000.0,
             seed: args.seed,
+            load_mean: args.load_mean,
+            load_std: args.load_std,
             scheduler,
             ..vmplaces::Scenario::default()
         };

@@ -15,6 +15,8 @@ const PLAN_READY: u64 = 1;
 pub struct Central {
     /// The plan computed and waiting for its solve time to pass.
     pending: Option<Vec<super::Move>>,
+    /// When the round under way found violated nodes.
+    event_since: super::Micros,
 }
 
 impl Central {
@@ -39,19 +41,24 @@ impl Scheduler for Central {
                     return self.next_round(w, q);
                 }
                 w.counters.events += 1;
+                self.event_since = w.now;
                 let all: Vec<u32> = (0..w.nodes.len() as u32).collect();
                 match w.solve(&all) {
                     Some(s) => {
                         self.pending = Some(s.moves);
                         q.at(w.now + micros(s.charged_s), Event::Scheduler { token: PLAN_READY });
                     }
-                    None => self.next_round(w, q),
+                    None => {
+                        w.event_ended(self.event_since, w.nodes.len(), false);
+                        self.next_round(w, q)
+                    }
                 }
             }
             PLAN_READY => {
                 let moves = self.pending.take().unwrap_or_default();
                 w.counters.messages += moves.len() as u64;
                 if !w.reconfigure(moves, 0, q) {
+                    w.event_ended(self.event_since, w.nodes.len(), true);
                     self.next_round(w, q);
                 }
             }
@@ -60,6 +67,7 @@ impl Scheduler for Central {
     }
 
     fn on_reconfigured(&mut self, _owner: u64, w: &mut World, q: &mut Queue) {
+        w.event_ended(self.event_since, w.nodes.len(), true);
         self.next_round(w, q);
     }
 }

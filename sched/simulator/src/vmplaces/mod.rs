@@ -10,6 +10,7 @@
 //! by the independent checker. Schedulers: [`central`] (observe all, solve all, apply).
 
 pub mod central;
+pub mod dvms;
 pub mod migration;
 
 use std::cmp::Reverse;
@@ -39,19 +40,23 @@ pub fn secs(t: Micros) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedulerKind {
     Central,
+    /// DVMS on the ring of the paper.
+    Dvms,
 }
 
 impl SchedulerKind {
     pub fn parse(s: &str) -> Result<SchedulerKind, String> {
         match s {
             "central" => Ok(SchedulerKind::Central),
-            other => Err(format!("--scheduler: unknown scheduler `{other}` (central)")),
+            "dvms" => Ok(SchedulerKind::Dvms),
+            other => Err(format!("--scheduler: unknown scheduler `{other}` (central, dvms)")),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             SchedulerKind::Central => "central",
+            SchedulerKind::Dvms => "dvms",
         }
     }
 }
@@ -150,10 +155,13 @@ pub struct Report {
     pub events: u64,
     pub solved: u64,
     pub failed: u64,
-    /// Virtual time charged per solve.
+    /// Time to solve an event, over those solved: from the event (a central round that finds
+    /// a violation, a DVMS partition's creation) to the end of its reconfiguration.
     pub mean_solve_s: f64,
     pub p95_solve_s: f64,
-    /// Nodes per solved instance (the whole cluster for `central`).
+    /// Virtual time charged per planner call.
+    pub mean_compute_s: f64,
+    /// Nodes of each event's instance when it ended (the whole cluster for `central`).
     pub mean_partition_size: f64,
     pub max_partition_size: usize,
     pub migrations: u64,
@@ -270,6 +278,7 @@ pub struct World {
     cumulated_violation: Micros,
     pub counters: Counters,
     solve_charged: Vec<f64>,
+    solve_times: Vec<f64>,
     partition_sizes: Vec<usize>,
     solve_wall_s: f64,
     rng: Rng,
@@ -333,6 +342,7 @@ impl World {
             cumulated_violation: 0,
             counters: Counters::default(),
             solve_charged: Vec::new(),
+            solve_times: Vec::new(),
             partition_sizes: Vec::new(),
             solve_wall_s: 0.0,
             rng,
@@ -411,6 +421,18 @@ impl World {
         }
     }
 
+    /// An event ended: it began at `since` (virtual time), spanned `nodes` nodes, and was
+    /// solved or not.
+    pub fn event_ended(&mut self, since: Micros, nodes: usize, solved: bool) {
+        self.partition_sizes.push(nodes);
+        if solved {
+            self.counters.solved += 1;
+            self.solve_times.push(secs(self.now - since));
+        } else {
+            self.counters.failed += 1;
+        }
+    }
+
     /// Solves the nodes `of` alone with the planner: their VMs at their current loads, every
     /// node's CPU and memory. `None` if the planner finds no viable configuration (or its plan
     /// does not pass the checker). The VMs of the nodes must not be migrating.
@@ -442,14 +464,7 @@ impl World {
             SolveCost::Measured => wall,
         };
         self.solve_charged.push(charged_s);
-        self.partition_sizes.push(of.len());
-        let plan = match plan {
-            Ok(p) => p,
-            Err(_) => {
-                self.counters.failed += 1;
-                return None;
-            }
-        };
+        let plan = plan.ok()?;
         if !vjob_core::check::check(&inst, &plan).is_empty() {
             self.counters.plans_rejected += 1;
             debug_assert!(
@@ -471,14 +486,12 @@ impl World {
                 });
             } else {
                 // Only migrations repair a violation here: anything else is not carried out.
-                self.counters.failed += 1;
                 return None;
             }
         }
         for mv in &mut moves {
             mv.deps = mv.deps.iter().map(|&d| index[d as usize]).collect();
         }
-        self.counters.solved += 1;
         Some(Solution { moves, charged_s })
     }
 
@@ -557,6 +570,16 @@ impl World {
         finished
     }
 
+    /// Sets VM `v`'s load (tests that need a given situation).
+    #[cfg(test)]
+    pub(crate) fn set_load(&mut self, v: u32, load: u32) {
+        let vm = &self.vms[v as usize];
+        let delta = load as i64 - vm.load as i64;
+        let host = vm.host;
+        self.vms[v as usize].load = load;
+        self.add_load(host, delta);
+    }
+
     /// A random number for the schedulers (from the run's one generator).
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
@@ -569,8 +592,8 @@ impl World {
                 self.nodes[n].violated_since = Some(self.now);
             }
         }
-        let mut charged = self.solve_charged.clone();
-        charged.sort_by(|a, b| a.total_cmp(b));
+        let mut times = self.solve_times.clone();
+        times.sort_by(|a, b| a.total_cmp(b));
         let mean = |v: &[f64]| {
             if v.is_empty() {
                 0.0
@@ -578,8 +601,8 @@ impl World {
                 v.iter().sum::<f64>() / v.len() as f64
             }
         };
-        let p95 = charged
-            .get((charged.len() * 95).div_ceil(100).saturating_sub(1))
+        let p95 = times
+            .get((times.len() * 95).div_ceil(100).saturating_sub(1))
             .copied()
             .unwrap_or(0.0);
         let sizes: Vec<f64> = self.partition_sizes.iter().map(|&s| s as f64).collect();
@@ -594,8 +617,9 @@ impl World {
             events: c.events,
             solved: c.solved,
             failed: c.failed,
-            mean_solve_s: round6(mean(&charged)),
+            mean_solve_s: round6(mean(&times)),
             p95_solve_s: round6(p95),
+            mean_compute_s: round6(mean(&self.solve_charged)),
             mean_partition_size: round6(mean(&sizes)),
             max_partition_size: self.partition_sizes.iter().copied().max().unwrap_or(0),
             migrations: c.migrations,
@@ -624,6 +648,7 @@ pub fn run(scenario: &Scenario) -> Run {
     let began = std::time::Instant::now();
     let mut sched: Box<dyn Scheduler> = match scenario.scheduler {
         SchedulerKind::Central => Box::new(central::Central::default()),
+        SchedulerKind::Dvms => Box::new(dvms::Dvms::new(dvms::Ring, scenario.nodes)),
     };
     run_with(scenario, sched.as_mut(), began)
 }
@@ -671,7 +696,7 @@ pub fn summary(run: &Run) -> String {
         "vmplaces, {}: {} nodes, {} VMs, {} s simulated\n\
          cumulated violation time  {:.1} s ({} violations)\n\
          events                    {} ({} solved, {} failed)\n\
-         solve time (charged)      mean {:.4} s, p95 {:.4} s\n\
+         time to solve an event    mean {:.2} s, p95 {:.2} s (planner: {:.4} s a call)\n\
          partition size            mean {:.1}, max {}\n\
          migrations                {} ({} between sites)\n\
          messages                  {}\n\
@@ -688,6 +713,7 @@ pub fn summary(run: &Run) -> String {
         r.failed,
         r.mean_solve_s,
         r.p95_solve_s,
+        r.mean_compute_s,
         r.mean_partition_size,
         r.max_partition_size,
         r.migrations,
