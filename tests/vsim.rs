@@ -124,3 +124,70 @@ fn a_datacenter_placement_script_bans_nodes_for_every_vjob_in_the_simulation() {
     assert!(err.contains("dc.btrp:2:15: unknown node `@n9`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_vmplaces_scenario_runs_every_scheduler_with_the_documented_json_deterministically() {
+    let dir = std::env::temp_dir().join(format!("vjob-vsim-vmplaces-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("violations.svg");
+    let args = [
+        "--scenario",
+        "vmplaces",
+        "--nodes",
+        "256",
+        "--sites",
+        "2",
+        "--scheduler",
+        "central,dvms,lbo",
+        "--load-std",
+        "40",
+        "--duration",
+        "600s",
+        "--json",
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    let (ok, out, err) = vsim(&args);
+    assert!(ok, "{err}");
+    let runs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 3, "{out}");
+    for (r, name) in runs.iter().zip(["central", "dvms", "lbo"]) {
+        assert_eq!(r["scheduler"], name);
+        for key in [
+            "nodes",
+            "vms",
+            "cumulated_violation_s",
+            "events",
+            "solved",
+            "failed",
+            "mean_solve_s",
+            "p95_solve_s",
+            "mean_partition_size",
+            "max_partition_size",
+            "migrations",
+            "inter_site_migrations",
+            "messages",
+        ] {
+            assert!(r.get(key).is_some(), "{name}: no {key} in {r}");
+        }
+        assert_eq!((r["nodes"].as_u64(), r["vms"].as_u64()), (Some(256), Some(2560)));
+        assert!(
+            r["events"].as_u64().unwrap() > 0 && r["migrations"].as_u64().unwrap() > 0,
+            "{r}"
+        );
+        assert_eq!(r["plans_rejected"], 0, "every plan passed the checker");
+    }
+    assert_eq!(runs[0]["max_partition_size"], 256, "central solves the whole cluster");
+    assert!(runs[1]["mean_partition_size"].as_f64().unwrap() < 16.0, "{}", runs[1]);
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.matches("<polyline").count() == 3);
+    let (_, again, _) = vsim(&args);
+    assert_eq!(again, out, "the same seed gives the same JSON");
+
+    let (ok, _, err) = vsim(&["--scenario", "vmplaces", "--scheduler", "hierarchical"]);
+    assert!(
+        !ok && err.contains("unknown scheduler `hierarchical` (central, dvms, lbo)"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -311,15 +311,16 @@ impl<O: Overlay> Scheduler for Dvms<O> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::*;
     use super::*;
 
     /// A world of `n` nodes whose loads never change within the test's time, with the loads
     /// given per node (each node's VMs share it evenly).
-    fn fixed(loads: &[u32]) -> (World, Queue) {
+    pub(crate) fn fixed(loads: &[u32], sites: usize) -> (World, Queue) {
         let s = Scenario {
             nodes: loads.len(),
+            sites,
             vms_per_node: 4,
             load_period_s: 1e9,
             duration_s: 3600.0,
@@ -337,8 +338,8 @@ mod tests {
     }
 
     /// Runs the events up to `horizon` seconds.
-    fn drive(w: &mut World, q: &mut Queue, d: &mut Dvms<Ring>, horizon: f64) {
-        let tell = |w: &mut World, d: &mut Dvms<Ring>, q: &mut Queue| {
+    pub(crate) fn drive<O: Overlay>(w: &mut World, q: &mut Queue, d: &mut Dvms<O>, horizon: f64) {
+        let tell = |w: &mut World, d: &mut Dvms<O>, q: &mut Queue| {
             for n in std::mem::take(&mut w.newly_violated) {
                 if w.is_violated(n) {
                     d.on_violation(n, w, q);
@@ -367,7 +368,7 @@ mod tests {
     #[test]
     fn a_partition_solves_an_overload_on_a_small_ring() {
         // Node 1 asks 1000% of its 800%; node 2 has room for the rest.
-        let (mut w, mut q) = fixed(&[700, 1000, 200, 700]);
+        let (mut w, mut q) = fixed(&[700, 1000, 200, 700], 1);
         assert!(w.is_violated(1));
         let mut d = Dvms::new(Ring, 4);
         drive(&mut w, &mut q, &mut d, 3600.0);
@@ -382,7 +383,7 @@ mod tests {
     #[test]
     fn a_partition_that_goes_round_without_a_solution_dissolves_and_frees_its_nodes() {
         // 3,300% asked of 3,200%: no configuration holds.
-        let (mut w, mut q) = fixed(&[800, 900, 800, 800]);
+        let (mut w, mut q) = fixed(&[800, 900, 800, 800], 1);
         let mut d = Dvms::new(Ring, 4);
         // Within the first second: one event, before the monitor tries again.
         drive(&mut w, &mut q, &mut d, 0.5);
@@ -400,7 +401,7 @@ mod tests {
         // grow into each other and must get past one another.
         // Node 0 and node 4 each must shed a VM of 225%; only node 7 has room, so node 0's
         // partition runs into node 4's, waits blocked, and grows past it once it dissolves.
-        let (mut w, mut q) = fixed(&[900, 700, 700, 700, 900, 700, 700, 100]);
+        let (mut w, mut q) = fixed(&[900, 700, 700, 700, 900, 700, 700, 100], 1);
         let mut d = Dvms::new(Ring, 8);
         drive(&mut w, &mut q, &mut d, 3600.0);
         assert_eq!((w.counters.events, w.counters.solved), (2, 2), "{:?}", w.counters);

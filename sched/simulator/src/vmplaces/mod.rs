@@ -7,10 +7,12 @@
 //! reconfigurations under way, in virtual time (microseconds); a scheduler ([`Scheduler`]) reacts
 //! to time and to violations and starts reconfigurations; the planner bridge ([`World::solve`])
 //! turns a set of nodes into a planner instance and its plan into migrations, each plan replayed
-//! by the independent checker. Schedulers: [`central`] (observe all, solve all, apply).
+//! by the independent checker. Schedulers: [`central`] (observe all, solve all, apply),
+//! [`dvms`] (partitions grown along a ring) and the same over [`lbo`]'s Vivaldi overlay.
 
 pub mod central;
 pub mod dvms;
+pub mod lbo;
 pub mod migration;
 
 use std::cmp::Reverse;
@@ -42,6 +44,8 @@ pub enum SchedulerKind {
     Central,
     /// DVMS on the ring of the paper.
     Dvms,
+    /// DVMS's protocol over LBO's Vivaldi overlay.
+    Lbo,
 }
 
 impl SchedulerKind {
@@ -49,7 +53,8 @@ impl SchedulerKind {
         match s {
             "central" => Ok(SchedulerKind::Central),
             "dvms" => Ok(SchedulerKind::Dvms),
-            other => Err(format!("--scheduler: unknown scheduler `{other}` (central, dvms)")),
+            "lbo" => Ok(SchedulerKind::Lbo),
+            other => Err(format!("--scheduler: unknown scheduler `{other}` (central, dvms, lbo)")),
         }
     }
 
@@ -57,6 +62,7 @@ impl SchedulerKind {
         match self {
             SchedulerKind::Central => "central",
             SchedulerKind::Dvms => "dvms",
+            SchedulerKind::Lbo => "lbo",
         }
     }
 }
@@ -646,15 +652,29 @@ fn draw_load(rng: &mut Rng, s: &Scenario) -> u32 {
 /// Runs the scenario with its scheduler.
 pub fn run(scenario: &Scenario) -> Run {
     let began = std::time::Instant::now();
+    let mut w = World::new(scenario.clone());
     let mut sched: Box<dyn Scheduler> = match scenario.scheduler {
         SchedulerKind::Central => Box::new(central::Central::default()),
         SchedulerKind::Dvms => Box::new(dvms::Dvms::new(dvms::Ring, scenario.nodes)),
+        SchedulerKind::Lbo => {
+            // The coordinates from their own generator: the loads stay those of the other
+            // schedulers' runs of the same seed.
+            let coords = lbo::vivaldi(&w, &mut Rng::new(scenario.seed ^ 0x5eed));
+            w.counters.messages += 2 * (lbo_rounds() * scenario.nodes) as u64;
+            Box::new(dvms::Dvms::new(lbo::Nearest::new(coords), scenario.nodes))
+        }
     };
-    run_with(scenario, sched.as_mut(), began)
+    run_in(w, sched.as_mut(), began)
 }
 
+#[cfg(test)]
 fn run_with(scenario: &Scenario, sched: &mut dyn Scheduler, began: std::time::Instant) -> Run {
-    let mut w = World::new(scenario.clone());
+    let w = World::new(scenario.clone());
+    run_in(w, sched, began)
+}
+
+fn run_in(mut w: World, sched: &mut dyn Scheduler, began: std::time::Instant) -> Run {
+    let scenario = w.scenario.clone();
     let mut q = Queue::default();
     for v in 0..w.vms.len() as u32 {
         let gap = w.rng.exponential(scenario.load_period_s);
@@ -764,6 +784,11 @@ pub fn svg(runs: &[Run]) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// Vivaldi's rounds, each one measure (a request and its answer) per node.
+fn lbo_rounds() -> usize {
+    lbo::ROUNDS
 }
 
 /// Tells the scheduler of the nodes that became violated (and are still).
