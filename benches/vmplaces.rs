@@ -18,7 +18,11 @@ fn vsim(args: &[String]) -> (Vec<Value>, f64) {
         let t = Instant::now();
         let o = Command::new(env!("CARGO_BIN_EXE_vsim")).args(args).output().unwrap();
         walls.push(t.elapsed().as_secs_f64());
-        assert!(o.status.success(), "vsim {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "vsim {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let runs: Vec<Value> = String::from_utf8_lossy(&o.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -60,13 +64,25 @@ fn header(title: &str) {
 }
 
 fn main() {
-    let max: usize = std::env::var("VMPLACES_MAX_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(8192);
+    let max: usize = std::env::var("VMPLACES_MAX_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8192);
     for std in ["20", "40"] {
         header(&format!("Load law: mean 60%, std {std}%; one site; 1800 s simulated."));
         for nodes in [128usize, 512, 1024, 4096, 8192].into_iter().filter(|&n| n <= max) {
             let args: Vec<String> = [
-                "--scenario", "vmplaces", "--nodes", &nodes.to_string(), "--scheduler", "central,dvms,lbo",
-                "--load-std", std, "--duration", "1800s", "--json",
+                "--scenario",
+                "vmplaces",
+                "--nodes",
+                &nodes.to_string(),
+                "--scheduler",
+                "central,dvms,lbo",
+                "--load-std",
+                std,
+                "--duration",
+                "1800s",
+                "--json",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -80,8 +96,19 @@ fn main() {
     header("DVMS against LBO on 4 sites (10 ms and 100 Mb/s between sites): mean load 75%, std 20%.");
     for nodes in [1024usize, 4096].into_iter().filter(|&n| n <= max) {
         let args: Vec<String> = [
-            "--scenario", "vmplaces", "--nodes", &nodes.to_string(), "--sites", "4", "--scheduler", "dvms,lbo",
-            "--load-mean", "75", "--duration", "1800s", "--json",
+            "--scenario",
+            "vmplaces",
+            "--nodes",
+            &nodes.to_string(),
+            "--sites",
+            "4",
+            "--scheduler",
+            "dvms,lbo",
+            "--load-mean",
+            "75",
+            "--duration",
+            "1800s",
+            "--json",
         ]
         .iter()
         .map(|s| s.to_string())

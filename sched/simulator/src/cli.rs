@@ -47,6 +47,16 @@ pub struct Args {
     /// vmplaces: the seed of the loads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// vmplaces: how a solve's time is charged in virtual time: `model` (a cost per VM of the
+    /// instance, calibrated on this planner: the same JSON for a seed) or `measured` (the wall
+    /// clock of each solve: realistic, not reproducible).
+    #[arg(long, default_value = "model")]
+    pub solve_time: String,
+    /// vmplaces: round trip latency and bandwidth between two sites.
+    #[arg(long, default_value = "10ms")]
+    pub inter_site_latency: String,
+    #[arg(long, default_value = "100Mb")]
+    pub inter_site_bandwidth: String,
     /// vmplaces: mean and standard deviation of a VM's load, in % of a core.
     #[arg(long, default_value_t = 60.0)]
     pub load_mean: f64,
@@ -220,6 +230,14 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
     if !(0.0..=100.0).contains(&args.load_mean) || args.load_std < 0.0 {
         return Err("--load-mean must be within 0..100 and --load-std at least 0".into());
     }
+    let solve_cost = match args.solve_time.as_str() {
+        "model" => vmplaces::SolveCost::default(),
+        "measured" => vmplaces::SolveCost::Measured,
+        other => return Err(format!("--solve-time: `{other}` is neither model nor measured")),
+    };
+    let latency_ms = parse_duration_ms(&args.inter_site_latency).map_err(|e| format!("--inter-site-latency: {e}"))?;
+    let bandwidth =
+        parse_bits_per_second(&args.inter_site_bandwidth).map_err(|e| format!("--inter-site-bandwidth: {e}"))?;
     let mut runs = Vec::new();
     for scheduler in schedulers {
         let sc = vmplaces::Scenario {
@@ -231,6 +249,11 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
             load_mean: args.load_mean,
             load_std: args.load_std,
             scheduler,
+            solve_cost,
+            inter_site: vmplaces::migration::Link {
+                bandwidth,
+                latency: latency_ms as f64 / 2000.0,
+            },
             ..vmplaces::Scenario::default()
         };
         let run = vmplaces::run(&sc);
@@ -245,6 +268,21 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
         std::fs::write(path, vmplaces::svg(&runs)).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// A bandwidth as `100Mb` or `1Gb` (bits per second, as links are sold), in bytes per second.
+fn parse_bits_per_second(text: &str) -> Result<f64, String> {
+    let t = text.trim().trim_end_matches("/s").trim_end_matches("ps");
+    let bad = || format!("`{text}` is not a bandwidth: write it like 100Mb or 1Gb (bits per second)");
+    let (num, unit) = t.split_at(t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?);
+    let bits: f64 = match unit {
+        "Kb" => 1e3,
+        "Mb" => 1e6,
+        "Gb" => 1e9,
+        _ => return Err(bad()),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    (v > 0.0 && v.is_finite()).then_some(v * bits / 8.0).ok_or_else(bad)
 }
 
 /// What the command line says of every run.
@@ -446,4 +484,17 @@ fn synthetic(total_cores: u64, vm_memory: u64) -> Vec<SimJob> {
         });
     }
     jobs
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bandwidths_are_bits_per_second_and_bad_ones_are_named() {
+        assert_eq!(super::parse_bits_per_second("100Mb"), Ok(12.5e6));
+        assert_eq!(super::parse_bits_per_second("1Gb/s"), Ok(125e6));
+        assert_eq!(super::parse_bits_per_second("10Gbps"), Ok(1.25e9));
+        let e = super::parse_bits_per_second("100MB").unwrap_err();
+        assert!(e.contains("`100MB` is not a bandwidth"), "{e}");
+        assert!(super::parse_bits_per_second("0Mb").is_err());
+    }
 }
