@@ -57,6 +57,9 @@ pub struct Args {
     pub inter_site_latency: String,
     #[arg(long, default_value = "100Mb")]
     pub inter_site_bandwidth: String,
+    /// vmplaces: how often the central scheduler looks.
+    #[arg(long, default_value = "30s")]
+    pub central_period: String,
     /// vmplaces: mean and standard deviation of a VM's load, in % of a core.
     #[arg(long, default_value_t = 60.0)]
     pub load_mean: f64,
@@ -238,6 +241,10 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
     let latency_ms = parse_duration_ms(&args.inter_site_latency).map_err(|e| format!("--inter-site-latency: {e}"))?;
     let bandwidth =
         parse_bits_per_second(&args.inter_site_bandwidth).map_err(|e| format!("--inter-site-bandwidth: {e}"))?;
+    let period_ms = parse_duration_ms(&args.central_period).map_err(|e| format!("--central-period: {e}"))?;
+    if period_ms == 0 {
+        return Err("--central-period must be more than 0".into());
+    }
     let mut runs = Vec::new();
     for scheduler in schedulers {
         let sc = vmplaces::Scenario {
@@ -250,6 +257,7 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
             load_std: args.load_std,
             scheduler,
             solve_cost,
+            central_period_s: period_ms as f64 / 1000.0,
             inter_site: vmplaces::migration::Link {
                 bandwidth,
                 latency: latency_ms as f64 / 2000.0,
