@@ -63,6 +63,20 @@ fn header(title: &str) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
+/// Runs the vmplaces scenario at `nodes` with these further arguments and prints its rows.
+fn rows(nodes: usize, extra: &[&str], label: &str) {
+    let mut args: Vec<String> = ["--scenario", "vmplaces", "--duration", "1800s", "--json", "--nodes"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(nodes.to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (runs, wall) = vsim(&args);
+    for r in &runs {
+        row(r, wall, label);
+    }
+}
+
 fn main() {
     let max: usize = std::env::var("VMPLACES_MAX_NODES")
         .ok()
@@ -71,51 +85,15 @@ fn main() {
     for std in ["20", "40"] {
         header(&format!("Load law: mean 60%, std {std}%; one site; 1800 s simulated."));
         for nodes in [128usize, 512, 1024, 4096, 8192].into_iter().filter(|&n| n <= max) {
-            let args: Vec<String> = [
-                "--scenario",
-                "vmplaces",
-                "--nodes",
-                &nodes.to_string(),
-                "--scheduler",
-                "central,dvms,lbo",
-                "--load-std",
-                std,
-                "--duration",
-                "1800s",
-                "--json",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let (runs, wall) = vsim(&args);
-            for r in &runs {
-                row(r, wall, "");
-            }
+            rows(nodes, &["--scheduler", "central,dvms,lbo", "--load-std", std], "");
         }
     }
     header("DVMS against LBO on 4 sites (10 ms and 100 Mb/s between sites): mean load 75%, std 20%.");
     for nodes in [1024usize, 4096].into_iter().filter(|&n| n <= max) {
-        let args: Vec<String> = [
-            "--scenario",
-            "vmplaces",
-            "--nodes",
-            &nodes.to_string(),
-            "--sites",
-            "4",
-            "--scheduler",
-            "dvms,lbo",
-            "--load-mean",
-            "75",
-            "--duration",
-            "1800s",
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let (runs, wall) = vsim(&args);
-        for r in &runs {
-            row(r, wall, ", 4 sites");
-        }
+        rows(
+            nodes,
+            &["--sites", "4", "--scheduler", "dvms,lbo", "--load-mean", "75"],
+            ", 4 sites",
+        );
     }
 }

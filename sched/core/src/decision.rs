@@ -1128,13 +1128,8 @@ mod tests {
             vjob(3, 10, vec![VmAt::NotStarted, VmAt::NotStarted]),
         ];
         let policy = PolicyChoice::ContextSwitch(Limits::default());
-        let ask = Ask {
-            moves: &[],
-            vm_name: &|id, i| format!("v{id}-{i}"),
-            durations: &DurationModel::default(),
-            always_plan: false,
-            scope: Scope::Touched,
-        };
+        let durations = DurationModel::default();
+        let ask = touched(&durations);
         let mut board = Board::new(ns.clone(), None);
         for v in &vjobs {
             board.upsert(v.clone());
@@ -1266,6 +1261,21 @@ mod tests {
         assert!(boot.start >= migrate.end, "the vjob boots once the room is made");
     }
 
+    fn vm_name(id: u64, i: usize) -> String {
+        format!("v{id}-{i}")
+    }
+
+    /// What a decision of the touched nodes asks, with nothing moved by hand.
+    fn touched(durations: &DurationModel) -> Ask<'_> {
+        Ask {
+            moves: &[],
+            vm_name: &vm_name,
+            durations,
+            always_plan: false,
+            scope: Scope::Touched,
+        }
+    }
+
     /// A vjob whose VMs differ (a placement script's templates), each needing `cpus[i]`.
     fn mixed(id: u64, queue_priority: i32, vms: Vec<VmAt>, cpus: &[u64]) -> VjobInput {
         VjobInput {
@@ -1315,13 +1325,8 @@ mod tests {
         let mut board = Board::new(ns.clone(), None);
         board.upsert(mixed(1, 0, vec![VmAt::Running(0), VmAt::Running(1)], &[3, 1]));
         board.upsert(vjob(2, 10, vec![VmAt::NotStarted]));
-        let ask = Ask {
-            moves: &[],
-            vm_name: &|id, i| format!("v{id}-{i}"),
-            durations: &DurationModel::default(),
-            always_plan: false,
-            scope: Scope::Touched,
-        };
+        let durations = DurationModel::default();
+        let ask = touched(&durations);
         let b = board.decide(&PolicyChoice::ContextSwitch(Limits::default()), &ask);
         assert_eq!((b.decision.run, b.decision.suspend), (vec![2], vec![(1, Some(2))]));
         board.remove(1);
