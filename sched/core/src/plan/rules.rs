@@ -11,8 +11,12 @@ use std::sync::Arc;
 use super::{Constraint, Instance};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 
-/// The part of each node, sorted by node, shared between constraints naming the same groups.
-type PartOfNode = Arc<Vec<(NodeIdx, u32)>>;
+/// The part of each node, by node index ([`NO_PART`] for a node in none), shared between
+/// constraints naming the same groups.
+type PartOfNode = Arc<Vec<u32>>;
+
+/// A node in no part of a group list.
+const NO_PART: u32 = u32::MAX;
 
 pub struct Rules {
     nres: usize,
@@ -94,16 +98,17 @@ struct PartsIndex {
 }
 
 impl PartsIndex {
-    fn of(&mut self, groups: &super::NodeGroups) -> PartOfNode {
+    fn of(&mut self, groups: &super::NodeGroups, nodes: usize) -> PartOfNode {
         self.indexed
             .entry(Arc::as_ptr(groups))
             .or_insert_with(|| {
-                let mut p: Vec<(NodeIdx, u32)> = groups
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, ns)| ns.iter().map(move |&n| (n, i as u32)))
-                    .collect();
-                p.sort_unstable();
+                let mut p = vec![NO_PART; nodes];
+                // A node named in several parts belongs to the first.
+                for (i, ns) in groups.iter().enumerate().rev() {
+                    for &n in ns {
+                        p[n as usize] = i as u32;
+                    }
+                }
                 Arc::new(p)
             })
             .clone()
@@ -170,7 +175,7 @@ impl Rules {
                 parts: groups,
                 continuous,
             } => {
-                self.node_parts.insert(i, parts.of(groups));
+                self.node_parts.insert(i, parts.of(groups, m.nodes()));
                 vms.iter().for_each(|&v| self.by_vm[v as usize].push(i));
                 // Continuous: the VMs may never leave the part they run in now.
                 if *continuous {
@@ -192,7 +197,7 @@ impl Rules {
                 }
             }
             Constraint::SplitAmong { vparts, nparts, .. } => {
-                self.node_parts.insert(i, parts.of(nparts));
+                self.node_parts.insert(i, parts.of(nparts, m.nodes()));
                 for (p, vs) in vparts.iter().enumerate() {
                     for &v in vs {
                         self.vm_part.insert((i, v), p as u32);
@@ -229,11 +234,7 @@ impl Rules {
 
     /// The node part of `n` in among or split-among constraint `c`.
     pub fn node_part(&self, c: u32, n: NodeIdx) -> Option<u32> {
-        let parts = &self.node_parts[&c];
-        parts
-            .binary_search_by_key(&n, |&(node, _)| node)
-            .ok()
-            .map(|i| parts[i].1)
+        Some(self.node_parts[&c][n as usize]).filter(|&p| p != NO_PART)
     }
 
     pub fn is_root(&self, v: VmIdx) -> bool {
