@@ -191,3 +191,32 @@ fn the_vmplaces_scenario_runs_every_scheduler_with_the_documented_json_determini
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn energy_is_reported_and_power_management_switches_idle_nodes_off_and_back_on() {
+    let energy = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--trace", TRACE, "--policy", "easy", "--json"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = vsim(&args);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let all_on = energy(&[]);
+    let kwh = all_on["energy_kwh"].as_f64().unwrap();
+    assert!(kwh > 0.0);
+    assert_eq!(all_on["energy_kwh_without_power_management"].as_f64(), Some(kwh));
+    assert_eq!(
+        (all_on["node_boots"].as_u64(), all_on["node_shutdowns"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    let managed = energy(&["--power", "--idle-time", "1m", "--boot-time", "2m"]);
+    assert_eq!(managed["jobs"], all_on["jobs"], "every job still runs");
+    assert!(managed["node_shutdowns"].as_u64().unwrap() > 0 && managed["node_boots"].as_u64().unwrap() > 0);
+    assert!(
+        managed["energy_kwh"].as_f64().unwrap() < managed["energy_kwh_without_power_management"].as_f64().unwrap(),
+        "{managed}"
+    );
+    let (ok, _, err) = vsim(&["--trace", TRACE, "--power", "--idle-time", "soon"]);
+    assert!(!ok && err.contains("--idle-time"), "{err}");
+}

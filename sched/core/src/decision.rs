@@ -318,6 +318,21 @@ impl Board {
         &self.nodes
     }
 
+    /// Whether node `n` takes new VMs (a node switched off or on): the datacenter's bans of
+    /// every VM still close it.
+    pub fn set_accepts(&mut self, n: NodeIdx, accepts: bool) {
+        self.nodes[n as usize].accepts = accepts;
+        let banned = self.datacenter.iter().any(|c| match c {
+            Constraint::Ban { vms, nodes } => vms == &[ALL_VMS] && nodes.contains(&n),
+            Constraint::Fence { vms, nodes } => vms == &[ALL_VMS] && !nodes.contains(&n),
+            _ => false,
+        });
+        match accepts && !banned {
+            true => self.placer.open(n),
+            false => self.placer.close(n),
+        }
+    }
+
     /// Replaces what occupies the nodes outside the vjobs.
     pub fn set_load(&mut self, load: Vec<LoadInput>) {
         let mut by_node: Vec<Vec<LoadInput>> = vec![Vec::new(); self.nodes.len()];

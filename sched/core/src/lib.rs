@@ -13,4 +13,5 @@ pub mod model;
 pub mod placement;
 pub mod plan;
 pub mod policy;
+pub mod power;
 pub mod resources;

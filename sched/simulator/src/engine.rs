@@ -18,6 +18,7 @@ use vjob_core::decision::{Ask, Board, NodeInput, PolicyChoice, Scope, VjobInput,
 use vjob_core::model::{NodeIdx, NO_NODE};
 use vjob_core::plan::{self, ActionKind, Plan};
 use vjob_core::policy::{self, Decision, Defragment, Limits, PauseRule};
+use vjob_core::power::{self, PowerModel, PowerRule, PowerState};
 use vjob_core::resources::cpu_memory;
 
 /// A scheduling policy of the simulator.
@@ -87,6 +88,10 @@ pub struct SimConfig {
     pub defragment: bool,
     /// The datacenter's placement constraints (`vsim --placement`), over nodes `n1..nN`.
     pub datacenter: Vec<vjob_core::instance::Constraint>,
+    /// What nodes draw (energy is always accounted).
+    pub power_model: PowerModel,
+    /// Power management: idle nodes switched off, booted when queued vjobs need them.
+    pub power_rule: Option<PowerRule>,
 }
 
 /// The name of node `i` (0-based) of a simulated cluster, as placement scripts call it (`@n1`).
@@ -156,6 +161,12 @@ enum Event {
     /// A periodic scheduling round while vjobs wait (priorities by expansion factor change
     /// with time alone, as do quanta).
     Tick,
+    /// A node's boot or shutdown is over.
+    Power {
+        node: u32,
+    },
+    /// The first empty node is due to be switched off.
+    PowerCheck,
 }
 
 /// One state change of a job, for Gantt charts.
@@ -200,6 +211,11 @@ pub struct Outcome {
     pub planned: Vec<(u64, usize)>,
     pub samples: Vec<Sample>,
     pub segments: Vec<Segment>,
+    /// Joules the nodes drew, and would have drawn had every node stayed on.
+    pub energy_j: f64,
+    pub energy_all_on_j: f64,
+    pub node_boots: u64,
+    pub node_shutdowns: u64,
 }
 
 struct Sim<'a> {
@@ -221,6 +237,15 @@ struct Sim<'a> {
     /// Jobs submitted and not done, in submission order.
     active: std::collections::BTreeSet<u32>,
     tick_pending: bool,
+    power: Vec<PowerState>,
+    empty_since: Vec<Option<u64>>,
+    /// Nodes drawing power as on (on, booting, shutting down).
+    drawing: u64,
+    energy_t: u64,
+    power_check_pending: bool,
+    /// Jobs not arrived yet: when none is left and none is active, the run is over (energy is
+    /// accounted up to the last job's end).
+    arrivals_left: usize,
 }
 
 impl Sim<'_> {
@@ -507,14 +532,124 @@ impl Sim<'_> {
         self.sample(now);
     }
 
+    /// Adds the energy drawn since the last event, at the power of the state kept meanwhile.
+    fn integrate(&mut self, now: u64) {
+        if self.arrivals_left == 0 && self.active.is_empty() {
+            return;
+        }
+        let dt = now.saturating_sub(self.energy_t) as f64 / 1000.0;
+        self.energy_t = now;
+        let (m, n, cores) = (&self.cfg.power_model, self.cfg.nodes as u64, self.cfg.cores as u64);
+        self.out.energy_j += dt * m.cluster_watts(self.drawing, n - self.drawing, self.busy_cores, cores);
+        self.out.energy_all_on_j += dt * m.cluster_watts(n, 0, self.busy_cores, cores);
+    }
+
+    fn set_power(&mut self, n: usize, state: PowerState) {
+        let was = self.power[n].draws();
+        self.power[n] = state;
+        match (was, state.draws()) {
+            (true, false) => self.drawing -= 1,
+            (false, true) => self.drawing += 1,
+            _ => {}
+        }
+    }
+
+    /// After a decision: empty nodes idle long enough are switched off; off nodes are booted
+    /// when queued vjobs need more processors than the open and booting nodes have.
+    fn manage_power(&mut self, now: u64) {
+        let Some(rule) = self.cfg.power_rule else { return };
+        let n = self.cfg.nodes as usize;
+        let cores = self.cfg.cores as u64;
+        let mut held = vec![0u64; n];
+        let mut present = vec![false; n];
+        let mut needed = 0u64;
+        for &j in &self.active {
+            let s = &self.st[j as usize];
+            match s.phase {
+                Phase::Starting | Phase::Running | Phase::Suspending | Phase::Paused => {
+                    for &h in s.hosts.iter().filter(|&&h| h != NO_NODE) {
+                        present[h as usize] = true;
+                        if s.phase != Phase::Paused {
+                            held[h as usize] += s.vcpus as u64;
+                        }
+                    }
+                }
+                Phase::Waiting | Phase::Suspended => needed += self.jobs[j as usize].procs as u64,
+                _ => {}
+            }
+        }
+        for i in 0..n {
+            match (self.power[i], present[i]) {
+                (PowerState::On, false) => {
+                    self.empty_since[i].get_or_insert(now);
+                }
+                _ => self.empty_since[i] = None,
+            }
+        }
+        // While vjobs wait for processors, no node is switched off: they may need it.
+        let going = match needed {
+            0 => power::to_switch_off(&self.power, &self.empty_since, now, &rule),
+            _ => Vec::new(),
+        };
+        for i in going {
+            let i = i as usize;
+            self.set_power(i, PowerState::ShuttingDown);
+            self.empty_since[i] = None;
+            self.board.set_accepts(i as NodeIdx, false);
+            self.out.node_shutdowns += 1;
+            self.push(now + rule.shutdown_ms, Event::Power { node: i as u32 });
+        }
+        let free: u64 = (0..n)
+            .filter(|&i| self.power[i] == PowerState::On)
+            .map(|i| cores.saturating_sub(held[i]))
+            .sum();
+        let coming = self.power.iter().filter(|&&p| p == PowerState::Booting).count() as u64 * cores;
+        let off: Vec<usize> = (0..n).filter(|&i| self.power[i] == PowerState::Off).collect();
+        let boot = power::nodes_to_boot(needed, free, coming, cores, off.len());
+        for &i in &off[..boot] {
+            self.set_power(i, PowerState::Booting);
+            self.out.node_boots += 1;
+            self.push(now + rule.boot_ms, Event::Power { node: i as u32 });
+        }
+        let staying = self
+            .power
+            .iter()
+            .filter(|p| matches!(p, PowerState::On | PowerState::Booting))
+            .count();
+        let work_left = self.arrivals_left > 0 || !self.active.is_empty();
+        if let Some(first) = self.empty_since.iter().flatten().min().copied() {
+            if !self.power_check_pending && work_left && needed == 0 && staying > rule.min_on {
+                self.power_check_pending = true;
+                self.push((first + rule.idle_ms).max(now + 1), Event::PowerCheck);
+            }
+        }
+    }
+
     fn handle(&mut self, now: u64, e: Event) {
         match e {
+            Event::Power { node } => {
+                let i = node as usize;
+                match self.power[i] {
+                    PowerState::Booting => {
+                        self.set_power(i, PowerState::On);
+                        self.board.set_accepts(node as NodeIdx, true);
+                        self.dirty = true;
+                    }
+                    PowerState::ShuttingDown => self.set_power(i, PowerState::Off),
+                    _ => {}
+                }
+            }
+            Event::PowerCheck => {
+                self.power_check_pending = false;
+                self.dirty = true;
+            }
             Event::Tick => {
                 self.tick_pending = false;
                 self.dirty = true;
             }
             Event::Arrive { job } => {
                 let j = job as usize;
+                self.arrivals_left -= 1;
                 self.seg_start[j] = now;
                 self.active.insert(job);
                 self.set_phase(j, Phase::Waiting, now);
@@ -620,6 +755,12 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         seg_start: vec![0; jobs.len()],
         active: Default::default(),
         tick_pending: false,
+        power: vec![PowerState::On; cfg.nodes as usize],
+        empty_since: vec![None; cfg.nodes as usize],
+        drawing: cfg.nodes as u64,
+        energy_t: jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0),
+        power_check_pending: false,
+        arrivals_left: jobs.len(),
     };
     if !cfg.datacenter.is_empty() {
         sim.board.set_datacenter(cfg.datacenter.clone());
@@ -638,12 +779,14 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
                 progress(done, total);
             }
         }
+        sim.integrate(now);
         sim.handle(now, e);
         let more_now = sim.events.peek().is_some_and(|Reverse((t, _, _))| *t == now);
         if !more_now {
             if sim.dirty && sim.plan_in_flight == 0 {
                 sim.dirty = false;
                 sim.decide(now);
+                sim.manage_power(now);
                 if cfg.tick_ms > 0 && sim.queued > 0 && !sim.tick_pending {
                     sim.tick_pending = true;
                     sim.push(now + cfg.tick_ms, Event::Tick);
@@ -695,6 +838,8 @@ mod tests {
             short_preemption_ms: 0,
             defragment: true,
             datacenter: Vec::new(),
+            power_model: PowerModel::default(),
+            power_rule: None,
         }
     }
 
@@ -714,6 +859,56 @@ mod tests {
         let o = run(&cfg(PolicyKind::Fcfs), &[job(0, 100, 200, 2)], &mut |_, _| {});
         assert_eq!(o.jobs, 1);
         assert_eq!(o.response_ms, vec![101_000], "boot (1 s) then 100 s of running");
+    }
+
+    #[test]
+    fn idle_nodes_go_off_and_a_job_that_needs_them_boots_exactly_as_many_as_it_needs() {
+        let rule = PowerRule {
+            idle_ms: 60_000,
+            min_on: 1,
+            boot_ms: 30_000,
+            shutdown_ms: 10_000,
+        };
+        let c = SimConfig {
+            nodes: 4,
+            power_rule: Some(rule),
+            ..cfg(PolicyKind::Easy)
+        };
+        let jobs = [job(0, 100, 200, 1), job(2000, 100, 200, 3)];
+        let o = run(&c, &jobs, &mut |_, _| {});
+        assert_eq!(o.jobs, 2);
+        assert_eq!(o.node_shutdowns, 3, "the three nodes the first job left empty");
+        assert_eq!(o.node_boots, 2, "one node stayed on: two more for three processors");
+        assert_eq!(
+            o.response_ms[1],
+            30_000 + 101_000,
+            "the boot, then the VMs' boot and the run"
+        );
+        assert!(
+            o.energy_j < 0.5 * o.energy_all_on_j,
+            "{} J against {} J",
+            o.energy_j,
+            o.energy_all_on_j
+        );
+
+        let without = run(&cfg_nodes(4), &jobs, &mut |_, _| {});
+        assert_eq!(without.node_boots + without.node_shutdowns, 0);
+        assert!((without.energy_j - without.energy_all_on_j).abs() < 1e-6);
+        // Every node on from 0 to the last end (2,101 s), idle but for 400 core-seconds.
+        let m = PowerModel::default();
+        let expected = 4.0 * 2101.0 * m.watts_idle + 400.0 * (m.watts_busy - m.watts_idle);
+        assert!(
+            (without.energy_j - expected).abs() < 1.0,
+            "{} vs {expected}",
+            without.energy_j
+        );
+    }
+
+    fn cfg_nodes(nodes: u32) -> SimConfig {
+        SimConfig {
+            nodes,
+            ..cfg(PolicyKind::Easy)
+        }
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub struct Metrics {
     pub planned_rounds: usize,
     pub median_planned_round_ms: f64,
     pub median_vms_per_round: f64,
+    /// Energy the nodes drew from the first submission to the last job's end, and what they
+    /// would have drawn with every node on.
+    pub energy_kwh: f64,
+    pub energy_kwh_without_power_management: f64,
+    pub node_boots: u64,
+    pub node_shutdowns: u64,
     pub wall_s: f64,
 }
 
@@ -92,13 +98,17 @@ impl Metrics {
             planned_rounds: o.planned.len(),
             median_planned_round_ms: percentile(&o.planned.iter().map(|p| p.0).collect::<Vec<_>>(), 0.5) / 1000.0,
             median_vms_per_round: percentile(&o.planned.iter().map(|p| p.1 as u64).collect::<Vec<_>>(), 0.5),
+            energy_kwh: o.energy_j / 3.6e6,
+            energy_kwh_without_power_management: o.energy_all_on_j / 3.6e6,
+            node_boots: o.node_boots,
+            node_shutdowns: o.node_shutdowns,
             wall_s,
         }
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "policy {}: {} jobs ({} skipped)\n  mean wait {:.0} s, mean bounded slowdown {:.2} (max {:.0}), utilization {:.3}, makespan {:.0} s\n  context switches: {} suspends, {} resumes, {} pauses, {} migrations, {} moved, {:.0} VM-s switching\n  {} decisions, median {:.3} ms (p95 {:.3} ms, p99 {:.3} ms); {} planned, median {:.1} ms over {:.0} VMs; simulated in {:.2} s\n",
+            "policy {}: {} jobs ({} skipped)\n  mean wait {:.0} s, mean bounded slowdown {:.2} (max {:.0}), utilization {:.3}, makespan {:.0} s\n  context switches: {} suspends, {} resumes, {} pauses, {} migrations, {} moved, {:.0} VM-s switching\n  {} decisions, median {:.3} ms (p95 {:.3} ms, p99 {:.3} ms); {} planned, median {:.1} ms over {:.0} VMs; simulated in {:.2} s\n  energy {:.1} kWh ({:.1} kWh with every node on), {} node boots, {} shutdowns\n",
             self.policy,
             self.jobs,
             self.skipped,
@@ -120,7 +130,11 @@ impl Metrics {
             self.planned_rounds,
             self.median_planned_round_ms,
             self.median_vms_per_round,
-            self.wall_s
+            self.wall_s,
+            self.energy_kwh,
+            self.energy_kwh_without_power_management,
+            self.node_boots,
+            self.node_shutdowns
         )
     }
 }

@@ -157,6 +157,20 @@ impl Placer {
         }
         self.closed[n as usize] = true;
     }
+    /// Takes new VMs on `n` again (a node switched back on).
+    pub fn open(&mut self, n: NodeIdx) {
+        if !self.closed[n as usize] {
+            return;
+        }
+        self.closed[n as usize] = false;
+        self.count_free(n, true);
+        self.group(n);
+        let f = self.free0(n);
+        if let Some(idx) = self.index.as_mut() {
+            idx.insert((f, n));
+        }
+    }
+
     /// Whether `n` takes new VMs.
     pub fn accepts(&self, n: NodeIdx) -> bool {
         !self.closed[n as usize]
