@@ -245,6 +245,8 @@ pub struct Board {
     /// to place again) or are to be suspended by hand: when there is none, a decision has
     /// nothing to do.
     unsettled: usize,
+    /// Vjobs with placement rules: while there is one, plans span the whole cluster.
+    constrained: usize,
 }
 
 impl Entry {
@@ -286,6 +288,7 @@ impl Board {
         Board {
             any_offline: nodes.iter().any(|n| n.offline),
             unsettled: 0,
+            constrained: 0,
             placer: Placer::new(r, capacity, closed, zero.clone(), zero),
             nodes,
             load: vec![Vec::new(); n],
@@ -375,6 +378,9 @@ impl Board {
         if entry.unsettled() {
             self.unsettled += 1;
         }
+        if entry.input.rules.is_some() {
+            self.constrained += 1;
+        }
         self.vjobs.insert(entry.input.id, entry);
     }
 
@@ -383,6 +389,9 @@ impl Board {
         let Some(e) = self.vjobs.remove(&id) else { return };
         if e.unsettled() {
             self.unsettled -= 1;
+        }
+        if e.input.rules.is_some() {
+            self.constrained -= 1;
         }
         for &(vm, h) in &e.placed {
             self.placer.vacate(h, &e.held(vm, self.rule.as_ref()));
@@ -441,7 +450,7 @@ impl Board {
             };
         }
         // Constraints span nodes and vjobs beyond those a decision touches: plan them whole.
-        let constrained = !self.datacenter.is_empty() || self.vjobs.values().any(|e| e.input.rules.is_some());
+        let constrained = !self.datacenter.is_empty() || self.constrained > 0;
         let whole = ask.scope == Scope::Whole || !ask.moves.is_empty() || ask.always_plan || misplaced || constrained;
         let nodes: Vec<NodeIdx> = if whole {
             (0..self.nodes.len() as NodeIdx).collect()
@@ -606,7 +615,7 @@ impl Board {
     /// The vjobs' placement rules and the datacenter's constraints, on the instance's VMs and
     /// nodes.
     fn placement_constraints(&self, vm_refs: &[Option<(u64, usize)>], local: &[NodeIdx], out: &mut Vec<Constraint>) {
-        if self.datacenter.is_empty() && self.vjobs.values().all(|e| e.input.rules.is_none()) {
+        if self.datacenter.is_empty() && self.constrained == 0 {
             return;
         }
         let index = instance_index(vm_refs);

@@ -246,6 +246,9 @@ struct Sim<'a> {
     /// Jobs not arrived yet: when none is left and none is active, the run is over (energy is
     /// accounted up to the last job's end).
     arrivals_left: usize,
+    /// Jobs by arrival; only the next one to arrive is in the event queue (a queue of every
+    /// future arrival would cost its logarithm at every event).
+    arrivals: Vec<u32>,
 }
 
 impl Sim<'_> {
@@ -407,13 +410,13 @@ impl Sim<'_> {
                 always_plan: false,
                 scope,
             };
-            let built = self.board.decide(&policy, &ask);
-            let Some(inst) = built.instance.clone() else {
+            let mut built = self.board.decide(&policy, &ask);
+            let Some(inst) = built.instance.take() else {
                 self.out.decisions += 1;
                 self.out.decision_us.push(t0.elapsed().as_micros() as u64);
                 return;
             };
-            if let Some(plan) = built.plan.clone() {
+            if let Some(plan) = built.plan.take() {
                 break (built, inst, plan);
             }
             match plan::solve(&inst) {
@@ -650,6 +653,10 @@ impl Sim<'_> {
             Event::Arrive { job } => {
                 let j = job as usize;
                 self.arrivals_left -= 1;
+                let next = self.arrivals.len() - self.arrivals_left;
+                if let Some(&k) = self.arrivals.get(next) {
+                    self.push(self.jobs[k as usize].submit_ms, Event::Arrive { job: k });
+                }
                 self.seg_start[j] = now;
                 self.active.insert(job);
                 self.set_phase(j, Phase::Waiting, now);
@@ -761,14 +768,19 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         energy_t: jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0),
         power_check_pending: false,
         arrivals_left: jobs.len(),
+        arrivals: {
+            let mut order: Vec<u32> = (0..jobs.len() as u32).collect();
+            order.sort_by_key(|&j| (jobs[j as usize].submit_ms, j));
+            order
+        },
     };
     if !cfg.datacenter.is_empty() {
         sim.board.set_datacenter(cfg.datacenter.clone());
     }
 
     // Jobs are waiting (counted in the queue) from their arrival only.
-    for (j, job) in jobs.iter().enumerate() {
-        sim.push(job.submit_ms, Event::Arrive { job: j as u32 });
+    if let Some(&first) = sim.arrivals.first() {
+        sim.push(jobs[first as usize].submit_ms, Event::Arrive { job: first });
     }
     let total = jobs.len();
     let mut done = 0usize;

@@ -37,7 +37,46 @@ pub struct Placer {
     /// load now). Nodes of a group are alike but for their index, so a search over every node
     /// need only score the first of each group: the same answer, in the time of the distinct
     /// states.
-    groups: Option<HashMap<StateKey, std::collections::BTreeSet<NodeIdx>>>,
+    groups: Option<HashMap<StateKey, std::collections::BTreeSet<NodeIdx>, StateHash>>,
+}
+
+/// Hashes node states: every take and release of a placement moves its node between groups,
+/// so the hash is on the hot path; the keys are the placer's own numbers (no untrusted input
+/// to defend against), so a multiply-and-rotate mix (as rustc's FxHash) with a final avalanche
+/// serves instead of SipHash.
+#[derive(Default, Clone, Copy)]
+struct StateHash;
+
+impl std::hash::BuildHasher for StateHash {
+    type Hasher = StateHasher;
+    fn build_hasher(&self) -> StateHasher {
+        StateHasher(0)
+    }
+}
+
+struct StateHasher(u64);
+
+impl std::hash::Hasher for StateHasher {
+    /// Mixed down (splitmix64's finalizer): the states' numbers are often multiples of large
+    /// powers of two (memory in bytes), which would leave the low bits that pick a bucket alike.
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 /// A node's capacity, load and load now, side by side (unused slots zero).
@@ -79,7 +118,7 @@ impl Placer {
                 .collect();
             p.index = Some(idx);
         } else if nres <= 2 {
-            p.groups = Some(HashMap::new());
+            p.groups = Some(HashMap::default());
             for n in 0..p.nodes() as NodeIdx {
                 p.group(n);
             }
