@@ -119,6 +119,11 @@ pub struct Args {
     pub boot_time: String,
     #[arg(long, default_value_t = 1)]
     pub min_on: usize,
+    /// Power management with the `[power]` table of a cluster configuration (idle_time,
+    /// min_on, boot_time, shutdown_time, watts_idle, watts_busy, watts_off), instead of the
+    /// flags above.
+    #[arg(long, conflicts_with = "power")]
+    pub power_config: Option<PathBuf>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -182,6 +187,11 @@ fn run(args: &Args) -> Result<(), String> {
             min_on: args.min_on,
             ..Default::default()
         });
+    }
+    if let Some(path) = &args.power_config {
+        let (model, rule) = power_config(path)?;
+        cfg.power_model = model;
+        cfg.power_rule = Some(rule);
     }
     let policy = settings.policy;
     let tty = std::io::stderr().is_terminal() && !args.json;
@@ -296,6 +306,64 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
         std::fs::write(path, vmplaces::svg(&runs)).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The `[power]` table of a cluster configuration file (its other tables are not read).
+#[derive(serde::Deserialize)]
+struct PowerFile {
+    power: Option<PowerTable>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PowerTable {
+    idle_time: Option<toml::Spanned<String>>,
+    boot_time: Option<toml::Spanned<String>>,
+    shutdown_time: Option<toml::Spanned<String>>,
+    min_on: Option<usize>,
+    watts_idle: Option<f64>,
+    watts_busy: Option<f64>,
+    watts_off: Option<f64>,
+}
+
+/// Reads the power model and rule of `path`'s `[power]` table; errors name the file, line and
+/// field.
+fn power_config(path: &std::path::Path) -> Result<(vjob_core::power::PowerModel, vjob_core::power::PowerRule), String> {
+    use vjob_core::power::{PowerModel, PowerRule};
+    let file = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
+    let parsed: PowerFile = toml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+    let t = parsed
+        .power
+        .ok_or_else(|| format!("{file}: no [power] table (idle_time, min_on, boot_time, watts_idle, ...)"))?;
+    let line = |span: std::ops::Range<usize>| text[..span.start].matches('\n').count() + 1;
+    let duration = |v: &Option<toml::Spanned<String>>, field: &str, default: u64| -> Result<u64, String> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration_ms(s.get_ref())
+                .map_err(|e| format!("{file}: line {}: field power.{field}: {e}", line(s.span()))),
+        }
+    };
+    let d = PowerRule::default();
+    let rule = PowerRule {
+        idle_ms: duration(&t.idle_time, "idle_time", d.idle_ms)?,
+        boot_ms: duration(&t.boot_time, "boot_time", d.boot_ms)?,
+        shutdown_ms: duration(&t.shutdown_time, "shutdown_time", d.shutdown_ms)?,
+        min_on: t.min_on.unwrap_or(d.min_on),
+    };
+    let m = PowerModel::default();
+    let model = PowerModel {
+        watts_idle: t.watts_idle.unwrap_or(m.watts_idle),
+        watts_busy: t.watts_busy.unwrap_or(m.watts_busy),
+        watts_off: t.watts_off.unwrap_or(m.watts_off),
+    };
+    if !(model.watts_off >= 0.0 && model.watts_off <= model.watts_idle && model.watts_idle <= model.watts_busy) {
+        return Err(format!(
+            "{file}: [power]: watts must grow from off ({}) to idle ({}) to busy ({})",
+            model.watts_off, model.watts_idle, model.watts_busy
+        ));
+    }
+    Ok((model, rule))
 }
 
 /// A bandwidth as `100Mb` or `1Gb` (bits per second, as links are sold), in bytes per second.
@@ -520,6 +588,32 @@ fn synthetic(total_cores: u64, vm_memory: u64) -> Vec<SimJob> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_power_table_of_a_cluster_configuration_is_read_with_its_errors_located() {
+        let dir = std::env::temp_dir().join(format!("vjob-power-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("cluster.toml");
+        std::fs::write(
+            &f,
+            "state_dir = 'x'\n[power]\nidle_time = '30s'\nmin_on = 2\nwatts_idle = 150\n",
+        )
+        .unwrap();
+        let (m, r) = super::power_config(&f).unwrap();
+        assert_eq!(
+            (r.idle_ms, r.min_on, m.watts_idle, m.watts_busy),
+            (30_000, 2, 150.0, 250.0)
+        );
+        std::fs::write(&f, "[power]\nmin_on = 1\nidle_time = 'soon'\n").unwrap();
+        let e = super::power_config(&f).unwrap_err();
+        assert!(e.contains("cluster.toml: line 3: field power.idle_time"), "{e}");
+        std::fs::write(&f, "[power]\nidle = '1m'\n").unwrap();
+        let e = super::power_config(&f).unwrap_err();
+        assert!(e.contains("unknown field `idle`"), "{e}");
+        std::fs::write(&f, "[[node]]\nname = 'n1'\n").unwrap();
+        assert!(super::power_config(&f).unwrap_err().contains("no [power] table"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn bandwidths_are_bits_per_second_and_bad_ones_are_named() {
         assert_eq!(super::parse_bits_per_second("100Mb"), Ok(12.5e6));
