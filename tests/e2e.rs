@@ -185,6 +185,20 @@ fn malformed_and_impossible_specs_are_refused_with_their_place() {
     assert!(e.contains("cannot all fit in the whole cluster"), "{e}");
     let e = refuse(&job("nowhere", "nosuch", 1, 1, "1GiB", "1s"));
     assert!(e.contains("no queue named `nosuch`"), "{e}");
+    // A 14 MB script: refused by vsub itself, the limit named, the connection never broken.
+    let huge = format!(
+        "name = \"huge\"\n[vm]\ncount = 1\n[run]\nscript = \"\"\"\n{}\"\"\"\n",
+        "echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n".repeat(200_000)
+    );
+    let e = refuse(&huge);
+    assert!(
+        e.contains("bad.toml: the spec and the files it names make a request of"),
+        "{e}"
+    );
+    assert!(
+        e.contains("more than vjobd takes (1MiB)") && !e.contains("Broken pipe"),
+        "{e}"
+    );
     assert!(c.jobs().is_empty(), "no job was created");
     let o = c.run("vsub", &["/nonexistent/job.toml"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("/nonexistent/job.toml: cannot read"));

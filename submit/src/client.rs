@@ -20,6 +20,8 @@ pub enum ClientError {
     Connect { socket: PathBuf, err: std::io::Error },
     /// The connection broke or the answer was unreadable.
     Io(String),
+    /// The request is larger than vjobd takes: nothing was sent.
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl std::fmt::Display for ClientError {
@@ -32,6 +34,12 @@ impl std::fmt::Display for ClientError {
                 socket.display()
             ),
             ClientError::Io(m) => f.write_str(m),
+            ClientError::TooLarge { bytes, limit } => write!(
+                f,
+                "the request is {}, more than vjobd takes ({}); nothing was sent",
+                vjob_api::display::size(*bytes as u64),
+                vjob_api::display::size(*limit as u64)
+            ),
         }
     }
 }
@@ -42,7 +50,7 @@ impl ClientError {
     pub fn exit(&self) -> Exit {
         match self {
             ClientError::Connect { .. } => Exit::Unreachable,
-            ClientError::Api(_) | ClientError::Io(_) => Exit::Refused,
+            ClientError::Api(_) | ClientError::Io(_) | ClientError::TooLarge { .. } => Exit::Refused,
         }
     }
     pub fn kind(&self) -> Option<ErrorKind> {
@@ -89,6 +97,14 @@ impl Client {
     /// large listings pass through untouched).
     pub fn call_raw(&mut self, op: Op) -> Result<&[u8], ClientError> {
         let mut bytes = serde_json::to_vec(&Request::new(op)).expect("requests serialize");
+        // The daemon reads at most this much of a line and drops the connection after it: say
+        // so here rather than let the write break on a closed socket.
+        if bytes.len() > vjob_api::MAX_REQUEST_BYTES {
+            return Err(ClientError::TooLarge {
+                bytes: bytes.len(),
+                limit: vjob_api::MAX_REQUEST_BYTES,
+            });
+        }
         bytes.push(b'\n');
         let broken = |e: std::io::Error| ClientError::Io(format!("the connection to vjobd broke: {e}"));
         self.writer.write_all(&bytes).map_err(broken)?;

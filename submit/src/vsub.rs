@@ -78,6 +78,16 @@ pub fn main() -> ExitCode {
             Exit::Ok.into()
         }
         Ok(other) => fail("vsub", &unexpected(&other)),
+        Err(ClientError::TooLarge { bytes, limit }) => {
+            eprintln!(
+                "vsub: {}: the spec and the files it names make a request of {}, more than vjobd takes ({}); \
+                 nothing was submitted: keep large inputs out of the spec (in the guest image, or a directory the VMs read)",
+                args.file.display(),
+                vjob_api::display::size(bytes as u64),
+                vjob_api::display::size(limit as u64)
+            );
+            Exit::Refused.into()
+        }
         Err(e) => fail("vsub", &e),
     }
 }
