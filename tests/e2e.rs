@@ -415,3 +415,36 @@ fn two_daemons_with_different_cluster_names_on_the_same_nodes_leave_each_other_a
     drop((alpha, beta));
     let _ = std::fs::remove_dir_all(&shared);
 }
+
+#[test]
+fn a_panic_in_the_core_ends_vjobd_so_that_it_can_be_started_again() {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: failpoints exist in debug builds only");
+        return;
+    }
+    let c = two_nodes("core-panic");
+    let before = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 1, "1GiB", "1h")), &[]);
+    c.kill9();
+    c.start_with_env(&[("VJOB_FAILPOINTS", "core-submit=panic")]);
+    let o = c.run(
+        "vsub",
+        &[c.spec("b.toml", &job("b", "batch", 1, 1, "1GiB", "1h"))
+            .to_str()
+            .unwrap()],
+    );
+    assert!(!o.status.success(), "the submission is not acknowledged");
+    let status = c.wait_exit(SECS(20));
+    assert_eq!(
+        status.code(),
+        Some(70),
+        "vjobd exits instead of answering 'stopping' forever"
+    );
+    assert!(c.log().contains("the core thread panicked"), "{}", c.log_tail());
+    c.start();
+    let ids: Vec<u64> = c.jobs().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(
+        ids,
+        vec![before],
+        "what was acknowledged is there; the refused one is not"
+    );
+}

@@ -85,6 +85,11 @@ impl Cluster {
     }
 
     pub fn start(&self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Starts vjobd with these environment variables (failpoints).
+    pub fn start_with_env(&self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -94,6 +99,7 @@ impl Cluster {
             .arg("--config")
             .arg(&self.config)
             .env("VJOB_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -102,6 +108,20 @@ impl Cluster {
         self.wait(Duration::from_secs(20), "vjobd to answer", || {
             self.cmd("vstat").output().map(|o| o.status.success()).unwrap_or(false)
         });
+    }
+
+    /// Waits for the daemon to exit by itself; its status.
+    pub fn wait_exit(&self, within: Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        self.wait(within, "vjobd to exit", || {
+            let mut d = self.daemon.lock().unwrap();
+            status = d.as_mut().and_then(|c| c.try_wait().unwrap());
+            if status.is_some() {
+                *d = None;
+            }
+            status.is_some()
+        });
+        status.expect("waited for above")
     }
 
     /// `kill -9` the daemon.

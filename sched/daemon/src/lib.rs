@@ -13,6 +13,7 @@ pub mod core_loop;
 mod deciding;
 pub mod error;
 pub mod exec;
+pub mod failpoint;
 pub mod jobs;
 pub mod lower;
 pub mod placement;
@@ -192,7 +193,16 @@ pub fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     spawn_observer(poller, names, Duration::from_millis(cfg.scheduler.poll_ms), obs_tx);
     let core_thread = std::thread::Builder::new()
         .name("core".into())
-        .spawn(move || core.run(cmd_rx, obs_rx, done_rx))
+        .spawn(move || {
+            // A panic here would leave a server that answers "stopping" to every client:
+            // end the process instead, so that its supervisor starts it again (what was
+            // acknowledged is in the store, as after a kill -9).
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(cmd_rx, obs_rx, done_rx)));
+            if ran.is_err() {
+                tracing::error!("the core thread panicked: vjobd exits so that it can be started again");
+                std::process::exit(70);
+            }
+        })
         .map_err(|source| DaemonError::Start {
             what: "start the core thread",
             source,

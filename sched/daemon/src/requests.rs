@@ -36,7 +36,10 @@ impl Core {
                 uid: who.uid,
                 admin: who.admin,
             }),
-            Op::Submit(req) => self.submit(who, req),
+            Op::Submit(req) => {
+                crate::failpoint::hit("core-submit");
+                self.submit(who, req)
+            }
             Op::Jobs(q) => Ok(Reply::Jobs {
                 jobs: self
                     .select_jobs(&q)
