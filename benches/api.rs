@@ -5,6 +5,9 @@
 //! `cargo bench --bench api` (set `VJOB_BENCH_JOBS` to change the 100,000). Prints a table;
 //! results are kept in BENCHMARKS.md.
 
+mod common;
+use common::median;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -103,11 +106,6 @@ fn submit_processes(socket: &Path, spec: &Path, clients: usize, each: usize) -> 
         }
     });
     (clients * each) as f64 / t0.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn vstat_ms(socket: &Path, args: &[&str]) -> (f64, usize) {

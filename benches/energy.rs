@@ -4,24 +4,12 @@
 //!
 //! `cargo bench --bench energy`; results in BENCHMARKS.md.
 
+mod common;
+use common::vsim;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
-
-fn vsim(args: &[&str]) -> Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_vsim"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "vsim {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 fn main() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/swf");

@@ -6,6 +6,9 @@
 //! Needs the lab: `hypervisor/guest/lab.sh up DIR 2`, `hypervisor/guest/build.sh GUEST`, then
 //! `VJOB_LAB=DIR VJOB_GUEST=GUEST cargo bench --features libvirt --bench libvirt`.
 
+mod common;
+use common::median;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -16,11 +19,6 @@ use vjob_hypervisor::{GuestSpec, Hypervisor, VmSpec};
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Write bandwidth of `dir`'s disk, bytes/s (512 MiB, flushed).

@@ -7,6 +7,9 @@
 //!
 //! `cargo bench --bench placement`; results in BENCHMARKS.md. Medians of 3 runs.
 
+mod common;
+use common::median;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,11 +24,6 @@ fn vplan(args: &[&str]) -> Value {
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Median solve and read times of 3 runs, and the last run's summary.

@@ -2,22 +2,10 @@
 //! whole trace, and its first 1,024 jobs as in the published anchors; then on 8-core nodes, as
 //! recorded and overlaid), and the synthetic 10,000-node scenario's decision times. `cargo bench --bench policies`; results in BENCHMARKS.md.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::vsim;
 
-fn vsim(args: &[&str]) -> serde_json::Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_vsim"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "vsim {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
+use std::path::{Path, PathBuf};
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/swf");

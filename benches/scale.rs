@@ -10,8 +10,10 @@
 //!
 //! `cargo bench --bench scale`; results in BENCHMARKS.md. Medians of 3 runs.
 
+mod common;
+use common::{median, vsim};
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use vjob_simulator::swf::{self, TraceJob};
@@ -83,25 +85,6 @@ fn plain_easy(jobs: &[TraceJob], procs: u64) -> f64 {
         }
     }
     wait_sum as f64 / jobs.len().max(1) as f64
-}
-
-fn vsim(args: &[&str]) -> serde_json::Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_vsim"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "vsim {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// One large replay: the plain EASY reference, then vsim with EASY and with the vjob policy.

@@ -6,6 +6,9 @@
 //! `cargo bench --bench vmplaces`; results in BENCHMARKS.md. `VMPLACES_MAX_NODES` caps the
 //! sizes (for a quick look).
 
+mod common;
+use common::median;
+
 use std::process::Command;
 use std::time::Instant;
 
@@ -32,8 +35,7 @@ fn vsim(args: &[String]) -> (Vec<Value>, f64) {
         }
         out = runs;
     }
-    walls.sort_by(|a, b| a.total_cmp(b));
-    (out, walls[1])
+    (out, median(walls))
 }
 
 fn row(r: &Value, wall: f64, extra: &str) {
