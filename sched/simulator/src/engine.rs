@@ -704,15 +704,16 @@ impl Sim<'_> {
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
 /// Runs a simulation to its end.
-pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome {
+/// Each job's state before it arrives: its VMs (as many cores each as a node has, or
+/// `vm_vcpus`) and their memory.
+fn job_states(cfg: &SimConfig, jobs: &[SimJob]) -> Vec<JobState> {
     let per_vm = if cfg.vm_vcpus > 0 {
         cfg.vm_vcpus.min(cfg.cores)
     } else {
         cfg.cores
     }
     .max(1);
-    let st: Vec<JobState> = jobs
-        .iter()
+    jobs.iter()
         .map(|j| {
             let vcpus = j.procs.min(per_vm);
             let vms = j.procs.div_ceil(vcpus);
@@ -731,53 +732,80 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
                 pending_actions: 0,
             }
         })
-        .collect();
-    let mut sim = Sim {
-        cfg,
-        jobs,
-        st,
-        events: BinaryHeap::new(),
-        seq: 0,
-        board: Board::new(
-            (0..cfg.nodes)
-                .map(|i| NodeInput {
-                    name: node_name(i),
-                    capacity: cpu_memory(cfg.cores as u64, cfg.node_memory),
-                    accepts: true,
-                    offline: false,
-                })
-                .collect(),
-            PauseRule::keeping_memory(cfg.short_preemption_ms)
-                .filter(|_| matches!(cfg.policy, PolicyKind::Vjob | PolicyKind::Ss)),
-        ),
-        changed: Vec::new(),
-        plan_in_flight: 0,
-        dirty: false,
-        queued: 0,
-        busy_cores: 0,
-        out: Outcome {
-            total_cores: cfg.nodes as u64 * cfg.cores as u64,
-            ..Default::default()
-        },
-        seg_start: vec![0; jobs.len()],
-        active: Default::default(),
-        tick_pending: false,
-        power: vec![PowerState::On; cfg.nodes as usize],
-        empty_since: vec![None; cfg.nodes as usize],
-        drawing: cfg.nodes as u64,
-        energy_t: jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0),
-        power_check_pending: false,
-        arrivals_left: jobs.len(),
-        arrivals: {
-            let mut order: Vec<u32> = (0..jobs.len() as u32).collect();
-            order.sort_by_key(|&j| (jobs[j as usize].submit_ms, j));
-            order
-        },
-    };
-    if !cfg.datacenter.is_empty() {
-        sim.board.set_datacenter(cfg.datacenter.clone());
+        .collect()
+}
+
+impl<'a> Sim<'a> {
+    /// The simulation at its start: every node on and empty, no job arrived.
+    fn new(cfg: &'a SimConfig, jobs: &'a [SimJob]) -> Sim<'a> {
+        let mut sim = Sim {
+            cfg,
+            jobs,
+            st: job_states(cfg, jobs),
+            events: BinaryHeap::new(),
+            seq: 0,
+            board: Board::new(
+                (0..cfg.nodes)
+                    .map(|i| NodeInput {
+                        name: node_name(i),
+                        capacity: cpu_memory(cfg.cores as u64, cfg.node_memory),
+                        accepts: true,
+                        offline: false,
+                    })
+                    .collect(),
+                PauseRule::keeping_memory(cfg.short_preemption_ms)
+                    .filter(|_| matches!(cfg.policy, PolicyKind::Vjob | PolicyKind::Ss)),
+            ),
+            changed: Vec::new(),
+            plan_in_flight: 0,
+            dirty: false,
+            queued: 0,
+            busy_cores: 0,
+            out: Outcome {
+                total_cores: cfg.nodes as u64 * cfg.cores as u64,
+                ..Default::default()
+            },
+            seg_start: vec![0; jobs.len()],
+            active: Default::default(),
+            tick_pending: false,
+            power: vec![PowerState::On; cfg.nodes as usize],
+            empty_since: vec![None; cfg.nodes as usize],
+            drawing: cfg.nodes as u64,
+            energy_t: jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0),
+            power_check_pending: false,
+            arrivals_left: jobs.len(),
+            arrivals: {
+                let mut order: Vec<u32> = (0..jobs.len() as u32).collect();
+                order.sort_by_key(|&j| (jobs[j as usize].submit_ms, j));
+                order
+            },
+        };
+        if !cfg.datacenter.is_empty() {
+            sim.board.set_datacenter(cfg.datacenter.clone());
+        }
+        sim
     }
 
+    /// What the run measured, once it is over.
+    fn outcome(self) -> Outcome {
+        let jobs = self.jobs;
+        let mut out = self.out;
+        out.first_submit_ms = jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0);
+        for (j, s) in self.st.iter().enumerate() {
+            if let Some(end) = s.end_ms {
+                out.jobs += 1;
+                out.response_ms.push(end - jobs[j].submit_ms);
+                out.run_ms.push(jobs[j].run_ms);
+                out.procs.push(jobs[j].procs);
+                out.last_end_ms = out.last_end_ms.max(end);
+            }
+        }
+        out
+    }
+}
+
+pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome {
+    let mut sim = Sim::new(cfg, jobs);
     // Jobs are waiting (counted in the queue) from their arrival only.
     if let Some(&first) = sim.arrivals.first() {
         sim.push(jobs[first as usize].submit_ms, Event::Arrive { job: first });
@@ -812,18 +840,7 @@ pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome 
         }
     }
     progress(total, total);
-    let mut out = sim.out;
-    out.first_submit_ms = jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0);
-    for (j, s) in sim.st.iter().enumerate() {
-        if let Some(end) = s.end_ms {
-            out.jobs += 1;
-            out.response_ms.push(end - jobs[j].submit_ms);
-            out.run_ms.push(jobs[j].run_ms);
-            out.procs.push(jobs[j].procs);
-            out.last_end_ms = out.last_end_ms.max(end);
-        }
-    }
-    out
+    sim.outcome()
 }
 
 #[cfg(test)]
