@@ -78,12 +78,12 @@ pub fn job(cfg: &Config, name: &str, p: &PlacementSpec) -> Result<JobPlacement, 
     let script = lib
         .load_text(&p.file, &p.script)
         .map_err(|e| shifted(e, p.line_offset))?;
-    script.vms.first().ok_or_else(|| {
-        format!(
+    if script.vms.is_empty() {
+        return Err(format!(
             "{}: the placement script declares no VM (`VM[1..3] : TEMPLATE;`)",
             p.file
-        )
-    })?;
+        ));
+    }
     if script.vms.len() > MAX_VMS_PER_JOB as usize {
         return Err(format!("{}: at most {MAX_VMS_PER_JOB} VMs per vjob", p.file));
     }

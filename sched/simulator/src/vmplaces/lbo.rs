@@ -16,6 +16,7 @@ use vjob_instances::gen::Rng;
 /// may be off (a uniform jitter of up to this fraction).
 const CE: f64 = 0.25;
 const CC: f64 = 0.25;
+/// Rounds of measures, each one request and its answer per node.
 pub const ROUNDS: usize = 128;
 const JITTER: f64 = 0.1;
 /// Dimensions of the space (besides the height): enough for four sites all at the same

@@ -371,14 +371,6 @@ impl World {
         (0..self.nodes.len() as u32).filter(|&n| self.is_violated(n))
     }
 
-    /// Whether a VM of node `n` is migrating in or out.
-    pub fn busy(&self, n: u32) -> bool {
-        self.nodes[n as usize]
-            .vms
-            .iter()
-            .any(|&v| self.vms[v as usize].moving_to.is_some())
-    }
-
     fn update_violation(&mut self, n: u32) {
         let over = self.nodes[n as usize].load > self.capacity;
         let node = &mut self.nodes[n as usize];
@@ -589,11 +581,6 @@ impl World {
         self.add_load(host, delta);
     }
 
-    /// A random number for the schedulers (from the run's one generator).
-    pub fn rng(&mut self) -> &mut Rng {
-        &mut self.rng
-    }
-
     fn report(&mut self) -> Report {
         for n in 0..self.nodes.len() {
             if let Some(since) = self.nodes[n].violated_since {
@@ -663,7 +650,7 @@ pub fn run(scenario: &Scenario) -> Run {
             // The coordinates from their own generator: the loads stay those of the other
             // schedulers' runs of the same seed.
             let coords = lbo::vivaldi(&w, &mut Rng::new(scenario.seed ^ 0x5eed));
-            w.counters.messages += 2 * (lbo_rounds() * scenario.nodes) as u64;
+            w.counters.messages += 2 * (lbo::ROUNDS * scenario.nodes) as u64;
             Box::new(dvms::Dvms::new(lbo::Nearest::new(coords), scenario.nodes))
         }
     };
@@ -789,11 +776,6 @@ pub fn svg(runs: &[Run]) -> String {
     }
     out.push_str("</svg>\n");
     out
-}
-
-/// Vivaldi's rounds, each one measure (a request and its answer) per node.
-fn lbo_rounds() -> usize {
-    lbo::ROUNDS
 }
 
 /// Tells the scheduler of the nodes that became violated (and are still).
