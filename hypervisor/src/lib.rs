@@ -111,6 +111,8 @@ pub enum HvError {
         needed: u64,
         free: u64,
     },
+    #[error("node {node}: this backend cannot {op}")]
+    Unsupported { node: String, op: &'static str },
     #[error("no node named {0} in this cluster")]
     NoSuchNode(String),
     #[error("node {node} is unreachable")]
@@ -181,6 +183,16 @@ pub trait Hypervisor: Send + Sync {
     /// keeps one.
     fn console_log(&self, _vm: &str) -> Option<PathBuf> {
         None
+    }
+
+    /// Switches the machine on (returns once asked; the node answers once booted) or off (its
+    /// VMs are lost). Backends that cannot switch machines answer [`HvError::Unsupported`]:
+    /// a site's power commands do it for them.
+    fn power(&self, _on: bool) -> Result<(), HvError> {
+        Err(HvError::Unsupported {
+            node: self.node().to_string(),
+            op: "switch the machine",
+        })
     }
 }
 

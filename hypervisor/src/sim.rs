@@ -96,6 +96,23 @@ struct SimNodeState {
     vcpus: u32,
     memory: u64,
     up: bool,
+    #[serde(default)]
+    power: SimPower,
+}
+
+/// A simulated machine's power: it answers only when on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimPower {
+    #[default]
+    On,
+    Off,
+    Booting {
+        done_at: u64,
+    },
+    ShuttingDown {
+        done_at: u64,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -137,8 +154,15 @@ impl SimState {
     /// time order per VM. Saved images are written here, so a save finished while the process was
     /// down is found written afterwards. Returns whether anything happened.
     fn settle(&mut self, now: u64) -> bool {
-        let names: Vec<String> = self.vms.keys().cloned().collect();
         let mut changed = false;
+        for n in self.nodes.values_mut() {
+            n.power = match n.power {
+                SimPower::Booting { done_at } if done_at <= now => SimPower::On,
+                SimPower::ShuttingDown { done_at } if done_at <= now => SimPower::Off,
+                p => p,
+            };
+        }
+        let names: Vec<String> = self.vms.keys().cloned().collect();
         for name in names {
             while let Some(vm) = self.vms.get_mut(&name) {
                 let guest_end = vm.guest_end().filter(|&t| t <= now);
@@ -256,6 +280,9 @@ struct Shared {
     /// Held (flock) while a caller works on the state, by every process sharing the directory.
     lock_file: PathBuf,
     durations: DurationModel,
+    /// How long a simulated machine takes to boot and to shut down.
+    boot_ms: std::sync::atomic::AtomicU64,
+    shutdown_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The state as this process last read or wrote it, and which version of the file that was.
@@ -361,17 +388,24 @@ impl SimCluster {
                 lock_file: dir.join("sim-cluster.lock"),
                 state_file,
                 durations,
+                boot_ms: 120_000.into(),
+                shutdown_ms: 30_000.into(),
             }),
         };
         let mut st = cluster.try_lock()?;
         for n in nodes {
-            let up = st.nodes.get(&n.name).map(|s| s.up).unwrap_or(true);
+            let (up, power) = st
+                .nodes
+                .get(&n.name)
+                .map(|s| (s.up, s.power))
+                .unwrap_or((true, SimPower::On));
             st.nodes.insert(
                 n.name.clone(),
                 SimNodeState {
                     vcpus: n.vcpus,
                     memory: n.memory,
                     up,
+                    power,
                 },
             );
         }
@@ -405,6 +439,55 @@ impl SimCluster {
         Ok(())
     }
 
+    /// How long the simulated machines take to boot and to shut down (2 minutes and 30 s
+    /// unless set).
+    pub fn set_power_times(&self, boot_ms: u64, shutdown_ms: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.shared.boot_ms.store(boot_ms, Relaxed);
+        self.shared.shutdown_ms.store(shutdown_ms, Relaxed);
+    }
+
+    /// Node `name`'s power.
+    pub fn power(&self, name: &str) -> Result<SimPower, HvError> {
+        let st = self.lock();
+        let n = st
+            .nodes
+            .get(name)
+            .ok_or_else(|| HvError::NoSuchNode(name.to_string()))?;
+        Ok(n.power)
+    }
+
+    /// Switches node `name` on (it answers once booted) or off (as pulling the plug: its VMs
+    /// are lost, and it stops answering at once); switching it to the state it is in or going
+    /// to does nothing.
+    pub fn switch(&self, name: &str, on: bool) -> Result<(), HvError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut st = self.lock();
+        let now = now_ms();
+        let n = st
+            .nodes
+            .get_mut(name)
+            .ok_or_else(|| HvError::NoSuchNode(name.to_string()))?;
+        let next = match (n.power, on) {
+            (SimPower::Off | SimPower::ShuttingDown { .. }, true) => SimPower::Booting {
+                done_at: now + self.shared.boot_ms.load(Relaxed),
+            },
+            (SimPower::On | SimPower::Booting { .. }, false) => SimPower::ShuttingDown {
+                done_at: now + self.shared.shutdown_ms.load(Relaxed),
+            },
+            (p, _) => p,
+        };
+        if next == n.power {
+            return Ok(());
+        }
+        n.power = next;
+        if !on {
+            st.vms.retain(|_, v| v.node != name);
+        }
+        st.persist();
+        Ok(())
+    }
+
     /// The file whose existence takes node `name` down.
     pub fn down_marker(&self, name: &str) -> PathBuf {
         self.shared.state_file.with_file_name(format!("{name}.down"))
@@ -412,6 +495,10 @@ impl SimCluster {
 
     fn reachable(&self, name: &str, up: bool) -> bool {
         up && !self.down_marker(name).exists()
+    }
+
+    fn answers(&self, name: &str, n: &SimNodeState) -> bool {
+        n.power == SimPower::On && self.reachable(name, n.up)
     }
 
     pub fn durations(&self) -> &DurationModel {
@@ -501,7 +588,7 @@ impl SimNode {
     fn locked(&self) -> Result<SimGuard<'_>, HvError> {
         let st = self.cluster.lock();
         match st.nodes.get(&self.name) {
-            Some(n) if self.cluster.reachable(&self.name, n.up) => Ok(st),
+            Some(n) if self.cluster.answers(&self.name, n) => Ok(st),
             Some(_) => Err(HvError::Unreachable {
                 node: self.name.clone(),
             }),
@@ -570,8 +657,7 @@ impl SimNode {
         let mut st = self.locked()?;
         if let Some(existing) = st.vms.get(&spec.name) {
             let node = existing.node.clone();
-            let up = st.nodes.get(&node).is_some_and(|n| n.up);
-            if self.cluster.reachable(&node, up) {
+            if st.nodes.get(&node).is_some_and(|n| self.cluster.answers(&node, n)) {
                 return Err(HvError::AlreadyExists { node, vm: spec.name });
             }
             // The VM is being started again elsewhere while its node is down, as on a real
@@ -729,9 +815,7 @@ impl Hypervisor for SimNode {
         }
         match st.nodes.get(target) {
             None => return Err(HvError::NoSuchNode(target.into())),
-            Some(n) if !self.cluster.reachable(target, n.up) => {
-                return Err(HvError::Unreachable { node: target.into() })
-            }
+            Some(n) if !self.cluster.answers(target, n) => return Err(HvError::Unreachable { node: target.into() }),
             Some(_) => {}
         }
         let spec = self.idle_vm(&mut st, vm, "migrate")?.spec.clone();
@@ -771,6 +855,10 @@ impl Hypervisor for SimNode {
             std::thread::sleep(Duration::from_millis(self.cluster.durations().destroy(0)));
         }
         Ok(())
+    }
+
+    fn power(&self, on: bool) -> Result<(), HvError> {
+        self.cluster.switch(&self.name, on)
     }
 
     fn list(&self) -> Result<Vec<DomainInfo>, HvError> {
@@ -943,6 +1031,31 @@ mod tests {
         let names: Vec<_> = a.list().unwrap().into_iter().map(|d| d.name).collect();
         assert_eq!(names, vec!["keep"]);
         assert!(dir.join("gone.img").exists());
+    }
+
+    #[test]
+    fn a_machine_switched_off_loses_its_vms_and_answers_again_once_booted() {
+        let dir = tmpdir("power");
+        let c = cluster(&dir);
+        c.set_power_times(150, 50);
+        let a = c.node("a").unwrap();
+        a.start(&spec("v", 1, None), false).unwrap();
+        c.switch("a", false).unwrap();
+        assert!(matches!(c.power("a").unwrap(), SimPower::ShuttingDown { .. }));
+        assert!(matches!(a.list(), Err(HvError::Unreachable { .. })), "off at once");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.power("a").unwrap(), SimPower::Off);
+        c.switch("a", true).unwrap();
+        assert!(matches!(a.list(), Err(HvError::Unreachable { .. })), "booting");
+        std::thread::sleep(Duration::from_millis(160));
+        assert_eq!(c.power("a").unwrap(), SimPower::On);
+        assert_eq!(a.list().unwrap(), vec![], "its VM was lost with the power");
+        c.switch("a", true).unwrap();
+        assert_eq!(
+            c.power("a").unwrap(),
+            SimPower::On,
+            "switching on a node that is on does nothing"
+        );
     }
 
     #[test]

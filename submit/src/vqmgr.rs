@@ -112,6 +112,14 @@ pub enum NodeCmd {
     Drain { name: String },
     /// Empty the node: its VMs migrate away, or their vjobs are suspended.
     Offline { name: String },
+    /// Switch the machine on or off by hand (`off` is refused while it holds VMs; a node
+    /// switched off by hand stays off until switched on by hand; `on` also retries a failed
+    /// boot).
+    Power {
+        #[arg(value_parser = ["on", "off"])]
+        to: String,
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +206,7 @@ pub fn main() -> ExitCode {
             name,
             state: NodeAdminState::Offline,
         },
+        What::Node(NodeCmd::Power { to, name }) => Op::NodePower { name, on: to == "on" },
         What::Job(JobCmd::Hold { ids }) => return per_job("vqmgr", socket, Op::Hold { ids }, true),
         What::Job(JobCmd::Release { ids }) => return per_job("vqmgr", socket, Op::Release { ids }, true),
         What::Job(JobCmd::Suspend { id }) => Op::Suspend { id },

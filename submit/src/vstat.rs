@@ -255,6 +255,9 @@ fn full(jobs: &[JobInfo]) -> String {
             if !d.stale_copies.is_empty() {
                 field(&mut s, "stale_copies", d.stale_copies.join(", "));
             }
+            if d.energy_j > 0.0 {
+                field(&mut s, "energy", energy(d.energy_j));
+            }
         }
         s.push_str("    vm_list:\n");
         for v in &j.vms {
@@ -285,17 +288,33 @@ fn full(jobs: &[JobInfo]) -> String {
     s
 }
 
+/// Joules as `12.3 kJ (0.003 kWh)`.
+fn energy(j: f64) -> String {
+    let kwh = j / 3.6e6;
+    match j {
+        j if j < 1e3 => format!("{j:.0} J ({kwh:.3} kWh)"),
+        j if j < 1e6 => format!("{:.1} kJ ({kwh:.3} kWh)", j / 1e3),
+        j => format!("{:.1} MJ ({kwh:.1} kWh)", j / 1e6),
+    }
+}
+
+/// The nodes, then what they draw and have drawn in all.
 pub fn nodes_table(nodes: &[NodeInfo]) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
             vec![
                 n.name.clone(),
-                if n.up {
+                if n.up || n.power != "on" {
                     n.state.as_str().to_string()
                 } else {
                     format!("{} (down)", n.state.as_str())
                 },
+                match &n.power_reason {
+                    Some(r) => format!("{} ({r})", n.power),
+                    None => n.power.clone(),
+                },
+                format!("{:.0}", n.watts),
                 format!("{}/{}", n.cpus_used, n.cpus),
                 format!("{}/{}", size(n.memory_used), size(n.memory)),
                 n.vms.len().to_string(),
@@ -308,7 +327,19 @@ pub fn nodes_table(nodes: &[NodeInfo]) -> String {
             ]
         })
         .collect();
-    render(&["NODE", "STATE", "CPUS", "MEMORY", "NVMS", "VMS"], &rows)
+    let mut table = render(
+        &["NODE", "STATE", "POWER", "WATTS", "CPUS", "MEMORY", "NVMS", "VMS"],
+        &rows,
+    );
+    let watts: f64 = nodes.iter().map(|n| n.watts).sum();
+    let joules: f64 = nodes.iter().map(|n| n.energy_j).sum();
+    table.push_str(&format!(
+        "{} nodes, {} on: drawing {watts:.0} W; {} drawn\n",
+        nodes.len(),
+        nodes.iter().filter(|n| n.power == "on").count(),
+        energy(joules)
+    ));
+    table
 }
 
 pub fn queues_table(queues: &[QueueInfo]) -> String {

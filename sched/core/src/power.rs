@@ -56,8 +56,10 @@ impl Default for PowerRule {
 }
 
 /// A node's power state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PowerState {
+    #[default]
     On,
     Off,
     Booting,
@@ -74,6 +76,14 @@ impl PowerState {
             PowerState::Booting => "booting",
             PowerState::ShuttingDown => "shutting-down",
             PowerState::FailedToBoot => "failed-to-boot",
+        }
+    }
+
+    /// What a node in this state draws with `busy` of its `cores` cores busy.
+    pub fn watts(self, model: &PowerModel, busy: u64, cores: u64) -> f64 {
+        match self {
+            s if s.draws() => model.cluster_watts(1, 0, busy.min(cores), cores),
+            _ => model.watts_off,
         }
     }
 
@@ -103,12 +113,231 @@ pub fn to_switch_off(states: &[PowerState], empty_since: &[Option<u64>], now: u6
     idle.into_iter().map(|(_, n)| n).collect()
 }
 
-/// How many off nodes to boot so that `needed` processors have room: what the open nodes have
-/// free (`free`) and the booting ones will bring (`coming`) are counted first; nodes of `cores`
-/// processors; at most `off`.
-pub fn nodes_to_boot(needed: u64, free: u64, coming: u64, cores: u64, off: usize) -> usize {
-    let short = needed.saturating_sub(free + coming);
-    (short.div_ceil(cores.max(1)) as usize).min(off)
+/// A node as power management sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePower {
+    pub state: PowerState,
+    /// Processors and memory.
+    pub capacity: [u64; 2],
+    /// What is free of them (meaningful when on).
+    pub free: [u64; 2],
+    /// On and holding nothing (no VM, no action under way) since then.
+    pub empty_since: Option<u64>,
+    /// Power management may boot it when off (an administrator did not switch it off, it did
+    /// not fail to boot, it takes VMs once on).
+    pub may_boot: bool,
+    /// Takes new VMs (on, online).
+    pub accepts: bool,
+}
+
+/// The nodes to switch off and on now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Switches {
+    pub off: Vec<NodeIdx>,
+    pub boot: Vec<NodeIdx>,
+}
+
+/// What to switch at `now`, `needed` being what queued vjobs wait for (processors, memory): while
+/// some wait, no node goes off, and off nodes are booted, in order, until what the open nodes
+/// have free and the booting ones will bring covers it (the fewest nodes, one resource short
+/// is enough to boot); otherwise empty nodes idle for `rule.idle_ms` go off ([`to_switch_off`]).
+pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRule) -> Switches {
+    if needed == [0, 0] {
+        let states: Vec<PowerState> = nodes.iter().map(|n| n.state).collect();
+        let empty: Vec<Option<u64>> = nodes.iter().map(|n| n.empty_since).collect();
+        return Switches {
+            off: to_switch_off(&states, &empty, now, rule),
+            boot: Vec::new(),
+        };
+    }
+    let mut have = [0u64; 2];
+    for n in nodes {
+        let add = match n.state {
+            PowerState::On if n.accepts => n.free,
+            PowerState::Booting => n.capacity,
+            _ => [0, 0],
+        };
+        have[0] += add[0];
+        have[1] += add[1];
+    }
+    let mut boot = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if have[0] >= needed[0] && have[1] >= needed[1] {
+            break;
+        }
+        if n.state == PowerState::Off && n.may_boot {
+            boot.push(i as NodeIdx);
+            have[0] += n.capacity[0];
+            have[1] += n.capacity[1];
+        }
+    }
+    Switches { off: Vec::new(), boot }
+}
+
+/// A VM as consolidation sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resident {
+    /// The caller's key for it.
+    pub key: usize,
+    pub demand: [u64; 2],
+    /// Running, with no action under way, in a vjob that may move.
+    pub movable: bool,
+    /// How long its vjob is expected to run still (`None`: unknown, as long as it pleases).
+    pub remaining_ms: Option<u64>,
+    /// How long a live migration of it takes.
+    pub migrate_ms: u64,
+}
+
+/// Consolidation: one node that on nodes can empty by live-migrating its VMs elsewhere (onto the
+/// fullest nodes they fit, largest VM first), when the energy that saves pays for the moves:
+/// the node would otherwise stay on until its last VM ends (drawing `watts_idle - watts_off`
+/// more than off), and each move keeps two nodes busy for its duration (`2 x watts_idle`). The
+/// least loaded node that qualifies; `None` when none does. `residents[n]` are node `n`'s VMs.
+pub fn consolidation(
+    nodes: &[NodePower],
+    residents: &[Vec<Resident>],
+    model: &PowerModel,
+) -> Option<(NodeIdx, Vec<(usize, NodeIdx)>)> {
+    let mut candidates: Vec<NodeIdx> = (0..nodes.len())
+        .filter(|&n| nodes[n].state == PowerState::On && !residents[n].is_empty())
+        .filter(|&n| residents[n].iter().all(|r| r.movable))
+        .map(|n| n as NodeIdx)
+        .collect();
+    let used = |n: NodeIdx| residents[n as usize].iter().map(|r| r.demand[0]).sum::<u64>();
+    candidates.sort_by_key(|&n| (used(n), n));
+    for c in candidates {
+        let mut free: Vec<[u64; 2]> = nodes.iter().map(|n| n.free).collect();
+        let mut vms: Vec<&Resident> = residents[c as usize].iter().collect();
+        vms.sort_by_key(|r| std::cmp::Reverse(r.demand));
+        let mut moves = Vec::with_capacity(vms.len());
+        for r in &vms {
+            // The fullest node it fits on that is not empty (an empty node may be going off).
+            let target = (0..nodes.len())
+                .filter(|&t| t != c as usize && nodes[t].accepts && !residents[t].is_empty())
+                .filter(|&t| free[t][0] >= r.demand[0] && free[t][1] >= r.demand[1])
+                .min_by_key(|&t| (free[t][0] - r.demand[0], t));
+            let Some(t) = target else { break };
+            free[t][0] -= r.demand[0];
+            free[t][1] -= r.demand[1];
+            moves.push((r.key, t as NodeIdx));
+        }
+        if moves.len() < vms.len() {
+            continue;
+        }
+        let stays_s = vms
+            .iter()
+            .map(|r| r.remaining_ms.unwrap_or(u64::MAX / 2))
+            .max()
+            .unwrap_or(0) as f64
+            / 1000.0;
+        let gain_j = stays_s * (model.watts_idle - model.watts_off);
+        let cost_j: f64 = vms
+            .iter()
+            .map(|r| r.migrate_ms as f64 / 1000.0 * 2.0 * model.watts_idle)
+            .sum();
+        if gain_j > cost_j {
+            return Some((c, moves));
+        }
+    }
+    None
+}
+
+/// Everything the `[power]` table of a cluster configuration says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PowerSettings {
+    pub model: PowerModel,
+    pub rule: PowerRule,
+    /// A node booted and not answering after this long has failed to boot.
+    pub boot_timeout_ms: u64,
+    /// The shell commands that switch a node on and off (`%n`: the node's name, else it is
+    /// their last argument); `None`: the backend's own (the simulated nodes).
+    pub power_on: Option<String>,
+    pub power_off: Option<String>,
+    /// A power command not over after this long has failed (it is killed).
+    pub command_timeout_ms: u64,
+    /// Move running vjobs live so that nodes can go off.
+    pub consolidate: bool,
+}
+
+/// The `[power]` table as written: read by vjobd's configuration and by `vsim --power-config`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerTable {
+    idle_time: Option<toml::Spanned<String>>,
+    boot_time: Option<toml::Spanned<String>>,
+    shutdown_time: Option<toml::Spanned<String>>,
+    boot_timeout: Option<toml::Spanned<String>>,
+    command_timeout: Option<toml::Spanned<String>>,
+    min_on: Option<usize>,
+    watts_idle: Option<toml::Spanned<f64>>,
+    watts_busy: Option<f64>,
+    watts_off: Option<f64>,
+    power_on: Option<String>,
+    power_off: Option<String>,
+    consolidate: Option<bool>,
+}
+
+/// A bad value in a `[power]` table: where (a byte range of the file), which field, what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableError {
+    pub span: Option<std::ops::Range<usize>>,
+    pub field: String,
+    pub message: String,
+}
+
+impl PowerTable {
+    /// The settings, defaults filled in, validated.
+    pub fn settings(&self) -> Result<PowerSettings, TableError> {
+        let duration = |v: &Option<toml::Spanned<String>>, field: &str, default: u64| match v {
+            None => Ok(default),
+            Some(s) => vjob_api::units::parse_duration_ms(s.get_ref()).map_err(|message| TableError {
+                span: Some(s.span()),
+                field: format!("power.{field}"),
+                message,
+            }),
+        };
+        let d = PowerRule::default();
+        let rule = PowerRule {
+            idle_ms: duration(&self.idle_time, "idle_time", d.idle_ms)?,
+            boot_ms: duration(&self.boot_time, "boot_time", d.boot_ms)?,
+            shutdown_ms: duration(&self.shutdown_time, "shutdown_time", d.shutdown_ms)?,
+            min_on: self.min_on.unwrap_or(d.min_on),
+        };
+        let m = PowerModel::default();
+        let model = PowerModel {
+            watts_idle: self.watts_idle.as_ref().map_or(m.watts_idle, |w| *w.get_ref()),
+            watts_busy: self.watts_busy.unwrap_or(m.watts_busy),
+            watts_off: self.watts_off.unwrap_or(m.watts_off),
+        };
+        if !(model.watts_off >= 0.0 && model.watts_off <= model.watts_idle && model.watts_idle <= model.watts_busy) {
+            return Err(TableError {
+                span: self.watts_idle.as_ref().map(|w| w.span()),
+                field: "power.watts_idle".into(),
+                message: format!(
+                    "watts must grow from off ({}) to idle ({}) to busy ({})",
+                    model.watts_off, model.watts_idle, model.watts_busy
+                ),
+            });
+        }
+        let boot_timeout_ms = duration(&self.boot_timeout, "boot_timeout", (rule.boot_ms * 3).max(300_000))?;
+        if boot_timeout_ms == 0 {
+            let span = self.boot_timeout.as_ref().map(|s| s.span());
+            return Err(TableError {
+                span,
+                field: "power.boot_timeout".into(),
+                message: "must be more than zero".into(),
+            });
+        }
+        Ok(PowerSettings {
+            model,
+            rule,
+            boot_timeout_ms,
+            power_on: self.power_on.clone().filter(|c| !c.trim().is_empty()),
+            power_off: self.power_off.clone().filter(|c| !c.trim().is_empty()),
+            command_timeout_ms: duration(&self.command_timeout, "command_timeout", 60_000)?,
+            consolidate: self.consolidate.unwrap_or(true),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -137,13 +366,100 @@ mod tests {
         assert_eq!(to_switch_off(&states, &empty, 200, &rule), vec![0]);
     }
 
+    fn node(state: PowerState, cpus: u64, free: u64) -> NodePower {
+        NodePower {
+            state,
+            capacity: [cpus, cpus * 2],
+            free: [free, free * 2],
+            empty_since: None,
+            may_boot: true,
+            accepts: state == PowerState::On,
+        }
+    }
+
     #[test]
-    fn boots_cover_what_free_and_booting_nodes_do_not() {
-        assert_eq!(nodes_to_boot(10, 4, 0, 4, 5), 2);
-        assert_eq!(nodes_to_boot(10, 4, 4, 4, 5), 1);
-        assert_eq!(nodes_to_boot(10, 12, 0, 4, 5), 0);
-        assert_eq!(nodes_to_boot(100, 0, 0, 4, 3), 3, "no more than are off");
+    fn boots_cover_what_free_and_booting_nodes_do_not_and_no_node_goes_off_meanwhile() {
+        use PowerState::*;
+        let rule = PowerRule::default();
+        let mut nodes = vec![node(On, 4, 4), node(Off, 4, 0), node(Off, 4, 0), node(Off, 4, 0)];
+        nodes[0].empty_since = Some(0);
+        let at = |nodes: &[NodePower], needed| switches(nodes, needed, 1 << 40, &rule);
+        assert_eq!(at(&nodes, [10, 0]).boot, vec![1, 2], "4 free + 2 nodes of 4");
+        assert_eq!(at(&nodes, [10, 0]).off, Vec::<NodeIdx>::new());
+        assert_eq!(at(&nodes, [4, 0]).boot, Vec::<NodeIdx>::new());
+        assert_eq!(at(&nodes, [4, 9]).boot, vec![1], "memory short alone boots");
+        assert_eq!(at(&nodes, [100, 0]).boot, vec![1, 2, 3], "no more than are off");
+        nodes[1].state = Booting;
+        nodes[2].may_boot = false;
+        assert_eq!(
+            at(&nodes, [10, 0]).boot,
+            vec![3],
+            "a booting node counts, one that may not boot is skipped"
+        );
+        assert_eq!(
+            at(&nodes, [0, 0]).off,
+            vec![0],
+            "idle long enough; the booting one keeps min_on"
+        );
         let m = PowerModel::default();
         assert_eq!(m.cluster_watts(2, 1, 4, 4), 2.0 * 100.0 + 150.0 + 5.0);
+    }
+
+    fn resident(key: usize, cpus: u64, remaining_ms: Option<u64>) -> Resident {
+        Resident {
+            key,
+            demand: [cpus, cpus],
+            movable: true,
+            remaining_ms,
+            migrate_ms: 15_000,
+        }
+    }
+
+    #[test]
+    fn a_lone_small_vm_moves_to_the_fullest_node_it_fits_when_that_pays() {
+        use PowerState::*;
+        let nodes = vec![node(On, 4, 1), node(On, 4, 3), node(On, 4, 2), node(On, 4, 4)];
+        let residents = vec![
+            vec![resident(0, 3, None)],
+            vec![resident(1, 1, Some(3_600_000))],
+            vec![resident(2, 2, None)],
+            vec![],
+        ];
+        let m = PowerModel::default();
+        // Node 1 holds least; its VM fits on node 0 (1 free) and node 2 (2 free): the fullest.
+        assert_eq!(consolidation(&nodes, &residents, &m), Some((1, vec![(1, 0)])));
+        // A VM that ends in 20 s is not worth a 15 s move (2 x 15 s x 100 W > 20 s x 95 W).
+        let mut soon = vec![
+            vec![resident(0, 3, None)],
+            vec![resident(1, 1, Some(20_000))],
+            vec![],
+            vec![],
+        ];
+        soon[0][0].movable = false;
+        let nodes2 = vec![node(On, 4, 1), node(On, 4, 3), node(On, 4, 4), node(On, 4, 4)];
+        assert_eq!(consolidation(&nodes2, &soon, &m), None);
+        // A VM that cannot move keeps its node.
+        let mut stuck = residents.clone();
+        stuck[1][0].movable = false;
+        // Then node 2 (2 used) is the least loaded that can go: its VM to node 1 (3 free).
+        assert_eq!(consolidation(&nodes, &stuck, &m), Some((2, vec![(2, 1)])));
+    }
+
+    #[test]
+    fn the_power_table_reads_with_defaults_and_locates_bad_values() {
+        let t: PowerTable =
+            toml::from_str("idle_time = '30s'\nmin_on = 2\npower_on = 'ipmitool power on %n'\n").unwrap();
+        let s = t.settings().unwrap();
+        assert_eq!((s.rule.idle_ms, s.rule.min_on), (30_000, 2));
+        assert_eq!(s.power_on.as_deref(), Some("ipmitool power on %n"));
+        assert!(s.consolidate);
+        assert_eq!(s.boot_timeout_ms, 360_000, "three boots, at least 5 minutes");
+        let t: PowerTable = toml::from_str("boot_timeout = 'soon'").unwrap();
+        let e = t.settings().unwrap_err();
+        assert_eq!(e.field, "power.boot_timeout");
+        assert!(e.span.is_some() && e.message.contains("not a duration"), "{e:?}");
+        let t: PowerTable = toml::from_str("watts_idle = 300.0").unwrap();
+        assert!(t.settings().unwrap_err().message.contains("watts must grow"));
+        assert!(toml::from_str::<PowerTable>("idle = '1m'").is_err());
     }
 }

@@ -37,6 +37,10 @@ pub struct Config {
     pub placement: Vec<PathBuf>,
     /// What those scripts state, evaluated when the configuration is read.
     pub datacenter: crate::placement::Datacenter,
+    /// What nodes draw, for the energy accounted (the default model without a `[power]` table).
+    pub power_model: vjob_core::power::PowerModel,
+    /// Power management (`[power]`): idle nodes switched off, booted when queued vjobs need them.
+    pub power: Option<vjob_core::power::PowerSettings>,
 }
 
 /// A `[[template]]`: what a VM declared with it gets.
@@ -98,6 +102,9 @@ pub struct NodeConfig {
     pub uri: Option<String>,
     /// libvirt: how peers reach the node for live migration (default: `uri`).
     pub migration_uri: Option<String>,
+    /// The commands that switch this node on and off, instead of `[power]`'s.
+    pub power_on: Option<String>,
+    pub power_off: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +176,7 @@ struct RawConfig {
     templates: Vec<RawTemplate>,
     #[serde(default)]
     placement: Vec<String>,
+    power: Option<vjob_core::power::PowerTable>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +228,8 @@ struct RawNode {
     memory: Spanned<String>,
     uri: Option<String>,
     migration_uri: Option<String>,
+    power_on: Option<String>,
+    power_off: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +335,26 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(vjob_api::DEFAULT_SOCKET));
         let hypervisor = hypervisor(&src, raw.hypervisor.unwrap_or_default(), &state_dir)?;
+        let power = match &raw.power {
+            None => None,
+            Some(t) => Some(t.settings().map_err(|e| src.error(e.span, &e.field, e.message))?),
+        };
+        let nodes = nodes(&src, &raw.nodes, hypervisor.backend)?;
+        if let (Some(p), Backend::Libvirt) = (&power, hypervisor.backend) {
+            if let Some(n) = nodes.iter().find(|n| {
+                n.power_on.as_ref().or(p.power_on.as_ref()).is_none()
+                    || n.power_off.as_ref().or(p.power_off.as_ref()).is_none()
+            }) {
+                return Err(src.error(
+                    None,
+                    "power.power_on",
+                    format!(
+                        "node `{}` has no power_on or power_off command: libvirt cannot switch a machine, give the commands that do (e.g. `ipmitool -H %n-bmc chassis power on`)",
+                        n.name
+                    ),
+                ));
+            }
+        }
         let mut cfg = Config {
             cluster,
             state_dir,
@@ -332,7 +362,7 @@ impl Config {
             admins: raw.admins,
             admin_groups: raw.admin_groups,
             images: images(&src, &raw.images)?,
-            nodes: nodes(&src, &raw.nodes, hypervisor.backend)?,
+            nodes,
             queues: queues(&src, &raw.queues)?,
             scheduler: scheduler(&src, raw.scheduler.as_ref())?,
             hypervisor,
@@ -342,6 +372,8 @@ impl Config {
                 raw.placement.iter().map(|p| base.join(p)).collect()
             },
             datacenter: Default::default(),
+            power_model: power.as_ref().map(|p| p.model).unwrap_or_default(),
+            power,
         };
         // The placement scripts are read here, so that a bad one stops the daemon at start.
         cfg.datacenter = crate::placement::datacenter(&cfg).map_err(|message| FileError {
@@ -597,6 +629,8 @@ fn nodes(src: &Source<'_>, raw: &[RawNode], backend: Backend) -> Result<Vec<Node
             memory,
             uri: n.uri.clone(),
             migration_uri: n.migration_uri.clone(),
+            power_on: n.power_on.clone().filter(|c| !c.trim().is_empty()),
+            power_off: n.power_off.clone().filter(|c| !c.trim().is_empty()),
         });
     }
 

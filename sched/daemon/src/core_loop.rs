@@ -47,6 +47,7 @@ pub struct NodeView {
     /// When it stopped answering.
     pub down_since: Option<Instant>,
     pub domains: Vec<DomainInfo>,
+    pub power: crate::power::PowerRecord,
 }
 
 /// A call outside plans, with what its success means for the records.
@@ -67,6 +68,8 @@ enum Purpose {
     StaleCopy { node: String },
     /// Writing a finished job's output.
     Output,
+    /// Switching a node on or off.
+    Power { node: String, on: bool },
 }
 
 /// The memory of the VM a call is about, if it is one of this cluster's jobs'.
@@ -88,7 +91,7 @@ fn call_deadline(jobs: &BTreeMap<u64, Job>, cfg: &Config, model: &DurationModel,
         Call::Migrate { .. } => model.migrate(memory),
         Call::Pause { .. } | Call::Unpause { .. } => model.pause(),
         Call::Destroy { .. } => model.destroy(memory),
-        Call::RemoveImage { .. } | Call::CollectOutput { .. } => 0,
+        Call::RemoveImage { .. } | Call::CollectOutput { .. } | Call::Power { .. } => 0,
     };
     Duration::from_millis(cfg.scheduler.action_timeout_ms.max(modeled.saturating_mul(5)))
 }
@@ -152,6 +155,8 @@ pub struct Pace {
     pub rounds: u64,
     /// Node reports taken in since the daemon started.
     pub observations: u64,
+    /// When power management last made a pass.
+    pub last_power: Instant,
 }
 
 /// The core loop's state: it owns everything, and only its thread touches it.
@@ -173,6 +178,8 @@ pub struct Core {
     pub(crate) board: crate::deciding::BoardCache,
     /// The placement rules of the jobs that have a placement script.
     pub(crate) rules: HashMap<u64, std::sync::Arc<vjob_core::placement::VjobRules>>,
+    /// Power management's pace and inputs.
+    pub(crate) power: crate::power::PowerBook,
 }
 
 /// Action durations learned from measurements, and the configured model they started from.
@@ -221,7 +228,7 @@ impl LearnedDurations {
             Call::Save { .. } => Action::Save,
             Call::Migrate { .. } => Action::Migrate,
             Call::Destroy { .. } => Action::Destroy,
-            Call::RemoveImage { .. } | Call::CollectOutput { .. } => return,
+            Call::RemoveImage { .. } | Call::CollectOutput { .. } | Call::Power { .. } => return,
         };
         self.learned.observe(action, memory, ms);
         self.samples += 1;
@@ -273,17 +280,20 @@ impl Core {
                 dirty_queues.insert(q.name.clone());
             }
         }
-        let admin_states: HashMap<String, NodeAdminState> =
-            store.nodes()?.into_iter().map(|n| (n.name, n.state)).collect();
+        let mut stored: HashMap<String, NodeRecord> = store.nodes()?.into_iter().map(|n| (n.name.clone(), n)).collect();
         let nodes: Vec<NodeView> = cfg
             .nodes
             .iter()
-            .map(|n| NodeView {
-                cfg: n.clone(),
-                admin: admin_states.get(&n.name).copied().unwrap_or(NodeAdminState::Online),
-                up: true,
-                down_since: None,
-                domains: Vec::new(),
+            .map(|n| {
+                let rec = stored.remove(&n.name);
+                NodeView {
+                    cfg: n.clone(),
+                    admin: rec.as_ref().map(|r| r.state).unwrap_or(NodeAdminState::Online),
+                    up: true,
+                    down_since: None,
+                    domains: Vec::new(),
+                    power: rec.map(|r| r.power).unwrap_or_default(),
+                }
             })
             .collect();
         let node_index = nodes
@@ -309,6 +319,7 @@ impl Core {
         );
         let durations = LearnedDurations::load(&store, cfg.hypervisor.durations)?;
         let now = Instant::now();
+        let cfg_nodes = nodes.len();
         let mut core = Core {
             cfg,
             store,
@@ -334,11 +345,13 @@ impl Core {
                 last_obs: None,
                 rounds: 0,
                 observations: 0,
+                last_power: now,
             },
             orphans_reported: HashSet::new(),
             durations,
             board: Default::default(),
             rules: HashMap::new(),
+            power: crate::power::PowerBook::new(cfg_nodes),
         };
         core.load_rules();
         // Adopt what runs before deciding anything.
@@ -387,6 +400,7 @@ impl Core {
             }
             self.give_up_overdue_calls();
             self.maybe_decide();
+            self.maybe_manage_power();
             if let Err(e) = self.flush() {
                 tracing::error!(error = %chain(&e), "cannot write the state; will retry");
             }
@@ -446,6 +460,7 @@ impl Core {
             .map(|v| NodeRecord {
                 name: v.cfg.name.clone(),
                 state: v.admin,
+                power: v.power.clone(),
             })
             .collect();
         let mut meta = Vec::new();
@@ -598,6 +613,11 @@ impl Core {
                     self.dirty.jobs.insert(c.job);
                 }
             }
+            (Purpose::Power { node, on }, result) => {
+                let result = result.as_ref().map(|_| ()).map_err(|e| chain(e));
+                let (node, on) = (node.clone(), *on);
+                self.power_call_done(&node, on, result);
+            }
             (Purpose::Output, result) => {
                 if let Some(job) = self.rec.jobs.get_mut(&c.job) {
                     match result {
@@ -739,6 +759,18 @@ impl Core {
         );
     }
 
+    /// Switches a node on or off, off this thread.
+    pub(crate) fn start_power_call(&mut self, call: Call) {
+        let Call::Power { node, on, .. } = &call else {
+            unreachable!("only power calls come here")
+        };
+        let purpose = Purpose::Power {
+            node: node.clone(),
+            on: *on,
+        };
+        self.start_call(call, Cleanup { job: 0, vm: 0, purpose });
+    }
+
     fn start_call(&mut self, call: Call, cleanup: Cleanup) {
         self.calls.busy.insert(call_key(&call));
         let deadline = call_deadline(&self.rec.jobs, &self.cfg, &self.durations.learned, &call);
@@ -770,6 +802,14 @@ impl Core {
     }
 
     // ----- deciding -----
+
+    /// Power management, at most twice a second.
+    fn maybe_manage_power(&mut self) {
+        if self.pace.last_power.elapsed() >= Duration::from_millis(500) {
+            self.pace.last_power = Instant::now();
+            self.manage_power();
+        }
+    }
 
     fn maybe_decide(&mut self) {
         let fresh = self.pace.last_obs.is_some_and(|t| t > self.pace.last_run_end);

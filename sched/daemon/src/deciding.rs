@@ -13,6 +13,7 @@ use vjob_core::decision::{
 use vjob_core::model::NodeIdx;
 use vjob_core::plan;
 use vjob_core::policy::{self, Decision, Defragment, Limits, PauseRule};
+use vjob_core::power::PowerState;
 use vjob_core::resources::cpu_memory;
 use vjob_hypervisor::{DomainState, GuestSpec, VmSpec};
 
@@ -57,7 +58,7 @@ impl Core {
             .iter()
             .map(|n| {
                 (
-                    n.up && n.admin == NodeAdminState::Online,
+                    n.up && n.admin == NodeAdminState::Online && n.power.state == PowerState::On,
                     n.admin == NodeAdminState::Offline,
                 )
             })
@@ -214,7 +215,7 @@ impl Core {
             .map(|n| NodeInput {
                 name: n.cfg.name.clone(),
                 capacity: cpu_memory(n.cfg.cpus as u64, n.cfg.memory),
-                accepts: n.up && n.admin == NodeAdminState::Online,
+                accepts: n.up && n.admin == NodeAdminState::Online && n.power.state == PowerState::On,
                 offline: n.admin == NodeAdminState::Offline,
             })
             .collect()
@@ -386,6 +387,7 @@ impl Core {
         let mut scope = Scope::Touched;
         let (built, inst, plan) = loop {
             let (built, waits) = self.kept_decision(scope);
+            self.power.needed = self.room_needed(&built.decision.short_of_room);
             if cfg!(debug_assertions) {
                 // Debug builds (the tests) hold the kept board to a fresh one at every round.
                 let (fresh, _) = self.build_decision(false, scope);
@@ -443,6 +445,21 @@ impl Core {
             "carrying out a plan"
         );
         self.start_run(Run::new(lowered.steps), lowered.effects, lowered.touched);
+    }
+
+    /// The processors and memory that the VMs not running of these vjobs need.
+    fn room_needed(&self, ids: &[u64]) -> [u64; 2] {
+        let mut needed = [0u64; 2];
+        for job in ids.iter().filter_map(|id| self.rec.jobs.get(id)) {
+            for (i, v) in job.vms.iter().enumerate() {
+                if matches!(v.phase, VmPhase::Ready | VmPhase::Sleeping) {
+                    let shape = job.spec.vm.shape(i);
+                    needed[0] += shape.vcpus as u64;
+                    needed[1] += shape.memory;
+                }
+            }
+        }
+        needed
     }
 
     /// The reasons the vjobs wait, on their records.

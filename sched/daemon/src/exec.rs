@@ -69,6 +69,14 @@ pub enum Call {
         consoles: Vec<(String, Option<String>)>,
         path: PathBuf,
     },
+    /// Switch a machine on or off: the site's command if there is one (killed past
+    /// `timeout_ms`), then the backend's own switch if it has one (the simulated nodes).
+    Power {
+        node: String,
+        on: bool,
+        command: Option<String>,
+        timeout_ms: u64,
+    },
 }
 
 impl Call {
@@ -81,7 +89,8 @@ impl Call {
             | Call::Unpause { node, .. }
             | Call::Save { node, .. }
             | Call::Migrate { node, .. }
-            | Call::Destroy { node, .. } => Some(node),
+            | Call::Destroy { node, .. }
+            | Call::Power { node, .. } => Some(node),
             Call::RemoveImage { .. } | Call::CollectOutput { .. } => None,
         }
     }
@@ -98,6 +107,8 @@ impl Call {
             | Call::Destroy { vm, .. }
             | Call::RemoveImage { vm, .. }
             | Call::CollectOutput { vm, .. } => vm,
+            // About no VM: keyed by its node alone.
+            Call::Power { .. } => "",
         }
     }
 
@@ -112,6 +123,7 @@ impl Call {
             Call::Destroy { node, vm } => format!("destroy {vm} on {node}"),
             Call::RemoveImage { vm, .. } => format!("remove the image of {vm}"),
             Call::CollectOutput { path, .. } => format!("write the output to {}", path.display()),
+            Call::Power { node, on, .. } => format!("switch {node} {}", if *on { "on" } else { "off" }),
         }
     }
 }
@@ -133,6 +145,8 @@ pub enum CallError {
     /// Past its deadline: given up on, though it may still be running.
     #[error("no answer after {after_s} s: given up on (the VM stays busy until the call returns)")]
     GivenUp { after_s: u64 },
+    #[error("power command `{command}` {message}")]
+    PowerCommand { command: String, message: String },
     #[error("cannot write the output to {}", path.display())]
     Output {
         path: PathBuf,
@@ -297,6 +311,20 @@ fn perform(b: &Backends, call: &Call) -> Result<Done, CallError> {
             Some(any) => any.discard_image(image)?,
             None => vjob_hypervisor::remove_file_if_any(image)?,
         },
+        Call::Power {
+            node,
+            on,
+            command,
+            timeout_ms,
+        } => {
+            if let Some(c) = command {
+                run_power_command(c, node, Duration::from_millis(*timeout_ms))?;
+            }
+            match backend(b, node)?.power(*on) {
+                Err(HvError::Unsupported { .. }) if command.is_some() => {}
+                r => r?,
+            }
+        }
         Call::CollectOutput { consoles, path, .. } => {
             return collect_output(b, consoles, path)
                 .map(Done::Output)
@@ -307,6 +335,73 @@ fn perform(b: &Backends, call: &Call) -> Result<Done, CallError> {
         }
     }
     Ok(Done::Ok)
+}
+
+/// Runs a site's power command for `node` with `sh -c`: `%n` in it is the node's name, else the
+/// name is its last argument (and `VJOB_NODE` in its environment). Fails when it exits non-zero
+/// (with what it printed on stderr) or runs past `timeout` (it is killed).
+fn run_power_command(command: &str, node: &str, timeout: Duration) -> Result<(), CallError> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let quoted = format!("'{}'", node.replace('\'', r"'\''"));
+    let line = if command.contains("%n") {
+        command.replace("%n", &quoted)
+    } else {
+        format!("{command} {quoted}")
+    };
+    let fail = |message: String| CallError::PowerCommand {
+        command: line.clone(),
+        message,
+    };
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("VJOB_NODE", node)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("could not start: {e}")))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let began = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if began.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "did not finish within {} s: killed",
+                    timeout.as_secs_f64()
+                )));
+            }
+            Err(e) => return Err(fail(format!("could not be waited for: {e}"))),
+        }
+    };
+    let said = reader.join().unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    let said = said.trim();
+    let tail: String = said
+        .chars()
+        .rev()
+        .take(400)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(fail(match (status.code(), tail.is_empty()) {
+        (Some(c), true) => format!("exited with status {c}"),
+        (Some(c), false) => format!("exited with status {c}: {tail}"),
+        (None, _) => "was killed by a signal".to_string(),
+    }))
 }
 
 /// Writes what the VMs printed (between the guest's begin and exit markers) to `path`, VM after

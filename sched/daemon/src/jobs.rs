@@ -85,6 +85,9 @@ pub struct Job {
     /// requeued: destroyed when those nodes answer again, never adopted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale: Vec<(String, String)>,
+    /// Its share of its nodes' energy while its VMs ran there, joules.
+    #[serde(default)]
+    pub energy_j: f64,
 }
 
 /// A refused state change.
@@ -165,6 +168,7 @@ impl Job {
             vms,
             events: Vec::new(),
             stale: Vec::new(),
+            energy_j: 0.0,
         };
         job.event(now, if hold { "submitted, held" } else { "submitted" });
         job
@@ -326,6 +330,7 @@ impl Job {
                     })
                     .collect(),
                 stale_copies: self.stale.iter().map(|(vm, node)| format!("{vm} on {node}")).collect(),
+                energy_j: self.energy_j,
             }),
         }
     }
@@ -367,6 +372,9 @@ impl Queue {
 pub struct NodeRecord {
     pub name: String,
     pub state: NodeAdminState,
+    /// Its power, as power management last left it.
+    #[serde(default)]
+    pub power: crate::power::PowerRecord,
 }
 
 #[cfg(test)]

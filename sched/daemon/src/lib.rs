@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod lower;
 pub mod placement;
 pub mod poll;
+mod power;
 pub mod reconcile;
 mod requests;
 pub mod server;
@@ -109,6 +110,9 @@ pub fn open_backends(cfg: &Config) -> Result<Backends, DaemonError> {
                     path: dir.clone(),
                     source,
                 })?;
+            if let Some(p) = &cfg.power {
+                cluster.set_power_times(p.rule.boot_ms, p.rule.shutdown_ms);
+            }
             for n in &cfg.nodes {
                 map.insert(n.name.clone(), Arc::new(cluster.node(&n.name)?));
             }

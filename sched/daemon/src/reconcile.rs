@@ -214,7 +214,7 @@ impl Core {
             let view = &mut self.nodes[i as usize];
             match r.answer {
                 NodeAnswer::Listed(domains) => {
-                    if !view.up {
+                    if !view.up && view.power.state == vjob_core::power::PowerState::On {
                         tracing::info!(node = %r.node, "node answers again");
                     }
                     view.up = true;
@@ -224,6 +224,12 @@ impl Core {
                         self.board.listings.insert(i);
                     }
                     listed.insert(r.node);
+                    self.power_node_answered(i as usize);
+                }
+                // A node switched off (or not booted yet) is expected not to answer.
+                NodeAnswer::Failed(_) | NodeAnswer::Silent if view.power.state != vjob_core::power::PowerState::On => {
+                    view.up = false;
+                    view.down_since = None;
                 }
                 NodeAnswer::Failed(e) => {
                     if view.up {

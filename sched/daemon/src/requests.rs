@@ -76,6 +76,10 @@ impl Core {
                 admin_only(who, "changing a node's state")?;
                 self.node_set(&name, state)
             }
+            Op::NodePower { name, on } => {
+                admin_only(who, "switching a node on or off")?;
+                self.power_by_hand(&name, on).map(|message| Reply::Done { message })
+            }
             Op::Suspend { id } => {
                 admin_only(who, "suspending a vjob by hand")?;
                 self.admin_suspend(id)
@@ -433,7 +437,8 @@ impl Core {
         let stale = self.stale_copies();
         self.nodes
             .iter()
-            .map(|n| {
+            .enumerate()
+            .map(|(i, n)| {
                 let (mut cpus_used, mut memory_used, vms) = use_of.remove(n.cfg.name.as_str()).unwrap_or_default();
                 let mut other_vms = Vec::new();
                 for d in &n.domains {
@@ -459,6 +464,12 @@ impl Core {
                     memory_used,
                     vms,
                     other_vms,
+                    power: n.power.state.as_str().to_string(),
+                    power_reason: n.power.reason.clone(),
+                    watts: self.node_watts(i as vjob_core::model::NodeIdx),
+                    energy_j: n.power.energy_j,
+                    boots: n.power.boots,
+                    shutdowns: n.power.shutdowns,
                 }
             })
             .collect()

@@ -240,6 +240,7 @@ mod tests {
         let n = NodeRecord {
             name: "n1".into(),
             state: NodeAdminState::Drain,
+            power: Default::default(),
         };
         {
             let mut s = Store::open(&dir).unwrap();

@@ -311,59 +311,25 @@ fn vmplaces_run(args: &Args, scenario: &str) -> Result<(), String> {
 /// The `[power]` table of a cluster configuration file (its other tables are not read).
 #[derive(serde::Deserialize)]
 struct PowerFile {
-    power: Option<PowerTable>,
+    power: Option<vjob_core::power::PowerTable>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PowerTable {
-    idle_time: Option<toml::Spanned<String>>,
-    boot_time: Option<toml::Spanned<String>>,
-    shutdown_time: Option<toml::Spanned<String>>,
-    min_on: Option<usize>,
-    watts_idle: Option<f64>,
-    watts_busy: Option<f64>,
-    watts_off: Option<f64>,
-}
-
-/// Reads the power model and rule of `path`'s `[power]` table; errors name the file, line and
-/// field.
+/// Reads the power model and rule of `path`'s `[power]` table (the reader vjobd's configuration
+/// uses); errors name the file, line and field.
 fn power_config(path: &std::path::Path) -> Result<(vjob_core::power::PowerModel, vjob_core::power::PowerRule), String> {
-    use vjob_core::power::{PowerModel, PowerRule};
     let file = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
     let parsed: PowerFile = toml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
     let t = parsed
         .power
         .ok_or_else(|| format!("{file}: no [power] table (idle_time, min_on, boot_time, watts_idle, ...)"))?;
-    let line = |span: std::ops::Range<usize>| text[..span.start].matches('\n').count() + 1;
-    let duration = |v: &Option<toml::Spanned<String>>, field: &str, default: u64| -> Result<u64, String> {
-        match v {
-            None => Ok(default),
-            Some(s) => parse_duration_ms(s.get_ref())
-                .map_err(|e| format!("{file}: line {}: field power.{field}: {e}", line(s.span()))),
-        }
-    };
-    let d = PowerRule::default();
-    let rule = PowerRule {
-        idle_ms: duration(&t.idle_time, "idle_time", d.idle_ms)?,
-        boot_ms: duration(&t.boot_time, "boot_time", d.boot_ms)?,
-        shutdown_ms: duration(&t.shutdown_time, "shutdown_time", d.shutdown_ms)?,
-        min_on: t.min_on.unwrap_or(d.min_on),
-    };
-    let m = PowerModel::default();
-    let model = PowerModel {
-        watts_idle: t.watts_idle.unwrap_or(m.watts_idle),
-        watts_busy: t.watts_busy.unwrap_or(m.watts_busy),
-        watts_off: t.watts_off.unwrap_or(m.watts_off),
-    };
-    if !(model.watts_off >= 0.0 && model.watts_off <= model.watts_idle && model.watts_idle <= model.watts_busy) {
-        return Err(format!(
-            "{file}: [power]: watts must grow from off ({}) to idle ({}) to busy ({})",
-            model.watts_off, model.watts_idle, model.watts_busy
-        ));
-    }
-    Ok((model, rule))
+    let s = t.settings().map_err(|e| {
+        let line = e
+            .span
+            .map(|s| format!(" line {}:", text[..s.start].matches('\n').count() + 1));
+        format!("{file}:{} field {}: {}", line.unwrap_or_default(), e.field, e.message)
+    })?;
+    Ok((s.model, s.rule))
 }
 
 /// A bandwidth as `100Mb` or `1Gb` (bits per second, as links are sold), in bytes per second.

@@ -589,12 +589,19 @@ impl Sim<'_> {
                 _ => self.empty_since[i] = None,
             }
         }
-        // While vjobs wait for processors, no node is switched off: they may need it.
-        let going = match needed {
-            0 => power::to_switch_off(&self.power, &self.empty_since, now, &rule),
-            _ => Vec::new(),
-        };
-        for i in going {
+        let memory = self.cfg.node_memory;
+        let view: Vec<power::NodePower> = (0..n)
+            .map(|i| power::NodePower {
+                state: self.power[i],
+                capacity: [cores, memory],
+                free: [cores.saturating_sub(held[i]), memory],
+                empty_since: self.empty_since[i],
+                may_boot: true,
+                accepts: self.power[i] == PowerState::On,
+            })
+            .collect();
+        let switches = power::switches(&view, [needed, 0], now, &rule);
+        for &i in &switches.off {
             let i = i as usize;
             self.set_power(i, PowerState::ShuttingDown);
             self.empty_since[i] = None;
@@ -602,17 +609,10 @@ impl Sim<'_> {
             self.out.node_shutdowns += 1;
             self.push(now + rule.shutdown_ms, Event::Power { node: i as u32 });
         }
-        let free: u64 = (0..n)
-            .filter(|&i| self.power[i] == PowerState::On)
-            .map(|i| cores.saturating_sub(held[i]))
-            .sum();
-        let coming = self.power.iter().filter(|&&p| p == PowerState::Booting).count() as u64 * cores;
-        let off: Vec<usize> = (0..n).filter(|&i| self.power[i] == PowerState::Off).collect();
-        let boot = power::nodes_to_boot(needed, free, coming, cores, off.len());
-        for &i in &off[..boot] {
-            self.set_power(i, PowerState::Booting);
+        for &i in &switches.boot {
+            self.set_power(i as usize, PowerState::Booting);
             self.out.node_boots += 1;
-            self.push(now + rule.boot_ms, Event::Power { node: i as u32 });
+            self.push(now + rule.boot_ms, Event::Power { node: i });
         }
         let staying = self
             .power

@@ -77,6 +77,8 @@ pub enum Op {
     QueueSet(QueueSettings),
     /// Admin: change a node's administrative state.
     NodeSet { name: String, state: NodeAdminState },
+    /// Admin: switch a node on or off by hand (off is refused while it holds VMs).
+    NodePower { name: String, on: bool },
     /// Admin: suspend a running vjob to disk now; it stays suspended until resumed by hand.
     Suspend { id: u64 },
     /// Admin: let a vjob suspended by hand be resumed by the scheduler.
@@ -252,6 +254,9 @@ pub struct JobDetail {
     /// `VM on NODE`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale_copies: Vec<String>,
+    /// Its share of its nodes' energy while it ran, joules.
+    #[serde(default)]
+    pub energy_j: f64,
 }
 
 /// Something that happened to a job.
@@ -300,6 +305,26 @@ pub struct NodeInfo {
     /// stale copies. Their use is in `cpus_used` and `memory_used`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_vms: Vec<String>,
+    /// `on`, `off`, `booting`, `shutting-down` or `failed-to-boot`.
+    #[serde(default = "power_on")]
+    pub power: String,
+    /// Why it is in that power state, when that needs saying (a failed boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_reason: Option<String>,
+    /// What it draws now, watts, and has drawn, joules.
+    #[serde(default)]
+    pub watts: f64,
+    #[serde(default)]
+    pub energy_j: f64,
+    /// Times power management or an administrator switched it on and off.
+    #[serde(default)]
+    pub boots: u64,
+    #[serde(default)]
+    pub shutdowns: u64,
+}
+
+fn power_on() -> String {
+    "on".into()
 }
 
 /// A queue's settings; in [`Op::QueueSet`], absent fields are left unchanged.

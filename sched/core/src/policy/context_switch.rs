@@ -168,6 +168,7 @@ impl<'a> Round<'a> {
         let shape = shape.unwrap_or((missing, &[]));
         if by_shape && c.standing != Standing::Running && self.hopeless.contains(&shape) {
             self.decision.waiting.push((c.id, "waiting for resources".into()));
+            self.decision.short_of_room.push(c.id);
             return;
         }
         let demands = c.to_place();
@@ -196,6 +197,7 @@ impl<'a> Round<'a> {
                     None => "waiting for resources".to_string(),
                 };
                 self.decision.waiting.push((c.id, why));
+                self.decision.short_of_room.push(c.id);
                 if by_shape {
                     self.hopeless.insert(shape);
                 }

@@ -253,6 +253,9 @@ pub struct Decision {
     pub placed: Vec<(u64, Vec<NodeIdx>)>,
     /// Running VMs to move live out of the way of a vjob of `run` ([`Defragment`]).
     pub migrate: Vec<Move>,
+    /// The waiting vjobs that wait for room (not for a limit, nor for their own nodes): what
+    /// switching nodes on could serve.
+    pub short_of_room: Vec<u64>,
 }
 
 /// One VM of a running vjob to move live: some VM of `vjob` on node `from` goes to `to`, to make
