@@ -224,3 +224,43 @@ fn a_node_is_switched_by_hand_never_with_vms_on_it_and_stays_off_until_switched_
     let j = c.wait_state(more, "running", SECS(20));
     assert_eq!(Cluster::nodes_of(&j), vec![idle.to_string()]);
 }
+
+#[test]
+fn a_hung_power_command_and_a_boot_past_boot_timeout_fail_the_boot_without_holding_up_the_loop() {
+    let names = ["n1", "n2", "n3"];
+    let list: Vec<(&str, u32, &str)> = names.iter().map(|&n| (n, 2, "4GiB")).collect();
+    let c = Cluster::new(
+        "hungpower",
+        &format!(
+            "admins = [\"root\"]\n{FAST_HYPERVISOR}\n[power]\nidle_time = \"1s\"\nmin_on = 1\n\
+             boot_time = \"1m\"\nboot_timeout = \"3s\"\nshutdown_time = \"200ms\"\ncommand_timeout = \"1s\"\n\n{}",
+            nodes(&list).replacen(
+                "[[node]]\nname = \"n1\"\n",
+                "[[node]]\nname = \"n1\"\npower_on = \"sleep 60 # %n\"\n",
+                1
+            )
+        ),
+    );
+    wait_power(&c, 2, "off", SECS(30));
+    // 6 cpus wanted, 2 free on n3: both others are switched on; n1's command hangs (killed
+    // after 1 s), n2 boots for a minute, past its 3 s boot_timeout.
+    let id = c.submit(&c.spec("six.toml", &job("six", "batch", 6, 1, "1GiB", "1h")), &[]);
+    let failed = wait_power(&c, 2, "failed-to-boot", SECS(30));
+    assert_eq!(failed, vec!["n1", "n2"]);
+    let reasons: Vec<String> = node_list(&c)
+        .iter()
+        .filter_map(|n| n["power_reason"].as_str().map(String::from))
+        .collect();
+    assert!(
+        reasons[0].contains("`sleep 60 # 'n1'` did not finish within 1 s: killed"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("no answer 00:00:03 after it was switched on (boot_timeout)"),
+        "{reasons:?}"
+    );
+    // The loop went on meanwhile: other requests were answered, the vjob waits with a reason.
+    let j = c.job(id);
+    assert_eq!(j["state"], "queued");
+    assert!(j["reason"].as_str().unwrap().contains("waiting for resources"), "{j}");
+}

@@ -137,23 +137,57 @@ pub struct Switches {
     pub boot: Vec<NodeIdx>,
 }
 
+/// At most `.1` of the nodes `.0` powered at any instant: the datacenter's `maxOnline` rules.
+pub type Cap = (Vec<NodeIdx>, u64);
+
+/// The `maxOnline` caps among `constraints`.
+pub fn caps(constraints: &[crate::instance::Constraint]) -> Vec<Cap> {
+    constraints
+        .iter()
+        .filter_map(|c| match c {
+            crate::instance::Constraint::MaxOnline { nodes, amount, .. } => Some((nodes.clone(), *amount)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What to switch at `now`, `needed` being what queued vjobs wait for (processors, memory): while
 /// some wait, no node goes off, and off nodes are booted, in order, until what the open nodes
 /// have free and the booting ones will bring covers it (the fewest nodes, one resource short
 /// is enough to boot); otherwise empty nodes idle for `rule.idle_ms` go off ([`to_switch_off`]).
-pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRule) -> Switches {
+/// Under `caps`, a node whose boot would power more of a capped set than allowed stays off, and
+/// empty nodes of a set over its cap go off at once.
+pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRule, caps: &[Cap]) -> Switches {
+    let powered = |set: &[NodeIdx], extra: &[NodeIdx]| {
+        set.iter()
+            .filter(|&&n| nodes[n as usize].state.draws() || extra.contains(&n))
+            .count() as u64
+    };
+    let mut off: Vec<NodeIdx> = Vec::new();
+    for (set, amount) in caps {
+        let mut over = powered(set, &[]).saturating_sub(*amount);
+        for &n in set {
+            let node = &nodes[n as usize];
+            if over > 0 && node.state == PowerState::On && node.empty_since.is_some() && !off.contains(&n) {
+                off.push(n);
+                over -= 1;
+            }
+        }
+    }
     if needed == [0, 0] {
         let states: Vec<PowerState> = nodes.iter().map(|n| n.state).collect();
         let empty: Vec<Option<u64>> = nodes.iter().map(|n| n.empty_since).collect();
-        return Switches {
-            off: to_switch_off(&states, &empty, now, rule),
-            boot: Vec::new(),
-        };
+        for n in to_switch_off(&states, &empty, now, rule) {
+            if !off.contains(&n) {
+                off.push(n);
+            }
+        }
+        return Switches { off, boot: Vec::new() };
     }
     let mut have = [0u64; 2];
-    for n in nodes {
+    for (i, n) in nodes.iter().enumerate() {
         let add = match n.state {
-            PowerState::On if n.accepts => n.free,
+            PowerState::On if n.accepts && !off.contains(&(i as NodeIdx)) => n.free,
             PowerState::Booting => n.capacity,
             _ => [0, 0],
         };
@@ -165,13 +199,16 @@ pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRul
         if have[0] >= needed[0] && have[1] >= needed[1] {
             break;
         }
-        if n.state == PowerState::Off && n.may_boot {
+        let capped = caps
+            .iter()
+            .any(|(set, amount)| set.contains(&(i as NodeIdx)) && powered(set, &boot) >= *amount);
+        if n.state == PowerState::Off && n.may_boot && !capped {
             boot.push(i as NodeIdx);
             have[0] += n.capacity[0];
             have[1] += n.capacity[1];
         }
     }
-    Switches { off: Vec::new(), boot }
+    Switches { off, boot }
 }
 
 /// A VM as consolidation sees it.
@@ -383,7 +420,7 @@ mod tests {
         let rule = PowerRule::default();
         let mut nodes = vec![node(On, 4, 4), node(Off, 4, 0), node(Off, 4, 0), node(Off, 4, 0)];
         nodes[0].empty_since = Some(0);
-        let at = |nodes: &[NodePower], needed| switches(nodes, needed, 1 << 40, &rule);
+        let at = |nodes: &[NodePower], needed| switches(nodes, needed, 1 << 40, &rule, &[]);
         assert_eq!(at(&nodes, [10, 0]).boot, vec![1, 2], "4 free + 2 nodes of 4");
         assert_eq!(at(&nodes, [10, 0]).off, Vec::<NodeIdx>::new());
         assert_eq!(at(&nodes, [4, 0]).boot, Vec::<NodeIdx>::new());
@@ -403,6 +440,26 @@ mod tests {
         );
         let m = PowerModel::default();
         assert_eq!(m.cluster_watts(2, 1, 4, 4), 2.0 * 100.0 + 150.0 + 5.0);
+    }
+
+    #[test]
+    fn max_online_caps_the_nodes_powered_and_switches_empty_ones_off_at_once() {
+        use PowerState::*;
+        let rule = PowerRule::default();
+        let mut nodes = vec![node(On, 4, 0), node(On, 4, 4), node(Off, 4, 0), node(Off, 4, 0)];
+        nodes[1].empty_since = Some(1 << 40);
+        let caps = vec![(vec![0, 1, 2], 1)];
+        // Two of {0, 1, 2} on, one allowed: the empty one goes off now, not after idle_time.
+        let s = switches(&nodes, [0, 0], 1 << 40, &rule, &caps);
+        assert_eq!(s.off, vec![1]);
+        // Room wanted: node 2 is capped, node 3 is not.
+        let s = switches(&nodes, [8, 0], 1 << 40, &rule, &caps);
+        assert_eq!((s.off, s.boot), (vec![1], vec![3]));
+        assert_eq!(caps_of_none(), Vec::<Cap>::new());
+    }
+
+    fn caps_of_none() -> Vec<Cap> {
+        caps(&[])
     }
 
     fn resident(key: usize, cpus: u64, remaining_ms: Option<u64>) -> Resident {

@@ -779,6 +779,31 @@ priority = 100
     }
 
     #[test]
+    fn the_power_table_and_per_node_commands_are_read_with_their_errors_located() {
+        let base = "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\npower_on = \"wake %n\"\n";
+        let c = Config::parse("c.toml", base).unwrap();
+        assert!(c.power.is_none(), "no [power] table: no power management");
+        assert_eq!(c.nodes[0].power_on.as_deref(), Some("wake %n"));
+        let c = Config::parse(
+            "c.toml",
+            &format!("{base}[power]\nidle_time = \"30s\"\nwatts_idle = 80.0\n"),
+        )
+        .unwrap();
+        let p = c.power.unwrap();
+        assert_eq!((p.rule.idle_ms, c.power_model.watts_idle), (30_000, 80.0));
+        assert_eq!(
+            err(&format!("{base}[power]\nidle_time = \"later\"\n")),
+            "c.toml: line 8: field power.idle_time: `later` is not a duration: write it like 90s, 5m, 1h30m or 01:30:00"
+        );
+        assert!(
+            err(&format!("{base}[power]\nidle = \"1m\"\n")).contains("line 8: field power.idle: unknown field `idle`")
+        );
+        assert!(
+            err(&format!("{base}[power]\nwatts_idle = 900.0\n")).contains("field power.watts_idle: watts must grow")
+        );
+    }
+
+    #[test]
     fn rejects_mistakes_with_their_place() {
         let base = "state_dir = \"/s\"\n[[node]]\nname = \"a\"\ncpus = 2\nmemory = \"1GiB\"\n";
         assert!(Config::parse("c.toml", base).is_ok());

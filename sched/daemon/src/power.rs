@@ -123,7 +123,8 @@ impl Core {
             return;
         }
         let view = self.power_view(now);
-        let switches = power::switches(&view, self.power.needed, now, &settings.rule);
+        let caps = power::caps(&self.cfg.datacenter.constraints);
+        let switches = power::switches(&view, self.power.needed, now, &settings.rule, &caps);
         for &n in &switches.off {
             self.switch(n as usize, false, "idle");
         }

@@ -119,6 +119,10 @@ pub struct Args {
     pub boot_time: String,
     #[arg(long, default_value_t = 1)]
     pub min_on: usize,
+    /// Power management without consolidation (packing running vjobs by live migration so
+    /// that nodes empty out), to measure what it buys.
+    #[arg(long)]
+    pub no_consolidate: bool,
     /// Power management with the `[power]` table of a cluster configuration (idle_time,
     /// min_on, boot_time, shutdown_time, watts_idle, watts_busy, watts_off), instead of the
     /// flags above.
@@ -187,11 +191,16 @@ fn run(args: &Args) -> Result<(), String> {
             min_on: args.min_on,
             ..Default::default()
         });
+        cfg.consolidate = true;
     }
     if let Some(path) = &args.power_config {
-        let (model, rule) = power_config(path)?;
-        cfg.power_model = model;
-        cfg.power_rule = Some(rule);
+        let settings = power_config(path)?;
+        cfg.power_model = settings.model;
+        cfg.power_rule = Some(settings.rule);
+        cfg.consolidate = settings.consolidate;
+    }
+    if cfg.power_rule.is_some() && args.no_consolidate {
+        cfg.consolidate = false;
     }
     let policy = settings.policy;
     let tty = std::io::stderr().is_terminal() && !args.json;
@@ -316,7 +325,7 @@ struct PowerFile {
 
 /// Reads the power model and rule of `path`'s `[power]` table (the reader vjobd's configuration
 /// uses); errors name the file, line and field.
-fn power_config(path: &std::path::Path) -> Result<(vjob_core::power::PowerModel, vjob_core::power::PowerRule), String> {
+fn power_config(path: &std::path::Path) -> Result<vjob_core::power::PowerSettings, String> {
     let file = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
     let parsed: PowerFile = toml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
@@ -329,7 +338,7 @@ fn power_config(path: &std::path::Path) -> Result<(vjob_core::power::PowerModel,
             .map(|s| format!(" line {}:", text[..s.start].matches('\n').count() + 1));
         format!("{file}:{} field {}: {}", line.unwrap_or_default(), e.field, e.message)
     })?;
-    Ok((s.model, s.rule))
+    Ok(s)
 }
 
 /// A bandwidth as `100Mb` or `1Gb` (bits per second, as links are sold), in bytes per second.
@@ -380,6 +389,7 @@ fn synthetic_run(args: &Args, st: &Settings) -> (SimConfig, Vec<SimJob>, usize, 
         datacenter: Vec::new(),
         power_model: vjob_core::power::PowerModel::default(),
         power_rule: None,
+        consolidate: false,
     };
     let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
     (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
@@ -458,6 +468,7 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
         datacenter: Vec::new(),
         power_model: vjob_core::power::PowerModel::default(),
         power_rule: None,
+        consolidate: false,
     };
     let name = path
         .file_name()
@@ -564,7 +575,8 @@ mod tests {
             "state_dir = 'x'\n[power]\nidle_time = '30s'\nmin_on = 2\nwatts_idle = 150\n",
         )
         .unwrap();
-        let (m, r) = super::power_config(&f).unwrap();
+        let s = super::power_config(&f).unwrap();
+        let (m, r) = (s.model, s.rule);
         assert_eq!(
             (r.idle_ms, r.min_on, m.watts_idle, m.watts_busy),
             (30_000, 2, 150.0, 250.0)

@@ -92,6 +92,9 @@ pub struct SimConfig {
     pub power_model: PowerModel,
     /// Power management: idle nodes switched off, booted when queued vjobs need them.
     pub power_rule: Option<PowerRule>,
+    /// Power management also packs running vjobs by live migration so that nodes empty out
+    /// ([`power::consolidation`], as vjobd does).
+    pub consolidate: bool,
 }
 
 /// The name of node `i` (0-based) of a simulated cluster, as placement scripts call it (`@n1`).
@@ -243,6 +246,11 @@ struct Sim<'a> {
     drawing: u64,
     energy_t: u64,
     power_check_pending: bool,
+    /// The datacenter's `maxOnline` rules.
+    caps: Vec<power::Cap>,
+    /// VMs consolidation moves in the next decision: (job, VM, node).
+    moves: Vec<(u64, usize, NodeIdx)>,
+    consolidated_at: u64,
     /// Jobs not arrived yet: when none is left and none is active, the run is over (energy is
     /// accounted up to the last job's end).
     arrivals_left: usize,
@@ -402,9 +410,10 @@ impl Sim<'_> {
         let policy = self.policy(now);
         self.sync_board(now);
         let mut scope = Scope::Touched;
+        let moves = std::mem::take(&mut self.moves);
         let (built, inst, plan) = loop {
             let ask = Ask {
-                moves: &[],
+                moves: &moves,
                 vm_name: &|id, i| format!("{id}-{i}"),
                 durations: &self.cfg.durations,
                 always_plan: false,
@@ -564,6 +573,7 @@ impl Sim<'_> {
         let n = self.cfg.nodes as usize;
         let cores = self.cfg.cores as u64;
         let mut held = vec![0u64; n];
+        let mut held_memory = vec![0u64; n];
         let mut present = vec![false; n];
         let mut needed = 0u64;
         for &j in &self.active {
@@ -572,6 +582,7 @@ impl Sim<'_> {
                 Phase::Starting | Phase::Running | Phase::Suspending | Phase::Paused => {
                     for &h in s.hosts.iter().filter(|&&h| h != NO_NODE) {
                         present[h as usize] = true;
+                        held_memory[h as usize] += s.mem;
                         if s.phase != Phase::Paused {
                             held[h as usize] += s.vcpus as u64;
                         }
@@ -594,13 +605,13 @@ impl Sim<'_> {
             .map(|i| power::NodePower {
                 state: self.power[i],
                 capacity: [cores, memory],
-                free: [cores.saturating_sub(held[i]), memory],
+                free: [cores.saturating_sub(held[i]), memory.saturating_sub(held_memory[i])],
                 empty_since: self.empty_since[i],
                 may_boot: true,
                 accepts: self.power[i] == PowerState::On,
             })
             .collect();
-        let switches = power::switches(&view, [needed, 0], now, &rule);
+        let switches = power::switches(&view, [needed, 0], now, &rule, &self.caps);
         for &i in &switches.off {
             let i = i as usize;
             self.set_power(i, PowerState::ShuttingDown);
@@ -614,6 +625,15 @@ impl Sim<'_> {
             self.out.node_boots += 1;
             self.push(now + rule.boot_ms, Event::Power { node: i });
         }
+        let interval = (rule.idle_ms / 2).clamp(5_000, 300_000);
+        if self.cfg.consolidate
+            && needed == 0
+            && switches == power::Switches::default()
+            && now >= self.consolidated_at + interval
+        {
+            self.consolidated_at = now;
+            self.consolidate(now, &view);
+        }
         let staying = self
             .power
             .iter()
@@ -625,6 +645,34 @@ impl Sim<'_> {
                 self.power_check_pending = true;
                 self.push((first + rule.idle_ms).max(now + 1), Event::PowerCheck);
             }
+        }
+    }
+
+    /// One node emptied by moving its VMs live, when that pays ([`power::consolidation`]):
+    /// the moves go through the next decision, as an administrator's would.
+    fn consolidate(&mut self, now: u64, view: &[power::NodePower]) {
+        let mut residents: Vec<Vec<power::Resident>> = vec![Vec::new(); view.len()];
+        let mut keys: Vec<(u64, usize)> = Vec::new();
+        for &j in &self.active {
+            let (s, job) = (&self.st[j as usize], &self.jobs[j as usize]);
+            if !matches!(s.phase, Phase::Running | Phase::Starting) {
+                continue;
+            }
+            let elapsed = job.run_ms - s.remaining_ms + now.saturating_sub(s.run_since);
+            for (i, &h) in s.hosts.iter().enumerate().filter(|(_, &h)| h != NO_NODE) {
+                residents[h as usize].push(power::Resident {
+                    key: keys.len(),
+                    demand: [s.vcpus as u64, s.mem],
+                    movable: s.phase == Phase::Running && s.pending_actions == 0,
+                    remaining_ms: job.requested_ms.map(|r| r.saturating_sub(elapsed)),
+                    migrate_ms: self.cfg.durations.migrate(s.mem),
+                });
+                keys.push((j as u64, i));
+            }
+        }
+        if let Some((_, moves)) = power::consolidation(view, &residents, &self.cfg.power_model) {
+            self.moves = moves.into_iter().map(|(k, to)| (keys[k].0, keys[k].1, to)).collect();
+            self.push(now + 1, Event::PowerCheck);
         }
     }
 
@@ -773,6 +821,9 @@ impl<'a> Sim<'a> {
             drawing: cfg.nodes as u64,
             energy_t: jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0),
             power_check_pending: false,
+            caps: power::caps(&cfg.datacenter),
+            moves: Vec::new(),
+            consolidated_at: 0,
             arrivals_left: jobs.len(),
             arrivals: {
                 let mut order: Vec<u32> = (0..jobs.len() as u32).collect();
@@ -869,6 +920,7 @@ mod tests {
             datacenter: Vec::new(),
             power_model: PowerModel::default(),
             power_rule: None,
+            consolidate: false,
         }
     }
 
@@ -901,6 +953,7 @@ mod tests {
         let c = SimConfig {
             nodes: 4,
             power_rule: Some(rule),
+            consolidate: false,
             ..cfg(PolicyKind::Easy)
         };
         let jobs = [job(0, 100, 200, 1), job(2000, 100, 200, 3)];
