@@ -39,6 +39,9 @@ pub struct PowerRule {
     pub idle_ms: u64,
     /// Never fewer nodes on (or booting) than this.
     pub min_on: usize,
+    /// Empty nodes kept on (or booting) ready for what arrives, booted ahead when fewer are:
+    /// arrivals then start without waiting for a boot.
+    pub spare: usize,
     /// How long a boot and a shutdown take.
     pub boot_ms: u64,
     pub shutdown_ms: u64,
@@ -49,6 +52,7 @@ impl Default for PowerRule {
         PowerRule {
             idle_ms: 10 * 60_000,
             min_on: 1,
+            spare: 0,
             boot_ms: 120_000,
             shutdown_ms: 30_000,
         }
@@ -108,8 +112,15 @@ pub fn to_switch_off(states: &[PowerState], empty_since: &[Option<u64>], now: u6
                 .map(|t| (t, n as NodeIdx))
         })
         .collect();
+    let empty = (0..states.len())
+        .filter(|&n| states[n] == PowerState::Booting || (states[n] == PowerState::On && empty_since[n].is_some()))
+        .count();
     idle.sort_unstable();
-    idle.truncate(staying.saturating_sub(rule.min_on));
+    idle.truncate(
+        staying
+            .saturating_sub(rule.min_on)
+            .min(empty.saturating_sub(rule.spare)),
+    );
     idle.into_iter().map(|(_, n)| n).collect()
 }
 
@@ -182,7 +193,21 @@ pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRul
                 off.push(n);
             }
         }
-        return Switches { off, boot: Vec::new() };
+        let ready = (0..nodes.len())
+            .filter(|&i| {
+                nodes[i].state == PowerState::Booting || (empty[i].is_some() && !off.contains(&(i as NodeIdx)))
+            })
+            .count();
+        let mut boot = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let capped = caps
+                .iter()
+                .any(|(set, amount)| set.contains(&(i as NodeIdx)) && powered(set, &boot) >= *amount);
+            if ready + boot.len() < rule.spare && n.state == PowerState::Off && n.may_boot && !capped {
+                boot.push(i as NodeIdx);
+            }
+        }
+        return Switches { off, boot };
     }
     let mut have = [0u64; 2];
     for (i, n) in nodes.iter().enumerate() {
@@ -306,6 +331,7 @@ pub struct PowerTable {
     boot_timeout: Option<toml::Spanned<String>>,
     command_timeout: Option<toml::Spanned<String>>,
     min_on: Option<usize>,
+    spare: Option<usize>,
     watts_idle: Option<toml::Spanned<f64>>,
     watts_busy: Option<f64>,
     watts_off: Option<f64>,
@@ -339,6 +365,7 @@ impl PowerTable {
             boot_ms: duration(&self.boot_time, "boot_time", d.boot_ms)?,
             shutdown_ms: duration(&self.shutdown_time, "shutdown_time", d.shutdown_ms)?,
             min_on: self.min_on.unwrap_or(d.min_on),
+            spare: self.spare.unwrap_or(d.spare),
         };
         let m = PowerModel::default();
         let model = PowerModel {
@@ -456,6 +483,28 @@ mod tests {
         let s = switches(&nodes, [8, 0], 1 << 40, &rule, &caps);
         assert_eq!((s.off, s.boot), (vec![1], vec![3]));
         assert_eq!(caps_of_none(), Vec::<Cap>::new());
+    }
+
+    #[test]
+    fn spare_empty_nodes_stay_on_and_are_booted_ahead_when_fewer() {
+        use PowerState::*;
+        let rule = PowerRule {
+            idle_ms: 100,
+            min_on: 1,
+            spare: 1,
+            ..PowerRule::default()
+        };
+        let mut nodes = vec![node(On, 4, 0), node(On, 4, 4), node(On, 4, 4), node(Off, 4, 0)];
+        nodes[1].empty_since = Some(0);
+        nodes[2].empty_since = Some(50);
+        // Two empty for long enough; one stays as the spare (the latest emptied).
+        let s = switches(&nodes, [0, 0], 1000, &rule, &[]);
+        assert_eq!((s.off, s.boot), (vec![1], vec![]));
+        // No empty node left on: the off one is booted ahead.
+        nodes[1].empty_since = None;
+        nodes[2].empty_since = None;
+        let s = switches(&nodes, [0, 0], 1000, &rule, &[]);
+        assert_eq!((s.off, s.boot), (vec![], vec![3]));
     }
 
     fn caps_of_none() -> Vec<Cap> {

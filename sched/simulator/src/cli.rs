@@ -119,6 +119,9 @@ pub struct Args {
     pub boot_time: String,
     #[arg(long, default_value_t = 1)]
     pub min_on: usize,
+    /// Empty nodes kept on, booted ahead, ready for arrivals.
+    #[arg(long, default_value_t = 0)]
+    pub spare: usize,
     /// Power management without consolidation (packing running vjobs by live migration so
     /// that nodes empty out), to measure what it buys.
     #[arg(long)]
@@ -189,6 +192,7 @@ fn run(args: &Args) -> Result<(), String> {
             idle_ms: ms(&args.idle_time, "--idle-time")?,
             boot_ms: ms(&args.boot_time, "--boot-time")?,
             min_on: args.min_on,
+            spare: args.spare,
             ..Default::default()
         });
         cfg.consolidate = true;

@@ -640,8 +640,11 @@ impl Sim<'_> {
             .filter(|p| matches!(p, PowerState::On | PowerState::Booting))
             .count();
         let work_left = self.arrivals_left > 0 || !self.active.is_empty();
+        // Spare nodes stay on however long they idle: only more empty nodes than that can go.
+        let ready = self.empty_since.iter().flatten().count()
+            + self.power.iter().filter(|&&p| p == PowerState::Booting).count();
         if let Some(first) = self.empty_since.iter().flatten().min().copied() {
-            if !self.power_check_pending && work_left && needed == 0 && staying > rule.min_on {
+            if !self.power_check_pending && work_left && needed == 0 && staying > rule.min_on && ready > rule.spare {
                 self.power_check_pending = true;
                 self.push((first + rule.idle_ms).max(now + 1), Event::PowerCheck);
             }
