@@ -950,6 +950,7 @@ mod tests {
         let rule = PowerRule {
             idle_ms: 60_000,
             min_on: 1,
+            spare: 0,
             boot_ms: 30_000,
             shutdown_ms: 10_000,
         };
