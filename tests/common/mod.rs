@@ -124,6 +124,16 @@ impl Cluster {
         status.expect("waited for above")
     }
 
+    /// Whether the daemon exited by itself (it is then forgotten, and can be started again).
+    pub fn exited(&self) -> bool {
+        let mut d = self.daemon.lock().unwrap();
+        let gone = d.as_mut().is_some_and(|c| c.try_wait().unwrap().is_some());
+        if gone {
+            *d = None;
+        }
+        gone
+    }
+
     /// `kill -9` the daemon.
     pub fn kill9(&self) {
         if let Some(mut c) = self.daemon.lock().unwrap().take() {

@@ -112,6 +112,22 @@ impl Call {
         }
     }
 
+    /// The call's kind, as failpoints name it (`exec-save-after`).
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Call::Boot { .. } => "boot",
+            Call::Restore { .. } => "restore",
+            Call::Pause { .. } => "pause",
+            Call::Unpause { .. } => "unpause",
+            Call::Save { .. } => "save",
+            Call::Migrate { .. } => "migrate",
+            Call::Destroy { .. } => "destroy",
+            Call::RemoveImage { .. } => "remove-image",
+            Call::CollectOutput { .. } => "output",
+            Call::Power { .. } => "power",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Call::Boot { node, spec } => format!("boot {} on {node}", spec.name),
@@ -145,6 +161,8 @@ pub enum CallError {
     /// Past its deadline: given up on, though it may still be running.
     #[error("no answer after {after_s} s: given up on (the VM stays busy until the call returns)")]
     GivenUp { after_s: u64 },
+    #[error(transparent)]
+    Injected(#[from] crate::failpoint::Injected),
     #[error("power command `{command}` {message}")]
     PowerCommand { command: String, message: String },
     #[error("cannot write the output to {}", path.display())]
@@ -291,7 +309,16 @@ fn backend<'a>(b: &'a Backends, node: &str) -> Result<&'a Arc<dyn Hypervisor>, H
     b.get(node).ok_or_else(|| HvError::NoSuchNode(node.to_string()))
 }
 
+/// Makes a call, with its failpoints before it and after it took effect.
 fn perform(b: &Backends, call: &Call) -> Result<Done, CallError> {
+    let op = call.op_name();
+    crate::failpoint::hit(&format!("exec-{op}-before"))?;
+    let done = make_call(b, call)?;
+    crate::failpoint::hit(&format!("exec-{op}-after"))?;
+    Ok(done)
+}
+
+fn make_call(b: &Backends, call: &Call) -> Result<Done, CallError> {
     match call {
         Call::Boot { node, spec } => backend(b, node)?.start(spec, true)?,
         Call::Restore { node, image, .. } => {

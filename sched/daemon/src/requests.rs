@@ -37,7 +37,7 @@ impl Core {
                 admin: who.admin,
             }),
             Op::Submit(req) => {
-                crate::failpoint::hit("core-submit");
+                crate::failpoint::hit("core-submit").map_err(|e| ApiError::unavailable(e.to_string()))?;
                 self.submit(who, req)
             }
             Op::Jobs(q) => Ok(Reply::Jobs {

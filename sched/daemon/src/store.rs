@@ -18,6 +18,8 @@ use crate::jobs::{Job, NodeRecord, Queue};
 /// A storage failure, with the database it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(transparent)]
+    Injected(#[from] crate::failpoint::Injected),
     #[error("state database {}", path.display())]
     Sql {
         path: PathBuf,
@@ -151,6 +153,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        crate::failpoint::hit("store-commit")?;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
             path: path.clone(),
