@@ -99,16 +99,7 @@ fn run(seed: u64, faults: u64) -> Vec<String> {
         assert_eq!(c.job(id)["exit_code"], 0, "{}: {}", report(), c.job(id));
     }
     c.wait(Duration::from_secs(30), &format!("nothing left ({})", report()), || {
-        let out = c.ok("vstat", &["-n", "--json"]);
-        let nodes: Value = serde_json::from_str(&out).unwrap();
-        let vms: usize = nodes
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["vms"].as_array().unwrap().len() + n["other_vms"].as_array().map_or(0, |v| v.len()))
-            .sum();
-        let images = std::fs::read_dir(c.dir.join("state").join("images")).map_or(0, |d| d.count());
-        vms == 0 && images == 0
+        c.left_behind() == (0, 0)
     });
     made
 }

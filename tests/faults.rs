@@ -13,18 +13,7 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// No VM on any node and no saved image left.
 fn assert_nothing_left(c: &Cluster) {
-    c.wait(SECS(20), "no VM and no image left", || {
-        let out = c.ok("vstat", &["-n", "--json"]);
-        let nodes: Value = serde_json::from_str(&out).unwrap();
-        let vms = nodes
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["vms"].as_array().unwrap().len() + n["other_vms"].as_array().map_or(0, |v| v.len()))
-            .sum::<usize>();
-        let images = std::fs::read_dir(c.dir.join("state").join("images")).map_or(0, |d| d.count());
-        vms == 0 && images == 0
-    });
+    c.wait(SECS(20), "no VM and no image left", || c.left_behind() == (0, 0));
 }
 
 /// A low-priority vjob on both nodes, then an express one that preempts it.

@@ -124,6 +124,20 @@ impl Cluster {
         status.expect("waited for above")
     }
 
+    /// VMs on the nodes (this cluster's and others') and saved images: (VMs, images).
+    pub fn left_behind(&self) -> (usize, usize) {
+        let out = self.ok("vstat", &["-n", "--json"]);
+        let nodes: Value = serde_json::from_str(&out).unwrap();
+        let vms = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["vms"].as_array().unwrap().len() + n["other_vms"].as_array().map_or(0, |v| v.len()))
+            .sum();
+        let images = std::fs::read_dir(self.dir.join("state").join("images")).map_or(0, |d| d.count());
+        (vms, images)
+    }
+
     /// Whether the daemon exited by itself (it is then forgotten, and can be started again).
     pub fn exited(&self) -> bool {
         let mut d = self.daemon.lock().unwrap();
