@@ -12,24 +12,7 @@ use std::time::Duration;
 
 use common::{job, nodes, Cluster, FAST_HYPERVISOR};
 use serde_json::Value;
-
-/// xorshift64*: enough to make a run repeatable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use vjob_instances::gen::Rng;
 
 fn env_list(name: &str, default: &str) -> Vec<u64> {
     std::env::var(name)

@@ -47,6 +47,13 @@ pub struct PowerRule {
     pub shutdown_ms: u64,
 }
 
+impl PowerRule {
+    /// How often consolidation is tried: half the idle time, within 5 s and 5 minutes.
+    pub fn consolidation_interval_ms(&self) -> u64 {
+        (self.idle_ms / 2).clamp(5_000, 300_000)
+    }
+}
+
 impl Default for PowerRule {
     fn default() -> Self {
         PowerRule {

@@ -18,7 +18,7 @@ use vjob_core::model::NodeIdx;
 use vjob_core::power::{self, NodePower, PowerState, Resident};
 use vjob_hypervisor::DomainState;
 
-use crate::core_loop::{now_ms, Core};
+use crate::core_loop::{now_ms, Core, NodeView};
 use crate::exec::Call;
 use crate::jobs::{parse_vm_name, VmPhase};
 
@@ -100,10 +100,7 @@ impl Core {
         for i in 0..self.nodes.len() {
             let p = &self.nodes[i].power;
             let waited = now.saturating_sub(p.since_ms);
-            let busy = self
-                .calls
-                .busy
-                .contains(&(String::new(), self.nodes[i].cfg.name.clone()));
+            let busy = self.switching(i);
             match p.state {
                 PowerState::Booting if !busy && waited > settings.boot_timeout_ms => {
                     let why = format!(
@@ -131,7 +128,7 @@ impl Core {
         for &n in &switches.boot {
             self.switch(n as usize, true, "queued vjobs need room");
         }
-        let interval = Duration::from_millis((settings.rule.idle_ms / 2).clamp(5_000, 300_000));
+        let interval = Duration::from_millis(settings.rule.consolidation_interval_ms());
         if settings.consolidate
             && self.power.needed == [0, 0]
             && switches == power::Switches::default()
@@ -140,6 +137,13 @@ impl Core {
             self.power.consolidated = Instant::now();
             self.consolidate(&view);
         }
+    }
+
+    /// Whether a switch of node `i` is under way (its call keyed by the node alone).
+    fn switching(&self, i: usize) -> bool {
+        self.calls
+            .busy
+            .contains(&(String::new(), self.nodes[i].cfg.name.clone()))
     }
 
     /// Each node as power management sees it, idleness counted from `busy_at`.
@@ -200,12 +204,8 @@ impl Core {
             }
         }
         if let Some((run, _, _)) = &self.calls.run {
-            for s in &run.steps {
-                for n in [s.op.node()].into_iter().flatten() {
-                    if let Some(i) = self.node_idx(n) {
-                        occupied[i as usize] = true;
-                    }
-                }
+            for i in run.steps.iter().filter_map(|s| self.node_idx(s.op.node()?)) {
+                occupied[i as usize] = true;
             }
         }
         occupied
@@ -267,7 +267,7 @@ impl Core {
             return;
         };
         match (on, result) {
-            (true, Ok(())) | (false, Ok(())) => {
+            (_, Ok(())) => {
                 // Booting until it answers; shutting down for the modeled shutdown time.
                 self.nodes[i].power.since_ms = now_ms();
             }
@@ -288,11 +288,7 @@ impl Core {
 
     /// A node listed its VMs: a booting one is on.
     pub(crate) fn power_node_answered(&mut self, i: usize) {
-        let busy = self
-            .calls
-            .busy
-            .contains(&(String::new(), self.nodes[i].cfg.name.clone()));
-        if self.nodes[i].power.state == PowerState::Booting && !busy {
+        if self.nodes[i].power.state == PowerState::Booting && !self.switching(i) {
             tracing::info!(node = %self.nodes[i].cfg.name, "node booted");
             self.set_power(i, PowerState::On, None);
         }
@@ -401,16 +397,10 @@ impl Core {
         let model = self.cfg.power_model;
         let mut shares: Vec<(u64, f64)> = Vec::new();
         for n in &mut self.nodes {
-            let running: Vec<(&str, u64)> = n
-                .domains
-                .iter()
-                .filter(|d| d.state == DomainState::Running)
-                .map(|d| (d.name.as_str(), d.vcpus as u64))
-                .collect();
-            let busy: u64 = running.iter().map(|(_, c)| c).sum();
+            let busy: u64 = running(n).map(|(_, c)| c).sum();
             let joules = dt * n.power.state.watts(&model, busy, n.cfg.cpus as u64);
             n.power.energy_j += joules;
-            for (vm, vcpus) in running {
+            for (vm, vcpus) in running(n) {
                 if let Some((id, _)) = parse_vm_name(&self.cfg.cluster, vm) {
                     shares.push((id, joules * vcpus as f64 / busy as f64));
                 }
@@ -434,12 +424,15 @@ impl Core {
     /// Watts node `i` draws now.
     pub(crate) fn node_watts(&self, i: NodeIdx) -> f64 {
         let n = &self.nodes[i as usize];
-        let busy: u64 = n
-            .domains
-            .iter()
-            .filter(|d| d.state == DomainState::Running)
-            .map(|d| d.vcpus as u64)
-            .sum();
+        let busy: u64 = running(n).map(|(_, c)| c).sum();
         n.power.state.watts(&self.cfg.power_model, busy, n.cfg.cpus as u64)
     }
+}
+
+/// The VMs a node lists as running, with their vcpus: what makes its cores busy.
+fn running(n: &NodeView) -> impl Iterator<Item = (&str, u64)> {
+    n.domains
+        .iter()
+        .filter(|d| d.state == DomainState::Running)
+        .map(|d| (d.name.as_str(), d.vcpus as u64))
 }

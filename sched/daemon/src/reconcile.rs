@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
+use vjob_core::power::PowerState;
 
 use vjob_api::JobState;
 use vjob_hypervisor::{DomainInfo, DomainState};
@@ -214,7 +215,7 @@ impl Core {
             let view = &mut self.nodes[i as usize];
             match r.answer {
                 NodeAnswer::Listed(domains) => {
-                    if !view.up && view.power.state == vjob_core::power::PowerState::On {
+                    if !view.up && view.power.state == PowerState::On {
                         tracing::info!(node = %r.node, "node answers again");
                     }
                     view.up = true;
@@ -227,7 +228,7 @@ impl Core {
                     self.power_node_answered(i as usize);
                 }
                 // A node switched off (or not booted yet) is expected not to answer.
-                NodeAnswer::Failed(_) | NodeAnswer::Silent if view.power.state != vjob_core::power::PowerState::On => {
+                NodeAnswer::Failed(_) | NodeAnswer::Silent if view.power.state != PowerState::On => {
                     view.up = false;
                     view.down_since = None;
                 }

@@ -625,11 +625,10 @@ impl Sim<'_> {
             self.out.node_boots += 1;
             self.push(now + rule.boot_ms, Event::Power { node: i });
         }
-        let interval = (rule.idle_ms / 2).clamp(5_000, 300_000);
         if self.cfg.consolidate
             && needed == 0
             && switches == power::Switches::default()
-            && now >= self.consolidated_at + interval
+            && now >= self.consolidated_at + rule.consolidation_interval_ms()
         {
             self.consolidated_at = now;
             self.consolidate(now, &view);
