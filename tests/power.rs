@@ -264,3 +264,41 @@ fn a_hung_power_command_and_a_boot_past_boot_timeout_fail_the_boot_without_holdi
     assert_eq!(j["state"], "queued");
     assert!(j["reason"].as_str().unwrap().contains("waiting for resources"), "{j}");
 }
+
+/// A preemptor starts where it starts soonest: on a node switched on for it when the boot is
+/// quicker than saving its victim, by suspending the victim when it is not.
+#[test]
+fn a_preemptor_waits_for_a_boot_quicker_than_saving_its_victim_and_preempts_when_slower() {
+    for (boot, preempts) in [("1s", false), ("2m", true)] {
+        // Saving the 2 GiB victim takes ~10 s at 200 MiB/s.
+        let hypervisor = FAST_HYPERVISOR.replace("save_bandwidth = \"16GiB/s\"", "save_bandwidth = \"200MiB/s\"");
+        assert_ne!(hypervisor, FAST_HYPERVISOR);
+        let c = Cluster::new(
+            &format!("sooner{}", boot.trim_end_matches(char::is_alphabetic)),
+            &format!(
+                "admins = [\"root\"]\n{hypervisor}\n[power]\nidle_time = \"1s\"\nmin_on = 1\n\
+                 boot_time = \"{boot}\"\nshutdown_time = \"200ms\"\n\n\
+                 [[queue]]\nname = \"batch\"\npriority = 10\ndefault = true\n\n\
+                 [[queue]]\nname = \"express\"\npriority = 100\n\n{}",
+                nodes(&[("n1", 2, "4GiB"), ("n2", 2, "4GiB")])
+            ),
+        );
+        let off = wait_power(&c, 1, "off", SECS(30));
+        let batch = c.submit(&c.spec("batch.toml", &job("batch", "batch", 1, 2, "2GiB", "1h")), &[]);
+        c.wait_state(batch, "running", SECS(30));
+        let express = c.submit(
+            &c.spec("express.toml", &job("express", "express", 1, 2, "1GiB", "1h")),
+            &[],
+        );
+        let j = c.wait_state(express, "running", SECS(60));
+        let batch_events = c.ok("vstat", &["-f", &batch.to_string()]);
+        if preempts {
+            assert_ne!(Cluster::nodes_of(&j), off, "it took the victim's node");
+            assert!(batch_events.contains("preempted by job"), "{batch_events}");
+        } else {
+            assert_eq!(Cluster::nodes_of(&j), off, "it ran on the node booted for it");
+            assert_eq!(c.state(batch), "running");
+            assert!(!batch_events.contains("preempted"), "{batch_events}");
+        }
+    }
+}

@@ -131,7 +131,7 @@ pub enum PolicyChoice {
         now: u64,
     },
     /// The vjob context switch (and selective suspension, through `preempt_ratio`).
-    ContextSwitch(Limits),
+    ContextSwitch(Box<Limits>),
 }
 
 impl PolicyChoice {
@@ -947,7 +947,7 @@ mod tests {
             nodes: nodes.to_vec(),
             load: load.to_vec(),
             vjobs: vjobs.to_vec(),
-            policy: &PolicyChoice::ContextSwitch(Limits::default()),
+            policy: &PolicyChoice::ContextSwitch(Box::default()),
             ask: Ask {
                 moves,
                 vm_name: &|id, i| format!("v{id}-{i}"),
@@ -1060,7 +1060,7 @@ mod tests {
             ..vjob(1, 0, vec![VmAt::NotStarted; 2])
         });
         let b = board.decide(
-            &PolicyChoice::ContextSwitch(Limits::default()),
+            &PolicyChoice::ContextSwitch(Box::default()),
             &Ask {
                 moves: &[],
                 vm_name: &|id, i| format!("v{id}-{i}"),
@@ -1151,7 +1151,7 @@ mod tests {
             vjob(2, 0, vec![VmAt::Running(1)]),
             vjob(3, 10, vec![VmAt::NotStarted, VmAt::NotStarted]),
         ];
-        let policy = PolicyChoice::ContextSwitch(Limits::default());
+        let policy = PolicyChoice::ContextSwitch(Box::default());
         let durations = DurationModel::default();
         let ask = touched(&durations);
         let mut board = Board::new(ns.clone(), None);
@@ -1229,13 +1229,13 @@ mod tests {
             ..vjob(1, 10, vec![VmAt::Running(0), VmAt::Running(1)])
         };
         let big = vjob(2, 0, vec![VmAt::NotStarted]);
-        let policy = PolicyChoice::ContextSwitch(Limits {
+        let policy = PolicyChoice::ContextSwitch(Box::new(Limits {
             defragment: Some(policy::Defragment {
                 now_ms: 0,
                 durations: DurationModel::default(),
             }),
             ..Default::default()
-        });
+        }));
         let b = build(DecisionInput {
             nodes: ns,
             load: Vec::new(),
@@ -1351,11 +1351,11 @@ mod tests {
         board.upsert(vjob(2, 10, vec![VmAt::NotStarted]));
         let durations = DurationModel::default();
         let ask = touched(&durations);
-        let b = board.decide(&PolicyChoice::ContextSwitch(Limits::default()), &ask);
+        let b = board.decide(&PolicyChoice::ContextSwitch(Box::default()), &ask);
         assert_eq!((b.decision.run, b.decision.suspend), (vec![2], vec![(1, Some(2))]));
         board.remove(1);
         board.upsert(vjob(3, 10, vec![VmAt::NotStarted]));
-        let b = board.decide(&PolicyChoice::ContextSwitch(Limits::default()), &ask);
+        let b = board.decide(&PolicyChoice::ContextSwitch(Box::default()), &ask);
         assert_eq!(b.decision.run, vec![2, 3], "both nodes are free again");
     }
 }

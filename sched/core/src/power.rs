@@ -169,13 +169,26 @@ pub fn caps(constraints: &[crate::instance::Constraint]) -> Vec<Cap> {
         .collect()
 }
 
-/// What to switch at `now`, `needed` being what queued vjobs wait for (processors, memory): while
-/// some wait, no node goes off, and off nodes are booted, in order, until what the open nodes
-/// have free and the booting ones will bring covers it (the fewest nodes, one resource short
-/// is enough to boot); otherwise empty nodes idle for `rule.idle_ms` go off ([`to_switch_off`]).
-/// Under `caps`, a node whose boot would power more of a capped set than allowed stays off, and
-/// empty nodes of a set over its cap go off at once.
-pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRule, caps: &[Cap]) -> Switches {
+/// The VMs still to place of each vjob that waits for room, in the policy's order, as
+/// (processors, memory) demands: what booting nodes could serve.
+pub type Short = [Vec<[u64; 2]>];
+
+/// What to switch at `now`, `short` being the vjobs that wait for room and `wanted` the off nodes
+/// the policy placed some of them on ([`crate::policy::Decision::boot`]): while some wait, no
+/// node goes off, the wanted nodes are booted, then other off nodes, in order, as few as let
+/// each waiting vjob in turn fit, VM by VM, first fit, into what the open nodes have free, the
+/// booting ones will bring and the ones booted for the vjobs before it (a vjob that would not fit
+/// even with every node on boots nothing); otherwise empty nodes idle for `rule.idle_ms` go off
+/// ([`to_switch_off`]). Under `caps`, a node whose boot would power more of a capped set than
+/// allowed stays off, and empty nodes of a set over its cap go off at once.
+pub fn switches(
+    nodes: &[NodePower],
+    short: &Short,
+    wanted: &[NodeIdx],
+    now: u64,
+    rule: &PowerRule,
+    caps: &[Cap],
+) -> Switches {
     let powered = |set: &[NodeIdx], extra: &[NodeIdx]| {
         set.iter()
             .filter(|&&n| nodes[n as usize].state.draws() || extra.contains(&n))
@@ -192,7 +205,7 @@ pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRul
             }
         }
     }
-    if needed == [0, 0] {
+    if short.iter().all(|vms| vms.is_empty()) && wanted.is_empty() {
         let states: Vec<PowerState> = nodes.iter().map(|n| n.state).collect();
         let empty: Vec<Option<u64>> = nodes.iter().map(|n| n.empty_since).collect();
         for n in to_switch_off(&states, &empty, now, rule) {
@@ -216,31 +229,113 @@ pub fn switches(nodes: &[NodePower], needed: [u64; 2], now: u64, rule: &PowerRul
         }
         return Switches { off, boot };
     }
-    let mut have = [0u64; 2];
-    for (i, n) in nodes.iter().enumerate() {
-        let add = match n.state {
+    let capped = |boot: &[NodeIdx], i: NodeIdx| {
+        caps.iter()
+            .any(|(set, amount)| set.contains(&i) && powered(set, boot) >= *amount)
+    };
+    let mut first: Vec<NodeIdx> = Vec::new();
+    for &n in wanted {
+        let node = &nodes[n as usize];
+        if node.state == PowerState::Off && node.may_boot && !first.contains(&n) && !capped(&first, n) {
+            first.push(n);
+        }
+    }
+    let boot = boots_for(nodes, short, &off, first, capped);
+    Switches { off, boot }
+}
+
+/// The off nodes to boot, `boot` and more, so that the vjobs of `short` fit in turn
+/// ([`switches`]); `capped(boot, n)`: booting `n` as well as `boot` would exceed a cap.
+fn boots_for(
+    nodes: &[NodePower],
+    short: &Short,
+    off: &[NodeIdx],
+    mut boot: Vec<NodeIdx>,
+    capped: impl Fn(&[NodeIdx], NodeIdx) -> bool,
+) -> Vec<NodeIdx> {
+    // What each node offers: free room when open, all of it when booting or booted here.
+    let mut room: Vec<[u64; 2]> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match n.state {
             PowerState::On if n.accepts && !off.contains(&(i as NodeIdx)) => n.free,
             PowerState::Booting => n.capacity,
+            PowerState::Off if boot.contains(&(i as NodeIdx)) => n.capacity,
             _ => [0, 0],
-        };
-        have[0] += add[0];
-        have[1] += add[1];
-    }
-    let mut boot = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        if have[0] >= needed[0] && have[1] >= needed[1] {
+        })
+        .collect();
+    let mut bootable: Vec<NodeIdx> = (0..nodes.len() as NodeIdx)
+        .filter(|&i| nodes[i as usize].state == PowerState::Off && nodes[i as usize].may_boot)
+        .filter(|i| !boot.contains(i))
+        .collect();
+    for vms in short {
+        if bootable.is_empty() {
             break;
         }
-        let capped = caps
-            .iter()
-            .any(|(set, amount)| set.contains(&(i as NodeIdx)) && powered(set, &boot) >= *amount);
-        if n.state == PowerState::Off && n.may_boot && !capped {
-            boot.push(i as NodeIdx);
-            have[0] += n.capacity[0];
-            have[1] += n.capacity[1];
+        let mut vms = vms.clone();
+        vms.sort_unstable_by(|a, b| b.cmp(a));
+        let mut trial = room.clone();
+        let mut booted: Vec<NodeIdx> = Vec::new();
+        let fits = vms.iter().all(|d| {
+            let fits_in = |r: &[u64; 2]| r[0] >= d[0] && r[1] >= d[1];
+            if let Some(r) = trial.iter_mut().find(|r| fits_in(r)) {
+                r[0] -= d[0];
+                r[1] -= d[1];
+                return true;
+            }
+            let all: Vec<NodeIdx> = boot.iter().chain(&booted).copied().collect();
+            let Some(&n) = bootable
+                .iter()
+                .find(|&&n| !booted.contains(&n) && fits_in(&nodes[n as usize].capacity) && !capped(&all, n))
+            else {
+                return false;
+            };
+            let c = nodes[n as usize].capacity;
+            trial[n as usize] = [c[0] - d[0], c[1] - d[1]];
+            booted.push(n);
+            true
+        });
+        if fits {
+            room = trial;
+            bootable.retain(|n| !booted.contains(n));
+            boot.extend(booted);
         }
     }
-    Switches { off, boot }
+    boot.sort_unstable();
+    boot
+}
+
+/// A node's power as [`boots`] reads it: its state, since when (ms), and whether power
+/// management may boot it when off.
+pub type PowerSince = (PowerState, u64, bool);
+
+/// What the context-switch policy is told of boots ([`crate::policy::Boots`]): the nodes booting,
+/// on at the start of their boot plus `rule.boot_ms`, and the off ones power management may boot
+/// and no `maxOnline` cap holds off, on at `now + rule.boot_ms`.
+pub fn boots(
+    nodes: &[PowerSince],
+    now: u64,
+    rule: &PowerRule,
+    caps: &[Cap],
+    durations: vjob_hypervisor::DurationModel,
+) -> crate::policy::Boots {
+    let mut b = crate::policy::Boots {
+        now_ms: now,
+        durations,
+        ..Default::default()
+    };
+    for (i, &(state, since, may_boot)) in nodes.iter().enumerate() {
+        let n = i as NodeIdx;
+        match state {
+            PowerState::Booting => b.on_at.push((n, since + rule.boot_ms)),
+            PowerState::Off if may_boot && !caps.iter().any(|(set, _)| set.contains(&n)) => {
+                b.on_at.push((n, now + rule.boot_ms));
+                b.off.push(n);
+            }
+            _ => {}
+        }
+    }
+    b
 }
 
 /// A VM as consolidation sees it.
@@ -454,21 +549,51 @@ mod tests {
         let rule = PowerRule::default();
         let mut nodes = vec![node(On, 4, 4), node(Off, 4, 0), node(Off, 4, 0), node(Off, 4, 0)];
         nodes[0].empty_since = Some(0);
-        let at = |nodes: &[NodePower], needed| switches(nodes, needed, 1 << 40, &rule, &[]);
-        assert_eq!(at(&nodes, [10, 0]).boot, vec![1, 2], "4 free + 2 nodes of 4");
-        assert_eq!(at(&nodes, [10, 0]).off, Vec::<NodeIdx>::new());
-        assert_eq!(at(&nodes, [4, 0]).boot, Vec::<NodeIdx>::new());
-        assert_eq!(at(&nodes, [4, 9]).boot, vec![1], "memory short alone boots");
-        assert_eq!(at(&nodes, [100, 0]).boot, vec![1, 2, 3], "no more than are off");
+        let at = |nodes: &[NodePower], short: &[Vec<[u64; 2]>]| switches(nodes, short, &[], 1 << 40, &rule, &[]);
+        let vjob = |cpus: &[u64]| cpus.iter().map(|&c| [c, 0]).collect::<Vec<_>>();
+        let ten = [vjob(&[4, 4, 2])];
+        assert_eq!(at(&nodes, &ten).boot, vec![1, 2], "4 free + 2 nodes of 4");
+        assert_eq!(at(&nodes, &ten).off, Vec::<NodeIdx>::new());
+        assert_eq!(at(&nodes, &[vjob(&[4])]).boot, Vec::<NodeIdx>::new());
+        assert_eq!(
+            at(&nodes, &[vec![[2, 8], [1, 1]]]).boot,
+            vec![1],
+            "memory short alone boots"
+        );
+        let fragments = [vjob(&[3]), vjob(&[2]), vjob(&[2])];
+        assert_eq!(
+            at(&nodes, &fragments).boot,
+            vec![1],
+            "7 processors wanted, 4 free, but a VM of 2 does not fit in the 1 left: one boot serves both"
+        );
+        let four = [vjob(&[4]), vjob(&[4]), vjob(&[4]), vjob(&[4]), vjob(&[4])];
+        assert_eq!(at(&nodes, &four).boot, vec![1, 2, 3], "no more than are off");
+        assert_eq!(
+            at(&nodes, &[vjob(&[4; 10]), vjob(&[4])]).boot,
+            Vec::<NodeIdx>::new(),
+            "a vjob that cannot fit with every node on boots nothing; the next one fits"
+        );
+        assert_eq!(
+            at(&nodes, &[vjob(&[5])]).boot,
+            Vec::<NodeIdx>::new(),
+            "bigger than any node"
+        );
+        let wanted = |short: &[Vec<[u64; 2]>], wanted: &[NodeIdx]| switches(&nodes, short, wanted, 1 << 40, &rule, &[]);
+        assert_eq!(
+            wanted(&[vjob(&[4]), vjob(&[4])], &[3]).boot,
+            vec![3],
+            "the node the policy placed a vjob on, and its room serves the next"
+        );
+        assert_eq!(wanted(&[], &[3, 0]).boot, vec![3], "an open node is not booted");
         nodes[1].state = Booting;
         nodes[2].may_boot = false;
         assert_eq!(
-            at(&nodes, [10, 0]).boot,
+            at(&nodes, &ten).boot,
             vec![3],
             "a booting node counts, one that may not boot is skipped"
         );
         assert_eq!(
-            at(&nodes, [0, 0]).off,
+            at(&nodes, &[]).off,
             vec![0],
             "idle long enough; the booting one keeps min_on"
         );
@@ -484,11 +609,13 @@ mod tests {
         nodes[1].empty_since = Some(1 << 40);
         let caps = vec![(vec![0, 1, 2], 1)];
         // Two of {0, 1, 2} on, one allowed: the empty one goes off now, not after idle_time.
-        let s = switches(&nodes, [0, 0], 1 << 40, &rule, &caps);
+        let s = switches(&nodes, &[], &[], 1 << 40, &rule, &caps);
         assert_eq!(s.off, vec![1]);
         // Room wanted: node 2 is capped, node 3 is not.
-        let s = switches(&nodes, [8, 0], 1 << 40, &rule, &caps);
+        let s = switches(&nodes, &[vec![[4, 0]]], &[], 1 << 40, &rule, &caps);
         assert_eq!((s.off, s.boot), (vec![1], vec![3]));
+        let s = switches(&nodes, &[], &[2], 1 << 40, &rule, &caps);
+        assert_eq!(s.boot, Vec::<NodeIdx>::new(), "a wanted node is capped too");
         assert_eq!(caps_of_none(), Vec::<Cap>::new());
     }
 
@@ -505,12 +632,12 @@ mod tests {
         nodes[1].empty_since = Some(0);
         nodes[2].empty_since = Some(50);
         // Two empty for long enough; one stays as the spare (the latest emptied).
-        let s = switches(&nodes, [0, 0], 1000, &rule, &[]);
+        let s = switches(&nodes, &[], &[], 1000, &rule, &[]);
         assert_eq!((s.off, s.boot), (vec![1], vec![]));
         // No empty node left on: the off one is booted ahead.
         nodes[1].empty_since = None;
         nodes[2].empty_since = None;
-        let s = switches(&nodes, [0, 0], 1000, &rule, &[]);
+        let s = switches(&nodes, &[], &[], 1000, &rule, &[]);
         assert_eq!((s.off, s.boot), (vec![], vec![3]));
     }
 

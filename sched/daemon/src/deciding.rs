@@ -13,7 +13,7 @@ use vjob_core::decision::{
 use vjob_core::model::NodeIdx;
 use vjob_core::plan;
 use vjob_core::policy::{self, Decision, Defragment, Limits, PauseRule};
-use vjob_core::power::PowerState;
+use vjob_core::power::{self, PowerState};
 use vjob_core::resources::cpu_memory;
 use vjob_hypervisor::{DomainState, GuestSpec, VmSpec};
 
@@ -66,7 +66,7 @@ impl Core {
     }
 
     fn policy_choice(&self) -> PolicyChoice {
-        PolicyChoice::ContextSwitch(Limits {
+        PolicyChoice::ContextSwitch(Box::new(Limits {
             queues: self
                 .rec
                 .queues
@@ -78,8 +78,18 @@ impl Core {
                 now_ms: now_ms(),
                 durations: self.durations.learned,
             }),
+            boots: self.cfg.power.as_ref().map(|settings| {
+                let nodes: Vec<power::PowerSince> = (self.nodes.iter())
+                    .map(|n| {
+                        let may_boot = !n.power.by_hand && n.admin == NodeAdminState::Online;
+                        (n.power.state, n.power.since_ms, may_boot)
+                    })
+                    .collect();
+                let caps = power::caps(&self.cfg.datacenter.constraints);
+                power::boots(&nodes, now_ms(), &settings.rule, &caps, self.durations.learned)
+            }),
             ..Default::default()
-        })
+        }))
     }
 
     /// Brings the kept board up to date (built anew when the nodes' states or the queues
@@ -387,7 +397,8 @@ impl Core {
         let mut scope = Scope::Touched;
         let (built, inst, plan) = loop {
             let (built, waits) = self.kept_decision(scope);
-            self.power.needed = self.room_needed(&built.decision.short_of_room);
+            self.power.short = self.room_needed(&built.decision.short_of_room);
+            self.power.wanted = built.decision.boot.clone();
             if cfg!(debug_assertions) {
                 // Debug builds (the tests) hold the kept board to a fresh one at every round.
                 let (fresh, _) = self.build_decision(false, scope);
@@ -447,19 +458,18 @@ impl Core {
         self.start_run(Run::new(lowered.steps), lowered.effects, lowered.touched);
     }
 
-    /// The processors and memory that the VMs not running of these vjobs need.
-    fn room_needed(&self, ids: &[u64]) -> [u64; 2] {
-        let mut needed = [0u64; 2];
-        for job in ids.iter().filter_map(|id| self.rec.jobs.get(id)) {
-            for (i, v) in job.vms.iter().enumerate() {
-                if matches!(v.phase, VmPhase::Ready | VmPhase::Sleeping) {
+    /// What each VM not running of each of these vjobs needs (processors, memory).
+    fn room_needed(&self, ids: &[u64]) -> Vec<Vec<[u64; 2]>> {
+        let vms = |job: &crate::jobs::Job| -> Vec<[u64; 2]> {
+            (job.vms.iter().enumerate())
+                .filter(|(_, v)| matches!(v.phase, VmPhase::Ready | VmPhase::Sleeping))
+                .map(|(i, _)| {
                     let shape = job.spec.vm.shape(i);
-                    needed[0] += shape.vcpus as u64;
-                    needed[1] += shape.memory;
-                }
-            }
-        }
-        needed
+                    [shape.vcpus as u64, shape.memory]
+                })
+                .collect()
+        };
+        ids.iter().filter_map(|id| self.rec.jobs.get(id)).map(vms).collect()
     }
 
     /// The reasons the vjobs wait, on their records.

@@ -60,8 +60,11 @@ impl Default for PowerRecord {
 
 /// Power management's own pace and what the last decision left waiting.
 pub struct PowerBook {
-    /// Processors and memory that vjobs the last decision left waiting for room need.
-    pub needed: [u64; 2],
+    /// What the VMs of each vjob the last decision left waiting for room need (processors,
+    /// memory), in the policy's order.
+    pub short: Vec<Vec<[u64; 2]>>,
+    /// The off nodes the last decision placed vjobs on, to boot.
+    pub wanted: Vec<NodeIdx>,
     /// When energy was last accounted.
     accounted: Instant,
     /// When the nodes' energy and the jobs' shares were last written.
@@ -77,7 +80,8 @@ impl PowerBook {
     pub fn new(nodes: usize) -> PowerBook {
         let now = Instant::now();
         PowerBook {
-            needed: [0, 0],
+            short: Vec::new(),
+            wanted: Vec::new(),
             accounted: now,
             persisted: now,
             consolidated: now,
@@ -121,7 +125,7 @@ impl Core {
         }
         let view = self.power_view(now);
         let caps = power::caps(&self.cfg.datacenter.constraints);
-        let switches = power::switches(&view, self.power.needed, now, &settings.rule, &caps);
+        let switches = power::switches(&view, &self.power.short, &self.power.wanted, now, &settings.rule, &caps);
         for &n in &switches.off {
             self.switch(n as usize, false, "idle");
         }
@@ -130,7 +134,7 @@ impl Core {
         }
         let interval = Duration::from_millis(settings.rule.consolidation_interval_ms());
         if settings.consolidate
-            && self.power.needed == [0, 0]
+            && self.power.short.is_empty()
             && switches == power::Switches::default()
             && self.power.consolidated.elapsed() >= interval
         {

@@ -241,6 +241,8 @@ struct Sim<'a> {
     active: std::collections::BTreeSet<u32>,
     tick_pending: bool,
     power: Vec<PowerState>,
+    /// When each node's boot began.
+    boot_since: Vec<u64>,
     empty_since: Vec<Option<u64>>,
     /// Nodes drawing power as on (on, booting, shutting down).
     drawing: u64,
@@ -251,6 +253,10 @@ struct Sim<'a> {
     /// VMs consolidation moves in the next decision: (job, VM, node).
     moves: Vec<(u64, usize, NodeIdx)>,
     consolidated_at: u64,
+    /// The jobs the last decision left waiting for room, in its order: what boots serve.
+    short_of_room: Vec<u64>,
+    /// The off nodes the last decision placed jobs on, to boot.
+    wanted: Vec<NodeIdx>,
     /// Jobs not arrived yet: when none is left and none is active, the run is over (energy is
     /// accounted up to the last job's end).
     arrivals_left: usize,
@@ -392,15 +398,21 @@ impl Sim<'_> {
             PolicyKind::Fcfs => PolicyChoice::Fcfs,
             PolicyKind::Easy => PolicyChoice::Easy { now },
             // Selective suspension as published never moves running vjobs; vjob does.
-            PolicyKind::Vjob | PolicyKind::Ss => PolicyChoice::ContextSwitch(Limits {
+            PolicyKind::Vjob | PolicyKind::Ss => PolicyChoice::ContextSwitch(Box::new(Limits {
                 preempt_ratio: Some(self.cfg.suspension_factor),
                 pause: PauseRule::keeping_memory(self.cfg.short_preemption_ms),
                 defragment: (self.cfg.policy == PolicyKind::Vjob && self.cfg.defragment).then_some(Defragment {
                     now_ms: now,
                     durations: self.cfg.durations,
                 }),
+                boots: self.cfg.power_rule.map(|rule| {
+                    let nodes: Vec<power::PowerSince> = (0..self.power.len())
+                        .map(|i| (self.power[i], self.boot_since[i], true))
+                        .collect();
+                    power::boots(&nodes, now, &rule, &self.caps, self.cfg.durations)
+                }),
                 ..Default::default()
-            }),
+            })),
         }
     }
 
@@ -420,6 +432,10 @@ impl Sim<'_> {
                 scope,
             };
             let mut built = self.board.decide(&policy, &ask);
+            if self.cfg.power_rule.is_some() {
+                self.short_of_room = std::mem::take(&mut built.decision.short_of_room);
+                self.wanted = std::mem::take(&mut built.decision.boot);
+            }
             let Some(inst) = built.instance.take() else {
                 self.out.decisions += 1;
                 self.out.decision_us.push(t0.elapsed().as_micros() as u64);
@@ -575,7 +591,6 @@ impl Sim<'_> {
         let mut held = vec![0u64; n];
         let mut held_memory = vec![0u64; n];
         let mut present = vec![false; n];
-        let mut needed = 0u64;
         for &j in &self.active {
             let s = &self.st[j as usize];
             match s.phase {
@@ -588,7 +603,6 @@ impl Sim<'_> {
                         }
                     }
                 }
-                Phase::Waiting | Phase::Suspended => needed += self.jobs[j as usize].procs as u64,
                 _ => {}
             }
         }
@@ -611,7 +625,13 @@ impl Sim<'_> {
                 accepts: self.power[i] == PowerState::On,
             })
             .collect();
-        let switches = power::switches(&view, [needed, 0], now, &rule, &self.caps);
+        let short: Vec<Vec<[u64; 2]>> = (self.short_of_room.iter())
+            .map(|&j| &self.st[j as usize])
+            .filter(|s| matches!(s.phase, Phase::Waiting | Phase::Suspended))
+            .map(|s| vec![[s.vcpus as u64, s.mem]; s.vms as usize])
+            .collect();
+        let needed = !short.is_empty() || !self.wanted.is_empty();
+        let switches = power::switches(&view, &short, &self.wanted, now, &rule, &self.caps);
         for &i in &switches.off {
             let i = i as usize;
             self.set_power(i, PowerState::ShuttingDown);
@@ -622,11 +642,12 @@ impl Sim<'_> {
         }
         for &i in &switches.boot {
             self.set_power(i as usize, PowerState::Booting);
+            self.boot_since[i as usize] = now;
             self.out.node_boots += 1;
             self.push(now + rule.boot_ms, Event::Power { node: i });
         }
         if self.cfg.consolidate
-            && needed == 0
+            && !needed
             && switches == power::Switches::default()
             && now >= self.consolidated_at + rule.consolidation_interval_ms()
         {
@@ -643,7 +664,7 @@ impl Sim<'_> {
         let ready = self.empty_since.iter().flatten().count()
             + self.power.iter().filter(|&&p| p == PowerState::Booting).count();
         if let Some(first) = self.empty_since.iter().flatten().min().copied() {
-            if !self.power_check_pending && work_left && needed == 0 && staying > rule.min_on && ready > rule.spare {
+            if !self.power_check_pending && work_left && !needed && staying > rule.min_on && ready > rule.spare {
                 self.power_check_pending = true;
                 self.push((first + rule.idle_ms).max(now + 1), Event::PowerCheck);
             }
@@ -820,12 +841,15 @@ impl<'a> Sim<'a> {
             tick_pending: false,
             power: vec![PowerState::On; cfg.nodes as usize],
             empty_since: vec![None; cfg.nodes as usize],
+            boot_since: vec![0; cfg.nodes as usize],
             drawing: cfg.nodes as u64,
             energy_t: jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0),
             power_check_pending: false,
             caps: power::caps(&cfg.datacenter),
             moves: Vec::new(),
             consolidated_at: 0,
+            short_of_room: Vec::new(),
+            wanted: Vec::new(),
             arrivals_left: jobs.len(),
             arrivals: {
                 let mut order: Vec<u32> = (0..jobs.len() as u32).collect();

@@ -204,6 +204,21 @@ impl<'a> Round<'a> {
             }
             return;
         };
+        if !pausing && c.standing != Standing::Running {
+            if let Some(nodes) = self.boots_sooner(&demands, &needed) {
+                self.decision.waiting.push((
+                    c.id,
+                    "waiting for nodes being switched on (sooner than preempting)".into(),
+                ));
+                self.decision.short_of_room.push(c.id);
+                for n in nodes {
+                    if !self.decision.boot.contains(&n) {
+                        self.decision.boot.push(n);
+                    }
+                }
+                return;
+            }
+        }
         for &j in &needed {
             let v = &self.cands[j];
             self.suspended[j] = true;
@@ -342,6 +357,44 @@ impl<'a> Round<'a> {
         }
         self.placer.rollback(mark);
         comes
+    }
+
+    /// Where nodes being switched on, or that could be, will hold `demands` before `victims`
+    /// would be saved ([`Boots`]): the nodes of that placement that are off, to switch on (none
+    /// when booting ones are enough). The placer is left as it was.
+    fn boots_sooner(&mut self, demands: &[&[u64]], victims: &[usize]) -> Option<Vec<NodeIdx>> {
+        let boots = self.limits.boots.as_ref().filter(|b| !b.on_at.is_empty())?;
+        let saved_by = victims
+            .iter()
+            .flat_map(|&j| {
+                let v = &self.cands[j];
+                v.placed.iter().map(move |&(vm, _)| v.demand.of(vm)[MEMORY])
+            })
+            .map(|memory| boots.durations.save(memory))
+            .max()
+            .unwrap_or(0);
+        let by = boots.now_ms.saturating_add(saved_by);
+        let opened: Vec<NodeIdx> = (boots.on_at.iter())
+            .filter(|&&(n, at)| at <= by && !self.placer.accepts(n))
+            .map(|&(n, _)| n)
+            .collect();
+        if opened.is_empty() {
+            return None;
+        }
+        for &n in &opened {
+            self.placer.open(n);
+        }
+        let mark = self.placer.mark();
+        let nodes = self.place(demands);
+        self.placer.rollback(mark);
+        for &n in &opened {
+            self.placer.close(n);
+        }
+        let mut nodes = nodes?;
+        nodes.retain(|n| boots.off.contains(n));
+        nodes.sort_unstable();
+        nodes.dedup();
+        Some(nodes)
     }
 
     /// The vjobs to preempt for `c` (at position `pos`) so that `demands` fit, and whether they
