@@ -44,6 +44,41 @@ fn a_crash_after_a_save_took_effect_and_before_its_answer_loses_nothing() {
     assert_nothing_left(&c);
 }
 
+/// A request whose commit fails is not acted on: vjobd stops unanswered (exit status 75) rather
+/// than keep in memory what the disk does not hold, and starts again from the disk.
+#[test]
+fn a_failed_commit_of_a_request_stops_vjobd_and_the_request_never_takes_effect() {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: failpoints exist in debug builds only");
+        return;
+    }
+    let c = two_nodes("failed-commit");
+    c.kill9();
+    // The first batch that changes something (the submission) commits; the second (vdel) fails.
+    c.start_with_env(&[("VJOB_FAILPOINTS", "request-commit=error@2")]);
+    let id = c.submit(
+        &c.spec("held.toml", &job("held", "batch", 1, 1, "1GiB", "2s")),
+        &["--hold"],
+    );
+    assert_eq!(c.state(id), "held");
+    let o = c.run("vdel", &[&id.to_string()]);
+    assert!(!o.status.success(), "vdel was not acknowledged");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("without answering"), "{err}");
+    let status = c.wait_exit(SECS(20));
+    assert_eq!(status.code(), Some(75), "{status:?}");
+    assert!(
+        c.log().contains("cannot write the state: vjobd stops"),
+        "{}",
+        c.log_tail()
+    );
+    c.start();
+    assert_eq!(c.state(id), "held", "the deletion was never written, so never done");
+    c.ok("vqmgr", &["job", "release", &id.to_string()]);
+    let j = c.wait_state(id, "completed", SECS(30));
+    assert_eq!(j["exit_code"], 0, "{j}");
+}
+
 #[test]
 fn a_restore_that_hangs_past_its_deadline_is_given_up_on_and_the_vjob_still_completes() {
     if !cfg!(debug_assertions) {

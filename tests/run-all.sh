@@ -47,3 +47,8 @@ else
 fi
 cargo build --workspace --all-targets "${features[@]}"
 cargo test --workspace "${features[@]}"
+# The fuzz targets, briefly (10 s each, from their corpus: every regression input is replayed);
+# longer runs by hand: `bash tests/fuzz/run.sh 600`.
+fuzz_work=$(mktemp -d /tmp/vjob-fuzz.XXXXXX)
+VJOB_FUZZ_WORK=$fuzz_work bash tests/fuzz/run.sh "${VJOB_FUZZ_SECONDS:-10}"
+rm -rf "$fuzz_work"

@@ -111,7 +111,11 @@ impl Client {
         self.line.clear();
         let n = self.reader.read_until(b'\n', &mut self.line).map_err(broken)?;
         if n == 0 {
-            return Err(ClientError::Io("vjobd closed the connection without answering".into()));
+            return Err(ClientError::Io(
+                "vjobd closed the connection without answering (it stopped or crashed): see vjobd's log, \
+                 and check with vstat whether the request was done once vjobd is back"
+                    .into(),
+            ));
         }
         Ok(&self.line)
     }

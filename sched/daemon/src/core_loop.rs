@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, Receiver};
-use vjob_api::{ApiError, JobState, NodeAdminState, Response};
+use vjob_api::{JobState, NodeAdminState, Response};
 use vjob_core::model::NodeIdx;
 use vjob_hypervisor::duration::Action;
 use vjob_hypervisor::{DomainInfo, DurationModel};
@@ -124,6 +124,15 @@ pub struct Dirty {
     pub deleted_queues: Vec<String>,
     pub nodes: BTreeSet<String>,
 }
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.queues.is_empty() && self.deleted_queues.is_empty() && self.nodes.is_empty()
+    }
+}
+
+/// vjobd's exit status when it stops because its state could not be written (EX_TEMPFAIL).
+pub const EXIT_UNWRITTEN: i32 = 75;
 
 /// The hypervisor calls under way.
 #[derive(Default)]
@@ -402,40 +411,42 @@ impl Core {
             self.maybe_decide();
             self.maybe_manage_power();
             if let Err(e) = self.flush() {
-                tracing::error!(error = %chain(&e), "cannot write the state; will retry");
+                self.stop_unwritten(&e);
             }
         }
     }
 
+    /// A commit failed: memory now holds what the disk does not, and answers may have promised
+    /// otherwise. vjobd stops at once, unanswered, so that it starts again from what is on
+    /// disk and what the nodes run, as after a crash (its supervisor restarts it; one that still
+    /// cannot write stops again): nothing it did not write is acted on or acknowledged.
+    fn stop_unwritten(&self, e: &StoreError) -> ! {
+        tracing::error!(
+            error = %chain(e),
+            "cannot write the state: vjobd stops so that it starts again from what is on disk \
+             (free or repair the state directory's disk if this repeats)"
+        );
+        std::process::exit(EXIT_UNWRITTEN)
+    }
+
     fn handle_batch(&mut self, batch: Vec<Command>) {
         let mut replies = Vec::with_capacity(batch.len());
-        let mut submitted = Vec::new();
         for c in batch {
             let answer = match c.op {
                 // Large listings are assembled from cached JSON, not built and serialized anew.
                 vjob_api::Op::Jobs(q) => Ok(Answer::Line(self.jobs_line(&q))),
-                op => self.handle(&c.who, op).map(|r| {
-                    if let vjob_api::Reply::Submitted { id } = &r {
-                        submitted.push(*id);
-                    }
-                    Answer::Response(Response::new(Ok(r)))
-                }),
+                op => self.handle(&c.who, op).map(|r| Answer::Response(Response::new(Ok(r)))),
             };
             replies.push((c.reply, answer));
         }
-        if let Err(e) = self.flush() {
-            tracing::error!(error = %chain(&e), "cannot commit a batch of requests");
-            // Nothing of this batch is acknowledged: forget the jobs it created.
-            for id in submitted {
-                self.rec.jobs.remove(&id);
-                self.rec.active.remove(&id);
-                self.dirty.jobs.remove(&id);
+        // Only a batch that changed something commits (and counts for the failpoint).
+        if !self.dirty.is_empty() || self.durations.dirty {
+            let written = crate::failpoint::hit("request-commit")
+                .map_err(StoreError::from)
+                .and_then(|()| self.flush());
+            if let Err(e) = written {
+                self.stop_unwritten(&e);
             }
-            for (reply, _) in replies {
-                let err = ApiError::unavailable(format!("the state could not be written: {}", chain(&e)));
-                let _ = reply.send(Answer::Response(Response::new(Err(err))));
-            }
-            return;
         }
         for (reply, answer) in replies {
             let answer = answer.unwrap_or_else(|e| Answer::Response(Response::new(Err(e))));

@@ -9,7 +9,8 @@
 //! long, past its deadline if it is longer).
 //!
 //! The places: `core-submit` (a submission in the core loop), `store-commit` (before the store's
-//! transaction), `exec-OP-before` and `exec-OP-after` around each hypervisor call of the executor
+//! transaction), `request-commit` (before the commit of a batch of requests that changed
+//! something), `exec-OP-before` and `exec-OP-after` around each hypervisor call of the executor
 //! (`OP`: boot, restore, pause, unpause, save, migrate, destroy, remove-image, output, power;
 //! `after` is once the call took effect and before its answer reaches the loop).
 

@@ -345,9 +345,9 @@ fn placement(
         (Some(s), None) => {
             // A multi-line string starts on the line after its opening quotes.
             let start = s.span().start;
-            let opening = &src.text[start..src.text.len().min(start + 4)];
-            let first =
-                src.line_of(start) as u32 + u32::from(opening.starts_with("\"\"\"\n") || opening.starts_with("'''\n"));
+            // Bytes: a one-quote string ending in a multi-byte character ends inside these four.
+            let opening = &src.text.as_bytes()[start..src.text.len().min(start + 4)];
+            let first = src.line_of(start) as u32 + u32::from(opening == b"\"\"\"\n" || opening == b"'''\n");
             Ok(PlacementSpec {
                 file: src.file.to_string(),
                 script: s.get_ref().clone(),
@@ -424,6 +424,15 @@ echo hello from $VJOB_ID
 """
 sim_runtime = "20s"      # sim backend: how long the job runs once all its VMs run
 "#;
+
+    /// Found by fuzzing: a placement script of one quote whose last character is not ASCII
+    /// ended inside the four bytes read to tell a multi-line string, and slicing there panicked.
+    #[test]
+    fn regression_a_short_placement_string_ending_in_a_multibyte_character_is_read() {
+        let text = "[placement]\nscript = \"a€\"\n[run]\nscript = 'true'\n";
+        let e = JobSpec::parse("job.toml", text).map(|s| s.placement.map(|p| p.script));
+        assert_eq!(e.unwrap(), Some("a€".to_string()));
+    }
 
     #[test]
     fn accepts_the_issue_spec() {

@@ -200,16 +200,22 @@ fn read_mapping(model: &Value) -> Result<Ids, String> {
         .get("onlineNodes")
         .and_then(|x| x.as_object())
         .ok_or("mapping: no `onlineNodes` object")?;
-    let mut online_ids: Vec<i64> = online
-        .keys()
-        .map(|k| k.parse::<i64>().map_err(|_| format!("node id `{k}` is not an integer")))
+    let mut online_ids: Vec<(i64, &Value)> = online
+        .iter()
+        .map(|(k, entry)| {
+            k.parse::<i64>()
+                .map(|id| (id, entry))
+                .map_err(|_| format!("node id `{k}` is not an integer"))
+        })
         .collect::<Result<_, _>>()?;
-    online_ids.sort_unstable();
-    for id in online_ids {
+    online_ids.sort_unstable_by_key(|&(id, _)| id);
+    if let Some(w) = online_ids.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!("mapping: node {} is listed twice in `onlineNodes`", w[0].0));
+    }
+    for (id, entry) in online_ids {
         let n = m.add_node(name(&node_name, id), true, &capacity(id));
         node_of.insert(id, n);
         node_ids.push(id);
-        let entry = &online[&id.to_string()];
         for vm in ints(entry.get("runningVMs"), "runningVMs")? {
             hosted.push((vm, VmState::Running, n));
         }
@@ -218,6 +224,11 @@ fn read_mapping(model: &Value) -> Result<Ids, String> {
         }
     }
     for id in ints(mapping.get("offlineNodes"), "offlineNodes")? {
+        if node_of.contains_key(&id) {
+            return Err(format!(
+                "mapping: node {id} is listed twice (online and offline, or offline twice)"
+            ));
+        }
         let n = m.add_node(name(&node_name, id), false, &capacity(id));
         node_of.insert(id, n);
         node_ids.push(id);
@@ -894,6 +905,21 @@ mod tests {
         let back = parse_plan(&loaded, &out).unwrap();
         assert_eq!(back.actions.len(), plan.actions.len());
         assert!(vjob_core::check::check(&loaded.instance, &back).is_empty());
+    }
+
+    /// Found by fuzzing: `"-0"` is node 0 spelled otherwise; looking its entry up again by the
+    /// canonical spelling panicked.
+    #[test]
+    fn regression_a_node_id_spelled_minus_zero_or_listed_twice_is_an_error_not_a_panic() {
+        let minus = SMALL.replacen("\"0\": {\"runningVMs\"", "\"-0\": {\"runningVMs\"", 1);
+        assert_ne!(minus, SMALL);
+        assert_eq!(parse_bytes(minus.as_bytes()).unwrap().instance.model.nodes(), 3);
+        let twice = SMALL.replacen("\"1\": {", "\"-0\": {", 1);
+        let e = parse_bytes(twice.as_bytes()).err().unwrap();
+        assert!(e.contains("node 0 is listed twice"), "{e}");
+        let both = SMALL.replacen("\"offlineNodes\": [2]", "\"offlineNodes\": [1]", 1);
+        let e = parse_bytes(both.as_bytes()).err().unwrap();
+        assert!(e.contains("node 1 is listed twice"), "{e}");
     }
 
     #[test]
