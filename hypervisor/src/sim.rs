@@ -119,7 +119,16 @@ pub enum SimPower {
 struct SimState {
     nodes: BTreeMap<String, SimNodeState>,
     vms: BTreeMap<String, SimVm>,
+    /// Every request refused because it would have overcommitted a node, as its error says
+    /// (the last [`MAX_REFUSALS`]), and how many in all: a correct scheduler causes none.
+    #[serde(default)]
+    refusals: Vec<String>,
+    #[serde(default)]
+    refused: u64,
 }
+
+/// Refusals kept word for word in the state file.
+const MAX_REFUSALS: usize = 100;
 
 impl SimVm {
     /// Stops the guest clock at `t`, keeping how much guest time is left.
@@ -352,6 +361,17 @@ impl std::ops::DerefMut for SimGuard<'_> {
 }
 
 impl SimGuard<'_> {
+    /// Records a refusal to overcommit (persisted at once) and hands its error back.
+    fn refuse(&mut self, e: HvError) -> HvError {
+        if self.refusals.len() >= MAX_REFUSALS {
+            self.refusals.remove(0);
+        }
+        self.refusals.push(e.to_string());
+        self.refused += 1;
+        self.persist();
+        e
+    }
+
     /// Writes the state for the next call, in this process or another.
     fn persist(&mut self) {
         let bytes = serde_json::to_vec(&self.cached.state).expect("sim state serializes");
@@ -488,6 +508,12 @@ impl SimCluster {
         Ok(())
     }
 
+    /// The file that slows node `name` down while it exists: its actions take as many times
+    /// longer as the number it holds says (a node with a failing disk or a saturated link).
+    pub fn slow_marker(&self, name: &str) -> PathBuf {
+        self.shared.state_file.with_file_name(format!("{name}.slow"))
+    }
+
     /// The file whose existence takes node `name` down.
     pub fn down_marker(&self, name: &str) -> PathBuf {
         self.shared.state_file.with_file_name(format!("{name}.down"))
@@ -585,6 +611,29 @@ fn state_name(vm: &SimVm) -> String {
 }
 
 impl SimNode {
+    /// How long this node's actions take: the cluster's model, slowed by the node's
+    /// [`SimCluster::slow_marker`] while it exists.
+    fn durations(&self) -> DurationModel {
+        let d = *self.cluster.durations();
+        let factor = std::fs::read_to_string(self.cluster.slow_marker(&self.name))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .filter(|&f| f > 1);
+        match factor {
+            None => d,
+            Some(f) => DurationModel {
+                boot_ms: d.boot_ms * f,
+                destroy_ms: d.destroy_ms * f,
+                pause_ms: d.pause_ms * f,
+                save_overhead_ms: d.save_overhead_ms * f,
+                save_bandwidth: d.save_bandwidth / f,
+                restore_bandwidth: d.restore_bandwidth / f,
+                migrate_overhead_ms: d.migrate_overhead_ms * f,
+                migrate_bandwidth: d.migrate_bandwidth / f,
+            },
+        }
+    }
+
     fn locked(&self) -> Result<SimGuard<'_>, HvError> {
         let st = self.cluster.lock();
         match st.nodes.get(&self.name) {
@@ -666,7 +715,9 @@ impl SimNode {
             let old = st.vms.remove(&spec.name).expect("looked up above");
             st.vms.insert(stale_key(&spec.name, &node), old);
         }
-        st.check_room(&self.name, &spec, op)?;
+        if let Err(e) = st.check_room(&self.name, &spec, op) {
+            return Err(st.refuse(e));
+        }
         let done_at = now_ms() + duration_ms;
         st.vms.insert(
             spec.name.clone(),
@@ -693,7 +744,7 @@ impl Hypervisor for SimNode {
     }
 
     fn start(&self, spec: &VmSpec, paused: bool) -> Result<(), HvError> {
-        let d = self.cluster.durations().boot(spec.memory);
+        let d = self.durations().boot(spec.memory);
         let done_at = self.begin_start(spec.clone(), spec.guest.sim_runtime_ms, paused, d, "start")?;
         let node = self.name.clone();
         self.wait(&spec.name, done_at, "start", |v| {
@@ -719,7 +770,7 @@ impl Hypervisor for SimNode {
         }
         st.persist();
         drop(st);
-        std::thread::sleep(Duration::from_millis(self.cluster.durations().pause()));
+        std::thread::sleep(Duration::from_millis(self.durations().pause()));
         Ok(())
     }
 
@@ -731,7 +782,9 @@ impl Hypervisor for SimNode {
             // It takes its processors back: they must be free.
             let mut spec = v.spec.clone();
             spec.memory = 0;
-            st.check_room(&self.name, &spec, "unpause")?;
+            if let Err(e) = st.check_room(&self.name, &spec, "unpause") {
+                return Err(st.refuse(e));
+            }
         }
         let v = self.idle_vm(&mut st, vm, "unpause")?;
         match v.exec {
@@ -748,7 +801,7 @@ impl Hypervisor for SimNode {
         }
         st.persist();
         drop(st);
-        std::thread::sleep(Duration::from_millis(self.cluster.durations().pause()));
+        std::thread::sleep(Duration::from_millis(self.durations().pause()));
         Ok(())
     }
 
@@ -761,7 +814,7 @@ impl Hypervisor for SimNode {
                 source,
             })?;
         }
-        let durations = *self.cluster.durations();
+        let durations = self.durations();
         let v = self.idle_vm(&mut st, vm, "save")?;
         if matches!(v.exec, Exec::Ended { .. }) {
             return Err(HvError::WrongState {
@@ -792,7 +845,7 @@ impl Hypervisor for SimNode {
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
         let name = saved.spec.name.clone();
-        let d = self.cluster.durations().restore(saved.spec.memory);
+        let d = self.durations().restore(saved.spec.memory);
         let done_at = self.begin_start(saved.spec, saved.remaining_ms, paused, d, "restore")?;
         let node = self.name.clone();
         self.wait(&name, done_at, "restore", |v| {
@@ -819,8 +872,10 @@ impl Hypervisor for SimNode {
             Some(_) => {}
         }
         let spec = self.idle_vm(&mut st, vm, "migrate")?.spec.clone();
-        st.check_room(target, &spec, "migrate")?;
-        let durations = *self.cluster.durations();
+        if let Err(e) = st.check_room(target, &spec, "migrate") {
+            return Err(st.refuse(e));
+        }
+        let durations = self.durations();
         let v = self.idle_vm(&mut st, vm, "migrate")?;
         if matches!(v.exec, Exec::Ended { .. }) {
             return Err(HvError::WrongState {
@@ -852,7 +907,7 @@ impl Hypervisor for SimNode {
             st.vms.remove(&key);
             st.persist();
             drop(st);
-            std::thread::sleep(Duration::from_millis(self.cluster.durations().destroy(0)));
+            std::thread::sleep(Duration::from_millis(self.durations().destroy(0)));
         }
         Ok(())
     }
@@ -978,6 +1033,31 @@ mod tests {
     }
 
     #[test]
+    fn a_node_slowed_by_its_marker_takes_that_many_times_longer_and_only_while_it_exists() {
+        let dir = tmpdir("slow");
+        let c = cluster(&dir);
+        let (a, b) = (c.node("a").unwrap(), c.node("b").unwrap());
+        let base = *c.durations();
+        std::fs::write(c.slow_marker("a"), "4\n").unwrap();
+        let slow = a.durations();
+        assert_eq!(
+            (slow.boot_ms, slow.save(1 << 30)),
+            (base.boot_ms * 4, {
+                let q = DurationModel {
+                    save_bandwidth: base.save_bandwidth / 4,
+                    pause_ms: base.pause_ms * 4,
+                    save_overhead_ms: base.save_overhead_ms * 4,
+                    ..base
+                };
+                q.save(1 << 30)
+            })
+        );
+        assert_eq!(b.durations(), base, "the other node is not slowed");
+        std::fs::remove_file(c.slow_marker("a")).unwrap();
+        assert_eq!(a.durations(), base);
+    }
+
+    #[test]
     fn refuses_to_overcommit_a_node() {
         let dir = tmpdir("room");
         let c = cluster(&dir);
@@ -989,6 +1069,13 @@ mod tests {
         b.start(&spec("v3", 2, None), false).unwrap();
         let err = b.migrate("v3", "a").unwrap_err();
         assert!(matches!(err, HvError::NoRoom { .. }), "{err}");
+        let st = c.lock();
+        assert_eq!(
+            (st.refused, st.refusals.len()),
+            (2, 2),
+            "counted, for chaos runs to check"
+        );
+        assert!(st.refusals[1].contains("migrate"), "{:?}", st.refusals);
     }
 
     #[test]
