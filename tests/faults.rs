@@ -11,6 +11,14 @@ use serde_json::Value;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
+/// Failpoints exist in debug builds only: elsewhere the test says it is skipped.
+fn no_failpoints() -> bool {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: failpoints exist in debug builds only");
+    }
+    !cfg!(debug_assertions)
+}
+
 /// No VM on any node and no saved image left.
 fn assert_nothing_left(c: &Cluster) {
     c.wait(SECS(20), "no VM and no image left", || c.left_behind() == (0, 0));
@@ -26,8 +34,7 @@ fn preemption(c: &Cluster) -> (u64, u64) {
 
 #[test]
 fn a_crash_after_a_save_took_effect_and_before_its_answer_loses_nothing() {
-    if !cfg!(debug_assertions) {
-        eprintln!("skipped: failpoints exist in debug builds only");
+    if no_failpoints() {
         return;
     }
     let c = two_nodes("crash-after-save");
@@ -48,8 +55,7 @@ fn a_crash_after_a_save_took_effect_and_before_its_answer_loses_nothing() {
 /// than keep in memory what the disk does not hold, and starts again from the disk.
 #[test]
 fn a_failed_commit_of_a_request_stops_vjobd_and_the_request_never_takes_effect() {
-    if !cfg!(debug_assertions) {
-        eprintln!("skipped: failpoints exist in debug builds only");
+    if no_failpoints() {
         return;
     }
     let c = two_nodes("failed-commit");
@@ -81,8 +87,7 @@ fn a_failed_commit_of_a_request_stops_vjobd_and_the_request_never_takes_effect()
 
 #[test]
 fn a_restore_that_hangs_past_its_deadline_is_given_up_on_and_the_vjob_still_completes() {
-    if !cfg!(debug_assertions) {
-        eprintln!("skipped: failpoints exist in debug builds only");
+    if no_failpoints() {
         return;
     }
     let c = Cluster::new(
@@ -112,8 +117,7 @@ fn a_restore_that_hangs_past_its_deadline_is_given_up_on_and_the_vjob_still_comp
 /// it died), both vjobs complete and nothing is left.
 #[test]
 fn a_preemption_survives_a_fault_at_every_step() {
-    if !cfg!(debug_assertions) {
-        eprintln!("skipped: failpoints exist in debug builds only");
+    if no_failpoints() {
         return;
     }
     let cases = [

@@ -194,6 +194,11 @@ pub fn switches(
             .filter(|&&n| nodes[n as usize].state.draws() || extra.contains(&n))
             .count() as u64
     };
+    // Booting `i` as well as `boot` would power more of a capped set than allowed.
+    let capped = |boot: &[NodeIdx], i: NodeIdx| {
+        caps.iter()
+            .any(|(set, amount)| set.contains(&i) && powered(set, boot) >= *amount)
+    };
     let mut off: Vec<NodeIdx> = Vec::new();
     for (set, amount) in caps {
         let mut over = powered(set, &[]).saturating_sub(*amount);
@@ -220,19 +225,16 @@ pub fn switches(
             .count();
         let mut boot = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
-            let capped = caps
-                .iter()
-                .any(|(set, amount)| set.contains(&(i as NodeIdx)) && powered(set, &boot) >= *amount);
-            if ready + boot.len() < rule.spare && n.state == PowerState::Off && n.may_boot && !capped {
+            if ready + boot.len() < rule.spare
+                && n.state == PowerState::Off
+                && n.may_boot
+                && !capped(&boot, i as NodeIdx)
+            {
                 boot.push(i as NodeIdx);
             }
         }
         return Switches { off, boot };
     }
-    let capped = |boot: &[NodeIdx], i: NodeIdx| {
-        caps.iter()
-            .any(|(set, amount)| set.contains(&i) && powered(set, boot) >= *amount)
-    };
     let mut first: Vec<NodeIdx> = Vec::new();
     for &n in wanted {
         let node = &nodes[n as usize];
