@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{job, nodes, two_nodes, Cluster, FAST_HYPERVISOR};
+use common::{job, nodes, sim_running, sim_state, two_nodes, Cluster, FAST_HYPERVISOR};
+use vjob_hypervisor::sim::{SimCluster, SimPower};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -213,11 +214,13 @@ fn snapshot_shows_what_the_scheduler_would_plan() {
 }
 
 #[test]
-fn a_node_that_stops_answering_is_down_and_its_vjobs_start_over_elsewhere() {
+fn a_node_that_stops_answering_is_fenced_and_its_vjobs_start_over_elsewhere() {
     let c = Cluster::new(
         "nodedown",
         &format!(
-            "admins = [\"root\"]\n{FAST_HYPERVISOR}\n{}\n[scheduler]\nnode_timeout = \"2s\"\n\n[[queue]]\nname = \"batch\"\ndefault = true\n",
+            "admins = [\"root\"]\n{FAST_HYPERVISOR}\n{}\n[scheduler]\nnode_timeout = \"2s\"\n\n\
+             [power]\nboot_time = \"300ms\"\nidle_time = \"1h\"\nconsolidate = false\n\n\
+             [[queue]]\nname = \"batch\"\ndefault = true\n",
             nodes(&[("n1", 4, "8GiB"), ("n2", 4, "8GiB")])
         ),
     );
@@ -228,35 +231,108 @@ fn a_node_that_stops_answering_is_down_and_its_vjobs_start_over_elsewhere() {
     c.ok("vqmgr", &["node", "online", "n1"]);
 
     // n2's hypervisor stops answering (its VMs go on, as QEMU does when libvirtd dies).
-    let marker = c.dir.join("state").join("sim").join("n2.down");
+    let sim_dir = c.dir.join("state").join("sim");
+    let marker = sim_dir.join("n2.down");
     std::fs::write(&marker, "").unwrap();
     c.wait(SECS(10), "n2 to be shown down", || {
         c.ok("vstat", &["-n"])
             .lines()
             .any(|l| l.starts_with("n2") && l.contains("down"))
     });
-    // Past the node timeout the vjob is requeued and starts over on n1.
+    // Past the node timeout n2 is switched off (fenced), and only then does the vjob start over
+    // on n1: at no instant does its VM run on both.
+    let sim = SimCluster::open(&sim_dir, &[], Default::default()).unwrap();
+    c.wait(SECS(20), "the vjob to run again, on n1", || {
+        let running = sim_state(&sim_dir).map(|v| sim_running(&v)).unwrap_or_default();
+        assert!(running.values().all(|on| on.len() <= 1), "a VM runs twice: {running:?}");
+        let j = c.job(a);
+        j["state"] == "running" && Cluster::nodes_of(&j) == vec!["n1"]
+    });
+    assert!(!matches!(sim.power("n2").unwrap(), SimPower::On), "n2 was switched off");
+    let full = c.ok("vstat", &["-f", &a.to_string()]);
+    assert!(
+        full.contains("node n2 did not answer for 2 s: switching it off (fencing)")
+            && full.contains(
+                "node n2 did not answer for 2 s and was switched off (fenced): its VMs there are lost; requeued"
+            ),
+        "{full}"
+    );
+    assert!(full.contains(&format!("stale_copies = vjob-{a}-0 on n2")), "{full}");
+    let n2 = c.ok("vstat", &["-n"]);
+    assert!(n2.lines().any(|l| l.starts_with("n2") && l.contains("fenced")), "{n2}");
+
+    // Repaired and switched on by hand, n2 answers again: the stale record goes, and n2 takes
+    // VMs again.
+    std::fs::remove_file(&marker).unwrap();
+    c.ok("vqmgr", &["node", "power", "on", "n2"]);
+    c.wait(SECS(15), "the stale record to go and n2 to be on", || {
+        !c.ok("vstat", &["-f", &a.to_string()]).contains("stale_copies")
+            && c.ok("vstat", &["-n"])
+                .lines()
+                .any(|l| l.starts_with("n2") && l.contains("0/4") && !l.contains("not ours") && !l.contains("down"))
+    });
+    assert_eq!(Cluster::nodes_of(&c.job(a)), vec!["n1"]);
+    assert_eq!(c.state(a), "running");
+    c.ok("vdel", &[&a.to_string()]);
+    c.wait_state(a, "cancelled", SECS(10));
+}
+
+#[test]
+fn a_silent_node_that_cannot_be_fenced_keeps_its_vjobs_until_an_admin_declares_it_lost() {
+    // A power command that fails: vjobd cannot make sure n2 is off.
+    let c = Cluster::new(
+        "nofence",
+        &format!(
+            "admins = [\"root\"]\n{FAST_HYPERVISOR}\n{}\n[scheduler]\nnode_timeout = \"1s\"\n\n\
+             [power]\npower_off = \"echo no BMC answers for %n >&2; exit 3\"\nidle_time = \"1h\"\nconsolidate = false\n\n\
+             [[queue]]\nname = \"batch\"\ndefault = true\n",
+            nodes(&[("n1", 4, "8GiB"), ("n2", 4, "8GiB")])
+        ),
+    );
+    c.ok("vqmgr", &["node", "drain", "n1"]);
+    let a = c.submit(&c.spec("a.toml", &job("a", "batch", 1, 2, "1GiB", "1h")), &[]);
+    c.wait_state(a, "running", SECS(10));
+    c.ok("vqmgr", &["node", "online", "n1"]);
+    let sim_dir = c.dir.join("state").join("sim");
+    std::fs::write(sim_dir.join("n2.down"), "").unwrap();
+    c.wait(SECS(20), "the failed fencing to be told", || {
+        c.ok("vstat", &["-f", &a.to_string()])
+            .contains("node n2 cannot be fenced (power command `echo no BMC answers")
+    });
+    let full = c.ok("vstat", &["-f", &a.to_string()]);
+    assert!(
+        full.contains("no BMC answers for n2") && full.contains("`vqmgr node lost n2`"),
+        "{full}"
+    );
+    // It waits: still on n2, where its VM still runs, and nowhere else.
+    assert_eq!(c.state(a), "running");
+    assert_eq!(Cluster::nodes_of(&c.job(a)), vec!["n2"]);
+    let running = sim_state(&sim_dir).map(|v| sim_running(&v)).unwrap_or_default();
+    assert_eq!(running[&format!("vjob-{a}-0")], vec!["n2".to_string()]);
+
+    // A node that answers cannot be declared lost.
+    let o = c.run("vqmgr", &["node", "lost", "n1"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("node n1 answers: it is not lost"),
+        "{e}"
+    );
+    // The administrator pulls n2's plug and says so: the vjob starts over on n1.
+    SimCluster::open(&sim_dir, &[], Default::default())
+        .unwrap()
+        .switch("n2", false)
+        .unwrap();
+    let said = c.ok("vqmgr", &["node", "lost", "n2"]);
+    assert!(
+        said.contains("node n2 is fenced: its vjobs start over elsewhere"),
+        "{said}"
+    );
     c.wait(SECS(20), "the vjob to run again, on n1", || {
         let j = c.job(a);
         j["state"] == "running" && Cluster::nodes_of(&j) == vec!["n1"]
     });
     let full = c.ok("vstat", &["-f", &a.to_string()]);
-    assert!(
-        full.contains("node n2 did not answer for 2 s: its VMs there are lost; requeued"),
-        "{full}"
-    );
-    assert!(full.contains(&format!("stale_copies = vjob-{a}-0 on n2")), "{full}");
-
-    // n2 answers again: the stale copy there is destroyed, never adopted.
-    std::fs::remove_file(&marker).unwrap();
-    c.wait(SECS(15), "the stale copy to be destroyed", || {
-        !c.ok("vstat", &["-f", &a.to_string()]).contains("stale_copies")
-            && c.ok("vstat", &["-n"])
-                .lines()
-                .any(|l| l.starts_with("n2") && l.contains("0/4") && !l.contains("not ours"))
-    });
-    assert_eq!(Cluster::nodes_of(&c.job(a)), vec!["n1"]);
-    assert_eq!(c.state(a), "running");
+    assert!(full.contains("node n2 declared lost by an administrator"), "{full}");
     c.ok("vdel", &[&a.to_string()]);
     c.wait_state(a, "cancelled", SECS(10));
 }

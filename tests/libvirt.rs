@@ -37,8 +37,10 @@ fn lab(test: &str) -> Option<(PathBuf, PathBuf)> {
 fn config(cluster: &str, lab: &Path, guest: &Path, work: &str) -> String {
     let node = |i: u32| {
         format!(
-            "[[node]]\nname = \"node{i}\"\nuri = \"qemu+unix:///system?socket={}/node{i}/sock/libvirt-sock\"\nmigration_uri = \"qemu+tcp://10.77.0.{i}/system\"\ncpus = 2\nmemory = \"1GiB\"\n\n",
-            lab.display()
+            "[[node]]\nname = \"node{i}\"\nuri = \"qemu+unix:///system?socket={lab}/node{i}/sock/libvirt-sock\"\nmigration_uri = \"qemu+tcp://10.77.0.{i}/system\"\ncpus = 2\nmemory = \"1GiB\"\n\
+             power_off = \"bash {script} node-poweroff {lab} %n\"\npower_on = \"bash {script} node-start {lab} %n\"\n\n",
+            lab = lab.display(),
+            script = LAB_SH,
         )
     };
     format!(
@@ -259,10 +261,12 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// The lab's script: the tests start and stop nodes with it, and vjobd switches them with it.
+const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hypervisor/guest/lab.sh");
+
 fn lab_sh(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hypervisor/guest/lab.sh");
     let o = std::process::Command::new("bash")
-        .arg(script)
+        .arg(LAB_SH)
         .args(args)
         .output()
         .unwrap();
@@ -362,8 +366,9 @@ fn pauses_refusals_restarts_and_node_failures_on_real_nodes() {
         "one guest, never restarted: {t:?}"
     );
 
-    // Its node's libvirtd dies (the guest goes on there, unreachable): the node is shown down,
-    // and past the node timeout the vjob starts over on the other node.
+    // Its node's libvirtd dies (the guest goes on there, unreachable): the node is shown down;
+    // past the node timeout vjobd switches it off with its power command (fencing: every
+    // process of the node killed), and only then does the vjob start over on the other node.
     lab_sh(&["node-stop", lab.to_str().unwrap(), &first]);
     let other = if first == "node1" { "node2" } else { "node1" };
     c.wait(SECS(20), "the node to be shown down", || {
@@ -375,14 +380,25 @@ fn pauses_refusals_restarts_and_node_failures_on_real_nodes() {
         let j = c.job(id);
         j["state"] == "running" && Cluster::nodes_of(&j) == vec![other.to_string()]
     });
+    let left = std::process::Command::new("ip")
+        .args(["netns", "pids", &format!("vjob-{first}")])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the fenced node still runs processes: {left:?}");
     let full = c.ok("vstat", &["-f", &id.to_string()]);
-    assert!(full.contains(&format!("node {first} did not answer for 3 s")), "{full}");
+    assert!(
+        full.contains(&format!(
+            "node {first} did not answer for 3 s and was switched off (fenced)"
+        )),
+        "{full}"
+    );
 
-    // The node comes back with the stale copy: destroyed, never adopted.
-    lab_sh(&["node-start", lab.to_str().unwrap(), &first]);
-    c.wait(SECS(60), "the stale copy to be destroyed", || {
-        domains(&lab, n(&first), FAILURES).is_empty()
-            && !c.ok("vstat", &["-f", &id.to_string()]).contains("stale_copies")
+    // Repaired, it is switched on by hand (its power command starts its libvirtd): the stale
+    // record goes once it answers, with no domain there.
+    c.ok("vqmgr", &["node", "power", "on", &first]);
+    c.wait(SECS(60), "the node to answer and the stale record to go", || {
+        !c.ok("vstat", &["-f", &id.to_string()]).contains("stale_copies")
+            && domains(&lab, n(&first), FAILURES).is_empty()
     });
     assert_eq!(domains(&lab, n(other), FAILURES), vec![format!("{FAILURES}-{id}-0")]);
     assert_eq!(c.state(id), "running");

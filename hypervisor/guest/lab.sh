@@ -10,6 +10,8 @@
 #   lab.sh down DIR           # stop the daemons, delete the namespaces and DIR
 #   lab.sh node-stop DIR NODE # stop one node's libvirtd (its guests go on running), as a failure
 #   lab.sh node-start DIR NODE  # start it again: it finds its guests
+#   lab.sh node-poweroff DIR NODE  # pull its plug: every process of the node (libvirtd, its
+#                                  # guests' QEMU) killed at once, as a power command would
 set -euo pipefail
 
 install() {
@@ -159,6 +161,20 @@ node_stop() { # DIR NAME
   kill -9 "$(cat "$n/tini.pid")" 2>/dev/null || true
 }
 
+node_poweroff() { # DIR NAME
+  local n=$1/$2 ns=vjob-$2 pids
+  [ -d "$n" ] || { echo "lab.sh: no node $2 in $1" >&2; exit 1; }
+  # Every process of the node lives in its network namespace.
+  pids=$(ip netns pids "$ns" 2>/dev/null || true)
+  [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+  for _ in $(seq 100); do
+    [ -z "$(ip netns pids "$ns" 2>/dev/null || true)" ] && return 0
+    sleep 0.1
+  done
+  echo "lab.sh: processes of $2 survived kill -9: $(ip netns pids "$ns")" >&2
+  return 1
+}
+
 node_start() { # DIR NAME
   local name=$2
   node_up "$1" "$name" "10.77.0.${name#node}"
@@ -170,5 +186,6 @@ case "${1:-}" in
   down) down "${2:?DIR}" ;;
   node-stop) node_stop "${2:?DIR}" "${3:?NODE}" ;;
   node-start) node_start "${2:?DIR}" "${3:?NODE}" ;;
-  *) echo "usage: lab.sh install | up DIR N | down DIR | node-stop DIR NODE | node-start DIR NODE" >&2; exit 2 ;;
+  node-poweroff) node_poweroff "${2:?DIR}" "${3:?NODE}" ;;
+  *) echo "usage: lab.sh install | up DIR N | down DIR | node-stop DIR NODE | node-start DIR NODE | node-poweroff DIR NODE" >&2; exit 2 ;;
 esac

@@ -120,6 +120,10 @@ pub enum NodeCmd {
         to: String,
         name: String,
     },
+    /// Say that a node which does not answer is off and its VMs gone (you made sure of it, say
+    /// by pulling its plug): its vjobs start over elsewhere. Needed only when vjobd cannot
+    /// switch the node off itself (no `power_off` command).
+    Lost { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,6 +211,7 @@ pub fn main() -> ExitCode {
             state: NodeAdminState::Offline,
         },
         What::Node(NodeCmd::Power { to, name }) => Op::NodePower { name, on: to == "on" },
+        What::Node(NodeCmd::Lost { name }) => Op::NodeLost { name },
         What::Job(JobCmd::Hold { ids }) => return per_job("vqmgr", socket, Op::Hold { ids }, true),
         What::Job(JobCmd::Release { ids }) => return per_job("vqmgr", socket, Op::Release { ids }, true),
         What::Job(JobCmd::Suspend { id }) => Op::Suspend { id },

@@ -312,3 +312,28 @@ impl Drop for Cluster {
 pub fn job(name: &str, queue: &str, count: u32, vcpus: u32, mem: &str, runtime: &str) -> String {
     format!("name = \"{name}\"\nqueue = \"{queue}\"\n\n[vm]\ncount = {count}\nvcpus = {vcpus}\nmemory = \"{mem}\"\n\n[run]\nscript = \"echo hi\"\nsim_runtime = \"{runtime}\"\n")
 }
+
+/// The simulated cluster's state as its backend writes it (`sim-cluster.json` in `sim_dir`),
+/// or `None` when it cannot be read.
+pub fn sim_state(sim_dir: &Path) -> Option<Value> {
+    std::fs::read(sim_dir.join("sim-cluster.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+}
+
+/// The simulated cluster's VMs that execute (not paused, not ended) in `state`
+/// ([`sim_state`]), by name: the nodes each runs on. A VM on two nodes at once runs twice.
+pub fn sim_running(state: &Value) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut running: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (key, vm) in state["vms"].as_object().into_iter().flatten() {
+        // A copy left on a node that was cut off is kept as `NAME@NODE`.
+        let name = key.split('@').next().unwrap_or(key);
+        if vm["exec"].get("Running").is_some() {
+            running
+                .entry(name.to_string())
+                .or_default()
+                .push(vm["node"].as_str().unwrap_or("?").to_string());
+        }
+    }
+    running
+}

@@ -77,6 +77,10 @@ pub enum PowerState {
     ShuttingDown,
     /// Its boot did not answer in time: it takes nothing until an administrator acts.
     FailedToBoot,
+    /// Switched off because it stopped answering while it held VMs (so that they could start
+    /// over elsewhere without running twice): it takes nothing until an administrator switches
+    /// it on again.
+    Fenced,
 }
 
 impl PowerState {
@@ -87,6 +91,7 @@ impl PowerState {
             PowerState::Booting => "booting",
             PowerState::ShuttingDown => "shutting-down",
             PowerState::FailedToBoot => "failed-to-boot",
+            PowerState::Fenced => "fenced",
         }
     }
 

@@ -48,6 +48,7 @@ pub struct NodeView {
     pub down_since: Option<Instant>,
     pub domains: Vec<DomainInfo>,
     pub power: crate::power::PowerRecord,
+    pub fence: crate::fence::Fence,
 }
 
 /// A call outside plans, with what its success means for the records.
@@ -302,6 +303,7 @@ impl Core {
                     down_since: None,
                     domains: Vec::new(),
                     power: rec.map(|r| r.power).unwrap_or_default(),
+                    fence: Default::default(),
                 }
             })
             .collect();

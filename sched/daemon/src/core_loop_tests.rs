@@ -69,6 +69,14 @@ impl Rig {
         rig
     }
 
+    /// This rig's vjobd stopped and another started on its state (as after `kill -9` once the
+    /// last commit is on disk).
+    fn restart(mut self) -> Rig {
+        let dir = std::mem::take(&mut self.dir);
+        drop(self);
+        Rig::open(dir, "")
+    }
+
     fn root() -> Identity {
         Identity {
             uid: 0,
@@ -168,6 +176,24 @@ impl Drop for Rig {
 
 const ONE_VM: &str = "name = \"j\"\n[vm]\ncount = 1\nvcpus = 2\nmemory = \"1GiB\"\n[run]\nscript = \"x\"\n";
 
+/// Node `node` stops answering and, past the node timeout, is declared lost by hand although
+/// its VMs go on (as a node whose domains come back when it is switched on again): what a
+/// stale copy is.
+fn lose_keeping_vms(rig: &mut Rig, node: &str) {
+    rig.set_down(node, true);
+    rig.observe(&["n1", "n2"]);
+    std::thread::sleep(Duration::from_millis(60));
+    rig.core.declare_lost(node).unwrap();
+    rig.observe(&["n1", "n2"]);
+}
+
+/// Node `node` answers again and is switched on by hand.
+fn bring_back(rig: &mut Rig, node: &str) {
+    rig.set_down(node, false);
+    rig.core.power_by_hand(node, true).unwrap();
+    rig.drain();
+}
+
 /// Runs a 1-VM job, loses its node, lets it start again on the other one. Returns (job, lost
 /// node, other node).
 fn requeued_elsewhere(rig: &mut Rig) -> (u64, String, String) {
@@ -177,11 +203,8 @@ fn requeued_elsewhere(rig: &mut Rig) -> (u64, String, String) {
     assert_eq!(rig.job(id).state, JobState::Running);
     let first = rig.job(id).vms[0].node.clone().unwrap();
     let other = if first == "n1" { "n2" } else { "n1" }.to_string();
-    rig.set_down(&first, true);
-    rig.observe(&["n1", "n2"]);
-    std::thread::sleep(Duration::from_millis(60));
-    rig.observe(&["n1", "n2"]);
-    assert_eq!(rig.job(id).state, JobState::Queued, "requeued past the node timeout");
+    lose_keeping_vms(rig, &first);
+    assert_eq!(rig.job(id).state, JobState::Queued, "requeued once its node is lost");
     assert_eq!(rig.job(id).stale, vec![(format!("vjob-{id}-0"), first.clone())]);
     rig.decide();
     rig.observe(&[&other, &first]);
@@ -195,7 +218,7 @@ fn regression_stale_copy_on_a_returning_node_is_destroyed_when_its_listing_comes
     let mut rig = Rig::new("stale-last");
     let (id, first, other) = requeued_elsewhere(&mut rig);
     let vm = format!("vjob-{id}-0");
-    rig.set_down(&first, false);
+    bring_back(&mut rig, &first);
     assert_eq!(
         (rig.names_on(&first), rig.names_on(&other)),
         (vec![vm.clone()], vec![vm.clone()])
@@ -223,7 +246,7 @@ fn regression_stale_copy_is_kept_until_its_node_answers_even_when_other_rounds_m
     rig.observe(&[&other, &first]);
     rig.drain();
     assert_eq!(rig.job(id).stale.len(), 1, "nothing confirmed the destroy yet");
-    rig.set_down(&first, false);
+    bring_back(&mut rig, &first);
     rig.observe(&[&first, &other]);
     rig.drain();
     assert!(rig.names_on(&first).is_empty());
@@ -240,12 +263,9 @@ fn a_requeued_vjob_waits_for_its_stale_copy_rather_than_starting_beside_it() {
     let other = if first == "n1" { "n2" } else { "n1" }.to_string();
     // The other node is offline: the vjob can only start again where its stale copy is.
     rig.core.nodes.iter_mut().find(|n| n.cfg.name == other).unwrap().admin = vjob_api::NodeAdminState::Offline;
-    rig.set_down(&first, true);
-    rig.observe(&["n1", "n2"]);
-    std::thread::sleep(Duration::from_millis(60));
-    rig.observe(&["n1", "n2"]);
+    lose_keeping_vms(&mut rig, &first);
     assert_eq!(rig.job(id).state, JobState::Queued);
-    rig.set_down(&first, false);
+    bring_back(&mut rig, &first);
     // Its node answers: the stale copy's destroy is under way, and no decision starts the VM
     // there before it is confirmed.
     rig.observe(&[&first, &other]);
@@ -314,4 +334,54 @@ fn another_clusters_vms_on_shared_nodes_are_load_never_adopted_nor_destroyed() {
     drop(beta);
     drop(alpha);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_silent_node_is_switched_off_before_its_vjob_starts_over_even_across_a_restart() {
+    let mut rig = Rig::new("fence");
+    let id = rig.submit(ONE_VM);
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    let first = rig.job(id).vms[0].node.clone().unwrap();
+    rig.set_down(&first, true);
+    rig.observe(&["n1", "n2"]);
+    std::thread::sleep(Duration::from_millis(60));
+    rig.observe(&["n1", "n2"]);
+    // Past the timeout the switch-off is under way; the vjob waits for it, still running there.
+    let i = rig.core.node_idx(&first).unwrap() as usize;
+    assert!(rig.core.nodes[i].fence.under_way);
+    assert_eq!(rig.job(id).state, JobState::Running);
+    assert!(rig
+        .job(id)
+        .events
+        .iter()
+        .any(|(_, m)| m.contains("switching it off (fencing)")));
+    rig.drain();
+    assert_eq!(rig.core.nodes[i].power.state, vjob_core::power::PowerState::Fenced);
+    assert_ne!(rig.sim.power(&first).unwrap(), vjob_hypervisor::sim::SimPower::On);
+    assert_eq!(
+        rig.job(id).state,
+        JobState::Running,
+        "requeued at the next observation only"
+    );
+
+    // vjobd dies here; the restarted one finds the node fenced and requeues the vjob.
+    rig.core.flush().unwrap();
+    let mut rig = rig.restart();
+    rig.observe(&["n1", "n2"]);
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Queued);
+    assert!(
+        job.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("was switched off (fenced): its VMs there are lost"),
+        "{:?}",
+        job.reason
+    );
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    let other = if first == "n1" { "n2" } else { "n1" };
+    assert_eq!(rig.job(id).vms[0].node.as_deref(), Some(other));
+    assert_eq!(rig.job(id).state, JobState::Running);
 }

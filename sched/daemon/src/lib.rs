@@ -14,6 +14,7 @@ mod deciding;
 pub mod error;
 pub mod exec;
 pub mod failpoint;
+mod fence;
 pub mod jobs;
 pub mod lower;
 pub mod placement;

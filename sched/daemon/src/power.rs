@@ -217,19 +217,7 @@ impl Core {
 
     /// Starts switching node `i`: the state shows it at once; the call's outcome settles it.
     fn switch(&mut self, i: usize, on: bool, why: &str) {
-        let settings = self.cfg.power.clone().unwrap_or_else(|| {
-            vjob_core::power::PowerTable::default()
-                .settings()
-                .expect("the defaults are valid")
-        });
-        let cfg = &self.nodes[i].cfg;
-        let command = if on {
-            cfg.power_on.clone().or(settings.power_on)
-        } else {
-            cfg.power_off.clone().or(settings.power_off)
-        };
-        let node = cfg.name.clone();
-        tracing::info!(node = %node, on, why, "switching a node");
+        tracing::info!(node = %self.nodes[i].cfg.name, on, why, "switching a node");
         let state = if on {
             PowerState::Booting
         } else {
@@ -242,12 +230,29 @@ impl Core {
         } else {
             p.shutdowns += 1;
         }
-        self.start_power_call(Call::Power {
-            node,
+        self.start_power_call(self.power_call(i, on));
+    }
+
+    /// The call that switches node `i` on or off: the node's own power command, else the
+    /// `[power]` table's, then the backend's switch.
+    pub(crate) fn power_call(&self, i: usize, on: bool) -> Call {
+        let settings = self.cfg.power.clone().unwrap_or_else(|| {
+            vjob_core::power::PowerTable::default()
+                .settings()
+                .expect("the defaults are valid")
+        });
+        let cfg = &self.nodes[i].cfg;
+        let command = if on {
+            cfg.power_on.clone().or(settings.power_on)
+        } else {
+            cfg.power_off.clone().or(settings.power_off)
+        };
+        Call::Power {
+            node: cfg.name.clone(),
             on,
             command,
             timeout_ms: settings.command_timeout_ms,
-        });
+        }
     }
 
     /// Node `i` enters `state`, with `reason`.
@@ -270,6 +275,9 @@ impl Core {
         let Some(i) = self.node_idx(node).map(|i| i as usize) else {
             return;
         };
+        if !on && self.nodes[i].fence.under_way {
+            return self.fence_done(i, result);
+        }
         match (on, result) {
             (_, Ok(())) => {
                 // Booting until it answers; shutting down for the modeled shutdown time.

@@ -1,6 +1,7 @@
 //! What the nodes report is the truth: the records follow it. One round of node reports goes
-//! through small steps: node liveness ([`Core::take_reports`]), vjobs with VMs on lost nodes
-//! requeued ([`Core::requeue_from_lost_nodes`]), stale copies destroyed
+//! through small steps: node liveness ([`Core::take_reports`]), silent nodes holding VMs fenced
+//! ([`crate::fence`]), vjobs with VMs on fenced nodes requeued
+//! ([`Core::requeue_from_lost_nodes`]), stale copies destroyed
 //! ([`Core::destroy_stale_copies`]), every VM of every active job brought in line
 //! ([`reconcile_vm`], pure, and [`Core::reconcile_job`]), jobs whose VMs all ended finished
 //! ([`Core::finish_job`]), and this cluster's leftovers destroyed ([`Core::destroy_leftovers`]).
@@ -9,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::Duration;
 use vjob_core::power::PowerState;
 
 use vjob_api::JobState;
@@ -163,6 +163,7 @@ impl Core {
         let now = now_ms();
         self.pace.observations += 1;
         let listed = self.take_reports(obs.nodes);
+        self.fence_silent_nodes();
         self.requeue_from_lost_nodes(now);
         // Copies of requeued jobs' VMs left on nodes: never taken for the real ones.
         let stale = self.stale_copies();
@@ -251,18 +252,21 @@ impl Core {
         listed
     }
 
-    /// Requeues the vjobs with VMs on nodes down for longer than the node timeout: those VMs
-    /// are lost (their node may come back, but the vjob cannot wait for it), so the vjob starts
-    /// over. Every copy of its VMs on a node becomes a stale record, destroyed (on its node) once
-    /// that node answers, and forgotten only when the destroy is confirmed; its images are
-    /// discarded.
+    /// Requeues the vjobs with VMs on fenced nodes ([`crate::fence`]): those VMs are gone, so
+    /// the vjob starts over. Every copy of its VMs on a node becomes a stale record, destroyed
+    /// (on its node) once that node answers, and forgotten only when the destroy is confirmed;
+    /// its images are discarded.
     fn requeue_from_lost_nodes(&mut self, now: u64) {
-        let timeout = Duration::from_millis(self.cfg.scheduler.node_timeout_ms);
-        let lost: HashSet<String> = self
+        let lost: HashMap<String, String> = self
             .nodes
             .iter()
-            .filter(|n| n.down_since.is_some_and(|t| t.elapsed() >= timeout))
-            .map(|n| n.cfg.name.clone())
+            .filter(|n| n.power.state == PowerState::Fenced)
+            .map(|n| {
+                (
+                    n.cfg.name.clone(),
+                    n.power.reason.clone().unwrap_or_else(|| "fenced".into()),
+                )
+            })
             .collect();
         if lost.is_empty() {
             return;
@@ -277,7 +281,7 @@ impl Core {
                     !j.state.is_final()
                         && j.vms.iter().any(|v| {
                             matches!(v.phase, VmPhase::Running | VmPhase::Paused)
-                                && v.node.as_deref().is_some_and(|n| lost.contains(n))
+                                && v.node.as_deref().is_some_and(|n| lost.contains_key(n))
                         })
                         && !j.vms.iter().any(|v| self.is_busy(&v.name))
                 })
@@ -289,11 +293,12 @@ impl Core {
                 continue;
             };
             let (images, down) = start_over(job, &lost, &image_dir);
-            let why = format!(
-                "node {} did not answer for {} s: its VMs there are lost",
-                down.join(","),
-                timeout.as_secs()
-            );
+            let why = down
+                .iter()
+                .map(|n| format!("node {n} {}", lost[n]))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let why = format!("{why}: its VMs there are lost");
             let _ = job.set_state(JobState::Queued, now);
             tracing::warn!(job = id, "{why}; requeued");
             job.event(now, format!("{why}; requeued"));
@@ -509,13 +514,17 @@ fn apply_verdict(job: &mut Job, i: usize, verdict: &VmVerdict) -> bool {
 /// Sends a job back to the queue from scratch after a node was lost: every copy of its VMs on
 /// a node becomes a stale record, its clock starts over. Returns the image removals to make and
 /// the lost nodes its VMs were on.
-fn start_over(job: &mut Job, lost: &HashSet<String>, image_dir: &std::path::Path) -> (Vec<(Call, usize)>, Vec<String>) {
+fn start_over(
+    job: &mut Job,
+    lost: &HashMap<String, String>,
+    image_dir: &std::path::Path,
+) -> (Vec<(Call, usize)>, Vec<String>) {
     let mut calls = Vec::new();
     let mut down: Vec<String> = Vec::new();
     for (i, v) in job.vms.iter_mut().enumerate() {
         match (v.phase, v.node.clone()) {
             (VmPhase::Running | VmPhase::Paused | VmPhase::Ended, Some(node)) => {
-                if lost.contains(&node) && !down.contains(&node) {
+                if lost.contains_key(&node) && !down.contains(&node) {
                     down.push(node.clone());
                 }
                 let copy = (v.name.clone(), node);

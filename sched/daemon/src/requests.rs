@@ -80,6 +80,10 @@ impl Core {
                 admin_only(who, "switching a node on or off")?;
                 self.power_by_hand(&name, on).map(|message| Reply::Done { message })
             }
+            Op::NodeLost { name } => {
+                admin_only(who, "declaring a node lost")?;
+                self.declare_lost(&name).map(|message| Reply::Done { message })
+            }
             Op::Suspend { id } => {
                 admin_only(who, "suspending a vjob by hand")?;
                 self.admin_suspend(id)

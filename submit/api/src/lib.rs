@@ -79,6 +79,9 @@ pub enum Op {
     NodeSet { name: String, state: NodeAdminState },
     /// Admin: switch a node on or off by hand (off is refused while it holds VMs).
     NodePower { name: String, on: bool },
+    /// Admin: say that a node which does not answer is off (its VMs gone), so that its vjobs
+    /// start over elsewhere without waiting for it to be fenced.
+    NodeLost { name: String },
     /// Admin: suspend a running vjob to disk now; it stays suspended until resumed by hand.
     Suspend { id: u64 },
     /// Admin: let a vjob suspended by hand be resumed by the scheduler.
