@@ -1,7 +1,8 @@
 //! Chaos runs on the simulated backend, at random from a seed: vjobs preempting one another while
-//! vjobd is killed -9 and restarted, nodes are cut off for a while, slowed down, or lost for good
-//! (switched off: their VMs die), and administrators drain nodes, migrate, suspend, hold and
-//! cancel vjobs. Throughout, a sampler reads the simulated cluster's own state: no VM may run on
+//! vjobd is killed -9 and restarted, nodes are cut off for a while (fenced by vjobd past the node
+//! timeout, and switched on again by hand), slowed down, or lost for good (switched off: their VMs
+//! die), the image storage is full or read-only for a while, and administrators drain nodes,
+//! migrate, suspend, hold and cancel vjobs. Throughout, a sampler reads the simulated cluster's own state: no VM may run on
 //! two nodes at once, and the backend must never have refused a request for lack of room (it
 //! refuses to overcommit, so a capacity the scheduler got wrong shows there). Once the faults stop
 //! and the administrators' actions are undone: every acknowledged vjob completed with exit code 0
@@ -92,15 +93,68 @@ fn sample(sim_dir: PathBuf, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
 /// A fault or an administrator's action, drawn from the seed.
 #[derive(Debug, Clone)]
 enum Fault {
-    Kill9 { restart_after_ms: u64 },
-    CutOff { node: usize, ms: u64 },
-    Slow { node: usize, factor: u64, ms: u64 },
-    Lose { node: usize },
-    Drain { node: usize },
-    Migrate { job: usize, to: usize },
-    Suspend { job: usize },
-    Hold { job: usize },
-    Cancel { job: usize },
+    Kill9 {
+        restart_after_ms: u64,
+    },
+    CutOff {
+        node: usize,
+        ms: u64,
+    },
+    Slow {
+        node: usize,
+        factor: u64,
+        ms: u64,
+    },
+    Lose {
+        node: usize,
+    },
+    Drain {
+        node: usize,
+    },
+    Migrate {
+        job: usize,
+        to: usize,
+    },
+    Suspend {
+        job: usize,
+    },
+    Hold {
+        job: usize,
+    },
+    Cancel {
+        job: usize,
+    },
+    /// The image storage full (or read-only) for `ms`.
+    Storage {
+        read_only: bool,
+        ms: u64,
+    },
+}
+
+/// The faults of seed `seed`: [`draw`]'s, with storage faults among them when `storage` (drawn
+/// from a stream of their own, so that a seed's other faults stay what they were before storage
+/// faults existed).
+fn faults_of(seed: u64, count: u64, storage: bool) -> Vec<(u64, Fault)> {
+    let faults = draw(&mut Rng::new(seed ^ 0x5eed), count);
+    if !storage {
+        return faults;
+    }
+    let mut rng = Rng::new(seed ^ 0xd15c);
+    let mut out = Vec::new();
+    for f in faults {
+        if rng.below(6) == 0 {
+            let read_only = rng.below(2) == 0;
+            out.push((
+                300 + rng.below(1000),
+                Fault::Storage {
+                    read_only,
+                    ms: 1000 + rng.below(4000),
+                },
+            ));
+        }
+        out.push(f);
+    }
+    out
 }
 
 /// The faults of one run: `count` of them, each after a pause (ms); at most one node lost.
@@ -260,6 +314,12 @@ fn make(c: &Cluster, sim_dir: &Path, ids: &[u64], f: &Fault, admin: &mut Admin) 
             std::thread::sleep(Duration::from_millis(ms));
             std::fs::remove_file(marker(node, "down")).unwrap();
         }
+        Fault::Storage { read_only, ms } => {
+            let marker = sim_dir.join("images.fault");
+            std::fs::write(&marker, if read_only { "read-only" } else { "full" }).unwrap();
+            std::thread::sleep(Duration::from_millis(ms));
+            std::fs::remove_file(&marker).unwrap();
+        }
         Fault::Slow { node, factor, ms } => {
             std::fs::write(marker(node, "slow"), factor.to_string()).unwrap();
             std::thread::sleep(Duration::from_millis(ms));
@@ -357,8 +417,8 @@ fn shrink(seed: u64, faults: &[(u64, Fault)]) -> usize {
 }
 
 /// Runs one seed; on failure, shrinks it and panics with both reports.
-fn seed_run(seed: u64, count: u64) -> Vec<(u64, Fault)> {
-    let faults = draw(&mut Rng::new(seed ^ 0x5eed), count);
+fn seed_run(seed: u64, count: u64, storage: bool) -> Vec<(u64, Fault)> {
+    let faults = faults_of(seed, count, storage);
     if std::panic::catch_unwind(|| run(seed, &faults)).is_err() {
         let k = if std::env::var_os("VJOB_CHAOS_NO_SHRINK").is_some() {
             faults.len()
@@ -384,6 +444,8 @@ fn tally(runs: &[Vec<(u64, Fault)>]) -> String {
             Fault::Suspend { .. } => "suspension by hand",
             Fault::Hold { .. } => "hold",
             Fault::Cancel { .. } => "cancel",
+            Fault::Storage { read_only: false, .. } => "image storage full",
+            Fault::Storage { read_only: true, .. } => "image storage read-only",
         };
         *by.entry(kind).or_default() += 1;
     }
@@ -408,7 +470,7 @@ fn vjobs_complete_through_kills_lost_slow_and_cut_off_nodes_and_admin_actions_an
         let chunk: Vec<u64> = next.drain(..next.len().min(3)).collect();
         let runs: Vec<_> = chunk
             .iter()
-            .map(|&seed| (seed, std::thread::spawn(move || seed_run(seed, count))))
+            .map(|&seed| (seed, std::thread::spawn(move || seed_run(seed, count, true))))
             .collect();
         let mut failed = Vec::new();
         for (seed, r) in runs {
@@ -438,7 +500,7 @@ fn vjobs_complete_through_kills_lost_slow_and_cut_off_nodes_and_admin_actions_an
 fn regression_a_node_cut_off_past_the_timeout_ran_its_vms_twice() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let runs: Vec<_> = [11, 12]
-        .map(|seed| std::thread::spawn(move || seed_run(seed, 12)))
+        .map(|seed| std::thread::spawn(move || seed_run(seed, 12, false)))
         .into_iter()
         .map(|r| r.join().expect("the seed passes (its panic above)"))
         .collect();

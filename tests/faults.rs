@@ -177,3 +177,54 @@ fn a_preemption_survives_a_fault_at_every_step() {
         eprintln!("{fault}: both vjobs completed, nothing left");
     }
 }
+
+/// The image storage full (or read-only) while a preemption needs to save its victim: the
+/// victim goes on running (never half-saved) and is not tried again for a while, the preemptor
+/// waits, saying why; once the storage recovers the preemption happens and both complete,
+/// leaving nothing.
+fn image_storage_fault(fault: &'static str) {
+    let c = two_nodes(&format!("image-{fault}"));
+    let sim_dir = c.dir.join("state").join("sim");
+    let marker = sim_dir.join("images.fault");
+    std::fs::write(&marker, fault).unwrap();
+    let low = c.submit(&c.spec("low.toml", &job("low", "batch", 2, 4, "1GiB", "20s")), &[]);
+    c.wait_state(low, "running", SECS(20));
+    let high = c.submit(&c.spec("high.toml", &job("high", "express", 1, 4, "1GiB", "2s")), &[]);
+    let reason = if fault == "full" {
+        "No space left on device"
+    } else {
+        "Read-only file system"
+    };
+    c.wait(SECS(30), "the failed save to be told", || {
+        c.ok("vstat", &["-f", &low.to_string()]).contains(reason)
+    });
+    c.wait(SECS(10), "both VMs of the victim to execute again", || {
+        common::sim_state(&sim_dir).is_some_and(|v| common::sim_running(&v).len() == 2)
+    });
+    let full = c.ok("vstat", &["-f", &low.to_string()]);
+    assert_eq!(c.state(low), "running", "{fault}: {full}");
+    assert!(
+        full.contains("suspending failed (1 in a row): not preempted again for"),
+        "{fault}: {full}"
+    );
+    assert_eq!(c.state(high), "queued");
+    std::fs::remove_file(&marker).unwrap();
+    for id in [high, low] {
+        let j = c.wait_state(id, "completed", SECS(60));
+        assert_eq!(j["exit_code"], 0, "{fault}: {j}");
+    }
+    let full = c.ok("vstat", &["-f", &low.to_string()]);
+    assert!(
+        full.contains("suspended to disk"),
+        "{fault}: preempted in the end: {full}"
+    );
+    assert_nothing_left(&c);
+}
+
+#[test]
+fn a_save_to_full_or_read_only_image_storage_leaves_the_victim_running_and_the_preemption_waits() {
+    let runs = ["full", "read-only"].map(|f| std::thread::spawn(move || image_storage_fault(f)));
+    for r in runs {
+        r.join().expect("passes (its panic above)");
+    }
+}

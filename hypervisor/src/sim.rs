@@ -58,8 +58,14 @@ enum Exec {
 enum PendingOp {
     /// Booting or restoring; executes (or stays paused) once done.
     Starting { done_at: u64, paused: bool },
-    /// Writing the memory to `image`; the VM leaves the node once done.
-    Saving { done_at: u64, image: PathBuf },
+    /// Writing the memory to `image`; the VM leaves the node once done. A write that fails
+    /// (the image directory full) leaves it as it was, running if `was_running`.
+    Saving {
+        done_at: u64,
+        image: PathBuf,
+        #[serde(default)]
+        was_running: bool,
+    },
     /// Live-migrating to node `to`; the VM moves once done.
     Migrating { done_at: u64, to: String },
 }
@@ -82,6 +88,9 @@ struct SimVm {
     /// Guest running time left as of the last change of `exec` (`None`: runs until destroyed).
     remaining_ms: Option<u64>,
     op: Option<PendingOp>,
+    /// Why its last save failed, for the call that waits on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    save_failed: Option<String>,
 }
 
 /// What a saved image holds: the VM and its guest's progress.
@@ -160,9 +169,10 @@ impl SimVm {
 
 impl SimState {
     /// Applies every event (guest end, end of a pending operation) that happened up to `now`, in
-    /// time order per VM. Saved images are written here, so a save finished while the process was
-    /// down is found written afterwards. Returns whether anything happened.
-    fn settle(&mut self, now: u64) -> bool {
+    /// time order per VM. Saved images are written here (unless `image_fault`), so a save
+    /// finished while the process was down is found written afterwards. Returns whether anything
+    /// happened.
+    fn settle(&mut self, now: u64, image_fault: Option<ImageFault>) -> bool {
         let mut changed = false;
         for n in self.nodes.values_mut() {
             n.power = match n.power {
@@ -202,19 +212,27 @@ impl SimState {
                                 };
                             }
                             PendingOp::Migrating { to, .. } => vm.node = to,
-                            PendingOp::Saving { image, .. } => {
+                            PendingOp::Saving { image, was_running, .. } => {
                                 let saved = SavedImage {
                                     spec: vm.spec.clone(),
                                     remaining_ms: vm.remaining_ms,
                                 };
-                                // The image's directory was checked when the save began; a failure
-                                // here leaves the VM where it is, so nothing is lost.
-                                match write_atomically(&image, &serde_json::to_vec(&saved).unwrap()) {
+                                // A failure leaves the VM as it was (as libvirt resumes a domain
+                                // whose save failed), so nothing is lost.
+                                let written = match &image_fault {
+                                    Some(f) => Err(f.error()),
+                                    None => write_atomically(&image, &serde_json::to_vec(&saved).unwrap()),
+                                };
+                                match written {
                                     Ok(()) => {
                                         self.vms.remove(&name);
                                     }
                                     Err(e) => {
-                                        tracing::error!(vm = %name, image = %image.display(), error = %e, "simulated save could not write its image; the VM stays paused");
+                                        tracing::error!(vm = %name, image = %image.display(), error = %e, "simulated save could not write its image; the VM goes on as it was");
+                                        if was_running {
+                                            vm.exec = Exec::Running { since: t };
+                                        }
+                                        vm.save_failed = Some(e.to_string());
                                     }
                                 }
                             }
@@ -279,8 +297,32 @@ impl SimState {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // Nothing half-written is left behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// A fault of the simulated nodes' image storage, while [`SimCluster::image_fault_marker`]
+/// exists: its text says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFault {
+    /// `full`: a save fails once its memory is written (no space left), the VM goes on.
+    Full,
+    /// `read-only`: a save fails at once, the VM untouched.
+    ReadOnly,
+}
+
+impl ImageFault {
+    fn error(self) -> std::io::Error {
+        // ENOSPC and EROFS, worded as the system words them.
+        std::io::Error::from_raw_os_error(match self {
+            ImageFault::Full => 28,
+            ImageFault::ReadOnly => 30,
+        })
+    }
 }
 
 struct Shared {
@@ -514,6 +556,20 @@ impl SimCluster {
         self.shared.state_file.with_file_name(format!("{name}.slow"))
     }
 
+    /// The file that makes the image storage fail while it exists: `full` or `read-only`
+    /// ([`ImageFault`]; anything else counts as full).
+    pub fn image_fault_marker(&self) -> PathBuf {
+        self.shared.state_file.with_file_name("images.fault")
+    }
+
+    fn image_fault(&self) -> Option<ImageFault> {
+        let text = std::fs::read_to_string(self.image_fault_marker()).ok()?;
+        Some(match text.trim() {
+            "read-only" => ImageFault::ReadOnly,
+            _ => ImageFault::Full,
+        })
+    }
+
     /// The file whose existence takes node `name` down.
     pub fn down_marker(&self, name: &str) -> PathBuf {
         self.shared.state_file.with_file_name(format!("{name}.down"))
@@ -543,7 +599,7 @@ impl SimCluster {
                     state_file: &self.shared.state_file,
                     _flock: None,
                 };
-                g.settle(now_ms());
+                g.settle(now_ms(), self.image_fault());
                 g
             }
         }
@@ -579,7 +635,7 @@ impl SimCluster {
             g.cached.state = read_state(&self.shared.state_file)?;
             g.cached.seen = version;
         }
-        if g.settle(now_ms()) {
+        if g.settle(now_ms(), self.image_fault()) {
             g.persist();
         }
         Ok(g)
@@ -727,6 +783,7 @@ impl SimNode {
                 exec: Exec::Paused,
                 remaining_ms,
                 op: Some(PendingOp::Starting { done_at, paused }),
+                save_failed: None,
             },
         );
         st.persist();
@@ -808,11 +865,15 @@ impl Hypervisor for SimNode {
     fn save(&self, vm: &str, image: &Path) -> Result<(), HvError> {
         let mut st = self.locked()?;
         let now = now_ms();
+        let image_error = |source| HvError::Image {
+            path: image.to_path_buf(),
+            source,
+        };
         if let Some(dir) = image.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| HvError::Image {
-                path: image.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(image_error)?;
+        }
+        if self.cluster.image_fault() == Some(ImageFault::ReadOnly) {
+            return Err(image_error(ImageFault::ReadOnly.error()));
         }
         let durations = self.durations();
         let v = self.idle_vm(&mut st, vm, "save")?;
@@ -824,15 +885,26 @@ impl Hypervisor for SimNode {
                 state: state_name(v),
             });
         }
+        let was_running = matches!(v.exec, Exec::Running { .. });
         v.freeze(now);
+        v.save_failed = None;
         let done_at = now + durations.save(v.spec.memory);
         v.op = Some(PendingOp::Saving {
             done_at,
             image: image.to_path_buf(),
+            was_running,
         });
         st.persist();
         drop(st);
-        self.wait(vm, done_at, "save", |v| v.is_none())
+        let waited = self.wait(vm, done_at, "save", |v| v.is_none());
+        if waited.is_err() {
+            let mut st = self.cluster.lock();
+            if let Some(why) = st.vms.get_mut(vm).and_then(|v| v.save_failed.take()) {
+                st.persist();
+                return Err(image_error(std::io::Error::other(why)));
+            }
+        }
+        waited
     }
 
     fn restore(&self, image: &Path, paused: bool) -> Result<String, HvError> {
@@ -1033,6 +1105,36 @@ mod tests {
     }
 
     #[test]
+    fn a_save_to_full_or_read_only_storage_fails_and_the_vm_goes_on_running_with_nothing_written() {
+        let dir = tmpdir("imgfault");
+        let c = cluster(&dir);
+        let a = c.node("a").unwrap();
+        a.start(&spec("v", 2, Some(400)), false).unwrap();
+        let img = dir.join("img/v.img");
+        std::fs::write(c.image_fault_marker(), "read-only").unwrap();
+        let chain = |e: HvError| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+            )
+        };
+        let e = chain(a.save("v", &img).unwrap_err());
+        assert!(e.contains("Read-only file system"), "{e}");
+        assert_eq!(a.list().unwrap()[0].state, DomainState::Running, "untouched");
+
+        std::fs::write(c.image_fault_marker(), "full").unwrap();
+        let e = chain(a.save("v", &img).unwrap_err());
+        assert!(e.contains("No space left on device"), "{e}");
+        assert_eq!(a.list().unwrap()[0].state, DomainState::Running, "resumed");
+        let left: Vec<_> = std::fs::read_dir(dir.join("img")).unwrap().collect();
+        assert!(left.is_empty(), "nothing half-written: {left:?}");
+        // The guest's clock went on from where it was: it still ends.
+        std::fs::remove_file(c.image_fault_marker()).unwrap();
+        std::thread::sleep(Duration::from_millis(450));
+        assert!(matches!(a.list().unwrap()[0].state, DomainState::Ended { .. }));
+    }
+
+    #[test]
     fn a_node_slowed_by_its_marker_takes_that_many_times_longer_and_only_while_it_exists() {
         let dir = tmpdir("slow");
         let c = cluster(&dir);
@@ -1109,6 +1211,7 @@ mod tests {
             v.op = Some(PendingOp::Saving {
                 done_at: now_ms() + 30,
                 image: dir.join("gone.img"),
+                was_running: false,
             });
             st.persist();
         }

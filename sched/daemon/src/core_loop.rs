@@ -723,9 +723,26 @@ impl Core {
                 .filter(|f| job.vms.iter().any(|v| v.name == f.vm))
                 .map(|f| f.message.clone())
                 .collect();
+            let suspended = job.vms.iter().all(|v| v.phase == VmPhase::Sleeping);
+            let suspend_failed = suspending && !failed.is_empty() && !suspended;
             for f in failed {
                 job.event(now, format!("failed: {f}"));
                 job.reason = Some(f);
+            }
+            if suspend_failed {
+                job.suspend_failures += 1;
+                let backoff = crate::jobs::suspend_backoff_ms(job.suspend_failures);
+                job.protected_until = job.protected_until.max(now + backoff);
+                job.event(
+                    now,
+                    format!(
+                        "suspending failed ({} in a row): not preempted again for {}",
+                        job.suspend_failures,
+                        vjob_api::display::hms(backoff as f64 / 1000.0)
+                    ),
+                );
+            } else if suspending && suspended {
+                job.suspend_failures = 0;
             }
             self.dirty.jobs.insert(id);
         }

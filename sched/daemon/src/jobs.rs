@@ -72,8 +72,13 @@ pub struct Job {
     pub run_ms: u64,
     pub running_since: Option<u64>,
     pub preemptions: u32,
-    /// Not preempted again before this time (anti-thrashing quantum).
+    /// Not preempted again before this time (anti-thrashing quantum, or after a suspension
+    /// that failed).
     pub protected_until: u64,
+    /// Suspensions in a row that failed (the image storage full, say): each protects the vjob
+    /// twice as long as the one before ([`suspend_backoff_ms`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suspend_failures: u32,
     /// Suspended by an administrator: stays suspended until resumed by hand.
     pub admin_suspended: bool,
     pub spec_file: String,
@@ -88,6 +93,17 @@ pub struct Job {
     /// Its share of its nodes' energy while its VMs ran there, joules.
     #[serde(default)]
     pub energy_j: f64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// How long a vjob is not preempted after its `failures`-th suspension in a row failed: 10 s,
+/// doubling, at most 5 minutes. A storage that refuses images is not hammered every round, and
+/// the victim runs meanwhile.
+pub fn suspend_backoff_ms(failures: u32) -> u64 {
+    (10_000u64 << failures.saturating_sub(1).min(5)).min(300_000)
 }
 
 /// A refused state change.
@@ -161,6 +177,7 @@ impl Job {
             running_since: None,
             preemptions: 0,
             protected_until: 0,
+            suspend_failures: 0,
             admin_suspended: false,
             spec_file,
             cwd,
@@ -381,6 +398,12 @@ pub struct NodeRecord {
 mod tests {
     use super::*;
     use crate::spec::JobSpec;
+
+    #[test]
+    fn a_failed_suspension_protects_twice_as_long_as_the_one_before_up_to_five_minutes() {
+        let b: Vec<u64> = (1..=8).map(suspend_backoff_ms).collect();
+        assert_eq!(b, [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]);
+    }
 
     fn job() -> Job {
         let spec = JobSpec::parse("j.toml", "[vm]\ncount = 2\n[run]\nscript = 'x'\n").unwrap();
