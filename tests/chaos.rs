@@ -246,7 +246,7 @@ fn run(seed: u64, faults: &[(u64, Fault)]) {
         &format!("every vjob ended ({})", report()),
         || {
             ids.iter()
-                .all(|&id| matches!(state(&c, id).as_deref(), Some("completed" | "cancelled")))
+                .all(|&id| matches!(state(&c, id).as_deref(), Some("completed" | "cancelled" | "failed")))
         },
     );
     for &id in &ids {

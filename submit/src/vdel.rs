@@ -1,5 +1,6 @@
 //! `vdel`: cancels jobs. Running VMs are destroyed and saved images removed. Only a job's owner
-//! or an administrator may cancel it; each refusal is printed and the exit code is non-zero.
+//! or an administrator may cancel it; each refusal is printed and the exit code is non-zero. A
+//! job that already ended is left as it is, and is no error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -42,6 +42,11 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print exactly one word for the job: `running` (queued, held, running or suspended),
+    /// `success` (completed with exit code 0) or `failed` (anything else that ended), as
+    /// workflow tools poll for it.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["nodes", "queues", "server", "full", "json"])]
+    pub status: Option<u64>,
     /// The daemon's socket (default: $VJOB_SOCKET, else /run/vjob/vjobd.sock).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -75,6 +80,19 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
+    if let Some(id) = args.status {
+        let query = JobQuery {
+            ids: vec![id],
+            ..Default::default()
+        };
+        let jobs = match client.call(Op::Jobs(query))? {
+            Reply::Jobs { jobs } => jobs,
+            other => return Err(unexpected(&other)),
+        };
+        let job = jobs.first().ok_or_else(|| ClientError::Io(format!("no job {id}")))?;
+        out(&format!("{}\n", workflow_status(job)));
+        return Ok(());
+    }
     if args.nodes {
         let Reply::Nodes { nodes } = client.call(Op::Nodes)? else {
             return Err(ClientError::Io("unexpected answer".into()));
@@ -148,6 +166,17 @@ fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
         )));
     }
     Ok(())
+}
+
+/// A job's state as workflow tools know it: `running`, `success` or `failed`. A job whose VMs
+/// are ending is still running until its final state is known.
+fn workflow_status(job: &JobInfo) -> &'static str {
+    use vjob_api::JobState::*;
+    match (job.state, job.exit_code) {
+        (Queued | Held | Running | Suspended, _) => "running",
+        (Completed, Some(0)) => "success",
+        (Completed | Failed | Cancelled, _) => "failed",
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {

@@ -1,7 +1,9 @@
-//! `vsub`: submits a job spec file; prints the new job's id alone on stdout.
+//! `vsub`: submits a job (a TOML spec, a shell script with `#VJOB`/`#SBATCH`/`#PBS` directives,
+//! or a one-line command with `--wrap`); prints the new job's id alone on stdout.
 //!
 //! ```text
-//! vsub [-q QUEUE] [-N NAME] [-p PRIORITY] [--hold] FILE
+//! vsub [-q QUEUE] [-N NAME] [-p PRIORITY] [--vms N] [--vcpus N] [--mem SIZE] [-t WALLTIME]
+//!      [--image NAME] [-o FILE] [--hold] [--parsable] (FILE | --wrap "CMD")
 //! ```
 
 use std::io::Read;
@@ -9,12 +11,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use vjob_api::{Op, Reply, SubmitRequest};
+use vjob_api::{Op, Reply, SpecFlag, SpecFlags, SubmitRequest};
 
 use crate::client::{call_once, unexpected, ClientError};
 use crate::{fail, out, Exit};
 
-/// Submit a vjob: a job spec file (TOML) describing its VMs and what runs inside.
+/// Submit a vjob: a job spec file (TOML), a shell script whose leading `#VJOB` lines (or
+/// `#SBATCH`, `#PBS`) carry these flags, or a command (`--wrap`). Flags given here win over the
+/// script's directives, which win over the spec file.
 #[derive(Parser, Debug)]
 #[command(name = "vsub", version)]
 pub struct Args {
@@ -26,37 +30,113 @@ pub struct Args {
     pub name: Option<String>,
     /// Priority within the queue (higher runs first; default: the spec's `priority`, else 0).
     #[arg(short = 'p', long = "priority", allow_negative_numbers = true)]
-    pub priority: Option<i32>,
+    pub priority: Option<String>,
+    /// VMs in the vjob.
+    #[arg(long, value_name = "N")]
+    pub vms: Option<String>,
+    /// Virtual processors per VM.
+    #[arg(long, value_name = "N")]
+    pub vcpus: Option<String>,
+    /// Memory per VM (`4GiB`).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Most running time (`1h30m`, `01:30:00`).
+    #[arg(short = 't', long, value_name = "DURATION")]
+    pub walltime: Option<String>,
+    /// The guest image of the VMs.
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+    /// Where the VMs' console output goes.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<String>,
+    /// The simulated backend: how long the job runs.
+    #[arg(long, value_name = "DURATION")]
+    pub sim_runtime: Option<String>,
+    /// The simulated backend: the job's exit code.
+    #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
+    pub sim_exit_code: Option<String>,
     /// Submit held: the job is not scheduled until released.
     #[arg(long)]
     pub hold: bool,
+    /// Run this command as the job (a shell script of one line), without a file.
+    #[arg(long, value_name = "CMD", conflicts_with = "file")]
+    pub wrap: Option<String>,
+    /// Print only the id (what vsub always prints on success; errors go to stderr with a
+    /// non-zero exit), for workflow tools.
+    #[arg(long)]
+    pub parsable: bool,
+    /// Skip a script's directives that have no meaning in vjob (listed in the job's history)
+    /// instead of refusing the job.
+    #[arg(long)]
+    pub ignore_unknown_directives: bool,
     /// The daemon's socket (default: $VJOB_SOCKET, else /run/vjob/vjobd.sock).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// The job spec file (`-` for standard input).
-    pub file: PathBuf,
+    /// The job spec file or script (`-` for standard input).
+    #[arg(required_unless_present = "wrap")]
+    pub file: Option<PathBuf>,
+}
+
+impl Args {
+    /// The spec flags of the command line, checked.
+    fn flags(&self) -> Result<SpecFlags, String> {
+        let mut flags = SpecFlags::default();
+        let given = [
+            (SpecFlag::Queue, &self.queue),
+            (SpecFlag::Name, &self.name),
+            (SpecFlag::Priority, &self.priority),
+            (SpecFlag::Vms, &self.vms),
+            (SpecFlag::Vcpus, &self.vcpus),
+            (SpecFlag::Memory, &self.mem),
+            (SpecFlag::Walltime, &self.walltime),
+            (SpecFlag::Image, &self.image),
+            (SpecFlag::Output, &self.output),
+            (SpecFlag::SimRuntime, &self.sim_runtime),
+            (SpecFlag::SimExitCode, &self.sim_exit_code),
+        ];
+        for (flag, value) in given {
+            if let Some(v) = value {
+                let long = SpecFlag::ALL
+                    .iter()
+                    .find(|(f, _, _)| *f == flag)
+                    .map_or("?", |(_, l, _)| l);
+                flags.set(flag, v).map_err(|m| format!("--{long} {v}: {m}"))?;
+            }
+        }
+        Ok(flags)
+    }
+
+    /// The spec's name in errors and its text.
+    fn spec(&self) -> Result<(String, String), String> {
+        if let Some(cmd) = &self.wrap {
+            return Ok(("wrap".into(), format!("#!/bin/sh\n{cmd}\n")));
+        }
+        let path = self.file.as_ref().expect("clap requires a file without --wrap");
+        if path.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read the job spec from standard input: {e}"))?;
+            return Ok(("<stdin>".into(), s));
+        }
+        std::fs::read_to_string(path)
+            .map(|s| (path.display().to_string(), s))
+            .map_err(|e| format!("{}: cannot read the job spec: {e}", path.display()))
+    }
 }
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    let (file, spec) = if args.file.as_os_str() == "-" {
-        let mut s = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            eprintln!("vsub: cannot read the job spec from standard input: {e}");
-            return Exit::Refused.into();
-        }
-        ("<stdin>".to_string(), s)
-    } else {
-        match std::fs::read_to_string(&args.file) {
-            Ok(s) => (args.file.display().to_string(), s),
-            Err(e) => {
-                eprintln!("vsub: {}: cannot read the job spec: {e}", args.file.display());
-                return Exit::Refused.into();
-            }
-        }
-    };
-    let files = match referenced_files(&args.file, &spec) {
-        Ok(f) => f,
+    let prepared = args.flags().and_then(|flags| {
+        let (file, spec) = args.spec()?;
+        let files = match &args.file {
+            Some(path) if args.wrap.is_none() => referenced_files(path, &spec)?,
+            _ => Default::default(),
+        };
+        Ok((flags, file, spec, files))
+    });
+    let (flags, file, spec, files) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("vsub: {e}");
             return Exit::Refused.into();
@@ -64,15 +144,14 @@ pub fn main() -> ExitCode {
     };
     let req = SubmitRequest {
         files,
-        file,
+        file: file.clone(),
         spec,
-        queue: args.queue,
-        name: args.name,
-        priority: args.priority,
+        flags,
         hold: args.hold,
+        ignore_unknown_directives: args.ignore_unknown_directives,
         cwd: std::env::current_dir().ok().map(|d| d.display().to_string()),
     };
-    match call_once(args.socket.as_deref(), Op::Submit(req)) {
+    match call_once(args.socket.as_deref(), Op::Submit(Box::new(req))) {
         Ok(Reply::Submitted { id }) => {
             out(&format!("{id}\n"));
             Exit::Ok.into()
@@ -80,9 +159,8 @@ pub fn main() -> ExitCode {
         Ok(other) => fail("vsub", &unexpected(&other)),
         Err(ClientError::TooLarge { bytes, limit }) => {
             eprintln!(
-                "vsub: {}: the spec and the files it names make a request of {}, more than vjobd takes ({}); \
+                "vsub: {file}: the spec and the files it names make a request of {}, more than vjobd takes ({}); \
                  nothing was submitted: keep large inputs out of the spec (in the guest image, or a directory the VMs read)",
-                args.file.display(),
                 vjob_api::display::size(bytes as u64),
                 vjob_api::display::size(limit as u64)
             );
@@ -129,7 +207,7 @@ fn referenced_files(
 
 /// Submits with an existing client (for tools that submit many jobs).
 pub fn submit(client: &mut crate::client::Client, req: SubmitRequest) -> Result<u64, ClientError> {
-    match client.call(Op::Submit(req))? {
+    match client.call(Op::Submit(Box::new(req)))? {
         Reply::Submitted { id } => Ok(id),
         other => Err(unexpected(&other)),
     }

@@ -130,7 +130,7 @@ fn submit(core: &mut Core, spec: &str) -> u64 {
         spec: spec.into(),
         ..Default::default()
     };
-    match core.handle(&who, Op::Submit(req)) {
+    match core.handle(&who, Op::Submit(Box::new(req))) {
         Ok(Reply::Submitted { id }) => id,
         other => panic!("submission refused: {other:?}"),
     }

@@ -22,12 +22,17 @@ struct Rig {
 }
 
 fn config(dir: &std::path::Path, extra_top: &str) -> Config {
+    config_with_tables(dir, extra_top, "")
+}
+
+/// [`config`] with more tables (`[power]`, say) at its end.
+fn config_with_tables(dir: &std::path::Path, extra_top: &str, tables: &str) -> Config {
     let text = format!(
         "{extra_top}state_dir = \"{}\"\nadmins = [\"root\"]\n\
          [hypervisor]\nbackend = \"sim\"\nsim_dir = \"{}\"\nboot_time = \"20ms\"\npause_time = \"1ms\"\ndestroy_time = \"1ms\"\n\
          save_overhead = \"10ms\"\nmigrate_overhead = \"10ms\"\n\
          [[node]]\nname = \"n1\"\ncpus = 2\nmemory = \"4GiB\"\n[[node]]\nname = \"n2\"\ncpus = 2\nmemory = \"4GiB\"\n\
-         [scheduler]\nnode_timeout = \"50ms\"\n",
+         [scheduler]\nnode_timeout = \"50ms\"\n{tables}",
         dir.join("state").display(),
         dir.join("sim").display(),
     );
@@ -91,7 +96,7 @@ impl Rig {
             spec: spec.into(),
             ..Default::default()
         };
-        match self.core.handle(&Rig::root(), ApiOp::Submit(req)).unwrap() {
+        match self.core.handle(&Rig::root(), ApiOp::Submit(Box::new(req))).unwrap() {
             Reply::Submitted { id } => id,
             other => panic!("{other:?}"),
         }
@@ -384,4 +389,49 @@ fn a_silent_node_is_switched_off_before_its_vjob_starts_over_even_across_a_resta
     let other = if first == "n1" { "n2" } else { "n1" };
     assert_eq!(rig.job(id).vms[0].node.as_deref(), Some(other));
     assert_eq!(rig.job(id).state, JobState::Running);
+}
+
+/// Chaos seed 100: a node fenced and switched on again by hand before the next observation
+/// listed empty, and its vjobs' VMs were taken for vanished (the vjobs failed) instead of lost.
+#[test]
+fn regression_a_fenced_node_switched_on_before_the_requeue_still_requeues_its_vjobs() {
+    let dir = std::env::temp_dir().join(format!("vjob-core-fence-on-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config_with_tables(
+        &dir,
+        "",
+        "[power]\nboot_time = \"10ms\"\nidle_time = \"1h\"\nconsolidate = false\n",
+    );
+    let mut rig = Rig::from_config(dir, cfg);
+    let id = rig.submit(ONE_VM);
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    let first = rig.job(id).vms[0].node.clone().unwrap();
+    rig.set_down(&first, true);
+    rig.observe(&["n1", "n2"]);
+    std::thread::sleep(Duration::from_millis(60));
+    rig.observe(&["n1", "n2"]);
+    rig.drain();
+    // Fenced; an administrator switches it on at once, and it answers (empty) before vjobd
+    // observes again.
+    rig.set_down(&first, false);
+    rig.core.power_by_hand(&first, true).unwrap();
+    rig.drain();
+    std::thread::sleep(Duration::from_millis(30));
+    rig.observe(&["n1", "n2"]);
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Queued, "{:?}", job.events);
+    assert!(
+        job.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("(fenced): its VMs there are lost"),
+        "{:?}",
+        job.reason
+    );
+    let i = rig.core.node_idx(&first).unwrap() as usize;
+    assert_eq!(
+        rig.core.nodes[i].power.lost, None,
+        "no longer lost once its vjobs started over"
+    );
 }

@@ -6,7 +6,8 @@
 //! two writers on one disk. So past `node_timeout` vjobd switches the node off with the site's
 //! power command (`power_off`, the same one power management uses) or the backend's own switch,
 //! as Pacemaker's STONITH does. Once the switch is confirmed the node is `fenced`: its VMs are
-//! known gone, its vjobs start over ([`Core::requeue_from_lost_nodes`]), and it takes nothing
+//! known gone (the node is `lost` until they all started over, even if switched on again
+//! meanwhile), its vjobs start over ([`Core::requeue_from_lost_nodes`]), and it takes nothing
 //! until an administrator switches it on again (`vqmgr node power on`). A node that cannot be
 //! switched off (no power command and a backend that cannot) keeps its VMs waiting: they run
 //! again as soon as it answers, or start over once an administrator who made sure it is off says
@@ -53,7 +54,7 @@ impl Core {
     }
 
     /// The nodes that records put VMs of vjobs not ended on (running or paused there).
-    fn nodes_holding_vms(&self) -> BTreeSet<usize> {
+    pub(crate) fn nodes_holding_vms(&self) -> BTreeSet<usize> {
         self.rec
             .active
             .iter()
@@ -92,13 +93,9 @@ impl Core {
                 *fence = Fence::default();
                 tracing::warn!(node = %name, "node fenced: switched off");
                 self.nodes[i].power.shutdowns += 1;
-                self.set_power(
-                    i,
-                    PowerState::Fenced,
-                    Some(format!(
-                        "did not answer for {timeout_s} s and was switched off (fenced)"
-                    )),
-                );
+                let why = format!("did not answer for {timeout_s} s and was switched off (fenced)");
+                self.nodes[i].power.lost = Some(why.clone());
+                self.set_power(i, PowerState::Fenced, Some(why));
             }
             Err(e) => {
                 fence.failures += 1;
@@ -137,11 +134,9 @@ impl Core {
         }
         tracing::warn!(node = %name, "node declared lost by an administrator");
         self.nodes[i].fence = Fence::default();
-        self.set_power(
-            i,
-            PowerState::Fenced,
-            Some("declared lost by an administrator (switched off)".into()),
-        );
+        let why = "declared lost by an administrator (switched off)".to_string();
+        self.nodes[i].power.lost = Some(why.clone());
+        self.set_power(i, PowerState::Fenced, Some(why));
         Ok(format!(
             "node {name} is fenced: its vjobs start over elsewhere; `vqmgr node power on {name}` once it is repaired"
         ))

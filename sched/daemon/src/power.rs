@@ -37,6 +37,10 @@ pub struct PowerRecord {
     /// Energy it drew since the state directory was made, joules.
     #[serde(default)]
     pub energy_j: f64,
+    /// Fenced or declared lost, and why: the VMs the records put there are gone. Kept (a
+    /// switch-on by hand notwithstanding) until every vjob with VMs there has started over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
     /// Times it was switched on and off.
     #[serde(default)]
     pub boots: u64,
@@ -51,6 +55,7 @@ impl Default for PowerRecord {
             since_ms: now_ms(),
             reason: None,
             by_hand: false,
+            lost: None,
             energy_j: 0.0,
             boots: 0,
             shutdowns: 0,

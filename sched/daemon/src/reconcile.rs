@@ -179,6 +179,15 @@ impl Core {
             }
         }
         self.destroy_stale_copies(&listed);
+        // What a lost node lists says nothing of the VMs the records still put there: they are
+        // gone, and their vjobs start over once their calls under way are over.
+        let listed: HashSet<String> = listed
+            .into_iter()
+            .filter(|n| {
+                self.node_idx(n)
+                    .is_none_or(|i| self.nodes[i as usize].power.lost.is_none())
+            })
+            .collect();
         let round = Round {
             started: obs.started,
             listed,
@@ -260,13 +269,7 @@ impl Core {
         let lost: HashMap<String, String> = self
             .nodes
             .iter()
-            .filter(|n| n.power.state == PowerState::Fenced)
-            .map(|n| {
-                (
-                    n.cfg.name.clone(),
-                    n.power.reason.clone().unwrap_or_else(|| "fenced".into()),
-                )
-            })
+            .filter_map(|n| Some((n.cfg.name.clone(), n.power.lost.clone()?)))
             .collect();
         if lost.is_empty() {
             return;
@@ -308,6 +311,14 @@ impl Core {
                 self.start_cleanup(id, vm, call, false);
             }
             self.pace.need_decision = true;
+        }
+        // A node stays lost until no record puts a VM of a vjob there any more.
+        let holding = self.nodes_holding_vms();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].power.lost.is_some() && !holding.contains(&i) {
+                self.nodes[i].power.lost = None;
+                self.dirty.nodes.insert(self.nodes[i].cfg.name.clone());
+            }
         }
     }
 

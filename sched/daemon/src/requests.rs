@@ -38,7 +38,7 @@ impl Core {
             }),
             Op::Submit(req) => {
                 crate::failpoint::hit("core-submit").map_err(|e| ApiError::unavailable(e.to_string()))?;
-                self.submit(who, req)
+                self.submit(who, *req)
             }
             Op::Jobs(q) => Ok(Reply::Jobs {
                 jobs: self
@@ -166,17 +166,11 @@ impl Core {
         } else {
             req.file.clone()
         };
-        let mut spec =
-            JobSpec::parse_with(&file, &req.spec, &req.files).map_err(|e| ApiError::invalid(e.to_string()))?;
-        if let Some(name) = req.name {
-            check_name(&name).map_err(|m| ApiError::invalid(format!("-N {name}: {m}")))?;
-            spec.name = name;
-        }
+        let (mut spec, skipped) =
+            crate::spec::from_submission(&file, &req.spec, &req.files, &req.flags, req.ignore_unknown_directives)
+                .map_err(ApiError::invalid)?;
         let rules = self.placement_of(&mut spec)?;
-        if let Some(p) = req.priority {
-            spec.priority = p;
-        }
-        let queue_name = match req.queue.or_else(|| spec.queue.clone()) {
+        let queue_name = match spec.queue.clone() {
             Some(q) => q,
             None => self
                 .rec
@@ -203,7 +197,7 @@ impl Core {
         spec.queue = Some(queue_name.clone());
         let id = self.rec.next_id;
         self.rec.next_id += 1;
-        let job = Job::new(
+        let mut job = Job::new(
             &self.cfg.cluster,
             id,
             who.user.clone(),
@@ -215,6 +209,9 @@ impl Core {
             req.hold,
             now_ms(),
         );
+        for (line, what) in skipped {
+            job.event(job.submit_ms, format!("directive on line {line} skipped: {what}"));
+        }
         self.rec.jobs.insert(id, job);
         self.rec.active.insert(id);
         if let Some(r) = rules {
@@ -506,11 +503,9 @@ impl Core {
     fn cancel(&mut self, id: u64) -> Result<String, ApiError> {
         let now = now_ms();
         let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        // Cancelling what already ended is no error (workflow tools cancel without asking first).
         if job.state.is_final() {
-            return Err(ApiError::conflict(format!(
-                "job {id} is already {}",
-                job.state.as_str()
-            )));
+            return Ok(format!("job {id} had already ended: {}", job.state.as_str()));
         }
         job.set_state(JobState::Cancelled, now)
             .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;

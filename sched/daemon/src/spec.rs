@@ -39,6 +39,7 @@ use toml::Spanned;
 use crate::config::check_name;
 use crate::tomlfile::{FileError, Source};
 use vjob_api::units::{parse_duration_ms, parse_size};
+use vjob_api::SpecFlags;
 
 /// Memory of a VM whose spec gives none.
 pub const DEFAULT_VM_MEMORY: u64 = 1 << 30;
@@ -325,6 +326,109 @@ impl JobSpec {
             },
         })
     }
+}
+
+/// A submission's spec: a TOML spec or a shell script with directives ([`crate::directives`]),
+/// then the command line's flags over it. Returns the spec and the directives skipped (line,
+/// what) when `ignore_unknown`.
+pub fn from_submission(
+    file: &str,
+    text: &str,
+    files: &std::collections::BTreeMap<String, String>,
+    cli: &SpecFlags,
+    ignore_unknown: bool,
+) -> Result<(JobSpec, Vec<(usize, String)>), String> {
+    if !crate::directives::is_script(text) {
+        let mut spec = JobSpec::parse_with(file, text, files).map_err(|e| e.to_string())?;
+        apply_flags(&mut spec, cli, "")?;
+        return Ok((spec, Vec::new()));
+    }
+    let d = crate::directives::read(file, text, ignore_unknown)?;
+    let mut spec = JobSpec {
+        name: default_name(file),
+        queue: None,
+        priority: 0,
+        walltime_ms: None,
+        vm: VmTemplate {
+            count: 1,
+            vcpus: 1,
+            memory: DEFAULT_VM_MEMORY,
+            image: None,
+            default_memory: true,
+            each: Vec::new(),
+        },
+        run: RunSpec {
+            script: text.to_string(),
+            output: None,
+            sim_runtime_ms: None,
+            sim_exit_code: 0,
+        },
+        placement: None,
+    };
+    apply_flags(&mut spec, &d.flags, &format!("{file}: a directive: "))?;
+    apply_flags(&mut spec, cli, "")?;
+    Ok((spec, d.skipped))
+}
+
+/// Sets what `flags` give on `spec`; errors start with `origin` and name the flag.
+fn apply_flags(spec: &mut JobSpec, flags: &SpecFlags, origin: &str) -> Result<(), String> {
+    let err = |flag: &str, m: String| format!("{origin}--{flag}: {m}");
+    if spec.placement.is_some() && (flags.vms.is_some() || flags.vcpus.is_some() || flags.memory.is_some()) {
+        return Err(err(
+            "vms/--vcpus/--mem",
+            "the spec's placement script declares its VMs: change them there".into(),
+        ));
+    }
+    if let Some(n) = &flags.name {
+        check_name(n).map_err(|m| err("name", m))?;
+        spec.name = n.clone();
+    }
+    if let Some(q) = &flags.queue {
+        check_name(q).map_err(|m| err("queue", m))?;
+        spec.queue = Some(q.clone());
+    }
+    if let Some(p) = flags.priority {
+        spec.priority = p;
+    }
+    if let Some(n) = flags.vms {
+        if n == 0 || n > MAX_VMS_PER_JOB {
+            return Err(err("vms", format!("from 1 to {MAX_VMS_PER_JOB} VMs per vjob")));
+        }
+        spec.vm.count = n;
+    }
+    if let Some(c) = flags.vcpus {
+        if c == 0 {
+            return Err(err("vcpus", "a VM needs at least one vcpu".into()));
+        }
+        spec.vm.vcpus = c;
+    }
+    if let Some(m) = flags.memory {
+        if m < (1 << 20) {
+            return Err(err("mem", "a VM needs at least 1MiB".into()));
+        }
+        spec.vm.memory = m;
+        spec.vm.default_memory = false;
+    }
+    if let Some(w) = flags.walltime_ms {
+        if w == 0 {
+            return Err(err("walltime", "must be more than zero".into()));
+        }
+        spec.walltime_ms = Some(w);
+    }
+    if let Some(i) = &flags.image {
+        check_name(i).map_err(|m| err("image", m))?;
+        spec.vm.image = Some(i.clone());
+    }
+    if let Some(o) = &flags.output {
+        spec.run.output = Some(o.clone());
+    }
+    if let Some(r) = flags.sim_runtime_ms {
+        spec.run.sim_runtime_ms = Some(r);
+    }
+    if let Some(c) = flags.sim_exit_code {
+        spec.run.sim_exit_code = c;
+    }
+    Ok(())
 }
 
 /// The `[placement]` table: an inline `script` or a `file` (sent along by the submitter).

@@ -56,7 +56,7 @@ pub enum Op {
     /// Anyone: the daemon's version and who it thinks the caller is.
     Ping,
     /// Anyone: submit a job spec; answered with [`Reply::Submitted`] once committed to disk.
-    Submit(SubmitRequest),
+    Submit(Box<SubmitRequest>),
     /// Anyone: list jobs (everyone's, in summary).
     Jobs(JobQuery),
     /// Owner or admin: cancel jobs.
@@ -104,19 +104,163 @@ pub enum Op {
 pub struct SubmitRequest {
     /// How to name the file in error messages (the path the user typed).
     pub file: String,
-    /// The job spec (TOML).
+    /// The job spec: TOML, or a shell script (first line `#!`) whose leading `#VJOB`, `#SBATCH`
+    /// or `#PBS` lines carry flags.
     pub spec: String,
-    pub queue: Option<String>,
-    pub name: Option<String>,
-    pub priority: Option<i32>,
+    /// The command line's spec flags: they win over the script's directives, which win over
+    /// the spec file.
+    #[serde(flatten)]
+    pub flags: SpecFlags,
     #[serde(default)]
     pub hold: bool,
+    /// A script's directive that vjob cannot honour is skipped (said in the job's history)
+    /// instead of refusing the submission.
+    #[serde(default)]
+    pub ignore_unknown_directives: bool,
     /// The submitter's working directory: relative output paths are relative to it.
     pub cwd: Option<String>,
     /// Files the spec refers to (`[placement] file`), read by the submitter: the path as
     /// written in the spec -> the file's text.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub files: std::collections::BTreeMap<String, String>,
+}
+
+/// Every field of a job spec as a flag (`vsub --vcpus 4`, `#VJOB --vcpus 4`); `None`: not given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SpecFlags {
+    pub queue: Option<String>,
+    pub name: Option<String>,
+    pub priority: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    /// Memory per VM, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walltime_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Where the VMs' console output goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The simulated backend: how long the job runs, and its exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_runtime_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_exit_code: Option<i32>,
+}
+
+/// One spec flag, as `vsub` and `#VJOB` lines spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecFlag {
+    Queue,
+    Name,
+    Priority,
+    Vms,
+    Vcpus,
+    Memory,
+    Walltime,
+    Image,
+    Output,
+    SimRuntime,
+    SimExitCode,
+}
+
+impl SpecFlag {
+    /// Every flag, with its long name (`--vcpus`) and its short one, if any.
+    pub const ALL: [(SpecFlag, &'static str, Option<char>); 11] = [
+        (SpecFlag::Queue, "queue", Some('q')),
+        (SpecFlag::Name, "name", Some('N')),
+        (SpecFlag::Priority, "priority", Some('p')),
+        (SpecFlag::Vms, "vms", None),
+        (SpecFlag::Vcpus, "vcpus", None),
+        (SpecFlag::Memory, "mem", None),
+        (SpecFlag::Walltime, "walltime", Some('t')),
+        (SpecFlag::Image, "image", None),
+        (SpecFlag::Output, "output", Some('o')),
+        (SpecFlag::SimRuntime, "sim-runtime", None),
+        (SpecFlag::SimExitCode, "sim-exit-code", None),
+    ];
+
+    /// The flag of a long name (`vcpus`) or a short one (`q`).
+    pub fn named(name: &str) -> Option<SpecFlag> {
+        SpecFlag::ALL
+            .iter()
+            .find(|(_, long, short)| *long == name || short.is_some_and(|c| name.len() == 1 && name.starts_with(c)))
+            .map(|(f, _, _)| *f)
+    }
+}
+
+impl SpecFlags {
+    /// Sets `flag` from its text as typed, checked: the error says what is wrong with it.
+    pub fn set(&mut self, flag: SpecFlag, value: &str) -> Result<(), String> {
+        use crate::units::{parse_duration_ms, parse_size};
+        let count = |what: &str| -> Result<u32, String> {
+            match value.trim().parse::<u32>() {
+                Ok(0) => Err(format!("{what} must be at least 1")),
+                Ok(n) => Ok(n),
+                Err(_) => Err(format!("`{value}` is not a number of {what}")),
+            }
+        };
+        let text = || -> Result<String, String> {
+            match value.trim() {
+                "" => Err("needs a value".into()),
+                v => Ok(v.to_string()),
+            }
+        };
+        match flag {
+            SpecFlag::Queue => self.queue = Some(text()?),
+            SpecFlag::Name => self.name = Some(text()?),
+            SpecFlag::Priority => {
+                self.priority = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("`{value}` is not a priority (a whole number)"))?,
+                )
+            }
+            SpecFlag::Vms => self.vms = Some(count("VMs")?),
+            SpecFlag::Vcpus => self.vcpus = Some(count("vcpus")?),
+            SpecFlag::Memory => self.memory = Some(parse_size(value)?),
+            SpecFlag::Walltime => {
+                self.walltime_ms = Some(match parse_duration_ms(value)? {
+                    0 => return Err("the walltime must be more than zero".into()),
+                    ms => ms,
+                })
+            }
+            SpecFlag::Image => self.image = Some(text()?),
+            SpecFlag::Output => self.output = Some(text()?),
+            SpecFlag::SimRuntime => self.sim_runtime_ms = Some(parse_duration_ms(value)?),
+            SpecFlag::SimExitCode => {
+                self.sim_exit_code = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("`{value}` is not an exit code"))?,
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// These flags, with those of `over` winning where both give one.
+    pub fn overridden_by(&self, over: &SpecFlags) -> SpecFlags {
+        SpecFlags {
+            queue: over.queue.clone().or_else(|| self.queue.clone()),
+            name: over.name.clone().or_else(|| self.name.clone()),
+            priority: over.priority.or(self.priority),
+            vms: over.vms.or(self.vms),
+            vcpus: over.vcpus.or(self.vcpus),
+            memory: over.memory.or(self.memory),
+            walltime_ms: over.walltime_ms.or(self.walltime_ms),
+            image: over.image.clone().or_else(|| self.image.clone()),
+            output: over.output.clone().or_else(|| self.output.clone()),
+            sim_runtime_ms: over.sim_runtime_ms.or(self.sim_runtime_ms),
+            sim_exit_code: over.sim_exit_code.or(self.sim_exit_code),
+        }
+    }
 }
 
 /// Which jobs to list.
