@@ -208,3 +208,98 @@ fn vjob_drives_like_a_batch_system_for_snakemakes_generic_cluster_executor() {
     let o = c.run("vstat", &["--status", "999"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no job 999"));
 }
+
+#[test]
+fn dependencies_wait_for_their_jobs_and_one_that_can_never_be_met_waits_or_is_cancelled() {
+    let c = two_nodes("deps");
+    let wrap = |args: &[&str]| {
+        let mut all = vec!["--vcpus", "1", "--mem", "1GiB"];
+        all.extend_from_slice(args);
+        submitted(&c, &all)
+    };
+    let bad = wrap(&["--sim-runtime", "1s", "--sim-exit-code", "2", "--wrap", "false"]);
+    let good = wrap(&["--sim-runtime", "1s", "--wrap", "true"]);
+    let after_bad = wrap(&[
+        "-d",
+        &format!("afterok:{bad}"),
+        "--sim-runtime",
+        "1s",
+        "--wrap",
+        "never",
+    ]);
+    let killed = wrap(&[
+        "-d",
+        &format!("afterok:{bad}"),
+        "--kill-on-invalid-dep",
+        "--sim-runtime",
+        "1s",
+        "--wrap",
+        "x",
+    ]);
+    let on_failure = wrap(&[
+        "-d",
+        &format!("afternotok:{bad}"),
+        "--sim-runtime",
+        "1s",
+        "--wrap",
+        "cleanup",
+    ]);
+    let both = wrap(&[
+        "-d",
+        &format!("afterok:{good},afterany:{bad}"),
+        "--sim-runtime",
+        "1s",
+        "--wrap",
+        "next",
+    ]);
+    assert_eq!(c.state(both), "queued", "waits while its jobs run");
+    c.wait_state(bad, "failed", SECS(20));
+    for id in [good, on_failure, both] {
+        let j = c.wait_state(id, "completed", SECS(30));
+        assert_eq!(j["exit_code"], 0, "{j}");
+    }
+    c.wait_state(killed, "cancelled", SECS(10));
+    let full = c.ok("vstat", &["-f", &killed.to_string()]);
+    assert!(
+        full.contains(&format!("its dependency can never be met: job {bad} failed")),
+        "{full}"
+    );
+    // afterok on a failed job never runs: queued, saying why.
+    assert_eq!(c.state(after_bad), "queued");
+    let j = c.job(after_bad);
+    assert!(
+        j["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("its dependency can never be met: job {bad} failed")),
+        "{j}"
+    );
+    assert!(j["start_time"].is_null(), "{j}");
+
+    // singleton: one unfinished job per user and name at a time.
+    let first = wrap(&["-N", "solo", "--sim-runtime", "2s", "--wrap", "a"]);
+    let second = wrap(&["-N", "solo", "-d", "singleton", "--sim-runtime", "1s", "--wrap", "b"]);
+    c.wait_state(first, "running", SECS(10));
+    c.wait(SECS(10), "the singleton to say why it waits", || {
+        let j = c.job(second);
+        j["state"] == "queued" && j["reason"].as_str().unwrap_or("").contains("singleton")
+    });
+    let second_started = c.wait_state(second, "completed", SECS(30))["start_time"]
+        .as_f64()
+        .unwrap();
+    let first_ended = c.job(first)["end_time"].as_f64().unwrap();
+    assert!(second_started >= first_ended, "{second_started} < {first_ended}");
+
+    // Bad dependencies are refused at submission.
+    let e = refused(&c, &["-d", "afterok:999", "--wrap", "x"]);
+    assert!(e.contains("--dependency: no job 999"), "{e}");
+    let e = refused(&c, &["-d", "before:1", "--wrap", "x"]);
+    assert!(e.contains("unknown kind `before`"), "{e}");
+    // And directives carry them too.
+    let script = c.spec(
+        "dep.sh",
+        &format!("#!/bin/sh\n#SBATCH --dependency=afterany:{bad}\n#VJOB --sim-runtime 1s\nrun\n"),
+    );
+    let id = submitted(&c, &[script.to_str().unwrap()]);
+    c.wait_state(id, "completed", SECS(20));
+}

@@ -55,6 +55,13 @@ pub struct Args {
     /// The simulated backend: the job's exit code.
     #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
     pub sim_exit_code: Option<String>,
+    /// What the job waits for, as Slurm spells it: `afterok:12:13`, `afterany`, `afternotok`,
+    /// `after` (started), `singleton`; `,` joins terms that must all hold, `?` any one.
+    #[arg(short = 'd', long, value_name = "DEPENDENCY")]
+    pub dependency: Option<String>,
+    /// Cancel the job when its dependency can never be met (else it stays queued, saying so).
+    #[arg(long)]
+    pub kill_on_invalid_dep: bool,
     /// Submit held: the job is not scheduled until released.
     #[arg(long)]
     pub hold: bool,
@@ -93,6 +100,7 @@ impl Args {
             (SpecFlag::Output, &self.output),
             (SpecFlag::SimRuntime, &self.sim_runtime),
             (SpecFlag::SimExitCode, &self.sim_exit_code),
+            (SpecFlag::Dependency, &self.dependency),
         ];
         for (flag, value) in given {
             if let Some(v) = value {
@@ -102,6 +110,9 @@ impl Args {
                     .map_or("?", |(_, l, _)| l);
                 flags.set(flag, v).map_err(|m| format!("--{long} {v}: {m}"))?;
             }
+        }
+        if self.kill_on_invalid_dep {
+            flags.kill_on_invalid_dep = Some(true);
         }
         Ok(flags)
     }

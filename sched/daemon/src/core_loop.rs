@@ -190,6 +190,9 @@ pub struct Core {
     pub(crate) rules: HashMap<u64, std::sync::Arc<vjob_core::placement::VjobRules>>,
     /// Power management's pace and inputs.
     pub(crate) power: crate::power::PowerBook,
+    /// The jobs not started yet that have a dependency, and where it stood at the last round.
+    pub(crate) deps_pending: BTreeSet<u64>,
+    pub(crate) dep_status: HashMap<u64, crate::dependency::Status>,
 }
 
 /// Action durations learned from measurements, and the configured model they started from.
@@ -363,7 +366,12 @@ impl Core {
             board: Default::default(),
             rules: HashMap::new(),
             power: crate::power::PowerBook::new(cfg_nodes),
+            deps_pending: BTreeSet::new(),
+            dep_status: HashMap::new(),
         };
+        core.deps_pending = (core.rec.active.iter().copied())
+            .filter(|id| core.rec.jobs[id].spec.dependency.is_some())
+            .collect();
         core.load_rules();
         // Adopt what runs before deciding anything.
         core.reconcile(first);

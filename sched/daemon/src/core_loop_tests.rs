@@ -435,3 +435,20 @@ fn regression_a_fenced_node_switched_on_before_the_requeue_still_requeues_its_vj
         "no longer lost once its vjobs started over"
     );
 }
+
+/// Chaos seed 150: a hold that came while a plan was booting the vjob was taken; its VMs ran
+/// under a held (then released, queued) job, ended, and the job could never finish.
+#[test]
+fn regression_a_hold_while_its_vjob_is_being_started_is_refused() {
+    let mut rig = Rig::new("hold-starting");
+    let id = rig.submit(ONE_VM);
+    rig.core.decide();
+    assert!(rig.core.calls.run.is_some(), "the boot is under way");
+    let r = rig.core.handle(&Rig::root(), ApiOp::Hold { ids: vec![id] }).unwrap();
+    let Reply::PerJob { outcomes } = r else { panic!("{r:?}") };
+    let e = outcomes[0].result.as_ref().unwrap_err();
+    assert!(e.message.contains("being started"), "{}", e.message);
+    rig.drain();
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).state, JobState::Running);
+}

@@ -271,8 +271,25 @@ impl Core {
                 format!("waiting for the stale copy of {vm} on {node} to be destroyed"),
             ));
         }
-        let eligible =
-            queue.started && job.state != JobState::Held && !job.admin_suspended && stale_on_up_node.is_none();
+        let dependency_met = match job.spec.dependency.as_ref().filter(|_| job.start_ms.is_none()) {
+            None => true,
+            Some(dep) => match dep.status(job, &self.rec.jobs) {
+                crate::dependency::Status::Met => true,
+                crate::dependency::Status::Waiting(w) => {
+                    waits.push((job.id, format!("waiting for {w} (dependency)")));
+                    false
+                }
+                crate::dependency::Status::Never(w) => {
+                    waits.push((job.id, format!("its dependency can never be met: {w}")));
+                    false
+                }
+            },
+        };
+        let eligible = queue.started
+            && job.state != JobState::Held
+            && !job.admin_suspended
+            && stale_on_up_node.is_none()
+            && dependency_met;
         if !any_running && !any_paused && !eligible {
             return None;
         }
@@ -394,6 +411,7 @@ impl Core {
     /// Runs the policy and the planner and starts carrying the plan out.
     pub(crate) fn decide(&mut self) {
         let t0 = Instant::now();
+        self.settle_dependencies();
         let mut scope = Scope::Touched;
         let (built, inst, plan) = loop {
             let (built, waits) = self.kept_decision(scope);

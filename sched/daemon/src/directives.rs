@@ -13,8 +13,8 @@
 //! read for the flags that mean the same in vjob: a name, a queue (partition), a walltime, memory
 //! and processors per VM, nodes as VMs, an output file. A flag that has no meaning in vjob is an
 //! error naming its line (unless the submitter passes `--ignore-unknown-directives`: then it is
-//! skipped and listed), never silently dropped; job arrays and dependencies are refused for now,
-//! even then, since running one job where many were asked for would lose work.
+//! skipped and listed), never silently dropped; job arrays are refused for now, even then, since
+//! running one job where many were asked for would lose work.
 
 use vjob_api::{SpecFlag, SpecFlags};
 
@@ -164,6 +164,7 @@ fn apply(dialect: Dialect, flag: &str, value: Option<&str>, flags: &mut SpecFlag
     let set = |flags: &mut SpecFlags, f: SpecFlag, v: &str| flags.set(f, v).map_err(Refusal::Always);
     match (dialect, name) {
         (Dialect::Vjob, _) => match SpecFlag::named(name) {
+            Some(SpecFlag::KillOnInvalidDep) => set(flags, SpecFlag::KillOnInvalidDep, value.unwrap_or("yes")),
             Some(f) => set(flags, f, need()?),
             None => Err(Refusal::Unknown(format!(
                 "not a vsub flag (they are: {})",
@@ -192,17 +193,16 @@ fn apply(dialect: Dialect, flag: &str, value: Option<&str>, flags: &mut SpecFlag
         (Dialect::Slurm, "a" | "array") | (Dialect::Pbs, "J" | "t") => Err(Refusal::Always(
             "job arrays are not supported by vjob yet: submit each task as its own job".into(),
         )),
-        (Dialect::Slurm, "d" | "dependency") => Err(Refusal::Always(
-            "dependencies between jobs are not supported by vjob yet".into(),
-        )),
+        (Dialect::Slurm, "d" | "dependency") => set(flags, SpecFlag::Dependency, need()?),
+        (Dialect::Slurm, "kill-on-invalid-dep") => set(flags, SpecFlag::KillOnInvalidDep, value.unwrap_or("yes")),
         (Dialect::Pbs, "N") => set(flags, SpecFlag::Name, need()?),
         (Dialect::Pbs, "q") => set(flags, SpecFlag::Queue, need()?),
         (Dialect::Pbs, "p") => set(flags, SpecFlag::Priority, need()?),
         (Dialect::Pbs, "o") => set(flags, SpecFlag::Output, need()?),
         (Dialect::Pbs, "l") => pbs_resources(need()?, flags),
-        (Dialect::Pbs, "W") if need()?.starts_with("depend=") => Err(Refusal::Always(
-            "dependencies between jobs are not supported by vjob yet".into(),
-        )),
+        (Dialect::Pbs, "W") if need()?.starts_with("depend=") => {
+            set(flags, SpecFlag::Dependency, need()?.trim_start_matches("depend="))
+        }
         _ => Err(Refusal::Unknown("has no meaning in vjob".into())),
     }
 }

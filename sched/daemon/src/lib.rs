@@ -11,6 +11,7 @@ pub mod bench;
 pub mod config;
 pub mod core_loop;
 mod deciding;
+pub mod dependency;
 pub mod directives;
 pub mod error;
 pub mod exec;

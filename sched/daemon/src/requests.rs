@@ -169,6 +169,11 @@ impl Core {
         let (mut spec, skipped) =
             crate::spec::from_submission(&file, &req.spec, &req.files, &req.flags, req.ignore_unknown_directives)
                 .map_err(ApiError::invalid)?;
+        if let Some(dep) = &spec.dependency {
+            if let Some(missing) = dep.ids().find(|id| !self.rec.jobs.contains_key(id)) {
+                return Err(ApiError::invalid(format!("{file}: --dependency: no job {missing}")));
+            }
+        }
         let rules = self.placement_of(&mut spec)?;
         let queue_name = match spec.queue.clone() {
             Some(q) => q,
@@ -211,6 +216,9 @@ impl Core {
         );
         for (line, what) in skipped {
             job.event(job.submit_ms, format!("directive on line {line} skipped: {what}"));
+        }
+        if job.spec.dependency.is_some() {
+            self.deps_pending.insert(id);
         }
         self.rec.jobs.insert(id, job);
         self.rec.active.insert(id);
@@ -518,7 +526,19 @@ impl Core {
 
     fn hold(&mut self, id: u64) -> Result<String, ApiError> {
         let now = now_ms();
+        // A plan starting or resuming it would leave its VMs running under a held job.
+        let moving = self
+            .calls
+            .run
+            .as_ref()
+            .is_some_and(|(_, _, touched)| touched.contains(&id))
+            || self.rec.jobs[&id].vms.iter().any(|v| self.is_busy(&v.name));
         let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        if moving && job.state != JobState::Held {
+            return Err(ApiError::conflict(format!(
+                "job {id} is being started, resumed or suspended right now: hold it again in a moment"
+            )));
+        }
         match job.state {
             JobState::Queued | JobState::Suspended => {
                 job.set_state(JobState::Held, now)

@@ -59,6 +59,9 @@ pub struct JobSpec {
     /// from their template when the job is submitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementSpec>,
+    /// What it waits for before it may start ([`crate::dependency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<crate::dependency::Dependency>,
 }
 
 /// A vjob's placement script (btrpsl).
@@ -313,6 +316,7 @@ impl JobSpec {
         };
         Ok(JobSpec {
             placement,
+            dependency: None,
             name,
             queue: raw.queue.map(|q| q.into_inner()),
             priority: raw.priority,
@@ -364,6 +368,7 @@ pub fn from_submission(
             sim_exit_code: 0,
         },
         placement: None,
+        dependency: None,
     };
     apply_flags(&mut spec, &d.flags, &format!("{file}: a directive: "))?;
     apply_flags(&mut spec, cli, "")?;
@@ -427,6 +432,16 @@ fn apply_flags(spec: &mut JobSpec, flags: &SpecFlags, origin: &str) -> Result<()
     }
     if let Some(c) = flags.sim_exit_code {
         spec.run.sim_exit_code = c;
+    }
+    if let Some(d) = &flags.dependency {
+        let kill = spec.dependency.as_ref().is_some_and(|d| d.kill_on_invalid);
+        spec.dependency = Some(crate::dependency::Dependency::parse(d).map_err(|m| err("dependency", m))?);
+        spec.dependency.as_mut().expect("set above").kill_on_invalid = kill;
+    }
+    if let Some(kill) = flags.kill_on_invalid_dep {
+        if let Some(d) = spec.dependency.as_mut() {
+            d.kill_on_invalid = kill;
+        }
     }
     Ok(())
 }

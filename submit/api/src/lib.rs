@@ -150,6 +150,12 @@ pub struct SpecFlags {
     pub sim_runtime_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_exit_code: Option<i32>,
+    /// What the job waits for (`afterok:12:13`, Slurm's syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
+    /// Cancel the job when its dependency can never be met (else it stays queued, saying so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_on_invalid_dep: Option<bool>,
 }
 
 /// One spec flag, as `vsub` and `#VJOB` lines spell it.
@@ -166,11 +172,13 @@ pub enum SpecFlag {
     Output,
     SimRuntime,
     SimExitCode,
+    Dependency,
+    KillOnInvalidDep,
 }
 
 impl SpecFlag {
     /// Every flag, with its long name (`--vcpus`) and its short one, if any.
-    pub const ALL: [(SpecFlag, &'static str, Option<char>); 11] = [
+    pub const ALL: [(SpecFlag, &'static str, Option<char>); 13] = [
         (SpecFlag::Queue, "queue", Some('q')),
         (SpecFlag::Name, "name", Some('N')),
         (SpecFlag::Priority, "priority", Some('p')),
@@ -182,6 +190,8 @@ impl SpecFlag {
         (SpecFlag::Output, "output", Some('o')),
         (SpecFlag::SimRuntime, "sim-runtime", None),
         (SpecFlag::SimExitCode, "sim-exit-code", None),
+        (SpecFlag::Dependency, "dependency", Some('d')),
+        (SpecFlag::KillOnInvalidDep, "kill-on-invalid-dep", None),
     ];
 
     /// The flag of a long name (`vcpus`) or a short one (`q`).
@@ -241,6 +251,14 @@ impl SpecFlags {
                         .map_err(|_| format!("`{value}` is not an exit code"))?,
                 )
             }
+            SpecFlag::Dependency => self.dependency = Some(text()?),
+            SpecFlag::KillOnInvalidDep => {
+                self.kill_on_invalid_dep = Some(match value.trim() {
+                    "" | "yes" | "true" => true,
+                    "no" | "false" => false,
+                    v => return Err(format!("`{v}` is not yes or no")),
+                })
+            }
         }
         Ok(())
     }
@@ -259,6 +277,8 @@ impl SpecFlags {
             output: over.output.clone().or_else(|| self.output.clone()),
             sim_runtime_ms: over.sim_runtime_ms.or(self.sim_runtime_ms),
             sim_exit_code: over.sim_exit_code.or(self.sim_exit_code),
+            dependency: over.dependency.clone().or_else(|| self.dependency.clone()),
+            kill_on_invalid_dep: over.kill_on_invalid_dep.or(self.kill_on_invalid_dep),
         }
     }
 }
