@@ -255,22 +255,31 @@ fn pbs_resources(list: &str, flags: &mut SpecFlags) -> Result<(), Refusal> {
 fn slurm_time_ms(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let bad = || format!("`{text}` is not a time: write minutes, MM:SS, HH:MM:SS or D-HH:MM:SS");
-    if let Ok(minutes) = t.parse::<u64>() {
-        return Ok(minutes * 60_000);
-    }
-    let ms = match t.split_once('-') {
-        Some((days, rest)) => {
-            let days: u64 = days.parse().map_err(|_| bad())?;
-            let mut hms = rest.split(':').map(|p| p.parse::<u64>().map_err(|_| bad()));
-            let h = hms.next().ok_or_else(bad)??;
-            let m = hms.next().transpose()?.unwrap_or(0);
-            let s = hms.next().transpose()?.unwrap_or(0);
-            if hms.next().is_some() {
-                return Err(bad());
+    let too_long = || format!("`{text}` is too long a time");
+    let ms = if let Ok(minutes) = t.parse::<u64>() {
+        minutes.checked_mul(60_000).ok_or_else(too_long)?
+    } else {
+        match t.split_once('-') {
+            Some((days, rest)) => {
+                let days: u64 = days.parse().map_err(|_| bad())?;
+                let mut hms = rest.split(':').map(|p| p.parse::<u64>().map_err(|_| bad()));
+                let h = hms.next().ok_or_else(bad)??;
+                let m = hms.next().transpose()?.unwrap_or(0);
+                let s = hms.next().transpose()?.unwrap_or(0);
+                if hms.next().is_some() {
+                    return Err(bad());
+                }
+                days.checked_mul(24)
+                    .and_then(|d| d.checked_add(h))
+                    .and_then(|h| h.checked_mul(60))
+                    .and_then(|hm| hm.checked_add(m))
+                    .and_then(|m| m.checked_mul(60))
+                    .and_then(|ms| ms.checked_add(s))
+                    .and_then(|s| s.checked_mul(1000))
+                    .ok_or_else(too_long)?
             }
-            ((days * 24 + h) * 60 + m) * 60_000 + s * 1000
+            None => vjob_api::units::parse_duration_ms(t)?,
         }
-        None => vjob_api::units::parse_duration_ms(t)?,
     };
     match ms {
         0 => Err("the walltime must be more than zero".into()),
@@ -282,7 +291,7 @@ fn slurm_time_ms(text: &str) -> Result<u64, String> {
 fn batch_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     match t.parse::<u64>() {
-        Ok(mb) => Ok(mb << 20),
+        Ok(mb) => mb.checked_mul(1 << 20).ok_or_else(|| format!("`{text}` is too large")),
         Err(_) => vjob_api::units::parse_size(t),
     }
 }
@@ -313,6 +322,15 @@ mod tests {
         assert_eq!(f.memory, Some(2048 << 20), "the later directive wins");
         assert_eq!(slurm_time_ms("90").unwrap(), 90 * 60_000);
         assert_eq!(slurm_time_ms("05:30").unwrap(), 330_000);
+    }
+
+    /// Found by the `spec` fuzz target: `-t 1-022429496729630` overflowed the milliseconds.
+    #[test]
+    fn regression_a_huge_slurm_time_or_memory_is_an_error_not_an_overflow() {
+        for t in ["1-022429496729630", "307445734561825861", "213503982334601-0"] {
+            assert!(slurm_time_ms(t).unwrap_err().contains("too long"), "{t}");
+        }
+        assert!(batch_size("18446744073709551").unwrap_err().contains("too large"));
     }
 
     #[test]

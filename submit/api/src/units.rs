@@ -51,11 +51,15 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
             return Err(bad());
         }
         let mut secs = 0u64;
+        let too_long = || format!("`{text}` is too long a duration");
         for p in &parts {
             let v: u64 = p.parse().map_err(|_| bad())?;
-            secs = secs * 60 + v;
+            secs = secs
+                .checked_mul(60)
+                .and_then(|s| s.checked_add(v))
+                .ok_or_else(too_long)?;
         }
-        return Ok(secs * 1000);
+        return secs.checked_mul(1000).ok_or_else(too_long);
     }
     if let Ok(secs) = t.parse::<f64>() {
         return if secs >= 0.0 && secs.is_finite() {
@@ -102,6 +106,18 @@ pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_a_clock_duration_too_long_for_milliseconds_is_an_error_not_an_overflow() {
+        for t in [
+            "18446744073709551615:1",
+            "5124095576030431:0:0",
+            "307445734561825861:00",
+        ] {
+            assert!(parse_duration_ms(t).unwrap_err().contains("too long"), "{t}");
+        }
+        assert_eq!(parse_duration_ms("01:30:00"), Ok(5_400_000));
+    }
 
     #[test]
     fn sizes() {
