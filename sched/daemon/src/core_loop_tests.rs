@@ -452,3 +452,32 @@ fn regression_a_hold_while_its_vjob_is_being_started_is_refused() {
     rig.observe(&["n1", "n2"]);
     assert_eq!(rig.job(id).state, JobState::Running);
 }
+
+/// Chaos seed 202: a suspended vjob's VM was restored just before a crash and ended before the
+/// restart; the job, still `suspended` in the records with its VM ended, could never finish.
+#[test]
+fn regression_a_suspended_vjob_whose_vm_ran_to_its_end_unknown_to_the_records_completes() {
+    let mut rig = Rig::new("ended-unknown");
+    let id = rig.submit(
+        "name = \"j\"\n[vm]\ncount = 1\nvcpus = 2\nmemory = \"1GiB\"\n[run]\nscript = \"x\"\nsim_runtime = \"300ms\"\n",
+    );
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    rig.core.handle(&Rig::root(), ApiOp::Suspend { id }).unwrap();
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).state, JobState::Suspended);
+    // Behind vjobd's back: restored on n1, and over.
+    let vm = rig.job(id).vms[0].name.clone();
+    let image = rig.core.image_path(&vm);
+    rig.backends["n1"].restore(&image, false).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    rig.observe(&["n1", "n2"]);
+    let job = rig.job(id);
+    assert_eq!(
+        (job.state, job.exit_code),
+        (JobState::Completed, Some(0)),
+        "{:?}",
+        job.events
+    );
+}

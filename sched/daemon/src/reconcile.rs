@@ -432,6 +432,16 @@ impl Core {
     /// A job whose VMs have all ended (or vanished) is over: completed when every VM ended with
     /// 0, failed otherwise; its output is collected off this thread. Returns whether it changed.
     fn finish_job(&mut self, job: &mut Job, now: u64) -> bool {
+        if matches!(job.state, JobState::Suspended | JobState::Queued | JobState::Held) {
+            // Its VMs ran to their end without the records' knowing (restored just before a
+            // crash, say, and over before the restart): it ran.
+            if job.state == JobState::Held {
+                let _ = job.set_state(JobState::Queued, now);
+            }
+            if job.set_state(JobState::Running, now).is_ok() {
+                job.event(now, "its VMs were found ended: they ran while vjobd did not know it");
+            }
+        }
         let lost = job.vms.iter().any(|v| v.exit_code.is_none());
         let code = job.vms_exit_code();
         let (to, msg) = if lost {
