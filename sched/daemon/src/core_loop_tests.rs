@@ -341,9 +341,9 @@ fn another_clusters_vms_on_shared_nodes_are_load_never_adopted_nor_destroyed() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_silent_node_is_switched_off_before_its_vjob_starts_over_even_across_a_restart() {
-    let mut rig = Rig::new("fence");
+/// Runs a 1-VM job, then its node stops answering for longer than the node timeout (observed
+/// before and after). Returns (job, its node).
+fn running_then_silent_past_the_timeout(rig: &mut Rig) -> (u64, String) {
     let id = rig.submit(ONE_VM);
     rig.decide();
     rig.observe(&["n1", "n2"]);
@@ -352,6 +352,13 @@ fn a_silent_node_is_switched_off_before_its_vjob_starts_over_even_across_a_resta
     rig.observe(&["n1", "n2"]);
     std::thread::sleep(Duration::from_millis(60));
     rig.observe(&["n1", "n2"]);
+    (id, first)
+}
+
+#[test]
+fn a_silent_node_is_switched_off_before_its_vjob_starts_over_even_across_a_restart() {
+    let mut rig = Rig::new("fence");
+    let (id, first) = running_then_silent_past_the_timeout(&mut rig);
     // Past the timeout the switch-off is under way; the vjob waits for it, still running there.
     let i = rig.core.node_idx(&first).unwrap() as usize;
     assert!(rig.core.nodes[i].fence.under_way);
@@ -403,14 +410,7 @@ fn regression_a_fenced_node_switched_on_before_the_requeue_still_requeues_its_vj
         "[power]\nboot_time = \"10ms\"\nidle_time = \"1h\"\nconsolidate = false\n",
     );
     let mut rig = Rig::from_config(dir, cfg);
-    let id = rig.submit(ONE_VM);
-    rig.decide();
-    rig.observe(&["n1", "n2"]);
-    let first = rig.job(id).vms[0].node.clone().unwrap();
-    rig.set_down(&first, true);
-    rig.observe(&["n1", "n2"]);
-    std::thread::sleep(Duration::from_millis(60));
-    rig.observe(&["n1", "n2"]);
+    let (id, first) = running_then_silent_past_the_timeout(&mut rig);
     rig.drain();
     // Fenced; an administrator switches it on at once, and it answers (empty) before vjobd
     // observes again.

@@ -104,6 +104,18 @@ pub struct VmShape {
 }
 
 impl VmTemplate {
+    /// What a spec that says nothing of its VMs gets: one VM of 1 vcpu and the default memory.
+    pub fn one_default() -> VmTemplate {
+        VmTemplate {
+            count: 1,
+            vcpus: 1,
+            memory: DEFAULT_VM_MEMORY,
+            image: None,
+            default_memory: true,
+            each: Vec::new(),
+        }
+    }
+
     /// `count` VMs of these shapes (in VM order), said once when they are all alike.
     pub fn from_shapes(shapes: Vec<VmShape>) -> VmTemplate {
         let first = shapes.first().cloned().unwrap_or(VmShape {
@@ -249,14 +261,7 @@ impl JobSpec {
             },
         };
         let vm = match &raw.vm {
-            None => VmTemplate {
-                count: 1,
-                vcpus: 1,
-                memory: DEFAULT_VM_MEMORY,
-                image: None,
-                default_memory: true,
-                each: Vec::new(),
-            },
+            None => VmTemplate::one_default(),
             Some(v) => {
                 let count = match &v.count {
                     None => 1,
@@ -353,14 +358,7 @@ pub fn from_submission(
         queue: None,
         priority: 0,
         walltime_ms: None,
-        vm: VmTemplate {
-            count: 1,
-            vcpus: 1,
-            memory: DEFAULT_VM_MEMORY,
-            image: None,
-            default_memory: true,
-            each: Vec::new(),
-        },
+        vm: VmTemplate::one_default(),
         run: RunSpec {
             script: text.to_string(),
             output: None,
