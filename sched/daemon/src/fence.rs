@@ -42,14 +42,22 @@ impl Core {
     /// `node_timeout` ago.
     pub(crate) fn fence_silent_nodes(&mut self) {
         let timeout = Duration::from_millis(self.cfg.scheduler.node_timeout_ms);
+        let due: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                let n = &self.nodes[i];
+                n.down_since.is_some_and(|t| t.elapsed() >= timeout)
+                    && n.fence.failed_at.is_none_or(|t| t.elapsed() >= timeout)
+                    && !n.fence.under_way
+                    && n.power.state == PowerState::On
+            })
+            .collect();
+        // The records are scanned only when some node is due: not every round.
+        if due.is_empty() {
+            return;
+        }
         let holding = self.nodes_holding_vms();
-        for i in 0..self.nodes.len() {
-            let n = &self.nodes[i];
-            let silent = n.down_since.is_some_and(|t| t.elapsed() >= timeout);
-            let paced = n.fence.failed_at.is_none_or(|t| t.elapsed() >= timeout);
-            if silent && paced && !n.fence.under_way && n.power.state == PowerState::On && holding.contains(&i) {
-                self.start_fence(i, timeout);
-            }
+        for i in due.into_iter().filter(|i| holding.contains(i)) {
+            self.start_fence(i, timeout);
         }
     }
 
