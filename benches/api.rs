@@ -2,8 +2,11 @@
 //! latency with 100,000 jobs in the store. Starts a real `vjobd` (release build) on a simulated
 //! cluster whose queue is stopped, so that jobs stay queued and the store grows.
 //!
-//! `cargo bench --bench api` (set `VJOB_BENCH_JOBS` to change the 100,000). Prints a table;
-//! results are kept in BENCHMARKS.md.
+//! Then job arrays and accounting: `vsub --array 0-9999` (one durable commit of 10,000 tasks),
+//! and `vacct` over the 100,000 ended jobs that ten such arrays make once cancelled.
+//!
+//! `cargo bench --bench api` (set `VJOB_BENCH_JOBS` to change the 100,000; `-- arrays` runs the
+//! arrays and accounting part alone). Prints a table; results are kept in BENCHMARKS.md.
 
 mod common;
 use common::median;
@@ -109,16 +112,91 @@ fn submit_processes(socket: &Path, spec: &Path, clients: usize, each: usize) -> 
 }
 
 fn vstat_ms(socket: &Path, args: &[&str]) -> (f64, usize) {
+    command_ms(env!("CARGO_BIN_EXE_vstat"), socket, args)
+}
+
+/// Runs a command once (its output read whole); its wall time in ms and output bytes.
+fn command_ms(bin: &str, socket: &Path, args: &[&str]) -> (f64, usize) {
     let t0 = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_vstat"))
+    let o = Command::new(bin)
         .arg("--socket")
         .arg(socket)
         .args(args)
         .output()
         .unwrap();
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    assert!(o.status.success());
+    assert!(
+        o.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     (ms, o.stdout.len())
+}
+
+/// 10,000-task arrays submitted with `vsub` (each one commit), then cancelled, then `vacct`
+/// over the ended jobs.
+fn arrays_and_accounting() {
+    let d = start("arrays");
+    let spec = d.dir.join("tiny.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let spec = spec.to_str().unwrap();
+    let vsub = env!("CARGO_BIN_EXE_vsub");
+    let one: Vec<f64> = (0..10).map(|_| command_ms(vsub, &d.socket, &[spec]).0).collect();
+    let mut arrays = Vec::new();
+    let runs: Vec<f64> = (0..10)
+        .map(|_| {
+            let t0 = Instant::now();
+            let o = Command::new(vsub)
+                .arg("--socket")
+                .arg(&d.socket)
+                .args(["--array", "0-9999", spec])
+                .output()
+                .unwrap();
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            assert!(o.status.success());
+            arrays.push(String::from_utf8(o.stdout).unwrap().trim().to_string());
+            ms
+        })
+        .collect();
+    println!(
+        "| `vsub` of one job (baseline, same daemon) | 10 | {:.1} | ms |",
+        median(one)
+    );
+    println!(
+        "| `vsub --array 0-9999`: 10,000 tasks in one durable commit | 10 | {:.0} | ms |",
+        median(runs)
+    );
+    let vdel = env!("CARGO_BIN_EXE_vdel");
+    let runs: Vec<f64> = arrays.iter().map(|a| command_ms(vdel, &d.socket, &[a]).0).collect();
+    println!(
+        "| `vdel ARRAY`: 10,000 queued tasks cancelled | 10 | {:.0} | ms |",
+        median(runs)
+    );
+    let vacct = env!("CARGO_BIN_EXE_vacct");
+    for (what, args) in [
+        ("`vacct` (table, default fields)", vec![]),
+        (
+            "`vacct -p -o id,state,elapsed,suspended`",
+            vec!["-p", "-o", "id,state,elapsed,suspended"],
+        ),
+        ("`vacct --json`", vec!["--json"]),
+        ("`vacct --report users`", vec!["--report", "users"]),
+        ("`vacct -s completed` (none match)", vec!["-s", "completed"]),
+    ] {
+        let mut bytes = 0;
+        let runs: Vec<f64> = (0..7)
+            .map(|_| {
+                let (ms, b) = command_ms(vacct, &d.socket, &args);
+                bytes = b;
+                ms
+            })
+            .collect();
+        println!(
+            "| {what} over 100,000 ended jobs ({:.1} MB out) | 7 | {:.0} | ms |",
+            bytes as f64 / 1e6,
+            median(runs)
+        );
+    }
 }
 
 fn main() {
@@ -128,6 +206,10 @@ fn main() {
         .unwrap_or(100_000);
     println!("| measurement | runs | median | unit |");
     println!("|---|---|---|---|");
+    if std::env::args().any(|a| a == "arrays") {
+        arrays_and_accounting();
+        return;
+    }
 
     let d = start("submit");
     let spec = d.dir.join("tiny.toml");
@@ -181,4 +263,5 @@ fn main() {
         median(runs)
     );
     drop(d);
+    arrays_and_accounting();
 }

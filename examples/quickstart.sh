@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "quickstart: cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 
-cargo build --release --quiet --bin vjobd --bin vsub --bin vstat --bin vdel --bin vqmgr
+cargo build --release --quiet --bin vjobd --bin vsub --bin vstat --bin vdel --bin vqmgr --bin vacct
 bin=target/release
 demo=/tmp/vjob-demo
 export VJOB_SOCKET=$demo/vjobd.sock
@@ -27,15 +27,18 @@ wait_for() { # job state
   echo "quickstart: job $1 never became $2; see $demo/vjobd.log" >&2; exit 1
 }
 show() { echo; echo "--- $1"; $bin/vstat; }
+# Jobs write their output (vjob-ID.out) where they are submitted: here, the demo directory.
+root=$(pwd)
+submit() { (cd $demo && "$root/$bin/vsub" "$root/$1"); }
 
-low=$($bin/vsub examples/jobs/lowprio.toml)
+low=$(submit examples/jobs/lowprio.toml)
 echo "submitted lowprio as job $low (2 VMs x 4 vcpus: fills both nodes)"
 wait_for "$low" running
 show "lowprio runs on both nodes"
 $bin/vstat -n
 
 sleep 3
-express=$($bin/vsub examples/jobs/express.toml)
+express=$(submit examples/jobs/express.toml)
 echo; echo "submitted an express job as job $express (1 VM x 4 vcpus, queue priority 100)"
 wait_for "$express" running
 show "context switch: lowprio is suspended to disk, the express job runs"
@@ -45,4 +48,9 @@ show "the express job completed: lowprio resumed"
 wait_for "$low" completed
 show "all done"
 echo; $bin/vstat -f "$low" | sed -n '/events:/,$p'
+echo; echo "--- accounting: what the context switch cost lowprio"
+$bin/vacct -j "$low" --format id,name,state,elapsed,runtime,suspended,suspends,resumes,bytesmoved
+for _ in $(seq 50); do [ -s $demo/vjob-$low.out ] && break; sleep 0.1; done
+echo; echo "--- its output file, $demo/vjob-$low.out (the simulated backend writes the environment and history)"
+cat $demo/vjob-$low.out
 echo; echo "daemon log: $demo/vjobd.log"

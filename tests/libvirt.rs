@@ -128,11 +128,11 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     );
     let j = c.wait_state(id, "failed", SECS(90));
     assert_eq!(j["exit_code"], 3, "{j}");
-    let out = std::fs::read_to_string(c.dir.join("state/output").join(format!("{id}.out"))).unwrap();
+    let out = std::fs::read_to_string(c.dir.join(format!("vjob-{id}.out"))).unwrap();
     assert_eq!(out.trim(), format!("line from {id}"));
     let j = c.wait_state(disk_job, "completed", SECS(90));
     assert_eq!(j["exit_code"], 0, "{j}");
-    let out = std::fs::read_to_string(c.dir.join("state/output").join(format!("{disk_job}.out"))).unwrap();
+    let out = std::fs::read_to_string(c.dir.join(format!("vjob-{disk_job}.out"))).unwrap();
     assert!(out.contains("hello from the base image"), "{out}");
 
     // 2. A 2-VM low-priority vjob is saved to disk for a high-priority one, then resumed on the
@@ -178,7 +178,7 @@ fn jobs_run_in_real_guests_are_switched_migrated_and_cleaned_up() {
     );
     c.ok("vqmgr", &["node", "online", away]);
     c.wait_state(low, "completed", SECS(120));
-    let out = std::fs::read_to_string(c.dir.join("state/output").join(format!("{low}.out"))).unwrap();
+    let out = std::fs::read_to_string(c.dir.join(format!("vjob-{low}.out"))).unwrap();
     for vm in 0..2 {
         assert_eq!(
             ticks(&out, vm),

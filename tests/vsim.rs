@@ -220,3 +220,37 @@ fn energy_is_reported_and_power_management_switches_idle_nodes_off_and_back_on()
     let (ok, _, err) = vsim(&["--trace", TRACE, "--power", "--idle-time", "soon"]);
     assert!(!ok && err.contains("--idle-time"), "{err}");
 }
+
+/// SWF lines (18 fields): job, submit, wait, run, procs, cpu, mem, req procs, req time, req
+/// mem, status, user, group, app, queue, partition, preceding, think.
+fn swf_job(id: u32, submit: u64, run: u64, user: u32) -> String {
+    format!("{id} {submit} -1 {run} 1 -1 -1 1 {run} -1 1 {user} 1 1 1 1 -1 -1\n")
+}
+
+#[test]
+fn with_fairshare_a_light_user_is_not_stuck_behind_a_heavy_users_backlog() {
+    // One core; user 1 queues six 1000 s jobs, user 2 one job just after.
+    let mut trace = String::from("; MaxNodes: 1\n; MaxProcs: 1\n");
+    for i in 0..6 {
+        trace.push_str(&swf_job(i + 1, i as u64, 1000, 1));
+    }
+    trace.push_str(&swf_job(7, 10, 1000, 2));
+    let path = std::env::temp_dir().join(format!("vjob-vsim-fairshare-{}.swf", std::process::id()));
+    std::fs::write(&path, trace).unwrap();
+    let p = path.to_str().unwrap();
+    let wait_of_2 = |extra: &[&str]| {
+        let mut args = vec!["--trace", p, "--policy", "easy", "--json"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = vsim(&args);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["user_mean_wait_s"]["2"].as_f64().unwrap_or_else(|| panic!("{out}"))
+    };
+    let fifo = wait_of_2(&[]);
+    let fair = wait_of_2(&["--fairshare", "1h"]);
+    assert!(fifo > 5000.0, "first come, first served: behind all six ({fifo} s)");
+    assert!(fair < 1000.0, "fair share: next after the running job ({fair} s)");
+    let (ok, _, err) = vsim(&["--trace", p, "--fairshare", "0s"]);
+    assert!(!ok && err.contains("more than zero"), "{err}");
+    let _ = std::fs::remove_file(&path);
+}

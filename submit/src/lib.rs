@@ -3,7 +3,9 @@
 //! scheduler: the daemon parses and judges everything, the commands only ask and print.
 
 pub mod client;
+pub mod format;
 pub mod table;
+pub mod vacct;
 pub mod vdel;
 pub mod vqmgr;
 pub mod vstat;

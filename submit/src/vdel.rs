@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use vjob_api::{Op, Reply};
+use vjob_api::{JobRef, Op, Reply};
 
 use crate::client::{call_once, unexpected};
 use crate::{fail, Exit};
@@ -18,9 +18,9 @@ pub struct Args {
     /// The daemon's socket (default: $VJOB_SOCKET, else /run/vjob/vjobd.sock).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Jobs to cancel.
+    /// Jobs to cancel: `12` (a job, or every task of array 12), `12[3]` (one task).
     #[arg(required = true)]
-    pub ids: Vec<u64>,
+    pub ids: Vec<JobRef>,
 }
 
 pub fn main() -> ExitCode {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use vjob_api::{NodeAdminState, Op, QueueSettings, Reply};
+use vjob_api::{JobRef, NodeAdminState, Op, QueueSettings, Reply};
 
 use crate::client::{call_once, unexpected};
 use crate::vdel::per_job;
@@ -128,17 +128,23 @@ pub enum NodeCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
-    /// Hold jobs: never scheduled until released.
-    Hold { ids: Vec<u64> },
+    /// Hold jobs: never scheduled until released (`12`: every task of array 12; `12[3]`: one).
+    Hold { ids: Vec<JobRef> },
     /// Release held jobs.
-    Release { ids: Vec<u64> },
+    Release { ids: Vec<JobRef> },
+    /// Change an array: `--throttle N`, at most N of its tasks running at once (0: no limit).
+    Set {
+        id: JobRef,
+        #[arg(long, value_name = "N")]
+        throttle: Option<u32>,
+    },
     /// Suspend a running vjob to disk; it stays suspended until resumed by hand.
-    Suspend { id: u64 },
+    Suspend { id: JobRef },
     /// Let a vjob suspended by hand resume when room allows.
-    Resume { id: u64 },
+    Resume { id: JobRef },
     /// Live-migrate one VM of a running vjob.
     Migrate {
-        id: u64,
+        id: JobRef,
         /// Index of the VM in the vjob (0-based).
         #[arg(long, default_value_t = 0)]
         vm: usize,
@@ -214,6 +220,7 @@ pub fn main() -> ExitCode {
         What::Node(NodeCmd::Lost { name }) => Op::NodeLost { name },
         What::Job(JobCmd::Hold { ids }) => return per_job("vqmgr", socket, Op::Hold { ids }, true),
         What::Job(JobCmd::Release { ids }) => return per_job("vqmgr", socket, Op::Release { ids }, true),
+        What::Job(JobCmd::Set { id, throttle }) => Op::JobSet { id, throttle },
         What::Job(JobCmd::Suspend { id }) => Op::Suspend { id },
         What::Job(JobCmd::Resume { id }) => Op::Resume { id },
         What::Job(JobCmd::Migrate { id, vm, to }) => Op::Migrate { id, vm, to },

@@ -11,7 +11,9 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use vjob_api::display::timestamp;
-use vjob_api::{ApiError, JobInfo, JobQuery, NodeInfo, Op, QueueInfo, Reply, JOBS_LINE_PREFIX, JOBS_LINE_SUFFIX};
+use vjob_api::{
+    ApiError, JobInfo, JobQuery, JobRef, NodeInfo, Op, QueueInfo, Reply, JOBS_LINE_PREFIX, JOBS_LINE_SUFFIX,
+};
 
 use crate::client::{socket_path, unexpected, Client, ClientError};
 use crate::table::{hms, render, size};
@@ -33,8 +35,14 @@ pub struct Args {
     /// The server: its cluster, decision rounds and node reports taken, nodes and jobs counted.
     #[arg(short = 'B', long = "server", conflicts_with_all = ["nodes", "queues", "full"])]
     pub server: bool,
+    /// Each waiting job's priority and the weighted factors it adds up from (as sprio).
+    #[arg(long, conflicts_with_all = ["nodes", "queues", "server", "full"])]
+    pub priority: bool,
+    /// Each user's shares, usage and fair-share factor (as sshare).
+    #[arg(long, conflicts_with_all = ["nodes", "queues", "server", "full", "priority"])]
+    pub shares: bool,
     /// Include jobs that ended long ago.
-    #[arg(short = 'x', long = "all")]
+    #[arg(short = 'x', long = "all", visible_alias = "all-states")]
     pub all: bool,
     /// Only this user's jobs.
     #[arg(short = 'u', long = "user")]
@@ -46,12 +54,19 @@ pub struct Args {
     /// `success` (completed with exit code 0) or `failed` (anything else that ended), as
     /// workflow tools poll for it.
     #[arg(long, value_name = "ID", conflicts_with_all = ["nodes", "queues", "server", "full", "json"])]
-    pub status: Option<u64>,
+    pub status: Option<JobRef>,
+    /// One line per job in this layout, as squeue's: `%i %t` (id and state letter); fields
+    /// `%[.][WIDTH]TYPE` with TYPE one of i j u q t T M l D N R p e.
+    #[arg(short = 'o', long, value_name = "LAYOUT", conflicts_with_all = ["nodes", "queues", "server", "full", "json"])]
+    pub format: Option<String>,
+    /// No header line above the jobs.
+    #[arg(long)]
+    pub noheader: bool,
     /// The daemon's socket (default: $VJOB_SOCKET, else /run/vjob/vjobd.sock).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Jobs to show (default: all).
-    pub ids: Vec<u64>,
+    /// Jobs to show (default: all): `12`, an array's tasks `12`, one task `12[3]`.
+    pub ids: Vec<JobRef>,
 }
 
 #[derive(Deserialize)]
@@ -69,17 +84,24 @@ struct RawJobs<'a> {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    let layout = match args.format.as_deref().map(crate::format::Layout::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("vstat: {e}");
+            return Exit::Refused.into();
+        }
+    };
     let mut client = match Client::connect(&socket_path(args.socket.as_deref())) {
         Ok(c) => c,
         Err(e) => return fail("vstat", &e),
     };
-    match run(&args, &mut client) {
+    match run(&args, layout.as_ref(), &mut client) {
         Ok(()) => Exit::Ok.into(),
         Err(e) => fail("vstat", &e),
     }
 }
 
-fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
+fn run(args: &Args, layout: Option<&crate::format::Layout>, client: &mut Client) -> Result<(), ClientError> {
     if let Some(id) = args.status {
         let query = JobQuery {
             ids: vec![id],
@@ -89,8 +111,10 @@ fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
             Reply::Jobs { jobs } => jobs,
             other => return Err(unexpected(&other)),
         };
-        let job = jobs.first().ok_or_else(|| ClientError::Io(format!("no job {id}")))?;
-        out(&format!("{}\n", workflow_status(job)));
+        if jobs.is_empty() {
+            return Err(ClientError::Io(format!("no job {id}")));
+        }
+        out(&format!("{}\n", workflow_status(&jobs)));
         return Ok(());
     }
     if args.nodes {
@@ -105,6 +129,35 @@ fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
             return Err(ClientError::Io("unexpected answer".into()));
         };
         out(&if args.json { json(&status) } else { server_text(&status) });
+        return Ok(());
+    }
+    if args.priority {
+        let Reply::Priorities { configured, jobs } = client.call(Op::Priorities)? else {
+            return Err(ClientError::Io("unexpected answer".into()));
+        };
+        if !configured && !args.json {
+            eprintln!("vstat: no [priority] or [fairshare] in the cluster configuration: jobs go by queue priority, job priority and submission");
+        }
+        out(&if args.json { json(&jobs) } else { priority_table(&jobs) });
+        return Ok(());
+    }
+    if args.shares {
+        let Reply::Shares {
+            configured,
+            half_life_s,
+            users,
+        } = client.call(Op::Shares)?
+        else {
+            return Err(ClientError::Io("unexpected answer".into()));
+        };
+        if !configured && !args.json {
+            eprintln!("vstat: no [fairshare] in the cluster configuration: every user's factor is 1");
+        }
+        out(&if args.json {
+            json(&users)
+        } else {
+            shares_table(&users, half_life_s)
+        });
         return Ok(());
     }
     if args.queues {
@@ -153,30 +206,59 @@ fn run(args: &Args, client: &mut Client) -> Result<(), ClientError> {
         Reply::Jobs { jobs } => jobs,
         other => return Err(unexpected(&other)),
     };
-    for id in &args.ids {
-        if !jobs.iter().any(|j| j.id == *id) {
-            eprintln!("vstat: no job {id}");
-        }
+    let missing: Vec<&JobRef> = args.ids.iter().filter(|r| !jobs.iter().any(|j| names(r, j))).collect();
+    for r in &missing {
+        eprintln!("vstat: no job {r}");
     }
-    out(&if args.full { full(&jobs) } else { jobs_table(&jobs) });
-    if !args.ids.is_empty() && jobs.len() < args.ids.len() {
+    let text = match (layout, args.full) {
+        (Some(l), _) => {
+            let mut t = String::new();
+            if !args.noheader {
+                t.push_str(&l.header());
+                t.push('\n');
+            }
+            for j in &jobs {
+                t.push_str(&l.line(j));
+                t.push('\n');
+            }
+            t
+        }
+        (None, true) => full(&jobs),
+        (None, false) if args.noheader => jobs_table(&jobs).lines().skip(2).map(|l| format!("{l}\n")).collect(),
+        (None, false) => jobs_table(&jobs),
+    };
+    out(&text);
+    if !missing.is_empty() {
         return Err(ClientError::Io(format!(
             "{} of the jobs asked for do not exist",
-            args.ids.len() - jobs.len()
+            missing.len()
         )));
     }
     Ok(())
 }
 
-/// A job's state as workflow tools know it: `running`, `success` or `failed`. A job whose VMs
-/// are ending is still running until its final state is known.
-fn workflow_status(job: &JobInfo) -> &'static str {
+/// Whether job reference `r` names job `j` (an array's id names each of its tasks).
+fn names(r: &JobRef, j: &JobInfo) -> bool {
+    match r.index {
+        Some(_) => j.job_ref() == *r,
+        None => j.id == r.id || j.array_id == Some(r.id),
+    }
+}
+
+/// Jobs' state as workflow tools know it: `running`, `success` or `failed`. A job whose VMs
+/// are ending is still running until its final state is known; an array is running while any
+/// task is, else failed if any task failed.
+fn workflow_status(jobs: &[JobInfo]) -> &'static str {
     use vjob_api::JobState::*;
-    match (job.state, job.exit_code) {
+    let each = |job: &JobInfo| match (job.state, job.exit_code) {
         (Queued | Held | Running | Suspended, _) => "running",
         (Completed, Some(0)) => "success",
         (Completed | Failed | Cancelled, _) => "failed",
-    }
+    };
+    ["running", "failed"]
+        .into_iter()
+        .find(|s| jobs.iter().any(|j| each(j) == *s))
+        .unwrap_or("success")
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -185,7 +267,7 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     s
 }
 
-fn nodes_of(j: &JobInfo) -> String {
+pub(crate) fn nodes_of(j: &JobInfo) -> String {
     let mut nodes: Vec<&str> = j
         .vms
         .iter()
@@ -201,12 +283,86 @@ fn nodes_of(j: &JobInfo) -> String {
     }
 }
 
+/// `--priority`: what each waiting job's priority adds up from.
+fn priority_table(jobs: &[vjob_api::PriorityInfo]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.user.clone(),
+                p.queue.clone(),
+                p.priority.to_string(),
+                format!("{:.0}", p.queue_factor),
+                format!("{:.0}", p.job_factor),
+                format!("{:.0}", p.age_factor),
+                format!("{:.0}", p.fairshare_factor),
+                format!("{:.0}", p.size_factor),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "ID",
+            "USER",
+            "QUEUE",
+            "PRIORITY",
+            "QUEUE_F",
+            "JOB_F",
+            "AGE",
+            "FAIRSHARE",
+            "SIZE",
+        ],
+        &rows,
+    )
+}
+
+/// `--shares`: where each user stands in fair share.
+fn shares_table(users: &[vjob_api::ShareInfo], half_life_s: f64) -> String {
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.user.clone(),
+                if u.account.is_empty() {
+                    "-".into()
+                } else {
+                    u.account.clone()
+                },
+                format!("{}", u.shares_raw),
+                format!("{:.3}", u.shares_norm),
+                format!("{:.0}", u.usage_raw),
+                format!("{:.3}", u.usage_norm),
+                format!("{:.3}", u.usage_effective),
+                format!("{:.3}", u.factor),
+            ]
+        })
+        .collect();
+    let mut s = render(
+        &[
+            "USER",
+            "ACCOUNT",
+            "SHARES",
+            "NORM_SHARES",
+            "USAGE_CORE_S",
+            "NORM_USAGE",
+            "EFF_USAGE",
+            "FAIRSHARE",
+        ],
+        &rows,
+    );
+    if half_life_s > 0.0 {
+        s.push_str(&format!("usage decays by half every {}\n", hms(half_life_s)));
+    }
+    s
+}
+
 pub fn jobs_table(jobs: &[JobInfo]) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
             vec![
-                j.id.to_string(),
+                j.job_ref().to_string(),
                 j.name.clone(),
                 j.user.clone(),
                 j.queue.clone(),
@@ -245,7 +401,10 @@ fn full(jobs: &[JobInfo]) -> String {
     let mut s = String::new();
     for j in jobs {
         let field = |s: &mut String, k: &str, v: String| s.push_str(&format!("    {k} = {v}\n"));
-        s.push_str(&format!("Job {}\n", j.id));
+        s.push_str(&format!("Job {}\n", j.job_ref()));
+        if j.array_id.is_some() {
+            field(&mut s, "job_id", j.id.to_string());
+        }
         field(&mut s, "name", j.name.clone());
         match &j.detail {
             Some(d) => field(&mut s, "user", format!("{} (uid {})", j.user, d.uid)),
@@ -280,6 +439,9 @@ fn full(jobs: &[JobInfo]) -> String {
             }
             if let Some(o) = &d.output {
                 field(&mut s, "output", o.clone());
+            }
+            if let Some(n) = d.array_throttle {
+                field(&mut s, "array_throttle", n.to_string());
             }
             if !d.stale_copies.is_empty() {
                 field(&mut s, "stale_copies", d.stale_copies.join(", "));

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! vsub [-q QUEUE] [-N NAME] [-p PRIORITY] [--vms N] [--vcpus N] [--mem SIZE] [-t WALLTIME]
-//!      [--image NAME] [-o FILE] [--hold] [--parsable] (FILE | --wrap "CMD")
+//!      [--image NAME] [-o FILE] [-a INDICES] [-d DEPENDENCY] [--hold] [--parsable]
+//!      (FILE | --wrap "CMD")
 //! ```
 
 use std::io::Read;
@@ -46,7 +47,8 @@ pub struct Args {
     /// The guest image of the VMs.
     #[arg(long, value_name = "NAME")]
     pub image: Option<String>,
-    /// Where the VMs' console output goes.
+    /// Where the VMs' console output goes (default `vjob-%j.out` here): `%j` job id, `%A`
+    /// array id, `%a` task index, `%x` job name, `%u` user, `%%` a `%`.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<String>,
     /// The simulated backend: how long the job runs.
@@ -62,6 +64,10 @@ pub struct Args {
     /// Cancel the job when its dependency can never be met (else it stays queued, saying so).
     #[arg(long)]
     pub kill_on_invalid_dep: bool,
+    /// Submit an array of tasks, one job each: `0-99`, `1,3,5-7`, `0-15:3`, and `%N` to run
+    /// at most N at once (`0-99%5`). Prints the array's id; task 3 is then `ID[3]`.
+    #[arg(short = 'a', long, value_name = "INDICES")]
+    pub array: Option<String>,
     /// Submit held: the job is not scheduled until released.
     #[arg(long)]
     pub hold: bool,
@@ -101,6 +107,7 @@ impl Args {
             (SpecFlag::SimRuntime, &self.sim_runtime),
             (SpecFlag::SimExitCode, &self.sim_exit_code),
             (SpecFlag::Dependency, &self.dependency),
+            (SpecFlag::Array, &self.array),
         ];
         for (flag, value) in given {
             if let Some(v) = value {

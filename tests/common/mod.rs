@@ -167,10 +167,12 @@ impl Cluster {
             "vstat" => env!("CARGO_BIN_EXE_vstat"),
             "vdel" => env!("CARGO_BIN_EXE_vdel"),
             "vqmgr" => env!("CARGO_BIN_EXE_vqmgr"),
+            "vacct" => env!("CARGO_BIN_EXE_vacct"),
             other => panic!("no command {other}"),
         };
         let mut c = Command::new(bin);
-        c.env("VJOB_SOCKET", &self.socket);
+        // Submitted jobs write their output files (`vjob-ID.out`) where they were submitted.
+        c.env("VJOB_SOCKET", &self.socket).current_dir(&self.dir);
         c
     }
 
@@ -215,6 +217,12 @@ impl Cluster {
 
     pub fn jobs(&self) -> Vec<Value> {
         let out = self.ok("vstat", &["--json", "-x"]);
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    }
+
+    /// The default listing (`vstat --json`): active jobs and those that ended lately.
+    pub fn jobs_listed(&self) -> Vec<Value> {
+        let out = self.ok("vstat", &["--json"]);
         serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
     }
 

@@ -120,6 +120,13 @@ pub struct VjobInput {
     pub expected_end_ms: Option<u64>,
     /// What its placement script asks, if it has one.
     pub rules: Option<std::sync::Arc<crate::placement::VjobRules>>,
+    /// A group of vjobs of which at most so many run at once (an array's tasks and its
+    /// throttle): `(group, most running)`.
+    pub group_limit: Option<(u64, u32)>,
+    /// Its rank among vjobs of its queue priority (the multifactor priority of
+    /// [`crate::fairshare`]; 0 when ranking is not configured): orders who starts first,
+    /// never lets a vjob preempt one it does not outrank by priority.
+    pub rank: i64,
 }
 
 /// Which policy decides.
@@ -811,6 +818,8 @@ fn candidate(e: &Entry) -> Candidate<'_> {
         requested_ms: v.requested_ms,
         expected_end_ms: v.expected_end_ms,
         rules: v.rules.as_deref(),
+        group_limit: v.group_limit,
+        rank: v.rank,
     }
 }
 
@@ -929,6 +938,8 @@ mod tests {
             requested_ms: None,
             expected_end_ms: None,
             rules: None,
+            group_limit: None,
+            rank: 0,
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod decision;
+pub mod fairshare;
 pub mod instance;
 pub mod model;
 pub mod placement;

@@ -41,6 +41,9 @@ pub struct Config {
     pub power_model: vjob_core::power::PowerModel,
     /// Power management (`[power]`): idle nodes switched off, booted when queued vjobs need them.
     pub power: Option<vjob_core::power::PowerSettings>,
+    /// Multifactor priority and fair share (`[priority]`, `[fairshare]`); `None`: vjobs are
+    /// ordered by queue priority, job priority and submission.
+    pub ranking: Option<vjob_core::fairshare::Ranking>,
 }
 
 /// A `[[template]]`: what a VM declared with it gets.
@@ -124,6 +127,9 @@ pub struct SchedulerConfig {
     pub quantum_ms: u64,
     /// Finished jobs stay in the default `vstat` listing for this long.
     pub keep_finished_ms: u64,
+    /// The records of jobs that ended longer ago than this are deleted (accounting keeps
+    /// them otherwise); `None`: kept for ever.
+    pub purge_after_ms: Option<u64>,
     /// How often the nodes are polled for their VMs' states.
     pub poll_ms: u64,
     /// How many VM actions may run at once across the cluster.
@@ -145,6 +151,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             quantum_ms: 60_000,
             keep_finished_ms: 300_000,
+            purge_after_ms: None,
             poll_ms: 500,
             max_parallel_actions: 32,
             node_timeout_ms: 60_000,
@@ -177,6 +184,8 @@ struct RawConfig {
     #[serde(default)]
     placement: Vec<String>,
     power: Option<vjob_core::power::PowerTable>,
+    priority: Option<vjob_core::fairshare::PriorityTable>,
+    fairshare: Option<vjob_core::fairshare::FairshareTable>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +259,7 @@ struct RawQueue {
 struct RawScheduler {
     quantum: Option<Spanned<String>>,
     keep_finished: Option<Spanned<String>>,
+    purge_after: Option<Spanned<String>>,
     poll_interval: Option<Spanned<String>>,
     max_parallel_actions: Option<Spanned<usize>>,
     node_timeout: Option<Spanned<String>>,
@@ -340,6 +350,8 @@ impl Config {
             Some(t) => Some(t.settings().map_err(|e| src.error(e.span, &e.field, e.message))?),
         };
         let nodes = nodes(&src, &raw.nodes, hypervisor.backend)?;
+        let ranking = vjob_core::fairshare::ranking(raw.priority.as_ref(), raw.fairshare.as_ref())
+            .map_err(|e| src.error(e.span, &e.field, e.message))?;
         if let (Some(p), Backend::Libvirt) = (&power, hypervisor.backend) {
             if let Some(n) = nodes.iter().find(|n| {
                 n.power_on.as_ref().or(p.power_on.as_ref()).is_none()
@@ -374,6 +386,7 @@ impl Config {
             datacenter: Default::default(),
             power_model: power.as_ref().map(|p| p.model).unwrap_or_default(),
             power,
+            ranking,
         };
         // The placement scripts are read here, so that a bad one stops the daemon at start.
         cfg.datacenter = crate::placement::datacenter(&cfg).map_err(|message| FileError {
@@ -693,6 +706,17 @@ fn scheduler(src: &Source<'_>, raw: Option<&RawScheduler>) -> Result<SchedulerCo
             "scheduler.keep_finished",
             scheduler.keep_finished_ms,
         )?;
+        if let Some(purge) = &s.purge_after {
+            let ms = duration(src, &s.purge_after, "scheduler.purge_after", 0)?;
+            if ms < scheduler.keep_finished_ms {
+                return Err(src.at(
+                    purge,
+                    "scheduler.purge_after",
+                    "must be at least scheduler.keep_finished: a record cannot go before the job leaves the listing",
+                ));
+            }
+            scheduler.purge_after_ms = Some(ms);
+        }
         scheduler.poll_ms = duration(src, &s.poll_interval, "scheduler.poll_interval", scheduler.poll_ms)?;
         scheduler.node_timeout_ms = duration(
             src,

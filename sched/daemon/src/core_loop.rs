@@ -121,6 +121,8 @@ pub struct Records {
 #[derive(Default)]
 pub struct Dirty {
     pub jobs: BTreeSet<u64>,
+    /// Jobs whose records were purged: deleted from the store.
+    pub purged: Vec<u64>,
     pub queues: BTreeSet<String>,
     pub deleted_queues: Vec<String>,
     pub nodes: BTreeSet<String>,
@@ -128,9 +130,16 @@ pub struct Dirty {
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.queues.is_empty() && self.deleted_queues.is_empty() && self.nodes.is_empty()
+        self.jobs.is_empty()
+            && self.purged.is_empty()
+            && self.queues.is_empty()
+            && self.deleted_queues.is_empty()
+            && self.nodes.is_empty()
     }
 }
+
+/// The store's meta key of the next job id (written when records are purged).
+const NEXT_ID_KEY: &str = "next_id";
 
 /// vjobd's exit status when it stops because its state could not be written (EX_TEMPFAIL).
 pub const EXIT_UNWRITTEN: i32 = 75;
@@ -193,6 +202,12 @@ pub struct Core {
     /// The jobs not started yet that have a dependency, and where it stood at the last round.
     pub(crate) deps_pending: BTreeSet<u64>,
     pub(crate) dep_status: HashMap<u64, crate::dependency::Status>,
+    /// Every array's tasks (job ids in index order), by array id ([`crate::arrays`]).
+    pub(crate) arrays: BTreeMap<u64, Vec<u64>>,
+    /// When old records were last looked at for purging ([`crate::accounting`]).
+    pub(crate) purged_at: u64,
+    /// Multifactor priority and fair share ([`crate::priority`]).
+    pub(crate) fair: crate::priority::FairBook,
 }
 
 /// Action durations learned from measurements, and the configured model they started from.
@@ -317,13 +332,21 @@ impl Core {
             .collect();
         let mut jobs = BTreeMap::new();
         let mut active = BTreeSet::new();
+        // An image whose VM's record says otherwise (a restore that completed while vjobd was
+        // down, the VM then adopted) keeps its job active until reconciling removes it.
+        let images: HashSet<String> = std::fs::read_dir(cfg.state_dir.join("images"))
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
         for j in store.jobs()? {
-            if !j.state.is_final() || j.has_remains() {
+            let imaged = || j.vms.iter().any(|v| images.contains(&format!("{}.img", v.name)));
+            if !j.state.is_final() || j.has_remains() || imaged() {
                 active.insert(j.id);
             }
             jobs.insert(j.id, j);
         }
-        let next_id = jobs.keys().next_back().map(|id| id + 1).unwrap_or(1);
+        let stored_next: u64 = store.meta(NEXT_ID_KEY)?.and_then(|v| v.parse().ok()).unwrap_or(1);
+        let next_id = jobs.keys().next_back().map(|id| id + 1).unwrap_or(1).max(stored_next);
+        let arrays = Core::index_arrays(&jobs);
         tracing::info!(
             jobs = jobs.len(),
             active = active.len(),
@@ -332,6 +355,14 @@ impl Core {
             "state loaded"
         );
         let durations = LearnedDurations::load(&store, cfg.hypervisor.durations)?;
+        let usage = match store.meta(crate::priority::USAGE_KEY)? {
+            None => Default::default(),
+            Some(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "unreadable fair-share usage: it starts from nothing");
+                Default::default()
+            }),
+        };
+        let fair = crate::priority::FairBook::new(cfg.ranking.clone(), usage);
         let now = Instant::now();
         let cfg_nodes = nodes.len();
         let mut core = Core {
@@ -368,6 +399,9 @@ impl Core {
             power: crate::power::PowerBook::new(cfg_nodes),
             deps_pending: BTreeSet::new(),
             dep_status: HashMap::new(),
+            arrays,
+            purged_at: 0,
+            fair,
         };
         core.deps_pending = (core.rec.active.iter().copied())
             .filter(|id| core.rec.jobs[id].spec.dependency.is_some())
@@ -420,6 +454,7 @@ impl Core {
             self.give_up_overdue_calls();
             self.maybe_decide();
             self.maybe_manage_power();
+            self.maybe_purge();
             if let Err(e) = self.flush() {
                 self.stop_unwritten(&e);
             }
@@ -485,6 +520,16 @@ impl Core {
             })
             .collect();
         let mut meta = Vec::new();
+        if !self.dirty.purged.is_empty() {
+            // Ids are never given again, even when the newest records are gone.
+            meta.push((NEXT_ID_KEY, self.rec.next_id.to_string()));
+        }
+        if self.fair.usage_dirty {
+            meta.push((
+                crate::priority::USAGE_KEY,
+                serde_json::to_string(&self.fair.usage).expect("usage serializes"),
+            ));
+        }
         if self.durations.dirty {
             meta.push((
                 LearnedDurations::KEY,
@@ -493,6 +538,7 @@ impl Core {
         }
         let batch = Batch {
             jobs,
+            deleted_jobs: self.dirty.purged.clone(),
             queues,
             deleted_queues: self.dirty.deleted_queues.clone(),
             nodes: node_records.iter().collect(),
@@ -510,10 +556,12 @@ impl Core {
             self.board.rebuild = true;
         }
         self.dirty.jobs.clear();
+        self.dirty.purged.clear();
         self.dirty.queues.clear();
         self.dirty.deleted_queues.clear();
         self.dirty.nodes.clear();
         self.durations.dirty = false;
+        self.fair.usage_dirty = false;
         Ok(())
     }
 
@@ -665,7 +713,19 @@ impl Core {
             | Effect::Destroyed { job, vm } => (*job, *vm),
         };
         let Some(j) = self.rec.jobs.get_mut(&job) else { return };
-        let Some(v) = j.vms.get_mut(vm) else { return };
+        if vm >= j.vms.len() {
+            return;
+        }
+        let memory = j.spec.vm.shape(vm).memory;
+        match (&effect, j.vms[vm].phase) {
+            (Effect::Arrived { .. }, VmPhase::Sleeping) | (Effect::Saved { .. }, _) => j.acct.bytes_moved += memory,
+            (Effect::Migrated { .. }, _) => {
+                j.acct.migrations += 1;
+                j.acct.bytes_moved += memory;
+            }
+            _ => {}
+        }
+        let v = &mut j.vms[vm];
         match effect {
             Effect::Arrived { node, .. } => {
                 v.phase = VmPhase::Running;

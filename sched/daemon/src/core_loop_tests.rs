@@ -316,7 +316,9 @@ fn another_clusters_vms_on_shared_nodes_are_load_never_adopted_nor_destroyed() {
     let b_node = beta.job(b).vms[0].node.clone().unwrap();
     assert_ne!(a_node, b_node, "placed around the other cluster's VM");
     // beta's job ends (cancelled): beta destroys its own VM, and only its own.
-    beta.core.handle(&Rig::root(), ApiOp::Delete { ids: vec![b] }).unwrap();
+    beta.core
+        .handle(&Rig::root(), ApiOp::Delete { ids: vec![b.into()] })
+        .unwrap();
     for _ in 0..3 {
         beta.observe(&["n1", "n2"]);
         beta.drain();
@@ -444,7 +446,10 @@ fn regression_a_hold_while_its_vjob_is_being_started_is_refused() {
     let id = rig.submit(ONE_VM);
     rig.core.decide();
     assert!(rig.core.calls.run.is_some(), "the boot is under way");
-    let r = rig.core.handle(&Rig::root(), ApiOp::Hold { ids: vec![id] }).unwrap();
+    let r = rig
+        .core
+        .handle(&Rig::root(), ApiOp::Hold { ids: vec![id.into()] })
+        .unwrap();
     let Reply::PerJob { outcomes } = r else { panic!("{r:?}") };
     let e = outcomes[0].result.as_ref().unwrap_err();
     assert!(e.message.contains("being started"), "{}", e.message);
@@ -463,7 +468,7 @@ fn regression_a_suspended_vjob_whose_vm_ran_to_its_end_unknown_to_the_records_co
     );
     rig.decide();
     rig.observe(&["n1", "n2"]);
-    rig.core.handle(&Rig::root(), ApiOp::Suspend { id }).unwrap();
+    rig.core.handle(&Rig::root(), ApiOp::Suspend { id: id.into() }).unwrap();
     rig.decide();
     rig.observe(&["n1", "n2"]);
     assert_eq!(rig.job(id).state, JobState::Suspended);
@@ -480,4 +485,34 @@ fn regression_a_suspended_vjob_whose_vm_ran_to_its_end_unknown_to_the_records_co
         "{:?}",
         job.events
     );
+}
+
+/// Chaos seed 451: a restore completed on its node, vjobd was killed before it heard, and the
+/// restarted daemon adopted the running VM, its image still on disk. The vjob ended and vjobd
+/// was killed again before it removed the image: started again, it no longer looked at the
+/// ended job, and the image stayed for ever. A job with an image left is active again.
+#[test]
+fn regression_an_image_left_by_a_restore_unknown_to_the_records_is_removed_after_a_restart() {
+    let mut rig = Rig::new("left-image");
+    let id = rig.submit(ONE_VM);
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).state, JobState::Running);
+    let image = rig.core.image_path(&format!("vjob-{id}-0"));
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    std::fs::write(&image, "saved memory").unwrap();
+    rig.core
+        .handle(&Rig::root(), ApiOp::Delete { ids: vec![id.into()] })
+        .unwrap();
+    rig.observe(&["n1", "n2"]);
+    rig.drain();
+    assert!(rig.names_on("n1").is_empty() && rig.names_on("n2").is_empty());
+    rig.core.flush().unwrap();
+    let mut rig = rig.restart();
+    for _ in 0..3 {
+        rig.observe(&["n1", "n2"]);
+        rig.drain();
+    }
+    assert!(!image.exists(), "the image is removed");
+    assert!(!rig.core.rec.active.contains(&id), "and then the job is done with");
 }

@@ -321,6 +321,8 @@ impl Core {
             expected_end_ms: (job.state == JobState::Running)
                 .then(|| policy::expected_end(now, job.elapsed_ms(now), job.spec.walltime_ms)),
             rules: self.rules.get(&job.id).cloned(),
+            group_limit: job.array.and_then(|a| a.throttle.map(|t| (a.id, t))),
+            rank: self.fair.rank(job.id),
         })
     }
 
@@ -412,6 +414,7 @@ impl Core {
     pub(crate) fn decide(&mut self) {
         let t0 = Instant::now();
         self.settle_dependencies();
+        self.settle_priorities();
         let mut scope = Scope::Touched;
         let (built, inst, plan) = loop {
             let (built, waits) = self.kept_decision(scope);
@@ -559,7 +562,7 @@ impl Core {
 
 /// What VM `idx` of `job` boots: its size, its guest and the guest's environment.
 pub fn vm_spec(job: &Job, idx: usize) -> VmSpec {
-    let env = vec![
+    let mut env = vec![
         ("VJOB_ID".to_string(), job.id.to_string()),
         ("VJOB_NAME".to_string(), job.name.clone()),
         ("VJOB_VM_INDEX".to_string(), idx.to_string()),
@@ -574,6 +577,10 @@ pub fn vm_spec(job: &Job, idx: usize) -> VmSpec {
         ("VJOB_VM_COUNT".to_string(), job.vms.len().to_string()),
         ("VJOB_USER".to_string(), job.user.clone()),
     ];
+    if let Some(a) = job.array {
+        env.push(("VJOB_ARRAY_ID".to_string(), a.id.to_string()));
+        env.push(("VJOB_ARRAY_INDEX".to_string(), a.index.to_string()));
+    }
     let shape = job.spec.vm.shape(idx);
     VmSpec {
         name: job.vms[idx].name.clone(),

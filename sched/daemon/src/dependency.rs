@@ -81,6 +81,19 @@ impl Dependency {
             .copied()
     }
 
+    /// Replaces each id that `tasks` knows as an array's by the ids of its tasks (at
+    /// submission: an array's id means all of its tasks, and they are fixed from then on).
+    pub fn expand<'t>(&mut self, tasks: impl Fn(u64) -> Option<&'t [u64]>) {
+        for t in &mut self.terms {
+            if let Term::After(ids) | Term::AfterOk(ids) | Term::AfterNotOk(ids) | Term::AfterAny(ids) = t {
+                *ids = ids
+                    .iter()
+                    .flat_map(|&id| tasks(id).map_or_else(|| vec![id], <[u64]>::to_vec))
+                    .collect();
+            }
+        }
+    }
+
     /// Where it stands for job `me`, with `jobs` the records.
     pub fn status(&self, me: &Job, jobs: &std::collections::BTreeMap<u64, Job>) -> Status {
         let each: Vec<Status> = self.terms.iter().map(|t| term_status(t, me, jobs)).collect();
@@ -157,10 +170,10 @@ fn term_status(t: &Term, me: &Job, jobs: &std::collections::BTreeMap<u64, Job>) 
                 return Status::Never(format!("job {id} does not exist"));
             };
             if never(j) {
-                return Status::Never(format!("job {id} {}", j.state.as_str()));
+                return Status::Never(format!("job {} {}", j.label(), j.state.as_str()));
             }
             if !met(j) {
-                waiting.push(format!("job {id} to {what} (it is {})", j.state.as_str()));
+                waiting.push(format!("job {} to {what} (it is {})", j.label(), j.state.as_str()));
             }
         }
         match waiting.is_empty() {
@@ -180,7 +193,7 @@ fn term_status(t: &Term, me: &Job, jobs: &std::collections::BTreeMap<u64, Job>) 
             .map(|(_, j)| j)
             .find(|j| !j.state.is_final() && j.user == me.user && j.spec.name == me.spec.name)
         {
-            Some(j) => Status::Waiting(format!("job {} of the same name to end (singleton)", j.id)),
+            Some(j) => Status::Waiting(format!("job {} of the same name to end (singleton)", j.label())),
             None => Status::Met,
         },
     }
@@ -245,6 +258,9 @@ mod tests {
         assert!(!d.all);
         assert_eq!(d.terms, vec![Term::AfterNotOk(vec![1]), Term::Singleton]);
         assert_eq!(d.ids().collect::<Vec<_>>(), vec![1]);
+        let mut d = Dependency::parse("afterok:12:3").unwrap();
+        d.expand(|id| (id == 3).then_some([3u64, 4, 5].as_slice()));
+        assert_eq!(d.terms, vec![Term::AfterOk(vec![12, 3, 4, 5])]);
         for (bad, says) in [
             ("afterok", "needs job ids"),
             ("afterok:x", "`x` is not a job id"),

@@ -13,8 +13,8 @@
 //! read for the flags that mean the same in vjob: a name, a queue (partition), a walltime, memory
 //! and processors per VM, nodes as VMs, an output file. A flag that has no meaning in vjob is an
 //! error naming its line (unless the submitter passes `--ignore-unknown-directives`: then it is
-//! skipped and listed), never silently dropped; job arrays are refused for now, even then, since
-//! running one job where many were asked for would lose work.
+//! skipped and listed), never silently dropped. A flag that vjob reads but whose value is wrong
+//! is always an error: skipping it would run another job than the one asked for.
 
 use vjob_api::{SpecFlag, SpecFlags};
 
@@ -190,9 +190,7 @@ fn apply(dialect: Dialect, flag: &str, value: Option<&str>, flags: &mut SpecFlag
         (Dialect::Slurm, "N" | "nodes") => set(flags, SpecFlag::Vms, need()?),
         (Dialect::Slurm, "o" | "output") => set(flags, SpecFlag::Output, need()?),
         (Dialect::Slurm, "e" | "error") | (Dialect::Pbs, "e") => stderr_file(flags, need()?),
-        (Dialect::Slurm, "a" | "array") | (Dialect::Pbs, "J" | "t") => Err(Refusal::Always(
-            "job arrays are not supported by vjob yet: submit each task as its own job".into(),
-        )),
+        (Dialect::Slurm, "a" | "array") | (Dialect::Pbs, "J" | "t") => set(flags, SpecFlag::Array, need()?),
         (Dialect::Slurm, "d" | "dependency") => set(flags, SpecFlag::Dependency, need()?),
         (Dialect::Slurm, "kill-on-invalid-dep") => set(flags, SpecFlag::KillOnInvalidDep, value.unwrap_or("yes")),
         (Dialect::Pbs, "N") => set(flags, SpecFlag::Name, need()?),
@@ -344,12 +342,11 @@ mod tests {
         let d = read("job.sh", script, true).unwrap();
         assert_eq!(d.flags.name.as_deref(), Some("ok"));
         assert_eq!(d.skipped, vec![(3, "--gres: has no meaning in vjob".to_string())]);
-        // Arrays cannot be skipped: one job would run where many were asked for.
-        let e = read("job.sh", "#!/bin/sh\n#SBATCH --array=0-9\n", true).unwrap_err();
-        assert!(
-            e.contains("job.sh:2:") && e.contains("job arrays are not supported"),
-            "{e}"
-        );
+        // A bad array cannot be skipped: one job would run where many were asked for.
+        let e = read("job.sh", "#!/bin/sh\n#SBATCH --array=9-0\n", true).unwrap_err();
+        assert!(e.contains("job.sh:2:") && e.contains("backwards"), "{e}");
+        let d = read("job.sh", "#!/bin/sh\n#SBATCH --array=0-9%2\n#PBS -J 1-5:2\n", false).unwrap();
+        assert_eq!(d.flags.array.unwrap().indices, vec![1, 3, 5], "the last directive wins");
         let e = read("job.sh", "#!/bin/sh\n#VJOB --vcpus 0\n", false).unwrap_err();
         assert!(e.contains("job.sh:2:") && e.contains("vcpus must be at least 1"), "{e}");
         let e = read("job.sh", "#!/bin/sh\n#VJOB --name 'open\n", false).unwrap_err();

@@ -68,6 +68,9 @@ pub enum Call {
         /// Each VM's name and the node it last ran on.
         consoles: Vec<(String, Option<String>)>,
         path: PathBuf,
+        /// What to write when no VM left a console (the simulated backend keeps none): the
+        /// job's environment and history.
+        without_console: Option<String>,
     },
     /// Switch a machine on or off: the site's command if there is one (killed past
     /// `timeout_ms`), then the backend's own switch if it has one (the simulated nodes).
@@ -352,8 +355,13 @@ fn make_call(b: &Backends, call: &Call) -> Result<Done, CallError> {
                 r => r?,
             }
         }
-        Call::CollectOutput { consoles, path, .. } => {
-            return collect_output(b, consoles, path)
+        Call::CollectOutput {
+            consoles,
+            path,
+            without_console,
+            ..
+        } => {
+            return collect_output(b, consoles, path, without_console.as_deref())
                 .map(Done::Output)
                 .map_err(|source| CallError::Output {
                     path: path.clone(),
@@ -432,11 +440,13 @@ fn run_power_command(command: &str, node: &str, timeout: Duration) -> Result<(),
 }
 
 /// Writes what the VMs printed (between the guest's begin and exit markers) to `path`, VM after
-/// VM; removes the consoles. `None` when the backend keeps no console (the simulated one).
+/// VM; removes the consoles. Without any console, writes `without_console` if given, else
+/// nothing (`None`).
 fn collect_output(
     b: &Backends,
     consoles: &[(String, Option<String>)],
     path: &std::path::Path,
+    without_console: Option<&str>,
 ) -> std::io::Result<Option<PathBuf>> {
     let mut text = String::new();
     let mut any = false;
@@ -465,8 +475,10 @@ fn collect_output(
         }
         let _ = std::fs::remove_file(&console);
     }
-    if !any {
-        return Ok(None);
+    match (any, without_console) {
+        (false, None) => return Ok(None),
+        (false, Some(t)) => text = t.to_string(),
+        (true, _) => {}
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

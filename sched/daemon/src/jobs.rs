@@ -6,7 +6,7 @@
 //! its VMs once they agree.
 
 use serde::{Deserialize, Serialize};
-use vjob_api::{JobDetail, JobEvent, JobInfo, JobState, NodeAdminState, QueueInfo, VmInfo};
+use vjob_api::{JobDetail, JobEvent, JobInfo, JobRef, JobState, NodeAdminState, QueueInfo, VmInfo};
 
 use crate::spec::JobSpec;
 
@@ -93,7 +93,49 @@ pub struct Job {
     /// Its share of its nodes' energy while its VMs ran there, joules.
     #[serde(default)]
     pub energy_j: f64,
+    /// A task of an array: which, and the array's throttle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayTask>,
+    /// What accounting reports beyond the clocks above.
+    #[serde(default)]
+    pub acct: Accounting,
 }
+
+/// A job's context switches and what they cost, for accounting (`vacct`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accounting {
+    /// Times it went from running to suspended, and back.
+    pub suspends: u32,
+    pub resumes: u32,
+    /// Live migrations of its VMs.
+    pub migrations: u32,
+    /// Memory written and read by its VMs' saves, restores and migrations, bytes.
+    pub bytes_moved: u64,
+    /// Time spent suspended (on disk or paused, held or not) before `suspended_since`.
+    pub suspended_ms: u64,
+    pub suspended_since: Option<u64>,
+}
+
+impl Accounting {
+    /// Time spent suspended so far.
+    pub fn suspended_ms(&self, now: u64) -> u64 {
+        self.suspended_ms + self.suspended_since.map_or(0, |s| now.saturating_sub(s))
+    }
+}
+
+/// What makes a job a task of an array (`ID[INDEX]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayTask {
+    /// The array's id: its first task's job id.
+    pub id: u64,
+    pub index: u32,
+    /// Most tasks of the array running at once; kept alike in every task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<u32>,
+}
+
+/// The default output file, relative to the submitter's working directory (as sbatch's).
+pub const DEFAULT_OUTPUT: &str = "vjob-%j.out";
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -186,6 +228,8 @@ impl Job {
             events: Vec::new(),
             stale: Vec::new(),
             energy_j: 0.0,
+            array: None,
+            acct: Accounting::default(),
         };
         job.event(now, if hold { "submitted, held" } else { "submitted" });
         job
@@ -198,19 +242,75 @@ impl Job {
         self.events.push((now, message.into()));
     }
 
-    /// Where the job's output goes: the spec's `output` (relative to the submitter's working
-    /// directory), else `STATE_DIR/output/ID.out`.
+    /// How commands name it: `12`, or `12[3]` for task 3 of array 12.
+    pub fn label(&self) -> JobRef {
+        match self.array {
+            Some(a) => JobRef::task(a.id, a.index),
+            None => JobRef::job(self.id),
+        }
+    }
+
+    /// Where the job's output goes: the spec's `output`, else [`DEFAULT_OUTPUT`], with its
+    /// patterns filled in ([`Job::expand_pattern`]), relative to the submitter's working
+    /// directory; `STATE_DIR/output/` when the submitter had none.
     pub fn output_path(&self, state_dir: &std::path::Path) -> std::path::PathBuf {
-        match &self.spec.run.output {
-            Some(o) => {
-                let p = std::path::Path::new(o);
-                match (&self.cwd, p.is_absolute()) {
-                    (Some(cwd), false) => std::path::Path::new(cwd).join(p),
-                    _ => p.to_path_buf(),
+        let pattern = self.spec.run.output.as_deref().unwrap_or(DEFAULT_OUTPUT);
+        let p = std::path::PathBuf::from(self.expand_pattern(pattern));
+        match (&self.cwd, p.is_absolute()) {
+            (_, true) => p,
+            (Some(cwd), false) => std::path::Path::new(cwd).join(p),
+            (None, false) => state_dir.join("output").join(p),
+        }
+    }
+
+    /// A file name pattern as sbatch's `-o`: `%j` the job id, `%A` the array's id (the job's
+    /// own outside arrays), `%a` the task's index (`0` outside arrays), `%x` the job's name,
+    /// `%u` its user, `%%` a `%`. Any other `%` stays as it is.
+    pub fn expand_pattern(&self, pattern: &str) -> String {
+        let mut out = String::with_capacity(pattern.len() + 8);
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            match chars.peek().copied() {
+                Some('j') => out.push_str(&self.id.to_string()),
+                Some('A') => out.push_str(&self.array.map_or(self.id, |a| a.id).to_string()),
+                Some('a') => out.push_str(&self.array.map_or(0, |a| a.index).to_string()),
+                Some('x') => out.push_str(&self.name),
+                Some('u') => out.push_str(&self.user),
+                Some('%') => out.push('%'),
+                _ => {
+                    out.push('%');
+                    continue;
                 }
             }
-            None => state_dir.join("output").join(format!("{}.out", self.id)),
+            chars.next();
         }
+        out
+    }
+
+    /// The output file of a job on the simulated backend, where no guest prints anything: the
+    /// environment its VMs were given, then its history, a line per state change.
+    pub fn simulated_output(&self) -> String {
+        let mut s = format!(
+            "# vjob {} ({}), simulated: no guest ran, so this is its environment and its history\n",
+            self.label(),
+            self.name
+        );
+        for (k, v) in crate::deciding::vm_spec(self, 0).guest.env {
+            s.push_str(&format!("{k}={v}\n"));
+        }
+        for (t, m) in &self.events {
+            s.push_str(&format!("{} {m}\n", vjob_api::display::timestamp(*t as f64 / 1000.0)));
+        }
+        s
+    }
+
+    /// Its vcpus, all VMs together.
+    pub fn vcpus(&self) -> u64 {
+        (0..self.vms.len()).map(|i| self.spec.vm.shape(i).vcpus as u64).sum()
     }
 
     /// Running time so far.
@@ -237,6 +337,20 @@ impl Job {
         if from == Running {
             self.run_ms = self.elapsed_ms(now);
             self.running_since = None;
+        }
+        match (from, to) {
+            (Running, Suspended) => {
+                self.acct.suspends += 1;
+                self.acct.suspended_since = Some(now);
+            }
+            (Suspended, Running) => self.acct.resumes += 1,
+            _ => {}
+        }
+        // Suspended time runs on while a suspended vjob is held, and ends with any other state.
+        if !matches!(to, Suspended | Held) {
+            if let Some(since) = self.acct.suspended_since.take() {
+                self.acct.suspended_ms += now.saturating_sub(since);
+            }
         }
         if to == Running {
             self.running_since = Some(now);
@@ -300,6 +414,8 @@ impl Job {
         let secs = |ms: u64| ms as f64 / 1000.0;
         JobInfo {
             id: self.id,
+            array_id: self.array.map(|a| a.id),
+            array_index: self.array.map(|a| a.index),
             name: self.name.clone(),
             user: self.user.clone(),
             queue: self.queue.clone(),
@@ -348,6 +464,7 @@ impl Job {
                     .collect(),
                 stale_copies: self.stale.iter().map(|(vm, node)| format!("{vm} on {node}")).collect(),
                 energy_j: self.energy_j,
+                array_throttle: self.array.and_then(|a| a.throttle),
             }),
         }
     }
@@ -442,6 +559,21 @@ mod tests {
     }
 
     #[test]
+    fn suspended_time_counts_while_suspended_or_held_after_a_suspension() {
+        let mut j = job();
+        j.set_state(JobState::Running, 1_000).unwrap();
+        j.set_state(JobState::Suspended, 2_000).unwrap();
+        j.set_state(JobState::Held, 3_000).unwrap();
+        assert_eq!(j.acct.suspended_ms(4_000), 2_000);
+        j.set_state(JobState::Suspended, 5_000).unwrap();
+        j.set_state(JobState::Running, 6_000).unwrap();
+        j.set_state(JobState::Completed, 9_000).unwrap();
+        assert_eq!((j.acct.suspends, j.acct.resumes), (1, 1));
+        assert_eq!(j.acct.suspended_ms(20_000), 4_000);
+        assert_eq!(j.elapsed_ms(20_000), 4_000);
+    }
+
+    #[test]
     fn state_follows_the_vms_once_they_agree() {
         let mut j = job();
         j.vms[0].phase = VmPhase::Running;
@@ -453,6 +585,33 @@ mod tests {
         j.vms.iter_mut().for_each(|v| v.phase = VmPhase::Sleeping);
         assert!(j.settle_state(3));
         assert_eq!(j.state, JobState::Suspended);
+    }
+
+    #[test]
+    fn output_patterns_fill_in_as_sbatch_does() {
+        let mut j = job();
+        j.name = "sweep".into();
+        j.cwd = Some("/home/u".into());
+        let state = std::path::Path::new("/var/lib/vjob");
+        assert_eq!(j.output_path(state), std::path::Path::new("/home/u/vjob-7.out"));
+        j.spec.run.output = Some("logs/%x-%A_%a.%u.out".into());
+        assert_eq!(
+            j.output_path(state),
+            std::path::Path::new("/home/u/logs/sweep-7_0.u.out")
+        );
+        j.array = Some(ArrayTask {
+            id: 5,
+            index: 2,
+            throttle: None,
+        });
+        assert_eq!(j.expand_pattern("/o/%A-%a-%j-100%%-%q%"), "/o/5-2-7-100%-%q%");
+        assert_eq!(j.label().to_string(), "5[2]");
+        j.cwd = None;
+        j.spec.run.output = None;
+        assert_eq!(
+            j.output_path(state),
+            std::path::Path::new("/var/lib/vjob/output/vjob-7.out")
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! the executor's workers make the blocking hypervisor calls. They talk over channels only.
 
 #[doc(hidden)]
+mod accounting;
+mod arrays;
 pub mod bench;
 pub mod config;
 pub mod core_loop;
@@ -22,6 +24,7 @@ pub mod lower;
 pub mod placement;
 pub mod poll;
 mod power;
+mod priority;
 pub mod reconcile;
 mod requests;
 pub mod server;

@@ -460,10 +460,12 @@ impl Core {
             job.reason = None;
         }
         job.event(now, msg);
+        let simulated = self.cfg.hypervisor.backend == crate::config::Backend::Sim;
         let call = Call::CollectOutput {
             vm: job.vms[0].name.clone(),
             consoles: job.vms.iter().map(|v| (v.name.clone(), v.node.clone())).collect(),
             path: job.output_path(&self.cfg.state_dir),
+            without_console: simulated.then(|| job.simulated_output()),
         };
         self.start_output_collection(job.id, call);
         self.pace.need_decision = true;

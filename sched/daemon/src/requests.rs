@@ -2,8 +2,8 @@
 //! committed before the answer leaves (see [`crate::core_loop`]).
 
 use vjob_api::{
-    ApiError, JobOutcome, JobQuery, JobState, NodeAdminState, NodeInfo, Op, QueueSettings, Reply, SubmitRequest,
-    JOBS_LINE_PREFIX, JOBS_LINE_SUFFIX,
+    ApiError, JobOutcome, JobQuery, JobRef, JobState, NodeAdminState, NodeInfo, Op, QueueSettings, Reply,
+    SubmitRequest, JOBS_LINE_PREFIX, JOBS_LINE_SUFFIX,
 };
 
 use super::Identity;
@@ -47,9 +47,23 @@ impl Core {
                     .map(|j| j.info(now_ms(), q.full))
                     .collect(),
             }),
+            Op::Accounting(q) => self.accounting(&q).map(|records| Reply::Accounting { records }),
+            Op::Priorities => Ok(Reply::Priorities {
+                configured: self.fair.ranking.is_some(),
+                jobs: self.priorities(),
+            }),
+            Op::Shares => {
+                let (half_life_s, users) = self.shares();
+                Ok(Reply::Shares {
+                    configured: half_life_s > 0.0,
+                    half_life_s,
+                    users,
+                })
+            }
             Op::Delete { ids } => Ok(self.per_job(who, ids, "delete", Core::cancel)),
             Op::Hold { ids } => Ok(self.per_job(who, ids, "hold", Core::hold)),
             Op::Release { ids } => Ok(self.per_job(who, ids, "release", Core::release)),
+            Op::JobSet { id, throttle } => self.array_set(who, id, throttle),
             Op::Status => Ok(Reply::Status(self.status())),
             Op::Nodes => Ok(Reply::Nodes {
                 nodes: self.list_nodes(),
@@ -86,10 +100,12 @@ impl Core {
             }
             Op::Suspend { id } => {
                 admin_only(who, "suspending a vjob by hand")?;
+                let id = self.resolve_one(id)?;
                 self.admin_suspend(id)
             }
             Op::Resume { id } => {
                 admin_only(who, "resuming a vjob by hand")?;
+                let id = self.resolve_one(id)?;
                 self.admin_resume(id)
             }
             Op::Snapshot => {
@@ -101,6 +117,7 @@ impl Core {
             }
             Op::Migrate { id, vm, to } => {
                 admin_only(who, "migrating a vjob by hand")?;
+                let id = self.resolve_one(id)?;
                 self.admin_migrate(id, vm, &to)
             }
             Op::PlacementReload => {
@@ -169,11 +186,14 @@ impl Core {
         let (mut spec, skipped) =
             crate::spec::from_submission(&file, &req.spec, &req.files, &req.flags, req.ignore_unknown_directives)
                 .map_err(ApiError::invalid)?;
-        if let Some(dep) = &spec.dependency {
+        if let Some(dep) = spec.dependency.as_mut() {
             if let Some(missing) = dep.ids().find(|id| !self.rec.jobs.contains_key(id)) {
                 return Err(ApiError::invalid(format!("{file}: --dependency: no job {missing}")));
             }
+            // An array's id means every one of its tasks.
+            dep.expand(|id| self.arrays.get(&id).map(Vec::as_slice));
         }
+        let array = spec.array.take();
         let rules = self.placement_of(&mut spec)?;
         let queue_name = match spec.queue.clone() {
             Some(q) => q,
@@ -200,34 +220,46 @@ impl Core {
         self.choose_image(&file, &mut spec)?;
         self.check_fits_cluster(&file, &spec)?;
         spec.queue = Some(queue_name.clone());
-        let id = self.rec.next_id;
-        self.rec.next_id += 1;
-        let mut job = Job::new(
-            &self.cfg.cluster,
-            id,
-            who.user.clone(),
-            who.uid,
-            queue_name,
-            spec,
-            file,
-            req.cwd,
-            req.hold,
-            now_ms(),
-        );
-        for (line, what) in skipped {
-            job.event(job.submit_ms, format!("directive on line {line} skipped: {what}"));
+        let first = self.rec.next_id;
+        let tasks = Core::tasks_of(array.as_ref(), first);
+        self.rec.next_id += tasks.len() as u64;
+        let rules = rules.map(std::sync::Arc::new);
+        let now = now_ms();
+        for (id, task) in &tasks {
+            let mut job = Job::new(
+                &self.cfg.cluster,
+                *id,
+                who.user.clone(),
+                who.uid,
+                queue_name.clone(),
+                spec.clone(),
+                file.clone(),
+                req.cwd.clone(),
+                req.hold,
+                now,
+            );
+            job.array = *task;
+            for (line, what) in &skipped {
+                job.event(now, format!("directive on line {line} skipped: {what}"));
+            }
+            if job.spec.dependency.is_some() {
+                self.deps_pending.insert(*id);
+            }
+            if self.fair.ranking.is_some() {
+                self.fair.unranked.insert(*id);
+            }
+            self.rec.jobs.insert(*id, job);
+            self.rec.active.insert(*id);
+            if let Some(r) = &rules {
+                self.rules.insert(*id, r.clone());
+            }
+            self.touch(*id);
         }
-        if job.spec.dependency.is_some() {
-            self.deps_pending.insert(id);
+        if array.is_some() {
+            self.arrays.insert(first, tasks.iter().map(|(id, _)| *id).collect());
         }
-        self.rec.jobs.insert(id, job);
-        self.rec.active.insert(id);
-        if let Some(r) = rules {
-            self.rules.insert(id, std::sync::Arc::new(r));
-        }
-        self.touch(id);
         self.pace.need_decision = true;
-        Ok(Reply::Submitted { id })
+        Ok(Reply::Submitted { id: first })
     }
 
     /// A spec's placement script: its VMs become the spec's, and its rules are checked to be
@@ -355,7 +387,8 @@ impl Core {
             return q
                 .ids
                 .iter()
-                .filter_map(|id| self.rec.jobs.get(id))
+                .flat_map(|r| self.resolve(*r).unwrap_or_default())
+                .filter_map(|id| self.rec.jobs.get(&id))
                 .filter(|j| wanted(j))
                 .collect();
         }
@@ -484,44 +517,54 @@ impl Core {
             .collect()
     }
 
+    /// Does `f` to each job the references name (every task of an array), where `who` may.
     fn per_job(
         &mut self,
         who: &Identity,
-        ids: Vec<u64>,
+        refs: Vec<JobRef>,
         what: &str,
         f: fn(&mut Core, u64) -> Result<String, ApiError>,
     ) -> Reply {
-        let outcomes = ids
-            .into_iter()
-            .map(|id| {
-                let result = match self.rec.jobs.get(&id) {
-                    None => Err(ApiError::not_found(format!("no job {id}"))),
-                    Some(j) if j.uid != who.uid && !who.admin => Err(ApiError::permission(format!(
-                        "job {id} belongs to {}: only its owner or an administrator may {what} it",
+        let mut outcomes = Vec::new();
+        for r in refs {
+            let ids = match self.resolve(r) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    outcomes.push(JobOutcome { id: r, result: Err(e) });
+                    continue;
+                }
+            };
+            for id in ids {
+                let j = &self.rec.jobs[&id];
+                let label = j.label();
+                let result = match j.uid != who.uid && !who.admin {
+                    true => Err(ApiError::permission(format!(
+                        "job {label} belongs to {}: only its owner or an administrator may {what} it",
                         j.user
                     ))),
-                    Some(_) => f(self, id),
+                    false => f(self, id),
                 };
-                JobOutcome { id, result }
-            })
-            .collect();
+                outcomes.push(JobOutcome { id: label, result });
+            }
+        }
         Reply::PerJob { outcomes }
     }
 
     fn cancel(&mut self, id: u64) -> Result<String, ApiError> {
         let now = now_ms();
         let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        let name = job.label();
         // Cancelling what already ended is no error (workflow tools cancel without asking first).
         if job.state.is_final() {
-            return Ok(format!("job {id} had already ended: {}", job.state.as_str()));
+            return Ok(format!("job {name} had already ended: {}", job.state.as_str()));
         }
         job.set_state(JobState::Cancelled, now)
-            .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+            .map_err(|e| ApiError::conflict(format!("job {name}: {e}")))?;
         job.reason = Some("cancelled".into());
         job.event(now, "cancelled");
         self.touch(id);
         self.pace.need_decision = true;
-        Ok(format!("job {id} cancelled"))
+        Ok(format!("job {name} cancelled"))
     }
 
     fn hold(&mut self, id: u64) -> Result<String, ApiError> {
@@ -534,22 +577,23 @@ impl Core {
             .is_some_and(|(_, _, touched)| touched.contains(&id))
             || self.rec.jobs[&id].vms.iter().any(|v| self.is_busy(&v.name));
         let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        let name = job.label();
         if moving && job.state != JobState::Held {
             return Err(ApiError::conflict(format!(
-                "job {id} is being started, resumed or suspended right now: hold it again in a moment"
+                "job {name} is being started, resumed or suspended right now: hold it again in a moment"
             )));
         }
         match job.state {
             JobState::Queued | JobState::Suspended => {
                 job.set_state(JobState::Held, now)
-                    .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+                    .map_err(|e| ApiError::conflict(format!("job {name}: {e}")))?;
                 job.event(now, "held");
                 self.touch(id);
-                Ok(format!("job {id} held"))
+                Ok(format!("job {name} held"))
             }
-            JobState::Held => Ok(format!("job {id} was already held")),
+            JobState::Held => Ok(format!("job {name} was already held")),
             s => Err(ApiError::conflict(format!(
-                "job {id} is {}: only queued or suspended jobs can be held",
+                "job {name} is {}: only queued or suspended jobs can be held",
                 s.as_str()
             ))),
         }
@@ -558,9 +602,10 @@ impl Core {
     fn release(&mut self, id: u64) -> Result<String, ApiError> {
         let now = now_ms();
         let job = self.rec.jobs.get_mut(&id).expect("checked by per_job");
+        let name = job.label();
         if job.state != JobState::Held {
             return Err(ApiError::conflict(format!(
-                "job {id} is {}, not held",
+                "job {name} is {}, not held",
                 job.state.as_str()
             )));
         }
@@ -570,11 +615,11 @@ impl Core {
             JobState::Queued
         };
         job.set_state(to, now)
-            .map_err(|e| ApiError::conflict(format!("job {id}: {e}")))?;
+            .map_err(|e| ApiError::conflict(format!("job {name}: {e}")))?;
         job.event(now, "released");
         self.touch(id);
         self.pace.need_decision = true;
-        Ok(format!("job {id} released"))
+        Ok(format!("job {name} released"))
     }
 
     fn queue_create(&mut self, s: QueueSettings) -> Result<Reply, ApiError> {
@@ -697,9 +742,10 @@ impl Core {
             .jobs
             .get_mut(&id)
             .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        let name = job.label();
         if job.state != JobState::Running {
             return Err(ApiError::conflict(format!(
-                "job {id} is {}: only a running vjob can be suspended",
+                "job {name} is {}: only a running vjob can be suspended",
                 job.state.as_str()
             )));
         }
@@ -708,7 +754,7 @@ impl Core {
         self.touch(id);
         self.pace.need_decision = true;
         Ok(Reply::Done {
-            message: format!("job {id} will be suspended"),
+            message: format!("job {name} will be suspended"),
         })
     }
 
@@ -719,15 +765,16 @@ impl Core {
             .jobs
             .get_mut(&id)
             .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        let name = job.label();
         if !job.admin_suspended {
-            return Err(ApiError::conflict(format!("job {id} was not suspended by hand")));
+            return Err(ApiError::conflict(format!("job {name} was not suspended by hand")));
         }
         job.admin_suspended = false;
         job.event(now, "resume allowed by an administrator");
         self.touch(id);
         self.pace.need_decision = true;
         Ok(Reply::Done {
-            message: format!("job {id} may resume as soon as room allows"),
+            message: format!("job {name} may resume as soon as room allows"),
         })
     }
 
@@ -737,15 +784,16 @@ impl Core {
             .jobs
             .get(&id)
             .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+        let name = job.label();
         if job.state != JobState::Running {
             return Err(ApiError::conflict(format!(
-                "job {id} is {}: only a running vjob can be migrated",
+                "job {name} is {}: only a running vjob can be migrated",
                 job.state.as_str()
             )));
         }
         let v = job.vms.get(vm).ok_or_else(|| {
             ApiError::invalid(format!(
-                "job {id} has {} VMs (0 to {})",
+                "job {name} has {} VMs (0 to {})",
                 job.vms.len(),
                 job.vms.len() - 1
             ))

@@ -62,6 +62,10 @@ pub struct JobSpec {
     /// What it waits for before it may start ([`crate::dependency`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependency: Option<crate::dependency::Dependency>,
+    /// Submitted as an array of these tasks (taken off the spec when the tasks are made:
+    /// each task's record says its index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<vjob_api::ArraySpec>,
 }
 
 /// A vjob's placement script (btrpsl).
@@ -322,6 +326,7 @@ impl JobSpec {
         Ok(JobSpec {
             placement,
             dependency: None,
+            array: None,
             name,
             queue: raw.queue.map(|q| q.into_inner()),
             priority: raw.priority,
@@ -367,6 +372,7 @@ pub fn from_submission(
         },
         placement: None,
         dependency: None,
+        array: None,
     };
     apply_flags(&mut spec, &d.flags, &format!("{file}: a directive: "))?;
     apply_flags(&mut spec, cli, "")?;
@@ -435,6 +441,9 @@ fn apply_flags(spec: &mut JobSpec, flags: &SpecFlags, origin: &str) -> Result<()
         let kill = spec.dependency.as_ref().is_some_and(|d| d.kill_on_invalid);
         spec.dependency = Some(crate::dependency::Dependency::parse(d).map_err(|m| err("dependency", m))?);
         spec.dependency.as_mut().expect("set above").kill_on_invalid = kill;
+    }
+    if let Some(a) = &flags.array {
+        spec.array = Some(a.clone());
     }
     if let Some(kill) = flags.kill_on_invalid_dep {
         if let Some(d) = spec.dependency.as_mut() {

@@ -45,6 +45,8 @@ pub enum StoreError {
 #[derive(Default)]
 pub struct Batch<'a> {
     pub jobs: Vec<&'a Job>,
+    /// Jobs whose records are purged.
+    pub deleted_jobs: Vec<u64>,
     pub queues: Vec<&'a Queue>,
     pub deleted_queues: Vec<String>,
     pub nodes: Vec<&'a NodeRecord>,
@@ -55,6 +57,7 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
+            && self.deleted_jobs.is_empty()
             && self.queues.is_empty()
             && self.deleted_queues.is_empty()
             && self.nodes.is_empty()
@@ -170,6 +173,10 @@ impl Store {
                     .execute(params![job.id as i64, job.state.as_str(), data])
                     .map_err(sql)?;
             }
+            let mut del_job = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1").map_err(sql)?;
+            for id in &batch.deleted_jobs {
+                del_job.execute(params![*id as i64]).map_err(sql)?;
+            }
             let mut put_queue = tx
                 .prepare_cached("INSERT OR REPLACE INTO queues (name, data) VALUES (?1, ?2)")
                 .map_err(sql)?;
@@ -252,6 +259,7 @@ mod tests {
                 jobs: vec![&job],
                 queues: vec![&q],
                 deleted_queues: vec![],
+                deleted_jobs: vec![],
                 nodes: vec![&n],
                 meta: vec![("durations", "{\"boot_ms\":1}".into())],
             })

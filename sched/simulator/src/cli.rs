@@ -131,6 +131,10 @@ pub struct Args {
     /// flags above.
     #[arg(long, conflicts_with = "power")]
     pub power_config: Option<PathBuf>,
+    /// Fair share with this half-life (`7d`): waiting jobs ranked as vjobd's `[fairshare]`
+    /// and `[priority]` defaults rank them, users being the trace's (SWF field 12), equal shares.
+    #[arg(long, value_name = "HALF_LIFE")]
+    pub fairshare: Option<String>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -394,9 +398,24 @@ fn synthetic_run(args: &Args, st: &Settings) -> (SimConfig, Vec<SimJob>, usize, 
         power_model: vjob_core::power::PowerModel::default(),
         power_rule: None,
         consolidate: false,
+        ranking: None,
     };
     let jobs = synthetic(nodes as u64 * cores as u64, vm_memory);
     (cfg, jobs, 0, format!("synthetic {nodes} nodes x {cores} cores"))
+}
+
+/// `--fairshare HALF_LIFE`: vjobd's default ranking with fair share, equal shares.
+fn fairshare(args: &Args) -> Result<Option<vjob_core::fairshare::Ranking>, String> {
+    let Some(h) = &args.fairshare else { return Ok(None) };
+    let half_life = match parse_duration_ms(h).map_err(|e| format!("--fairshare: {e}"))? {
+        0 => return Err("--fairshare: the half-life must be more than zero".into()),
+        ms => ms,
+    };
+    Ok(Some(vjob_core::fairshare::Ranking {
+        weights: Default::default(),
+        recalc_ms: 30_000,
+        fairshare: Some((half_life, Default::default())),
+    }))
 }
 
 /// A trace replay: the cluster the trace's header (or the command line) gives, and the trace's
@@ -473,6 +492,7 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
         power_model: vjob_core::power::PowerModel::default(),
         power_rule: None,
         consolidate: false,
+        ranking: fairshare(args)?,
     };
     let name = path
         .file_name()

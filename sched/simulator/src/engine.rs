@@ -95,6 +95,9 @@ pub struct SimConfig {
     /// Power management also packs running vjobs by live migration so that nodes empty out
     /// ([`power::consolidation`], as vjobd does).
     pub consolidate: bool,
+    /// Multifactor priority and fair share, as vjobd's `[priority]` and `[fairshare]`
+    /// (`vsim --fairshare`): users are the trace's (SWF field 12).
+    pub ranking: Option<vjob_core::fairshare::Ranking>,
 }
 
 /// The name of node `i` (0-based) of a simulated cluster, as placement scripts call it (`@n1`).
@@ -219,6 +222,17 @@ pub struct Outcome {
     pub energy_all_on_j: f64,
     pub node_boots: u64,
     pub node_shutdowns: u64,
+    /// The user of each job that ended, in the order of `response_ms`.
+    pub users: Vec<String>,
+}
+
+/// Ranking's state across decisions (with `SimConfig::ranking`).
+#[derive(Default)]
+struct Ranks {
+    usage: vjob_core::fairshare::Usage,
+    /// Each job's rank at its last computation.
+    of: Vec<i64>,
+    computed_at: Option<u64>,
 }
 
 struct Sim<'a> {
@@ -263,6 +277,7 @@ struct Sim<'a> {
     /// Jobs by arrival; only the next one to arrive is in the event queue (a queue of every
     /// future arrival would cost its logarithm at every event).
     arrivals: Vec<u32>,
+    ranks: Ranks,
 }
 
 impl Sim<'_> {
@@ -358,6 +373,8 @@ impl Sim<'_> {
             expected_end_ms: (s.phase == Phase::Running)
                 .then(|| policy::expected_end(s.run_since, job.run_ms - s.remaining_ms, job.requested_ms)),
             rules: None,
+            group_limit: None,
+            rank: self.ranks.of.get(j).copied().unwrap_or(0),
         })
     }
 
@@ -373,6 +390,7 @@ impl Sim<'_> {
     /// Brings the board up to date with the jobs that changed since the last decision, and
     /// (preemptive policies) every active vjob's priority and protection, which change with time.
     fn sync_board(&mut self, now: u64) {
+        self.rank(now);
         let mut changed = std::mem::take(&mut self.changed);
         changed.sort_unstable();
         changed.dedup();
@@ -389,6 +407,51 @@ impl Sim<'_> {
                     now < self.st[j as usize].protected_until,
                 );
                 self.board.refresh(j as u64, p, protected);
+            }
+        }
+    }
+
+    /// With ranking: usage advanced to now, and every waiting job's rank computed again when
+    /// due (as vjobd does, every `recalc` of virtual time).
+    fn rank(&mut self, now: u64) {
+        use vjob_core::fairshare::Factors;
+        let Some(ranking) = &self.cfg.ranking else { return };
+        if let Some((half_life, _)) = &ranking.fairshare {
+            let (jobs, st) = (self.jobs, &self.st);
+            let running = (self.active.iter())
+                .filter(|&&j| st[j as usize].phase == Phase::Running)
+                .map(|&j| (jobs[j as usize].user.as_str(), jobs[j as usize].procs as u64));
+            self.ranks.usage.advance(now, *half_life, running);
+        }
+        if self.ranks.computed_at.is_some_and(|t| now < t + ranking.recalc_ms) {
+            return;
+        }
+        self.ranks.computed_at = Some(now);
+        let factors: std::collections::HashMap<String, f64> = match &ranking.fairshare {
+            None => Default::default(),
+            Some((_, shares)) => {
+                let users = self.active.iter().map(|&j| self.jobs[j as usize].user.as_str());
+                (shares.standing(&self.ranks.usage, users).into_iter())
+                    .map(|s| (s.user, s.factor))
+                    .collect()
+            }
+        };
+        if self.ranks.of.is_empty() {
+            self.ranks.of = vec![0; self.jobs.len()];
+        }
+        let cluster = self.cfg.nodes as u64 * self.cfg.cores as u64;
+        for &j in &self.active {
+            let (job, s) = (&self.jobs[j as usize], &self.st[j as usize]);
+            if s.phase != Phase::Waiting {
+                continue;
+            }
+            let fs = factors.get(&job.user).copied().unwrap_or(1.0);
+            let waited = now.saturating_sub(job.submit_ms);
+            let f = Factors::of(&ranking.weights, 0, 0, waited, fs, job.procs as u64, cluster);
+            let rank = f.priority(&ranking.weights);
+            if self.ranks.of[j as usize] != rank {
+                self.ranks.of[j as usize] = rank;
+                self.changed.push(j);
             }
         }
     }
@@ -856,6 +919,7 @@ impl<'a> Sim<'a> {
                 order.sort_by_key(|&j| (jobs[j as usize].submit_ms, j));
                 order
             },
+            ranks: Ranks::default(),
         };
         if !cfg.datacenter.is_empty() {
             sim.board.set_datacenter(cfg.datacenter.clone());
@@ -874,6 +938,7 @@ impl<'a> Sim<'a> {
                 out.response_ms.push(end - jobs[j].submit_ms);
                 out.run_ms.push(jobs[j].run_ms);
                 out.procs.push(jobs[j].procs);
+                out.users.push(jobs[j].user.clone());
                 out.last_end_ms = out.last_end_ms.max(end);
             }
         }
@@ -947,6 +1012,7 @@ mod tests {
             power_model: PowerModel::default(),
             power_rule: None,
             consolidate: false,
+            ranking: None,
         }
     }
 
@@ -981,6 +1047,7 @@ mod tests {
             nodes: 4,
             power_rule: Some(rule),
             consolidate: false,
+            ranking: None,
             ..cfg(PolicyKind::Easy)
         };
         let jobs = [job(0, 100, 200, 1), job(2000, 100, 200, 3)];

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub node_boots: u64,
     pub node_shutdowns: u64,
     pub wall_s: f64,
+    /// Each user's mean wait, seconds (users as the trace names them).
+    pub user_mean_wait_s: std::collections::BTreeMap<String, f64>,
 }
 
 fn percentile(v: &[u64], p: f64) -> f64 {
@@ -72,6 +74,12 @@ impl Metrics {
             busy += run * o.procs[i] as f64;
         }
         let makespan = o.last_end_ms.saturating_sub(o.first_submit_ms) as f64 / 1000.0;
+        let mut per_user: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for i in 0..o.users.len().min(o.jobs) {
+            let e = per_user.entry(o.users[i].clone()).or_default();
+            e.0 += (o.response_ms[i] as f64 - o.run_ms[i] as f64) / 1000.0;
+            e.1 += 1.0;
+        }
         Metrics {
             policy: policy.to_string(),
             jobs: o.jobs,
@@ -103,6 +111,7 @@ impl Metrics {
             node_boots: o.node_boots,
             node_shutdowns: o.node_shutdowns,
             wall_s,
+            user_mean_wait_s: per_user.into_iter().map(|(u, (w, n))| (u, w / n)).collect(),
         }
     }
 

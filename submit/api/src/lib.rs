@@ -10,8 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod array;
 pub mod display;
 pub mod units;
+
+pub use array::{ArraySpec, JobRef};
 
 /// The version of this protocol. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -59,12 +62,21 @@ pub enum Op {
     Submit(Box<SubmitRequest>),
     /// Anyone: list jobs (everyone's, in summary).
     Jobs(JobQuery),
-    /// Owner or admin: cancel jobs.
-    Delete { ids: Vec<u64> },
+    /// Anyone: accounting records of jobs, ended ones included, however long ago.
+    Accounting(AcctQuery),
+    /// Anyone: the priority of each waiting job and the factors it is made of (as `sprio`).
+    Priorities,
+    /// Anyone: each user's shares, usage and fair-share factor (as `sshare`).
+    Shares,
+    /// Owner or admin: cancel jobs (an array's id: all of its tasks).
+    Delete { ids: Vec<JobRef> },
     /// Owner or admin: hold jobs (never scheduled until released).
-    Hold { ids: Vec<u64> },
+    Hold { ids: Vec<JobRef> },
     /// Owner (for their own holds) or admin: release held jobs.
-    Release { ids: Vec<u64> },
+    Release { ids: Vec<JobRef> },
+    /// Owner or admin: change an array's throttle (most tasks running at once; `Some(0)`
+    /// removes it).
+    JobSet { id: JobRef, throttle: Option<u32> },
     /// Anyone: list nodes.
     Nodes,
     /// Anyone: list queues.
@@ -83,11 +95,11 @@ pub enum Op {
     /// start over elsewhere without waiting for it to be fenced.
     NodeLost { name: String },
     /// Admin: suspend a running vjob to disk now; it stays suspended until resumed by hand.
-    Suspend { id: u64 },
+    Suspend { id: JobRef },
     /// Admin: let a vjob suspended by hand be resumed by the scheduler.
-    Resume { id: u64 },
+    Resume { id: JobRef },
     /// Admin: live-migrate one VM (by index) of a running vjob to a node.
-    Migrate { id: u64, vm: usize, to: String },
+    Migrate { id: JobRef, vm: usize, to: String },
     /// Anyone: what the scheduler would do now, as a planner instance in BtrPlace's format
     /// (the current configuration and the constraints the policy's decision adds).
     Snapshot,
@@ -156,6 +168,9 @@ pub struct SpecFlags {
     /// Cancel the job when its dependency can never be met (else it stays queued, saying so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_on_invalid_dep: Option<bool>,
+    /// Submit an array of tasks, one job each (`0-99%5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArraySpec>,
 }
 
 /// One spec flag, as `vsub` and `#VJOB` lines spell it.
@@ -174,11 +189,12 @@ pub enum SpecFlag {
     SimExitCode,
     Dependency,
     KillOnInvalidDep,
+    Array,
 }
 
 impl SpecFlag {
     /// Every flag, with its long name (`--vcpus`) and its short one, if any.
-    pub const ALL: [(SpecFlag, &'static str, Option<char>); 13] = [
+    pub const ALL: [(SpecFlag, &'static str, Option<char>); 14] = [
         (SpecFlag::Queue, "queue", Some('q')),
         (SpecFlag::Name, "name", Some('N')),
         (SpecFlag::Priority, "priority", Some('p')),
@@ -192,6 +208,7 @@ impl SpecFlag {
         (SpecFlag::SimExitCode, "sim-exit-code", None),
         (SpecFlag::Dependency, "dependency", Some('d')),
         (SpecFlag::KillOnInvalidDep, "kill-on-invalid-dep", None),
+        (SpecFlag::Array, "array", Some('a')),
     ];
 
     /// The flag of a long name (`vcpus`) or a short one (`q`).
@@ -259,6 +276,7 @@ impl SpecFlags {
                     v => return Err(format!("`{v}` is not yes or no")),
                 })
             }
+            SpecFlag::Array => self.array = Some(ArraySpec::parse(value)?),
         }
         Ok(())
     }
@@ -279,6 +297,7 @@ impl SpecFlags {
             sim_exit_code: over.sim_exit_code.or(self.sim_exit_code),
             dependency: over.dependency.clone().or_else(|| self.dependency.clone()),
             kill_on_invalid_dep: over.kill_on_invalid_dep.or(self.kill_on_invalid_dep),
+            array: over.array.clone().or_else(|| self.array.clone()),
         }
     }
 }
@@ -286,9 +305,10 @@ impl SpecFlags {
 /// Which jobs to list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct JobQuery {
-    /// Only these jobs, whatever their state (empty: the selection below).
+    /// Only these jobs, whatever their state (empty: the selection below); an array's id
+    /// selects all of its tasks.
     #[serde(default)]
-    pub ids: Vec<u64>,
+    pub ids: Vec<JobRef>,
     /// Include jobs that ended long ago (otherwise only active ones and those that ended within
     /// the daemon's `keep_finished` window).
     #[serde(default)]
@@ -298,6 +318,87 @@ pub struct JobQuery {
     /// Include every field and the job's event history.
     #[serde(default)]
     pub full: bool,
+}
+
+/// Which accounting records to return: all of them by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AcctQuery {
+    /// Only these jobs (an array's id: all of its tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<JobRef>,
+    /// Only these users' jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Only jobs in these states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<JobState>,
+    /// Only jobs that existed after this Unix time (seconds): ended after it, or not ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
+    /// Only jobs submitted before this Unix time (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<f64>,
+}
+
+/// A job's accounting record: what it asked, what it got, what its context switches cost.
+/// Times are Unix seconds; durations are seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcctRecord {
+    /// `12`, or `12[3]` for a task of an array.
+    pub id: JobRef,
+    pub job_id: u64,
+    pub name: String,
+    pub user: String,
+    pub queue: String,
+    pub state: JobState,
+    pub exit_code: Option<i32>,
+    pub submit: f64,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    /// From start to end (or now).
+    pub elapsed_s: f64,
+    /// Running time (its VMs running), and time suspended.
+    pub run_s: f64,
+    pub suspended_s: f64,
+    pub suspends: u32,
+    pub resumes: u32,
+    pub migrations: u32,
+    /// vcpus of all its VMs times its running time.
+    pub vcpu_s: f64,
+    /// Memory written and read by its saves, restores and migrations.
+    pub bytes_moved: u64,
+    pub vms: u32,
+    pub energy_j: f64,
+}
+
+/// A waiting job's priority and its factors, each already weighted (they add up to it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorityInfo {
+    pub id: JobRef,
+    pub user: String,
+    pub queue: String,
+    pub priority: i64,
+    pub queue_factor: f64,
+    pub job_factor: f64,
+    pub age_factor: f64,
+    pub fairshare_factor: f64,
+    pub size_factor: f64,
+}
+
+/// A user's standing in fair share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareInfo {
+    pub user: String,
+    /// Its accounts from the root down (`physics/theory`); empty under the root.
+    pub account: String,
+    pub shares_raw: f64,
+    pub shares_norm: f64,
+    /// Decayed core-seconds of running VMs.
+    pub usage_raw: f64,
+    pub usage_norm: f64,
+    pub usage_effective: f64,
+    /// 2^(-usage_effective / shares_norm).
+    pub factor: f64,
 }
 
 /// A job's state. Letters in tables: Q H R S C F X, and E for a running job whose VMs are
@@ -339,6 +440,24 @@ impl JobState {
         }
     }
 
+    /// The state named `word` (`completed`), or by its letter (`C`) or Slurm's (`CD`).
+    pub fn named(word: &str) -> Option<JobState> {
+        use JobState::*;
+        let all = [Queued, Held, Running, Suspended, Completed, Failed, Cancelled];
+        let w = word.trim();
+        all.into_iter().find(|s| {
+            s.as_str().eq_ignore_ascii_case(w)
+                || w.eq_ignore_ascii_case(&s.letter().to_string())
+                || match s {
+                    Queued => w.eq_ignore_ascii_case("PD") || w.eq_ignore_ascii_case("pending"),
+                    Completed => w.eq_ignore_ascii_case("CD"),
+                    Cancelled => w.eq_ignore_ascii_case("CA") || w.eq_ignore_ascii_case("canceled"),
+                    Suspended => w.eq_ignore_ascii_case("S"),
+                    _ => false,
+                }
+        })
+    }
+
     /// Completed, failed or cancelled: nothing will happen to this job any more.
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
@@ -346,6 +465,14 @@ impl JobState {
 }
 
 impl JobInfo {
+    /// How commands name it: `12`, or `12[3]` for a task of an array.
+    pub fn job_ref(&self) -> JobRef {
+        match (self.array_id, self.array_index) {
+            (Some(a), Some(i)) => JobRef::task(a, i),
+            _ => JobRef::job(self.id),
+        }
+    }
+
     /// The state letter shown in tables.
     pub fn letter(&self) -> char {
         if self.exiting {
@@ -379,6 +506,11 @@ pub struct VmInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobInfo {
     pub id: u64,
+    /// A task of an array: the array's id and the task's index (the task is `ARRAY[INDEX]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_index: Option<u32>,
     pub name: String,
     pub user: String,
     pub queue: String,
@@ -424,6 +556,9 @@ pub struct JobDetail {
     /// Its share of its nodes' energy while it ran, joules.
     #[serde(default)]
     pub energy_j: f64,
+    /// A task of an array: the array's throttle (most tasks running at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_throttle: Option<u32>,
 }
 
 /// Something that happened to a job.
@@ -529,7 +664,7 @@ pub struct QueueInfo {
 /// The outcome of an operation on one job of a multi-job request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobOutcome {
-    pub id: u64,
+    pub id: JobRef,
     pub result: Result<String, ApiError>,
 }
 
@@ -548,6 +683,20 @@ pub enum Reply {
     },
     Jobs {
         jobs: Vec<JobInfo>,
+    },
+    Accounting {
+        records: Vec<AcctRecord>,
+    },
+    Priorities {
+        /// Whether ranking is configured (`[priority]` or `[fairshare]`).
+        configured: bool,
+        jobs: Vec<PriorityInfo>,
+    },
+    Shares {
+        /// Whether fair share is configured; the half-life, seconds.
+        configured: bool,
+        half_life_s: f64,
+        users: Vec<ShareInfo>,
     },
     Nodes {
         nodes: Vec<NodeInfo>,
@@ -687,9 +836,11 @@ mod tests {
 
     #[test]
     fn requests_are_flat_tagged_json() {
-        let r = Request::new(Op::Delete { ids: vec![3, 4] });
+        let r = Request::new(Op::Delete {
+            ids: vec![3.into(), JobRef::task(4, 2)],
+        });
         let s = serde_json::to_string(&r).unwrap();
-        assert_eq!(s, r#"{"v":1,"op":"delete","ids":[3,4]}"#);
+        assert_eq!(s, r#"{"v":1,"op":"delete","ids":["3","4[2]"]}"#);
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
     }
 

@@ -24,6 +24,8 @@ struct Round<'a> {
     /// Running vjobs per queue, and per queue and user.
     running_q: HashMap<&'a str, u32>,
     running_qu: HashMap<(&'a str, &'a str), u32>,
+    /// Running vjobs per group of candidates with a group limit.
+    running_g: HashMap<u64, u32>,
     /// Candidates decided to be suspended or paused this round.
     suspended: Vec<bool>,
     /// Shapes (VMs to place, what each needs) that did not fit without preemption this round:
@@ -63,10 +65,12 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
         decision: Decision::default(),
         running_q: HashMap::new(),
         running_qu: HashMap::new(),
+        running_g: HashMap::new(),
         suspended: vec![false; cands.len()],
         failed_shapes: HashSet::new(),
         hopeless: HashSet::new(),
-        limited: limits.queues.values().any(|(q, u)| q.is_some() || u.is_some()),
+        limited: limits.queues.values().any(|(q, u)| q.is_some() || u.is_some())
+            || cands.iter().any(|c| c.group_limit.is_some()),
         running_on: None,
         moved_to: HashMap::new(),
         moved: vec![false; cands.len()],
@@ -74,8 +78,7 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
     };
     if round.limited {
         for c in cands.iter().filter(|c| c.standing == Standing::Running) {
-            *round.running_q.entry(c.queue).or_default() += 1;
-            *round.running_qu.entry((c.queue, c.user)).or_default() += 1;
+            round.count_in(c);
         }
     }
     for pos in 0..round.order.len() {
@@ -122,12 +125,15 @@ impl<'a> Round<'a> {
             return Some(format!("queue {} is at its limit of {m} running vjobs", c.queue));
         }
         let of_user = self.running_qu.get(&(c.queue, c.user)).copied().unwrap_or(0);
-        umax.filter(|&m| of_user >= m).map(|m| {
-            format!(
+        if let Some(m) = umax.filter(|&m| of_user >= m) {
+            return Some(format!(
                 "user {} is at the limit of {m} running vjobs in queue {}",
                 c.user, c.queue
-            )
-        })
+            ));
+        }
+        let (group, most) = c.group_limit?;
+        let in_group = self.running_g.get(&group).copied().unwrap_or(0);
+        (in_group >= most).then(|| format!("array {group} is at its throttle of {most} running tasks"))
     }
 
     /// A paused vjob resumes where it is, once its processors are free there; it preempts
@@ -448,10 +454,11 @@ impl<'a> Round<'a> {
                 continue;
             }
             let outranked = c.queue_priority > v.queue_priority
-                || self
-                    .limits
-                    .preempt_ratio
-                    .is_none_or(|r| c.priority as f64 >= r * v.priority as f64);
+                || (super::seniority(c) < super::seniority(v)
+                    && self
+                        .limits
+                        .preempt_ratio
+                        .is_none_or(|r| c.priority as f64 >= r * v.priority as f64));
             if !outranked {
                 continue;
             }
@@ -500,8 +507,16 @@ impl<'a> Round<'a> {
     fn admit(&mut self, c: &'a Candidate<'a>) {
         self.decision.run.push(c.id);
         if c.standing != Standing::Running && self.limited {
-            *self.running_q.entry(c.queue).or_default() += 1;
-            *self.running_qu.entry((c.queue, c.user)).or_default() += 1;
+            self.count_in(c);
+        }
+    }
+
+    /// `c` runs: it counts against its queue's, its user's and its group's limits.
+    fn count_in(&mut self, c: &'a Candidate<'a>) {
+        *self.running_q.entry(c.queue).or_default() += 1;
+        *self.running_qu.entry((c.queue, c.user)).or_default() += 1;
+        if let Some((g, _)) = c.group_limit {
+            *self.running_g.entry(g).or_default() += 1;
         }
     }
 
@@ -511,6 +526,9 @@ impl<'a> Round<'a> {
         }
         *self.running_q.entry(v.queue).or_default() -= 1;
         *self.running_qu.entry((v.queue, v.user)).or_default() -= 1;
+        if let Some((g, _)) = v.group_limit {
+            *self.running_g.entry(g).or_default() -= 1;
+        }
     }
 
     /// Suspends candidate `i` whole (`by`: the vjob it makes room for).

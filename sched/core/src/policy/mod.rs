@@ -78,6 +78,11 @@ pub struct Candidate<'a> {
     pub expected_end_ms: Option<u64>,
     /// What its placement script asks, if it has one.
     pub rules: Option<&'a crate::placement::VjobRules>,
+    /// At most so many vjobs of its group run at once: `(group, most running)` (an array's
+    /// throttle). Only the context-switch policy honours it.
+    pub group_limit: Option<(u64, u32)>,
+    /// Its rank among vjobs of its queue priority ([`crate::decision::VjobInput::rank`]).
+    pub rank: i64,
 }
 
 impl Candidate<'_> {
@@ -294,12 +299,23 @@ pub fn order(cands: &[Candidate<'_>]) -> Vec<usize> {
         let c = &cands[i];
         (
             std::cmp::Reverse(c.queue_priority),
-            std::cmp::Reverse(c.priority),
-            c.submit_ms,
-            c.id,
+            std::cmp::Reverse(c.rank),
+            seniority(c),
         )
     });
     idx
+}
+
+/// Who outranks whom without ranks: higher queue priority, then higher job priority, then
+/// earlier submission. A vjob preempts only vjobs it precedes both in [`order`] and by this,
+/// so that a rank (fair share, age) orders who starts first but never preempts by itself.
+pub fn seniority(c: &Candidate<'_>) -> (std::cmp::Reverse<i32>, std::cmp::Reverse<i32>, u64, u64) {
+    (
+        std::cmp::Reverse(c.queue_priority),
+        std::cmp::Reverse(c.priority),
+        c.submit_ms,
+        c.id,
+    )
 }
 
 /// First come, first served: waiting vjobs start in order while they fit; the first that does
@@ -442,6 +458,8 @@ mod tests {
             requested_ms: None,
             expected_end_ms: None,
             rules: None,
+            group_limit: None,
+            rank: 0,
             demand: Box::leak(Box::new(Demands::Alike(vec![vms[0].0, 4]))),
             vms: vms.len(),
             placed: Box::leak(
@@ -659,6 +677,79 @@ mod tests {
         let d = context_switch(&cands, &mut p, &limits);
         assert_eq!(d.run, vec![1]);
         assert!(d.waiting[0].1.contains("limit of 1"));
+    }
+
+    #[test]
+    fn a_group_limit_lets_only_so_many_of_its_vjobs_run_and_a_preempted_one_frees_its_slot() {
+        // Tasks 1..=4 of array 1 with a throttle of 2 on a roomy cluster; task 1 runs.
+        let mut m = cluster(2);
+        let task = |id, standing, vms: &[(u64, Option<NodeIdx>)]| Candidate {
+            group_limit: Some((1, 2)),
+            ..cand(id, 10, id, standing, vms)
+        };
+        let cands = vec![
+            task(1, Standing::Running, &[(1, Some(0))]),
+            task(2, Standing::Waiting, &[(1, None)]),
+            task(3, Standing::Waiting, &[(1, None)]),
+            task(4, Standing::Waiting, &[(1, None)]),
+            cand(5, 10, 5, Standing::Waiting, &[(1, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert_eq!(d.run, vec![2, 5], "one more task, and the job outside the array");
+        assert!(
+            d.waiting
+                .iter()
+                .any(|(id, why)| *id == 3 && why.contains("throttle of 2")),
+            "{:?}",
+            d.waiting
+        );
+        // An express job takes the whole cluster: the running tasks are suspended, and a slot
+        // freed by a suspension is not given to a task that cannot fit anyway.
+        let mut m = cluster(1);
+        let cands = vec![
+            task(1, Standing::Running, &[(4, Some(0))]),
+            task(2, Standing::Waiting, &[(4, None)]),
+            cand(9, 100, 9, Standing::Waiting, &[(4, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert_eq!((d.run, d.suspend), (vec![9], vec![(1, Some(9))]));
+    }
+
+    #[test]
+    fn a_rank_orders_who_starts_first_but_never_preempts_by_itself() {
+        // One 4-cpu node: job 1 runs; 2 (earlier) and 3 (ranked higher) wait for it.
+        let mut m = cluster(1);
+        let ranked = |id, submit, rank, standing, vms: &[(u64, Option<NodeIdx>)]| Candidate {
+            rank,
+            ..cand(id, 10, submit, standing, vms)
+        };
+        let cands = vec![
+            ranked(1, 0, 0, Standing::Running, &[(4, Some(0))]),
+            ranked(2, 1, 100, Standing::Waiting, &[(4, None)]),
+            ranked(3, 2, 900, Standing::Waiting, &[(4, None)]),
+        ];
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert_eq!(
+            (d.run.clone(), d.suspend.clone()),
+            (vec![], vec![]),
+            "job 1 keeps running"
+        );
+        // Once job 1 is gone, the higher rank starts first although submitted later.
+        let mut m = cluster(1);
+        let mut p = placer(&mut m, &cands[1..]);
+        let d = context_switch(&cands[1..], &mut p, &Limits::default());
+        assert_eq!(d.run, vec![3]);
+        // A higher job priority still preempts, when the rank agrees.
+        let mut urgent = ranked(4, 3, 950, Standing::Waiting, &[(4, None)]);
+        urgent.priority = 5;
+        let cands = vec![cands[0].clone(), urgent];
+        let mut m = cluster(1);
+        let mut p = placer(&mut m, &cands);
+        let d = context_switch(&cands, &mut p, &Limits::default());
+        assert_eq!((d.run, d.suspend), (vec![4], vec![(1, Some(4))]));
     }
 
     #[test]
