@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use vjob_api::display::{parse_time, size, timestamp};
-use vjob_api::{AcctQuery, AcctRecord, JobRef, JobState, Op, Reply};
+use vjob_api::acct::{field_named, UserTotals, DEFAULT_FIELDS, FIELDS};
+use vjob_api::display::{parse_time, size};
+use vjob_api::{AcctQuery, JobRef, JobState, Op, Reply, RECORDS_LINE_PREFIX, RECORDS_LINE_SUFFIX};
 
-use crate::client::{call_once, unexpected, ClientError};
+use crate::client::{socket_path, unexpected, Client, ClientError};
 use crate::table::{hms, render};
-use crate::{fail, out, Exit};
+use crate::{fail, out, out_bytes, Exit};
 
 /// Show accounting records of jobs.
 #[derive(Parser, Debug)]
@@ -53,83 +54,6 @@ pub struct Args {
     pub socket: Option<PathBuf>,
 }
 
-/// Every field `--format` takes: name, header, what it is.
-const FIELDS: [(&str, &str, &str); 21] = [
-    (
-        "id",
-        "ID",
-        "the job as commands name it: 12, or 12[3] for a task of an array",
-    ),
-    ("jobid", "JOBID", "the job's own id (a task's too)"),
-    ("name", "NAME", "the job's name"),
-    ("user", "USER", "who submitted it"),
-    ("queue", "QUEUE", "its queue"),
-    ("state", "STATE", "its state"),
-    ("exitcode", "EXIT", "its exit code"),
-    ("submit", "SUBMIT", "when it was submitted (UTC)"),
-    ("start", "START", "when it first ran"),
-    ("end", "END", "when it ended"),
-    ("elapsed", "ELAPSED", "from start to end (or now)"),
-    ("runtime", "RUNTIME", "time its VMs ran"),
-    ("suspended", "SUSPENDED", "time it spent suspended"),
-    ("suspends", "SUSPENDS", "times it was suspended"),
-    ("resumes", "RESUMES", "times it resumed"),
-    ("migrations", "MIGRATIONS", "live migrations of its VMs"),
-    ("vcpusec", "VCPU_SEC", "vcpus of its VMs times their running time"),
-    (
-        "bytesmoved",
-        "MOVED",
-        "memory written and read by its saves, restores and migrations",
-    ),
-    ("vms", "VMS", "its VMs"),
-    ("energy", "ENERGY_J", "its share of its nodes' energy, joules"),
-    ("vcpuhours", "VCPU_H", "vcpu-seconds in hours"),
-];
-
-const DEFAULT_FIELDS: &str = "id,name,user,queue,state,exitcode,elapsed,suspended";
-
-/// A field's name as given (`JobID`, `Elapsed`, `exit_code`): lowercase, no `_`.
-fn field_named(name: &str) -> Option<usize> {
-    let n: String = name.trim().to_ascii_lowercase().replace(['_', '-'], "");
-    let n = match n.as_str() {
-        "jobname" => "name",
-        "partition" => "queue",
-        "timesuspended" => "suspended",
-        "cputime" | "vcpuseconds" => "vcpusec",
-        "bytes" => "bytesmoved",
-        other => other,
-    };
-    FIELDS.iter().position(|(f, _, _)| *f == n)
-}
-
-fn value(field: &str, r: &AcctRecord, parsable: bool) -> String {
-    let time = |t: Option<f64>| t.map_or("-".into(), timestamp);
-    match field {
-        "id" => r.id.to_string(),
-        "jobid" => r.job_id.to_string(),
-        "name" => r.name.clone(),
-        "user" => r.user.clone(),
-        "queue" => r.queue.clone(),
-        "state" => r.state.as_str().to_string(),
-        "exitcode" => r.exit_code.map_or("-".into(), |c| c.to_string()),
-        "submit" => timestamp(r.submit),
-        "start" => time(r.start),
-        "end" => time(r.end),
-        "elapsed" => hms(r.elapsed_s),
-        "runtime" => hms(r.run_s),
-        "suspended" => hms(r.suspended_s),
-        "suspends" => r.suspends.to_string(),
-        "resumes" => r.resumes.to_string(),
-        "migrations" => r.migrations.to_string(),
-        "vcpusec" => format!("{:.0}", r.vcpu_s),
-        "bytesmoved" if parsable => r.bytes_moved.to_string(),
-        "bytesmoved" => size(r.bytes_moved),
-        "vms" => r.vms.to_string(),
-        "energy" => format!("{:.0}", r.energy_j),
-        _ => format!("{:.2}", r.vcpu_s / 3600.0),
-    }
-}
-
 impl Args {
     fn query(&self) -> Result<AcctQuery, String> {
         let now = std::time::SystemTime::now()
@@ -153,6 +77,12 @@ impl Args {
             states,
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
+            fields: match self.json || self.report.is_some() {
+                true => Vec::new(),
+                false => self.fields()?.iter().map(|&f| FIELDS[f].0.to_string()).collect(),
+            },
+            plain_numbers: self.parsable,
+            per_user: self.report.is_some(),
         })
     }
 
@@ -171,39 +101,54 @@ impl Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    let prepared = args.query().and_then(|q| Ok((q, args.fields()?)));
-    let (query, fields) = match prepared {
-        Ok(p) => p,
+    let query = match args.query() {
+        Ok(q) => q,
         Err(e) => {
             eprintln!("vacct: {e}");
             return Exit::Refused.into();
         }
     };
-    let records = match call_once(args.socket.as_deref(), Op::Accounting(query)) {
-        Ok(Reply::Accounting { records }) => records,
-        Ok(other) => return fail("vacct", &unexpected(&other)),
-        Err(e) => return fail("vacct", &e),
-    };
-    let text = if args.json {
-        let mut s = serde_json::to_string_pretty(&records).map_err(|e| ClientError::Io(e.to_string()));
-        if let Ok(s) = s.as_mut() {
-            s.push('\n');
+    match run(&args, query) {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => fail("vacct", &e),
+    }
+}
+
+fn run(args: &Args, query: AcctQuery) -> Result<(), ClientError> {
+    let mut client = Client::connect(&socket_path(args.socket.as_deref()))?;
+    if args.json {
+        // The daemon frames the records the same way every time: print them without parsing.
+        let fields = query.fields.clone();
+        let line = client.call_raw(Op::Accounting(query))?;
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        if let Some(array) = body
+            .strip_prefix(RECORDS_LINE_PREFIX.as_bytes())
+            .and_then(|b| b.strip_suffix(RECORDS_LINE_SUFFIX.as_bytes()))
+        {
+            out_bytes(&[array, b"\n"]);
+            return Ok(());
         }
-        match s {
-            Ok(s) => s,
-            Err(e) => return fail("vacct", &e),
+        debug_assert!(fields.is_empty());
+        let r: vjob_api::Response =
+            serde_json::from_slice(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
+        return Err(match r.into_result() {
+            Err(e) => ClientError::Api(e),
+            Ok(other) => unexpected(&other),
+        });
+    }
+    let text = match client.call(Op::Accounting(query.clone()))? {
+        Reply::AcctUsers { users } => users_report(&users, args.parsable, args.noheader),
+        Reply::AcctRows { rows } => {
+            let header: Vec<&str> = (query.fields.iter())
+                .filter_map(|f| field_named(f))
+                .map(|i| FIELDS[i].1)
+                .collect();
+            layout(&header, &rows, args.parsable, args.noheader)
         }
-    } else if args.report.is_some() {
-        users_report(&records, args.parsable, args.noheader)
-    } else {
-        let header: Vec<&str> = fields.iter().map(|&f| FIELDS[f].1).collect();
-        let rows: Vec<Vec<String>> = (records.iter())
-            .map(|r| fields.iter().map(|&f| value(FIELDS[f].0, r, args.parsable)).collect())
-            .collect();
-        layout(&header, &rows, args.parsable, args.noheader)
+        other => return Err(unexpected(&other)),
     };
     out(&text);
-    Exit::Ok.into()
+    Ok(())
 }
 
 /// Rows as a table, or `|`-separated.
@@ -233,37 +178,7 @@ fn layout(header: &[&str], rows: &[Vec<String>], parsable: bool, noheader: bool)
 }
 
 /// Totals per user: jobs by outcome, running time, vcpu-hours, suspended time, context switches.
-fn users_report(records: &[AcctRecord], parsable: bool, noheader: bool) -> String {
-    #[derive(Default)]
-    struct Totals {
-        jobs: u64,
-        completed: u64,
-        failed: u64,
-        cancelled: u64,
-        run_s: f64,
-        vcpu_s: f64,
-        suspended_s: f64,
-        suspends: u64,
-        migrations: u64,
-        bytes: u64,
-    }
-    let mut by_user: std::collections::BTreeMap<&str, Totals> = Default::default();
-    for r in records {
-        let t = by_user.entry(&r.user).or_default();
-        t.jobs += 1;
-        match r.state {
-            JobState::Completed if r.exit_code == Some(0) => t.completed += 1,
-            JobState::Completed | JobState::Failed => t.failed += 1,
-            JobState::Cancelled => t.cancelled += 1,
-            _ => {}
-        }
-        t.run_s += r.run_s;
-        t.vcpu_s += r.vcpu_s;
-        t.suspended_s += r.suspended_s;
-        t.suspends += r.suspends as u64;
-        t.migrations += r.migrations as u64;
-        t.bytes += r.bytes_moved;
-    }
+fn users_report(users: &[UserTotals], parsable: bool, noheader: bool) -> String {
     let header = [
         "USER",
         "JOBS",
@@ -277,11 +192,11 @@ fn users_report(records: &[AcctRecord], parsable: bool, noheader: bool) -> Strin
         "MIGRATIONS",
         "MOVED",
     ];
-    let rows: Vec<Vec<String>> = by_user
+    let rows: Vec<Vec<String>> = users
         .iter()
-        .map(|(u, t)| {
+        .map(|t| {
             vec![
-                u.to_string(),
+                t.user.clone(),
                 t.jobs.to_string(),
                 t.completed.to_string(),
                 t.failed.to_string(),
@@ -291,7 +206,11 @@ fn users_report(records: &[AcctRecord], parsable: bool, noheader: bool) -> Strin
                 hms(t.suspended_s),
                 t.suspends.to_string(),
                 t.migrations.to_string(),
-                if parsable { t.bytes.to_string() } else { size(t.bytes) },
+                if parsable {
+                    t.bytes_moved.to_string()
+                } else {
+                    size(t.bytes_moved)
+                },
             ]
         })
         .collect();

@@ -5,7 +5,8 @@
 //! The records are the jobs themselves: nothing is copied at the end of a job, so a record is
 //! exactly what `vstat -f` said of it.
 
-use vjob_api::{AcctQuery, AcctRecord, ApiError};
+use vjob_api::acct::{field_named, value, UserTotals, FIELDS};
+use vjob_api::{AcctQuery, AcctRecord, ApiError, Reply};
 
 use crate::core_loop::{now_ms, Core};
 use crate::jobs::Job;
@@ -45,8 +46,41 @@ impl Job {
 }
 
 impl Core {
+    /// What a query asks: the records it selects (in job id order), their fields rendered, or
+    /// totals per user.
+    pub(crate) fn accounting(&self, q: &AcctQuery) -> Result<Reply, ApiError> {
+        let fields = (q.fields.iter())
+            .map(|f| {
+                field_named(f)
+                    .map(|i| FIELDS[i].0)
+                    .ok_or_else(|| ApiError::invalid(format!("no accounting field `{f}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let records = self.records(q)?;
+        if q.per_user {
+            let mut users: std::collections::BTreeMap<&str, UserTotals> = Default::default();
+            for r in &records {
+                let t = users.entry(&r.user).or_insert_with(|| UserTotals {
+                    user: r.user.clone(),
+                    ..Default::default()
+                });
+                t.add(r);
+            }
+            return Ok(Reply::AcctUsers {
+                users: users.into_values().collect(),
+            });
+        }
+        if fields.is_empty() {
+            return Ok(Reply::Accounting { records });
+        }
+        let rows = (records.iter())
+            .map(|r| fields.iter().map(|f| value(f, r, q.plain_numbers)).collect())
+            .collect();
+        Ok(Reply::AcctRows { rows })
+    }
+
     /// The records a query selects, in job id order.
-    pub(crate) fn accounting(&self, q: &AcctQuery) -> Result<Vec<AcctRecord>, ApiError> {
+    fn records(&self, q: &AcctQuery) -> Result<Vec<AcctRecord>, ApiError> {
         let now = now_ms();
         let ms = |s: f64| (s.max(0.0) * 1000.0) as u64;
         let (since, until) = (q.since.map(ms), q.until.map(ms));

@@ -47,7 +47,7 @@ impl Core {
                     .map(|j| j.info(now_ms(), q.full))
                     .collect(),
             }),
-            Op::Accounting(q) => self.accounting(&q).map(|records| Reply::Accounting { records }),
+            Op::Accounting(q) => self.accounting(&q),
             Op::Priorities => Ok(Reply::Priorities {
                 configured: self.fair.ranking.is_some(),
                 jobs: self.priorities(),

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod acct;
 pub mod array;
 pub mod display;
 pub mod units;
@@ -31,6 +32,10 @@ pub const DEFAULT_SOCKET: &str = "/run/vjob/vjobd.sock";
 pub const JOBS_LINE_PREFIX: &str = r#"{"v":1,"ok":{"kind":"jobs","jobs":["#;
 /// How every answer to [`Op::Jobs`] ends (before the newline).
 pub const JOBS_LINE_SUFFIX: &str = "]}}";
+/// How every answer of records to [`Op::Accounting`] begins and ends: `vacct --json` prints the
+/// array between them without parsing it.
+pub const RECORDS_LINE_PREFIX: &str = r#"{"v":1,"ok":{"kind":"accounting","records":"#;
+pub const RECORDS_LINE_SUFFIX: &str = "}}";
 
 /// Longest request line the daemon accepts (a job spec travels inside a submission).
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -338,6 +343,16 @@ pub struct AcctQuery {
     /// Only jobs submitted before this Unix time (seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<f64>,
+    /// Answer these fields of each record, rendered ([`acct::FIELDS`] names), instead of the
+    /// records ([`Reply::AcctRows`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// Rendered fields with plain numbers (bytes, not `4GiB`), for `--parsable`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_numbers: bool,
+    /// Answer totals per user instead ([`Reply::AcctUsers`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_user: bool,
 }
 
 /// A job's accounting record: what it asked, what it got, what its context switches cost.
@@ -687,6 +702,13 @@ pub enum Reply {
     Accounting {
         records: Vec<AcctRecord>,
     },
+    /// The fields asked for ([`AcctQuery::fields`]) of each record, rendered.
+    AcctRows {
+        rows: Vec<Vec<String>>,
+    },
+    AcctUsers {
+        users: Vec<acct::UserTotals>,
+    },
     Priorities {
         /// Whether ranking is configured (`[priority]` or `[fairshare]`).
         configured: bool,
@@ -859,6 +881,8 @@ mod tests {
     fn jobs_answers_have_the_documented_frame() {
         let line = serde_json::to_string(&Response::new(Ok(Reply::Jobs { jobs: vec![] }))).unwrap();
         assert_eq!(line, format!("{JOBS_LINE_PREFIX}{JOBS_LINE_SUFFIX}"));
+        let line = serde_json::to_string(&Response::new(Ok(Reply::Accounting { records: vec![] }))).unwrap();
+        assert_eq!(line, format!("{RECORDS_LINE_PREFIX}[]{RECORDS_LINE_SUFFIX}"));
     }
 
     #[test]
