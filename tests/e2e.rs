@@ -157,6 +157,25 @@ fn another_user_may_not_delete_or_administer() {
     let o = as_nobody("vdel", &[&mine.to_string()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(c.state(mine), "cancelled");
+    // vjobd (root) writes a job's output as its owner: where they may, and theirs.
+    use std::os::unix::fs::MetadataExt;
+    let theirs = std::env::temp_dir().join(format!("vjob-nobody-{}.out", std::process::id()));
+    let forbidden = format!("/root/vjob-nobody-{}.out", std::process::id());
+    for out in [theirs.to_str().unwrap(), &forbidden] {
+        let o = as_nobody("vsub", &["-o", out, "--sim-runtime", "100ms", "--wrap", "true"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let id: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+        c.wait(SECS(20), "the output to be written or lost", || {
+            let full = c.ok("vstat", &["-f", &id.to_string()]);
+            full.contains("output written") || full.contains("output lost")
+        });
+    }
+    assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534, "the file is nobody's");
+    assert!(
+        !std::path::Path::new(&forbidden).exists(),
+        "nobody may not write in /root"
+    );
+    let _ = std::fs::remove_file(&theirs);
     // The owner (root here) may.
     c.ok("vdel", &[&id.to_string()]);
     assert_eq!(c.state(id), "cancelled");

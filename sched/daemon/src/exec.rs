@@ -71,6 +71,8 @@ pub enum Call {
         /// What to write when no VM left a console (the simulated backend keeps none): the
         /// job's environment and history.
         without_console: Option<String>,
+        /// The job's owner: the file is written with their permissions, and is theirs.
+        owner: u32,
     },
     /// Switch a machine on or off: the site's command if there is one (killed past
     /// `timeout_ms`), then the backend's own switch if it has one (the simulated nodes).
@@ -359,9 +361,10 @@ fn make_call(b: &Backends, call: &Call) -> Result<Done, CallError> {
             consoles,
             path,
             without_console,
+            owner,
             ..
         } => {
-            return collect_output(b, consoles, path, without_console.as_deref())
+            return collect_output(b, consoles, path, without_console.as_deref(), *owner)
                 .map(Done::Output)
                 .map_err(|source| CallError::Output {
                     path: path.clone(),
@@ -447,6 +450,7 @@ fn collect_output(
     consoles: &[(String, Option<String>)],
     path: &std::path::Path,
     without_console: Option<&str>,
+    owner: u32,
 ) -> std::io::Result<Option<PathBuf>> {
     let mut text = String::new();
     let mut any = false;
@@ -480,11 +484,40 @@ fn collect_output(
         (false, Some(t)) => text = t.to_string(),
         (true, _) => {}
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, text)?;
+    as_user(owner, || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text)
+    })?;
     Ok(Some(path.to_path_buf()))
+}
+
+/// Runs `f` with the file-system identity of user `uid` (and their primary group) when vjobd
+/// runs as root: a job's output goes only where its owner may write, and is theirs, as
+/// slurmd writes it. Linux's fsuid is the calling thread's own, so the other threads (and the
+/// core loop) keep root's.
+fn as_user<T>(uid: u32, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    use nix::unistd::{geteuid, setfsgid, setfsuid, Gid, Uid, User};
+    if !geteuid().is_root() || uid == 0 {
+        return f();
+    }
+    let gid = User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or(Gid::from_raw(65534), |u| u.gid);
+    /// Root's identity back, even if `f` panics.
+    struct Back;
+    impl Drop for Back {
+        fn drop(&mut self) {
+            setfsuid(Uid::from_raw(0));
+            setfsgid(Gid::from_raw(0));
+        }
+    }
+    let _back = Back;
+    setfsgid(gid);
+    setfsuid(Uid::from_raw(uid));
+    f()
 }
 
 /// The state of one step of a [`Run`].

@@ -466,6 +466,7 @@ impl Core {
             consoles: job.vms.iter().map(|v| (v.name.clone(), v.node.clone())).collect(),
             path: job.output_path(&self.cfg.state_dir),
             without_console: simulated.then(|| job.simulated_output()),
+            owner: job.uid,
         };
         self.start_output_collection(job.id, call);
         self.pace.need_decision = true;
