@@ -904,6 +904,17 @@ impl Hypervisor for SimNode {
                 return Err(image_error(std::io::Error::other(why)));
             }
         }
+        // Gone without an image: its node was switched off (the plug pulled) during the save,
+        // and the VM with it. Nothing was saved.
+        if waited.is_ok() && !image.exists() {
+            return Err(HvError::Backend {
+                node: self.name.clone(),
+                vm: vm.into(),
+                op: "save",
+                code: None,
+                message: "the node went off during the save: the VM is lost, nothing was saved".into(),
+            });
+        }
         waited
     }
 
@@ -1102,6 +1113,26 @@ mod tests {
         assert_eq!(b.list().unwrap()[0].state, DomainState::Running);
         std::thread::sleep(Duration::from_millis(200));
         assert!(matches!(b.list().unwrap()[0].state, DomainState::Ended { .. }));
+    }
+
+    /// Chaos seed 504: a node lost for good (switched off) in the middle of a save; the save
+    /// answered success with no image written, and vjobd tried to restore it for ever.
+    #[test]
+    fn regression_a_save_cut_short_by_its_node_switching_off_fails() {
+        let dir = tmpdir("save-off");
+        let c = cluster(&dir);
+        let a = c.node("a").unwrap();
+        a.start(&spec("v", 2, None), false).unwrap();
+        let img = dir.join("img/v.img");
+        let saving = {
+            let (a, img) = (c.node("a").unwrap(), img.clone());
+            std::thread::spawn(move || a.save("v", &img))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        c.switch("a", false).unwrap();
+        let e = saving.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains("went off during the save"), "{e}");
+        assert!(!img.exists());
     }
 
     #[test]

@@ -516,3 +516,31 @@ fn regression_an_image_left_by_a_restore_unknown_to_the_records_is_removed_after
     assert!(!image.exists(), "the image is removed");
     assert!(!rig.core.rec.active.contains(&id), "and then the job is done with");
 }
+
+/// Chaos seed 504: with one node lost for good, a sleeping VM whose image had vanished was
+/// never given up on (not every node listed), and its restore was tried for ever. A node lost,
+/// fenced or switched off holds nothing: the VM is lost, and its vjob says so.
+#[test]
+fn regression_a_vanished_image_is_given_up_on_even_with_a_node_lost_for_good() {
+    let mut rig = Rig::new("vanished-image");
+    let id = rig.submit(ONE_VM);
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    let host = rig.job(id).vms[0].node.clone().unwrap();
+    let other = if host == "n1" { "n2" } else { "n1" }.to_string();
+    rig.core.handle(&Rig::root(), ApiOp::Suspend { id: id.into() }).unwrap();
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).vms[0].phase, VmPhase::Sleeping);
+    std::fs::remove_file(rig.core.image_path(&format!("vjob-{id}-0"))).unwrap();
+    lose_keeping_vms(&mut rig, &other);
+    rig.observe(&["n1", "n2"]);
+    rig.drain();
+    let job = rig.job(id);
+    assert_eq!(job.vms[0].phase, VmPhase::Gone, "{:?}", job.events);
+    assert!(
+        job.events.iter().any(|(_, m)| m.contains("lost its saved image")),
+        "{:?}",
+        job.events
+    );
+}

@@ -54,7 +54,8 @@ pub struct VmSeen<'a> {
     pub copy: Option<(&'a str, DomainState, bool)>,
     /// Its recorded node listed this round (or it has none).
     pub recorded_listed: bool,
-    /// Every node listed this round.
+    /// Every node listed this round, but those known to hold nothing (switched off, fenced,
+    /// lost).
     pub all_listed: bool,
     /// Its saved image exists.
     pub image: bool,
@@ -143,6 +144,8 @@ pub fn reconcile_vm(v: &VmSeen<'_>) -> VmVerdict {
 struct Round {
     started: std::time::Instant,
     listed: HashSet<String>,
+    /// Every node listed, but those known to hold nothing.
+    all_listed: bool,
     found: Found,
     images: Option<HashSet<String>>,
 }
@@ -188,8 +191,17 @@ impl Core {
                     .is_none_or(|i| self.nodes[i as usize].power.lost.is_none())
             })
             .collect();
+        // A node switched off, fenced or lost holds no VM: its silence hides nothing. Without
+        // this, one node lost for good kept a VM whose image had vanished from being given up
+        // on, and its restore was tried for ever (chaos seed 504).
+        let all_listed = self.nodes.iter().all(|n| {
+            listed.contains(&n.cfg.name)
+                || n.power.lost.is_some()
+                || matches!(n.power.state, PowerState::Off | PowerState::Fenced)
+        });
         let round = Round {
             started: obs.started,
+            all_listed,
             listed,
             found,
             images: obs.images,
@@ -369,7 +381,7 @@ impl Core {
         let mut job = self.rec.jobs.remove(&id).expect("looked up above");
         let mut calls: Vec<(Call, usize, bool)> = Vec::new();
         let mut changed = false;
-        let all_listed = round.listed.len() == self.nodes.len();
+        let all_listed = round.all_listed;
         for i in 0..job.vms.len() {
             let v = &job.vms[i];
             if self.is_busy(&v.name) || self.calls.changed_at.get(&v.name).is_some_and(|t| *t > round.started) {
