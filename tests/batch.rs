@@ -311,11 +311,11 @@ fn dependencies_wait_for_their_jobs_and_one_that_can_never_be_met_waits_or_is_ca
     c.wait_state(id, "completed", SECS(20));
 }
 
-/// The tasks of array `id` as `vstat` lists them: (`ID[INDEX]`, state), in index order.
+/// The tasks of array `id` as `vstat -r` lists them: (`ID[INDEX]`, state), in index order.
 fn tasks(c: &Cluster, id: u64) -> Vec<(String, String)> {
     let out = c.ok(
         "vstat",
-        &["--format", "%i %T", "--all-states", "--noheader", &id.to_string()],
+        &["-r", "--format", "%i %T", "--all-states", "--noheader", &id.to_string()],
     );
     out.lines()
         .map(|l| {
@@ -389,6 +389,15 @@ fn array_tasks_are_named_id_index_in_every_command_and_the_throttle_changes_with
     let running = |c: &Cluster| tasks(c, id).iter().filter(|(_, s)| s == "running").count();
     c.wait(SECS(20), "one task to run", || running(&c) == 1);
     assert_eq!(tasks(&c, id).len(), 10);
+    // Without -r the queued tasks waiting alike share a line, as squeue shows them.
+    let folded = c.ok("vstat", &["--format", "%i %T", "--noheader", &id.to_string()]);
+    assert!(folded.lines().count() < 10, "{folded}");
+    assert!(
+        folded
+            .lines()
+            .any(|l| l.starts_with(&format!("{id}[")) && l.contains("-") && l.ends_with("] queued")),
+        "{folded}"
+    );
     let j = c.job(id);
     assert_eq!((&j["array_id"], &j["array_index"]), (&id.into(), &0.into()), "{j}");
     assert!(c
@@ -412,6 +421,30 @@ fn array_tasks_are_named_id_index_in_every_command_and_the_throttle_changes_with
     assert_eq!(running(&c), 3, "never more than the new throttle");
     let e = c.run("vqmgr", &["job", "set", &format!("{id}[1]"), "--throttle", "2"]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("applies to a whole array"));
+
+    // A dependency on one task waits for that task only, in either spelling.
+    let first = tasks(&c, id)
+        .iter()
+        .position(|(_, s)| s == "running")
+        .expect("a task runs");
+    let after_one = submitted(
+        &c,
+        &[
+            "-d",
+            &format!("afterany:{id}_{first}:{id}[{first}]"),
+            "--sim-runtime",
+            "100ms",
+            "--wrap",
+            "one",
+        ],
+    );
+    c.decided_since_now();
+    assert_eq!(c.state(after_one), "queued");
+    c.ok("vdel", &[&format!("{id}[{first}]")]);
+    c.wait_state(after_one, "completed", SECS(20));
+    assert!(running(&c) > 0, "the rest of the array still runs");
+    let e = refused(&c, &["-d", &format!("afterok:{id}[10]"), "--wrap", "x"]);
+    assert!(e.contains(&format!("--dependency: array {id} has no task 10")), "{e}");
 
     // A dependency on the array waits for every task.
     let after = submitted(

@@ -8,6 +8,7 @@
 
 use vjob_api::JobInfo;
 
+use crate::rows::Row;
 use crate::table::hms;
 
 /// One piece of a layout.
@@ -68,8 +69,11 @@ impl Layout {
         self.render_with(|kind| title(kind).to_string())
     }
 
-    pub fn line(&self, j: &JobInfo) -> String {
-        self.render_with(|kind| value(kind, j))
+    pub fn line(&self, row: &Row) -> String {
+        self.render_with(|kind| match kind {
+            'i' => row.id.clone(),
+            _ => value(kind, row.job),
+        })
     }
 
     fn render_with(&self, text_of: impl Fn(char) -> String) -> String {
@@ -111,7 +115,6 @@ fn title(kind: char) -> &'static str {
 
 fn value(kind: char, j: &JobInfo) -> String {
     match kind {
-        'i' => j.job_ref().to_string(),
         'j' => j.name.clone(),
         'u' => j.user.clone(),
         'q' | 'P' => j.queue.clone(),

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod format;
+pub mod rows;
 pub mod table;
 pub mod vacct;
 pub mod vdel;

@@ -62,6 +62,10 @@ pub struct Args {
     /// No header line above the jobs.
     #[arg(long)]
     pub noheader: bool,
+    /// Every task of an array on its own line (by default the queued tasks that wait for the
+    /// same reason share one, `12[4-99]`, as squeue shows them).
+    #[arg(short = 'r', long = "array")]
+    pub array: bool,
     /// The daemon's socket (default: $VJOB_SOCKET, else /run/vjob/vjobd.sock).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -210,6 +214,7 @@ fn run(args: &Args, layout: Option<&crate::format::Layout>, client: &mut Client)
     for r in &missing {
         eprintln!("vstat: no job {r}");
     }
+    let rows = crate::rows::rows(&jobs, !args.array);
     let text = match (layout, args.full) {
         (Some(l), _) => {
             let mut t = String::new();
@@ -217,15 +222,15 @@ fn run(args: &Args, layout: Option<&crate::format::Layout>, client: &mut Client)
                 t.push_str(&l.header());
                 t.push('\n');
             }
-            for j in &jobs {
-                t.push_str(&l.line(j));
+            for r in &rows {
+                t.push_str(&l.line(r));
                 t.push('\n');
             }
             t
         }
         (None, true) => full(&jobs),
-        (None, false) if args.noheader => jobs_table(&jobs).lines().skip(2).map(|l| format!("{l}\n")).collect(),
-        (None, false) => jobs_table(&jobs),
+        (None, false) if args.noheader => jobs_table(&rows).lines().skip(2).map(|l| format!("{l}\n")).collect(),
+        (None, false) => jobs_table(&rows),
     };
     out(&text);
     if !missing.is_empty() {
@@ -357,12 +362,12 @@ fn shares_table(users: &[vjob_api::ShareInfo], half_life_s: f64) -> String {
     s
 }
 
-pub fn jobs_table(jobs: &[JobInfo]) -> String {
-    let rows: Vec<Vec<String>> = jobs
+pub fn jobs_table(rows: &[crate::rows::Row]) -> String {
+    let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|j| {
+        .map(|crate::rows::Row { job: j, id }| {
             vec![
-                j.job_ref().to_string(),
+                id.clone(),
                 j.name.clone(),
                 j.user.clone(),
                 j.queue.clone(),

@@ -58,7 +58,8 @@ pub struct Args {
     #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
     pub sim_exit_code: Option<String>,
     /// What the job waits for, as Slurm spells it: `afterok:12:13`, `afterany`, `afternotok`,
-    /// `after` (started), `singleton`; `,` joins terms that must all hold, `?` any one.
+    /// `after` (started), `singleton`; `,` joins terms that must all hold, `?` any one; an
+    /// array's id means all of its tasks, `12[3]` one.
     #[arg(short = 'd', long, value_name = "DEPENDENCY")]
     pub dependency: Option<String>,
     /// Cancel the job when its dependency can never be met (else it stays queued, saying so).

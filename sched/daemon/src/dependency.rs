@@ -2,7 +2,8 @@
 //! a job waits in the queue until they are met, and one that can never be met stays queued with
 //! that reason, or is cancelled when it was submitted with `--kill-on-invalid-dep`.
 //!
-//! - `after:ID[:ID...]`: each has started (or was cancelled before it could);
+//! - `after:ID[:ID...]`: each has started (or was cancelled before it could); an ID is a job,
+//!   an array (all of its tasks) or one task (`12[3]`, or `12_3` as Slurm writes it);
 //! - `afterok`: each completed with exit code 0; `afternotok`: each ended otherwise (failed,
 //!   cancelled, or a non-zero exit); `afterany`: each ended;
 //! - `singleton`: no job of the same user and name submitted before it is still unfinished;
@@ -13,6 +14,7 @@
 //! before each decision.
 
 use serde::{Deserialize, Serialize};
+use vjob_api::array::JobRef;
 use vjob_api::JobState;
 
 use crate::core_loop::{now_ms, Core};
@@ -32,10 +34,12 @@ pub struct Dependency {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Term {
-    After(Vec<u64>),
-    AfterOk(Vec<u64>),
-    AfterNotOk(Vec<u64>),
-    AfterAny(Vec<u64>),
+    /// The jobs named: as given until [`Dependency::resolve`], plain job ids after it (records
+    /// written before tasks could be named hold bare numbers, which read the same).
+    After(Vec<JobRef>),
+    AfterOk(Vec<JobRef>),
+    AfterNotOk(Vec<JobRef>),
+    AfterAny(Vec<JobRef>),
     Singleton,
 }
 
@@ -71,7 +75,7 @@ impl Dependency {
     }
 
     /// The jobs it names.
-    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+    pub fn ids(&self) -> impl Iterator<Item = JobRef> + '_ {
         self.terms
             .iter()
             .flat_map(|t| match t {
@@ -81,17 +85,19 @@ impl Dependency {
             .copied()
     }
 
-    /// Replaces each id that `tasks` knows as an array's by the ids of its tasks (at
-    /// submission: an array's id means all of its tasks, and they are fixed from then on).
-    pub fn expand<'t>(&mut self, tasks: impl Fn(u64) -> Option<&'t [u64]>) {
+    /// Replaces each reference by the job ids it means (`jobs_of`: an array's id means every
+    /// one of its tasks, fixed from submission on; `12[3]` one task), or says which names none.
+    pub fn resolve<E>(&mut self, jobs_of: impl Fn(JobRef) -> Result<Vec<u64>, E>) -> Result<(), E> {
         for t in &mut self.terms {
             if let Term::After(ids) | Term::AfterOk(ids) | Term::AfterNotOk(ids) | Term::AfterAny(ids) = t {
-                *ids = ids
-                    .iter()
-                    .flat_map(|&id| tasks(id).map_or_else(|| vec![id], <[u64]>::to_vec))
-                    .collect();
+                let mut plain = Vec::with_capacity(ids.len());
+                for r in ids.iter() {
+                    plain.extend(jobs_of(*r)?.into_iter().map(JobRef::job));
+                }
+                *ids = plain;
             }
         }
+        Ok(())
     }
 
     /// Where it stands for job `me`, with `jobs` the records.
@@ -130,15 +136,14 @@ impl Dependency {
 fn term(text: &str) -> Result<Term, String> {
     let mut parts = text.trim().split(':');
     let kind = parts.next().unwrap_or("");
-    let ids = || -> Result<Vec<u64>, String> {
-        let ids: Vec<u64> = parts
+    let ids = || -> Result<Vec<JobRef>, String> {
+        let ids: Vec<JobRef> = parts
             .clone()
             .map(|p| {
-                let p = p.split('.').next().unwrap_or(p);
                 if p.contains('+') {
                     return Err(format!("`{p}`: a delay after a job (+minutes) is not supported"));
                 }
-                p.parse::<u64>().map_err(|_| format!("`{p}` is not a job id"))
+                p.parse::<JobRef>()
             })
             .collect::<Result<_, _>>()?;
         if ids.is_empty() {
@@ -163,9 +168,9 @@ fn term(text: &str) -> Result<Term, String> {
 
 fn term_status(t: &Term, me: &Job, jobs: &std::collections::BTreeMap<u64, Job>) -> Status {
     let ok = |j: &Job| j.state == JobState::Completed && j.exit_code == Some(0);
-    let check = |ids: &[u64], what: &str, met: &dyn Fn(&Job) -> bool, never: &dyn Fn(&Job) -> bool| {
+    let check = |ids: &[JobRef], what: &str, met: &dyn Fn(&Job) -> bool, never: &dyn Fn(&Job) -> bool| {
         let mut waiting = Vec::new();
-        for id in ids {
+        for JobRef { id, .. } in ids {
             let Some(j) = jobs.get(id) else {
                 return Status::Never(format!("job {id} does not exist"));
             };
@@ -250,20 +255,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn terms_parse_as_slurm_writes_them_and_bad_ones_say_why() {
+    fn terms_parse_as_slurm_writes_them() {
         let d = Dependency::parse("afterok:12:13.server,afterany:14").unwrap();
         assert!(d.all);
-        assert_eq!(d.terms, vec![Term::AfterOk(vec![12, 13]), Term::AfterAny(vec![14])]);
+        let jobs = |ids: &[u64]| ids.iter().map(|&id| JobRef::job(id)).collect::<Vec<_>>();
+        assert_eq!(
+            d.terms,
+            vec![Term::AfterOk(jobs(&[12, 13])), Term::AfterAny(jobs(&[14]))]
+        );
         let d = Dependency::parse("afternotok:1?singleton").unwrap();
         assert!(!d.all);
-        assert_eq!(d.terms, vec![Term::AfterNotOk(vec![1]), Term::Singleton]);
-        assert_eq!(d.ids().collect::<Vec<_>>(), vec![1]);
-        let mut d = Dependency::parse("afterok:12:3").unwrap();
-        d.expand(|id| (id == 3).then_some([3u64, 4, 5].as_slice()));
-        assert_eq!(d.terms, vec![Term::AfterOk(vec![12, 3, 4, 5])]);
+        assert_eq!(d.terms, vec![Term::AfterNotOk(jobs(&[1])), Term::Singleton]);
+        assert_eq!(d.ids().collect::<Vec<_>>(), jobs(&[1]));
+        let d = Dependency::parse("afterany:7[2]:7_3:8[4].server").unwrap();
+        let tasks = vec![JobRef::task(7, 2), JobRef::task(7, 3), JobRef::task(8, 4)];
+        assert_eq!(d.terms, vec![Term::AfterAny(tasks)]);
+    }
+
+    #[test]
+    fn resolving_replaces_arrays_and_tasks_by_job_ids() {
+        // Array 3 has tasks 3, 4, 5 (indices 0, 1, 2); job 12 is a plain job.
+        let jobs_of = |r: JobRef| match (r.id, r.index) {
+            (3, None) => Ok(vec![3, 4, 5]),
+            (3, Some(i)) if i < 3 => Ok(vec![3 + u64::from(i)]),
+            (12, None) => Ok(vec![12]),
+            _ => Err(format!("no job {r}")),
+        };
+        let mut d = Dependency::parse("afterok:12:3,afterany:3[2]").unwrap();
+        d.resolve(jobs_of).unwrap();
+        let plain = |ids: &[u64]| ids.iter().map(|&id| JobRef::job(id)).collect::<Vec<_>>();
+        assert_eq!(
+            d.terms,
+            vec![Term::AfterOk(plain(&[12, 3, 4, 5])), Term::AfterAny(plain(&[5]))]
+        );
+        let mut d = Dependency::parse("afterok:3[7]").unwrap();
+        assert_eq!(d.resolve(jobs_of).unwrap_err(), "no job 3[7]");
+    }
+
+    #[test]
+    fn records_written_with_bare_numbers_still_read() {
+        let d: Dependency = serde_json::from_str(r#"{"all":true,"terms":[{"after_ok":[4,5]}]}"#).unwrap();
+        assert_eq!(d.terms, vec![Term::AfterOk(vec![JobRef::job(4), JobRef::job(5)])]);
+    }
+
+    #[test]
+    fn bad_terms_say_why() {
         for (bad, says) in [
             ("afterok", "needs job ids"),
             ("afterok:x", "`x` is not a job id"),
+            ("afterok:3[x]", "`3[x]` is not a job id"),
             ("before:1", "unknown kind `before`"),
             ("afterok:1,afterany:2?after:3", "not both"),
             ("after:1+5", "delay"),

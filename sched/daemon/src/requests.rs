@@ -187,11 +187,8 @@ impl Core {
             crate::spec::from_submission(&file, &req.spec, &req.files, &req.flags, req.ignore_unknown_directives)
                 .map_err(ApiError::invalid)?;
         if let Some(dep) = spec.dependency.as_mut() {
-            if let Some(missing) = dep.ids().find(|id| !self.rec.jobs.contains_key(id)) {
-                return Err(ApiError::invalid(format!("{file}: --dependency: no job {missing}")));
-            }
-            // An array's id means every one of its tasks.
-            dep.expand(|id| self.arrays.get(&id).map(Vec::as_slice));
+            dep.resolve(|r| self.resolve(r))
+                .map_err(|e| ApiError::invalid(format!("{file}: --dependency: {}", e.message)))?;
         }
         let array = spec.array.take();
         let rules = self.placement_of(&mut spec)?;
