@@ -8,7 +8,7 @@
 //! what occupies the nodes, the constraints of node states and manual moves, and every VM of a
 //! candidate as the decision wants it ([`DecisionInstance`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use vjob_hypervisor::DurationModel;
 
@@ -239,6 +239,18 @@ pub struct Board {
     /// Per node: what occupies it outside the vjobs.
     load: Vec<Vec<LoadInput>>,
     vjobs: BTreeMap<u64, Entry>,
+    /// The vjobs not running (waiting, suspended, paused): all that FCFS and EASY consider.
+    not_running: BTreeSet<u64>,
+    /// What runs, as (expected end, cpus, vjob), in order: EASY's reservations read it.
+    running_ends: BTreeSet<(u64, u64, u64)>,
+    /// The vjobs an administrator suspended.
+    admin_suspended: BTreeSet<u64>,
+    /// Running vjobs with VMs to place again (their node going offline).
+    running_misplaced: BTreeSet<u64>,
+    /// Vjobs of arrays with a throttle: their running tasks count against it.
+    group_limited: usize,
+    /// Per resource, what the eligible vjobs waiting or suspended need together.
+    queued_demand: Vec<u64>,
     /// Per node: the vjobs' VMs there, (vjob, VM index).
     on_node: Vec<Vec<(u64, usize)>>,
     /// What a paused VM keeps on its node.
@@ -257,6 +269,15 @@ pub struct Board {
 }
 
 impl Entry {
+    /// Where it stands among what runs for EASY's reservations: (expected end, cpus, vjob).
+    fn running_end(&self) -> Option<(u64, u64, u64)> {
+        let v = &self.input;
+        (self.standing == Standing::Running && !v.admin_suspend).then(|| {
+            let cpus = v.demand.total(crate::resources::CPU, v.vms.len());
+            (v.expected_end_ms.unwrap_or(u64::MAX), cpus, v.id)
+        })
+    }
+
     /// Whether a decision may have something to do about it.
     fn unsettled(&self) -> bool {
         self.input.admin_suspend || self.standing != Standing::Running || self.placed.len() < self.input.vms.len()
@@ -300,6 +321,12 @@ impl Board {
             nodes,
             load: vec![Vec::new(); n],
             vjobs: BTreeMap::new(),
+            not_running: BTreeSet::new(),
+            running_ends: BTreeSet::new(),
+            admin_suspended: BTreeSet::new(),
+            running_misplaced: BTreeSet::new(),
+            group_limited: 0,
+            queued_demand: vec![0; r],
             on_node: vec![Vec::new(); n],
             rule,
             datacenter: Vec::new(),
@@ -388,6 +415,7 @@ impl Board {
         if entry.input.rules.is_some() {
             self.constrained += 1;
         }
+        self.index(&entry, true);
         self.vjobs.insert(entry.input.id, entry);
     }
 
@@ -400,6 +428,7 @@ impl Board {
         if e.input.rules.is_some() {
             self.constrained -= 1;
         }
+        self.index(&e, false);
         for &(vm, h) in &e.placed {
             self.placer.vacate(h, &e.held(vm, self.rule.as_ref()));
         }
@@ -407,6 +436,45 @@ impl Board {
             if let VmAt::Running(h) | VmAt::Paused(h) = *at {
                 self.on_node[h as usize].retain(|&(j, _)| j != id);
             }
+        }
+    }
+
+    /// Adds (or takes away) an entry to the indexes the policies read instead of every vjob.
+    fn index(&mut self, e: &Entry, add: bool) {
+        let id = e.input.id;
+        let misplaced = e.standing == Standing::Running && e.placed.len() < e.input.vms.len();
+        let sets = [
+            (&mut self.not_running, e.standing != Standing::Running),
+            (&mut self.admin_suspended, e.input.admin_suspend),
+            (&mut self.running_misplaced, misplaced && !e.input.admin_suspend),
+        ];
+        for (set, member) in sets {
+            if member && add {
+                set.insert(id);
+            } else if member {
+                set.remove(&id);
+            }
+        }
+        let v = &e.input;
+        if matches!(e.standing, Standing::Waiting | Standing::Suspended) && v.eligible && !v.admin_suspend {
+            for (k, total) in self.queued_demand.iter_mut().enumerate() {
+                match add {
+                    true => *total += v.demand.total(k, v.vms.len()),
+                    false => *total -= v.demand.total(k, v.vms.len()),
+                }
+            }
+        }
+        if e.input.group_limit.is_some() {
+            match add {
+                true => self.group_limited += 1,
+                false => self.group_limited -= 1,
+            }
+        }
+        if let Some(end) = e.running_end() {
+            match add {
+                true => self.running_ends.insert(end),
+                false => self.running_ends.remove(&end),
+            };
         }
     }
 
@@ -442,9 +510,9 @@ impl Board {
             };
         }
         let mut decision = self.policy_decision(policy);
-        for e in self.vjobs.values().filter(|e| e.input.admin_suspend) {
-            decision.suspend.push((e.input.id, None));
-        }
+        decision
+            .suspend
+            .extend(self.admin_suspended.iter().map(|&id| (id, None)));
         let nothing = decision.run.is_empty() && decision.suspend.is_empty() && decision.pause.is_empty();
         let misplaced = self.misplaced();
         if nothing && ask.moves.is_empty() && !misplaced && !ask.always_plan {
@@ -478,10 +546,19 @@ impl Board {
     }
 
     /// The policy, on the candidates and the committed loads; what it takes is rolled back.
+    /// FCFS and EASY never touch what runs: their candidates are the vjobs that do not. The
+    /// context switch looks at what runs only when it must (see [`Board::admits_all`]).
     fn policy_decision(&mut self, policy: &PolicyChoice) -> Decision {
-        let cands: Vec<Candidate<'_>> = self
-            .vjobs
-            .values()
+        if let PolicyChoice::ContextSwitch(limits) = policy {
+            if let Some(decision) = self.admits_all(limits) {
+                return decision;
+            }
+        }
+        let entries: Box<dyn Iterator<Item = &Entry>> = match policy {
+            PolicyChoice::ContextSwitch(_) => Box::new(self.vjobs.values()),
+            _ => Box::new(self.not_running.iter().map(|id| &self.vjobs[id])),
+        };
+        let cands: Vec<Candidate<'_>> = entries
             .filter(|e| !e.input.admin_suspend)
             .map(|e| candidate(e))
             .collect();
@@ -489,11 +566,48 @@ impl Board {
         let mark = placer.mark();
         let decision = match policy {
             PolicyChoice::Fcfs => policy::fcfs(&cands, placer),
-            PolicyChoice::Easy { now } => policy::easy(&cands, placer, *now, crate::resources::CPU),
+            PolicyChoice::Easy { now } => {
+                let running = self.running_ends.iter().map(|&(end, cpus, _)| (end, cpus));
+                policy::easy(&cands, running, placer, *now, crate::resources::CPU)
+            }
             PolicyChoice::ContextSwitch(limits) => policy::context_switch(&cands, placer, limits),
         };
         placer.rollback(mark);
         decision
+    }
+
+    /// The context switch's decision when it starts every vjob that does not run into room
+    /// that is free, in order, and changes nothing else: then the vjobs that run play no part
+    /// (they are passed over, and their VMs are in the placer's loads), so the policy is run on
+    /// the others alone. `None` when one of them would wait, preempt, move VMs or boot nodes,
+    /// or when running vjobs count against limits or have VMs to place again: the caller runs
+    /// the policy on every vjob.
+    fn admits_all(&mut self, limits: &Limits) -> Option<Decision> {
+        let limited = limits.queues.values().any(|(q, u)| q.is_some() || u.is_some());
+        if limited || self.group_limited > 0 || !self.running_misplaced.is_empty() {
+            return None;
+        }
+        // More than the free room together: some would wait, known without placing any.
+        if !self.placer.room_for(&[&self.queued_demand]) {
+            return None;
+        }
+        let cands: Vec<Candidate<'_>> = (self.not_running.iter())
+            .map(|id| &self.vjobs[id])
+            .filter(|e| !e.input.admin_suspend)
+            .map(candidate)
+            .collect();
+        let mark = self.placer.mark();
+        let decision = policy::context_switch(&cands, &mut self.placer, limits);
+        self.placer.rollback(mark);
+        let eligible = cands.iter().filter(|c| c.eligible).count();
+        let all_started = decision.run.len() == eligible && decision.placed.len() == eligible;
+        let nothing_else = decision.waiting.is_empty()
+            && decision.suspend.is_empty()
+            && decision.pause.is_empty()
+            && decision.migrate.is_empty()
+            && decision.boot.is_empty()
+            && decision.short_of_room.is_empty();
+        (all_started && nothing_else).then_some(decision)
     }
 
     /// Whether a decision only starts or resumes vjobs whose VMs are all away from nodes (so
@@ -560,10 +674,9 @@ impl Board {
         nodes: &[NodeIdx],
         whole: bool,
     ) -> (Instance, Vec<Option<(u64, usize)>>) {
-        let mut local = vec![NO_NODE; self.nodes.len()];
+        let local = Local(nodes);
         let mut model = Model::cpu_and_memory();
-        for (i, &n) in nodes.iter().enumerate() {
-            local[n as usize] = i as NodeIdx;
+        for &n in nodes {
             let node = &self.nodes[n as usize];
             model.add_node(node.name.clone(), true, &node.capacity);
         }
@@ -571,7 +684,7 @@ impl Board {
         let mut vm_refs = Vec::new();
         for &n in nodes {
             for l in &self.load[n as usize] {
-                let v = model.add_vm(l.name.clone(), VmState::Running, local[n as usize], &l.demand);
+                let v = model.add_vm(l.name.clone(), VmState::Running, local.of(n), &l.demand);
                 constraints.push(Constraint::Root { vm: v });
                 vm_refs.push(None);
             }
@@ -580,8 +693,8 @@ impl Board {
         for e in self.in_decision_order(decision, nodes, whole) {
             for i in 0..e.input.vms.len() {
                 let (state, host, paused) = match e.input.vms.get(i) {
-                    VmAt::Running(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], false),
-                    VmAt::Paused(h) if local[h as usize] != NO_NODE => (VmState::Running, local[h as usize], true),
+                    VmAt::Running(h) if local.of(h) != NO_NODE => (VmState::Running, local.of(h), false),
+                    VmAt::Paused(h) if local.of(h) != NO_NODE => (VmState::Running, local.of(h), true),
                     VmAt::Sleeping => (VmState::Sleeping, NO_NODE, false),
                     VmAt::NotStarted => (VmState::Ready, NO_NODE, false),
                     _ => continue,
@@ -610,23 +723,23 @@ impl Board {
             if let Some(v) = vm_refs.iter().position(|r| *r == Some((*id, *i))) {
                 build.constraints.push(Constraint::Fence {
                     vms: vec![v as VmIdx],
-                    nodes: vec![local[*node as usize]],
+                    nodes: vec![local.of(*node)],
                 });
             }
         }
-        self.fence_migrations(decision, &vm_refs, &local, &mut build.constraints);
-        self.placement_constraints(&vm_refs, &local, &mut build.constraints);
+        self.fence_migrations(decision, &vm_refs, local, &mut build.constraints);
+        self.placement_constraints(&vm_refs, local, &mut build.constraints);
         (build.finish(ask.durations), vm_refs)
     }
 
     /// The vjobs' placement rules and the datacenter's constraints, on the instance's VMs and
     /// nodes.
-    fn placement_constraints(&self, vm_refs: &[Option<(u64, usize)>], local: &[NodeIdx], out: &mut Vec<Constraint>) {
+    fn placement_constraints(&self, vm_refs: &[Option<(u64, usize)>], local: Local<'_>, out: &mut Vec<Constraint>) {
         if self.datacenter.is_empty() && self.constrained == 0 {
             return;
         }
         let index = instance_index(vm_refs);
-        let node = |n: NodeIdx| Some(local[n as usize]).filter(|&l| l != NO_NODE);
+        let node = |n: NodeIdx| Some(local.of(n)).filter(|&l| l != NO_NODE);
         for e in self.vjobs.values() {
             let Some(rules) = &e.input.rules else { continue };
             let id = e.input.id;
@@ -665,7 +778,7 @@ impl Board {
         &self,
         decision: &Decision,
         vm_refs: &[Option<(u64, usize)>],
-        local: &[NodeIdx],
+        local: Local<'_>,
         constraints: &mut Vec<Constraint>,
     ) {
         if decision.migrate.is_empty() {
@@ -676,7 +789,7 @@ impl Board {
             if let Some(&v) = index.get(&(id, i)) {
                 constraints.push(Constraint::Fence {
                     vms: vec![v],
-                    nodes: vec![local[node as usize]],
+                    nodes: vec![local.of(node)],
                 });
             }
         };
@@ -733,7 +846,7 @@ fn direct_plan(
 ) -> Option<Plan> {
     let placed: std::collections::HashMap<u64, &Vec<NodeIdx>> =
         decision.placed.iter().map(|(id, ns)| (*id, ns)).collect();
-    let local = |n: NodeIdx| nodes.binary_search(&n).ok().map(|i| i as NodeIdx);
+    let local = |n: NodeIdx| Some(Local(nodes).of(n)).filter(|&l| l != NO_NODE);
     let m = &inst.model;
     let mut target = m.clone();
     let mut actions = Vec::new();
@@ -767,6 +880,18 @@ fn direct_plan(
     let r = target.nres();
     let fits = (0..target.nodes()).all(|n| (0..r).all(|k| load[n * r + k] <= target.capacity(n as NodeIdx)[k]));
     fits.then_some(Plan { target, actions })
+}
+
+/// A planner instance's nodes, the cluster's nodes it spans in order: a node's index in the
+/// instance is found in the time of a binary search, with no table the size of the cluster.
+#[derive(Clone, Copy)]
+struct Local<'a>(&'a [NodeIdx]);
+
+impl Local<'_> {
+    /// Node `n`'s index in the instance, or `NO_NODE` when the instance leaves it out.
+    fn of(&self, n: NodeIdx) -> NodeIdx {
+        self.0.binary_search(&n).map_or(NO_NODE, |i| i as NodeIdx)
+    }
 }
 
 /// Where a vjob stands, and the nodes of its VMs that stay (a VM on a node going offline must
@@ -1189,6 +1314,152 @@ mod tests {
         assert_eq!(again, decide(&ns, &[], &vjobs, &[]));
         assert_eq!(again.decision.run, vec![2]);
         assert_eq!(again.nodes, vec![0], "only the node it resumes on");
+    }
+
+    /// A random board for [`the_policies_on_a_kept_board_decide_as_on_every_candidate`]: per
+    /// vjob (VMs, cpus per VM, standing, priority, estimate, flags).
+    /// With `offline`, node 0 is being left (its VMs are to be placed again).
+    fn random_board(nodes_n: usize, specs: &[(u8, u8, u8, u8, u8, u8)], offline: bool) -> Board {
+        let mut ns = nodes(nodes_n);
+        if offline {
+            (ns[0].offline, ns[0].accepts) = (true, false);
+        }
+        let mut board = Board::new(ns, None);
+        let mut free = vec![4u64; nodes_n];
+        for (id, &(vms, cpus, standing, priority, estimate, flags)) in specs.iter().enumerate() {
+            let (vms, cpus) = (1 + vms as usize % 3, 1 + cpus as u64 % 4);
+            let mut v = mixed(id as u64 + 1, (priority % 2) as i32, vec![], &vec![cpus; vms]);
+            v.priority = (priority / 2 % 4) as i32;
+            v.requested_ms = Some(100 * (1 + estimate as u64 % 20));
+            v.eligible = flags % 13 != 0;
+            v.admin_suspend = flags % 17 == 1;
+            v.group_limit = (flags % 5 == 2).then_some((1, 1));
+            v.protected = flags % 3 == 0;
+            v.vms = match standing % 3 {
+                // Running where its VMs fit, one per node from the first with room.
+                0 => {
+                    let hosts: Vec<VmAt> = (0..vms)
+                        .filter_map(|_| {
+                            let n = free.iter().position(|&f| f >= cpus)?;
+                            free[n] -= cpus;
+                            Some(VmAt::Running(n as NodeIdx))
+                        })
+                        .collect();
+                    v.expected_end_ms = Some(50 * (1 + estimate as u64 % 30));
+                    VmsAt::Each(hosts)
+                }
+                1 => VmsAt::Away {
+                    count: vms,
+                    sleeping: true,
+                },
+                _ => VmsAt::Away {
+                    count: vms,
+                    sleeping: false,
+                },
+            };
+            if v.vms.len() < vms {
+                // Not all of a running vjob's VMs found room: it waits instead.
+                v.vms = VmsAt::Away {
+                    count: vms,
+                    sleeping: false,
+                };
+                v.expected_end_ms = None;
+            }
+            board.upsert(v);
+        }
+        board
+    }
+
+    proptest::proptest! {
+        /// The board hands FCFS and EASY the vjobs that do not run (and EASY what runs as a
+        /// sorted index of ends), and the context switch only those when they all start into
+        /// free room: each decides as it does on every candidate.
+        #[test]
+        fn the_policies_on_a_kept_board_decide_as_on_every_candidate(
+            nodes_n in 2usize..6,
+            specs in proptest::collection::vec(proptest::prelude::any::<(u8, u8, u8, u8, u8, u8)>(), 1..10),
+            defragment in proptest::prelude::any::<bool>(),
+            offline in proptest::prelude::any::<bool>(),
+        ) {
+            let mut limits = Limits::default();
+            if defragment {
+                limits.defragment = Some(crate::policy::Defragment { now_ms: 0, durations: DurationModel::default() });
+            }
+            let policies = [
+                PolicyChoice::Fcfs,
+                PolicyChoice::Easy { now: 0 },
+                PolicyChoice::ContextSwitch(Box::new(limits)),
+            ];
+            for policy in &policies {
+                let mut board = random_board(nodes_n, &specs, offline);
+                let every = {
+                    let cands: Vec<Candidate<'_>> =
+                        board.vjobs.values().filter(|e| !e.input.admin_suspend).map(candidate).collect();
+                    let mut ends: Vec<(u64, u64)> = (cands.iter())
+                        .filter(|c| c.standing == Standing::Running)
+                        .map(|c| (c.expected_end_ms.unwrap_or(u64::MAX), c.demand.total(crate::resources::CPU, c.vms)))
+                        .collect();
+                    ends.sort_unstable();
+                    let placer = &mut board.placer;
+                    let mark = placer.mark();
+                    let every = match policy {
+                        PolicyChoice::Fcfs => policy::fcfs(&cands, placer),
+                        PolicyChoice::Easy { now } => policy::easy(&cands, ends, placer, *now, crate::resources::CPU),
+                        PolicyChoice::ContextSwitch(limits) => policy::context_switch(&cands, placer, limits),
+                    };
+                    placer.rollback(mark);
+                    every
+                };
+                let kept = board.policy_decision(policy);
+                proptest::prop_assert_eq!(kept, every, "{:?}", policy);
+            }
+        }
+    }
+
+    #[test]
+    fn easy_on_a_kept_board_reserves_by_what_runs_as_last_told() {
+        // Two 4-cpu nodes; vjobs 1 and 2 run with 2 cpus each, expected to end at t=100 and
+        // t=1000. The head (vjob 3) needs both nodes whole; vjob 4 (2 cpus, 1500 ms) may
+        // backfill only if it ends before the head's reservation.
+        let ns = nodes(2);
+        let mut vjobs = vec![
+            mixed(1, 0, vec![VmAt::Running(0)], &[2]),
+            mixed(2, 0, vec![VmAt::Running(1)], &[2]),
+            vjob(3, 0, vec![VmAt::NotStarted, VmAt::NotStarted]),
+            mixed(4, 0, vec![VmAt::NotStarted], &[2]),
+        ];
+        vjobs[0].expected_end_ms = Some(100);
+        vjobs[1].expected_end_ms = Some(1000);
+        vjobs[2].requested_ms = Some(1000);
+        vjobs[3].requested_ms = Some(1500);
+        let policy = PolicyChoice::Easy { now: 0 };
+        let durations = DurationModel::default();
+        let ask = touched(&durations);
+        let fresh = |vjobs: &[VjobInput]| {
+            let mut board = Board::new(ns.clone(), None);
+            vjobs.iter().for_each(|v| board.upsert(v.clone()));
+            board.decide(&policy, &ask)
+        };
+        let mut board = Board::new(ns.clone(), None);
+        vjobs.iter().for_each(|v| board.upsert(v.clone()));
+        // Both running vjobs must end for the head: reserved at t=1000, which vjob 4 would delay.
+        let first = board.decide(&policy, &ask);
+        assert!(first.decision.run.is_empty(), "{:?}", first.decision);
+        // Vjob 1 is now expected to end at t=2000 (its record changed): the reservation moves
+        // to t=2000 and vjob 4 backfills. A board that kept vjob 1's old end would not.
+        vjobs[0].expected_end_ms = Some(2000);
+        board.upsert(vjobs[0].clone());
+        let second = board.decide(&policy, &ask);
+        assert_eq!(second, fresh(&vjobs));
+        assert_eq!(second.decision.run, vec![4]);
+        // Vjob 1 ends and vjob 2 is suspended by hand: both nodes are free for the head.
+        board.remove(1);
+        vjobs.remove(0);
+        vjobs[0].admin_suspend = true;
+        board.upsert(vjobs[0].clone());
+        let third = board.decide(&policy, &ask);
+        assert_eq!(third, fresh(&vjobs));
+        assert_eq!(third.decision.suspend, vec![(2, None)]);
     }
 
     #[test]

@@ -154,8 +154,11 @@ struct JobState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     /// Ends of actions come first at equal times: resources freed are seen by what follows.
+    /// One event for all of a job's actions that end at the same time (a vjob's VMs boot
+    /// together).
     ActionEnd {
         job: u32,
+        actions: u32,
     },
     Finish {
         job: u32,
@@ -253,6 +256,10 @@ struct Sim<'a> {
     seg_start: Vec<u64>,
     /// Jobs submitted and not done, in submission order.
     active: std::collections::BTreeSet<u32>,
+    /// Jobs waiting, suspended or paused: those whose expansion factor grows with time.
+    queue: std::collections::BTreeSet<u32>,
+    /// Protections against preemption not lapsed yet as the board last saw them: (until, job).
+    protections: std::collections::BTreeSet<(u64, u32)>,
     tick_pending: bool,
     power: Vec<PowerState>,
     /// When each node's boot began.
@@ -303,9 +310,11 @@ impl Sim<'_> {
         let cores = self.jobs[j].procs as u64;
         if matches!(old, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued -= 1;
+            self.queue.remove(&(j as u32));
         }
         if matches!(phase, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued += 1;
+            self.queue.insert(j as u32);
         }
         if old == Phase::Running {
             self.busy_cores -= cores;
@@ -401,7 +410,12 @@ impl Sim<'_> {
             }
         }
         if matches!(self.cfg.policy, PolicyKind::Vjob | PolicyKind::Ss) && self.board.unsettled() {
-            for &j in &self.active {
+            // A running vjob's expansion factor stays what it was when it started (it waits no
+            // longer): only its protection lapses with time.
+            let still = self.protections.split_off(&(now + 1, 0));
+            let lapsed = std::mem::replace(&mut self.protections, still);
+            let due = self.queue.iter().copied().chain(lapsed.into_iter().map(|(_, j)| j));
+            for j in due.collect::<Vec<u32>>() {
                 let (p, protected) = (
                     self.priority(j as usize, now),
                     now < self.st[j as usize].protected_until,
@@ -541,12 +555,11 @@ impl Sim<'_> {
         let cfg = self.cfg;
         // Pauses give the processors back at once (a pause takes milliseconds); unpauses take
         // them back and end after a pause's duration.
-        let was_paused: std::collections::HashSet<usize> = self
-            .active
-            .iter()
-            .map(|&j| j as usize)
-            .filter(|&j| self.st[j].phase == Phase::Paused)
-            .collect();
+        let paused_now: Vec<usize> = decision.pause.iter().map(|&(id, _)| id as usize).collect();
+        // Paused before this decision (a decision only pauses what runs).
+        let was_paused = |st: &[JobState], j: usize| st[j].phase == Phase::Paused && !paused_now.contains(&j);
+        // When each action ends, as (time, job).
+        let mut ends: Vec<(u64, u32)> = Vec::new();
         for &(id, _) in &decision.pause {
             let j = id as usize;
             if self.st[j].phase != Phase::Running {
@@ -561,13 +574,13 @@ impl Sim<'_> {
         }
         for &id in &decision.run {
             let j = id as usize;
-            if !was_paused.contains(&j) {
+            if !was_paused(&self.st, j) {
                 continue;
             }
             for _ in 0..self.st[j].vms {
                 self.st[j].pending_actions += 1;
                 self.plan_in_flight += 1;
-                self.push(now + cfg.durations.pause(), Event::ActionEnd { job: id as u32 });
+                ends.push((now + cfg.durations.pause(), id as u32));
             }
             self.set_phase(j, Phase::Starting, now);
         }
@@ -594,7 +607,7 @@ impl Sim<'_> {
                         self.st[ju].preempted = true;
                         self.set_phase(ju, Phase::Suspending, now);
                     }
-                    if was_paused.contains(&ju) {
+                    if was_paused(&self.st, ju) {
                         self.set_phase(ju, Phase::Suspending, now);
                     }
                 }
@@ -618,7 +631,18 @@ impl Sim<'_> {
             }
             self.st[ju].pending_actions += 1;
             self.plan_in_flight += 1;
-            self.push(now + a.end, Event::ActionEnd { job: j });
+            ends.push((now + a.end, j));
+        }
+        ends.sort_unstable();
+        for same in ends.chunk_by(|a, b| a == b) {
+            let (t, job) = same[0];
+            self.push(
+                t,
+                Event::ActionEnd {
+                    job,
+                    actions: same.len() as u32,
+                },
+            );
         }
         self.sample(now);
     }
@@ -807,16 +831,17 @@ impl Sim<'_> {
                 self.set_phase(j, Phase::Done, now);
                 self.dirty = true;
             }
-            Event::ActionEnd { job } => {
+            Event::ActionEnd { job, actions } => {
                 let j = job as usize;
-                self.st[j].pending_actions -= 1;
-                self.plan_in_flight -= 1;
+                self.st[j].pending_actions -= actions;
+                self.plan_in_flight -= actions;
                 if self.st[j].pending_actions == 0 {
                     match self.st[j].phase {
                         Phase::Suspending => self.set_phase(j, Phase::Suspended, now),
                         Phase::Starting => {
                             if self.st[j].preempted && self.cfg.policy == PolicyKind::Vjob {
                                 self.st[j].protected_until = now + self.cfg.quantum_ms;
+                                self.protections.insert((self.st[j].protected_until, job));
                             }
                             self.st[j].run_since = now;
                             let epoch = self.st[j].epoch;
@@ -901,6 +926,8 @@ impl<'a> Sim<'a> {
             },
             seg_start: vec![0; jobs.len()],
             active: Default::default(),
+            queue: Default::default(),
+            protections: Default::default(),
             tick_pending: false,
             power: vec![PowerState::On; cfg.nodes as usize],
             empty_since: vec![None; cfg.nodes as usize],

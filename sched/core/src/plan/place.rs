@@ -210,6 +210,11 @@ impl Placer {
         }
     }
 
+    /// The room of resource `k` left on the open nodes together.
+    pub fn free(&self, k: usize) -> u64 {
+        self.free_total[k]
+    }
+
     /// Whether `n` takes new VMs.
     pub fn accepts(&self, n: NodeIdx) -> bool {
         !self.closed[n as usize]

@@ -348,21 +348,22 @@ pub fn fcfs(cands: &[Candidate<'_>], placer: &mut Placer) -> Decision {
 /// ahead if they fit now and either end before that time or leave enough room for it. No
 /// preemption. Resource counts for the reservation are aggregate (`rc` = the resource counted,
 /// e.g. cpu); fits are checked node by node.
-pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -> Decision {
+///
+/// `running` is what runs, as (expected end, amount of `rc` it frees), in order of end: the
+/// caller keeps it across decisions (the board does), so that a decision costs the vjobs that
+/// wait, not those that run. Running vjobs among `cands` are passed over.
+pub fn easy(
+    cands: &[Candidate<'_>],
+    running: impl IntoIterator<Item = (u64, u64)>,
+    placer: &mut Placer,
+    now: u64,
+    rc: usize,
+) -> Decision {
     let mut decision = Decision::default();
-    let total_free = |p: &Placer| -> u64 {
-        (0..p.nodes() as NodeIdx)
-            .filter(|&n| p.accepts(n))
-            .map(|n| p.capacity(n)[rc].saturating_sub(p.load(n)[rc]))
-            .sum()
-    };
     let size = |c: &Candidate<'_>| -> u64 { c.demand.total(rc, c.vms) };
-    // Expected ends of what runs, as (time, amount freed).
-    let mut ends: Vec<(u64, u64)> = cands
-        .iter()
-        .filter(|c| c.standing == Standing::Running)
-        .map(|c| (c.expected_end_ms.unwrap_or(u64::MAX), size(c)))
-        .collect();
+    // Expected ends of what this decision starts, as (time, amount freed).
+    let mut started: Vec<(u64, u64)> = Vec::new();
+    let mut running = Some(running);
     let mut reservation: Option<(u64, u64)> = None;
     for i in order(cands) {
         let c = &cands[i];
@@ -378,23 +379,13 @@ pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -
                 if let Some(nodes) = place(placer, c, &demands) {
                     decision.run.push(c.id);
                     decision.placed.push((c.id, nodes));
-                    ends.push((estimate_end, size(c)));
+                    started.push((estimate_end, size(c)));
                     continue;
                 }
                 // The head: reserve the earliest time enough is expected to be free.
-                ends.sort_unstable();
-                let need = size(c);
-                let mut free = total_free(placer);
-                let mut shadow = u64::MAX;
-                for &(t, amount) in &ends {
-                    if free >= need {
-                        break;
-                    }
-                    free += amount;
-                    shadow = t;
-                }
-                let extra = free.saturating_sub(need);
-                reservation = Some((shadow, extra));
+                started.sort_unstable();
+                let ends = merge_sorted(running.take().into_iter().flatten(), started.iter().copied());
+                reservation = Some(shadow(ends, placer.free(rc), size(c)));
                 decision
                     .waiting
                     .push((c.id, "waiting for resources (holds the reservation)".into()));
@@ -424,6 +415,30 @@ pub fn easy(cands: &[Candidate<'_>], placer: &mut Placer, now: u64, rc: usize) -
     decision
 }
 
+/// EASY's reservation for a head that needs `need` with `free` free now: the earliest end
+/// (of `ends`, in order) by which enough is expected to be free, and what is left over then.
+fn shadow(ends: impl Iterator<Item = (u64, u64)>, mut free: u64, need: u64) -> (u64, u64) {
+    let mut shadow = u64::MAX;
+    for (t, amount) in ends {
+        if free >= need {
+            break;
+        }
+        free += amount;
+        shadow = t;
+    }
+    (shadow, free.saturating_sub(need))
+}
+
+/// Two sorted sequences as one, in order.
+fn merge_sorted<T: Ord + Copy>(a: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> impl Iterator<Item = T> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +450,16 @@ mod tests {
             m.add_node(format!("n{i}"), true, &[4, 8]);
         }
         m
+    }
+
+    /// What runs among `cands`, as [`easy`] takes it: (expected end, amount of `rc`), in order.
+    fn running_ends(cands: &[Candidate<'_>], rc: usize) -> Vec<(u64, u64)> {
+        let mut ends: Vec<(u64, u64)> = (cands.iter())
+            .filter(|c| c.standing == Standing::Running)
+            .map(|c| (c.expected_end_ms.unwrap_or(u64::MAX), c.demand.total(rc, c.vms)))
+            .collect();
+        ends.sort_unstable();
+        ends
     }
 
     /// A candidate whose slices live as long as the test (leaked).
@@ -770,7 +795,7 @@ mod tests {
         assert!(d.run.is_empty(), "the head does not fit: nothing starts");
         let mut m = cluster(2);
         let mut p = placer(&mut m, &cands);
-        let d = easy(&cands, &mut p, 0, 0);
+        let d = easy(&cands, running_ends(&cands, 0), &mut p, 0, 0);
         // The head is reserved for t=100; the short job ends before, the long one would delay it.
         assert_eq!(d.run, vec![3]);
     }
