@@ -26,7 +26,10 @@ pub struct Placer {
     load: Vec<u64>,
     /// Load as of now (before any departure), to prefer nodes where an action can start at once.
     load_now: Vec<u64>,
-    undo: Vec<(NodeIdx, Vec<u64>, bool)>,
+    /// Takes (true) and releases since the last commit, as (node, added); their demands follow
+    /// one another in `undo_demand`, `nres` values each (one buffer, not one allocation a step).
+    undo: Vec<(NodeIdx, bool)>,
+    undo_demand: Vec<u64>,
     /// Per resource, the room left on the open nodes together: a group that needs more cannot
     /// fit, which is known without looking at a node.
     free_total: Vec<u64>,
@@ -102,6 +105,7 @@ impl Placer {
             load,
             load_now,
             undo: Vec::new(),
+            undo_demand: Vec::new(),
             free_total: vec![0; nres],
             index: None,
             groups: None,
@@ -354,13 +358,17 @@ impl Placer {
 
     /// Adds `demand` to `n`.
     pub fn take(&mut self, n: NodeIdx, demand: &[u64]) {
-        self.undo.push((n, demand.to_vec(), true));
+        debug_assert_eq!(demand.len(), self.nres, "one amount per resource");
+        self.undo.push((n, true));
+        self.undo_demand.extend_from_slice(demand);
         self.apply(n, demand, true);
     }
 
     /// Removes `demand` from `n` (a VM leaves).
     pub fn release(&mut self, n: NodeIdx, demand: &[u64]) {
-        self.undo.push((n, demand.to_vec(), false));
+        debug_assert_eq!(demand.len(), self.nres, "one amount per resource");
+        self.undo.push((n, false));
+        self.undo_demand.extend_from_slice(demand);
         self.apply(n, demand, false);
     }
 
@@ -418,7 +426,8 @@ impl Placer {
     /// Undoes every take and release since `mark`.
     pub fn rollback(&mut self, mark: Mark) {
         while self.undo.len() > mark.0 {
-            let (n, d, added) = self.undo.pop().expect("len > mark");
+            let (n, added) = self.undo.pop().expect("len > mark");
+            let at = self.undo_demand.len() - self.nres;
             let i = n as usize * self.nres;
             let before = self.free0(n);
             let open = !self.closed[n as usize];
@@ -426,7 +435,8 @@ impl Placer {
                 self.count_free(n, false);
                 self.ungroup(n);
             }
-            for (k, d) in d.iter().enumerate() {
+            for k in 0..self.nres {
+                let d = self.undo_demand[at + k];
                 if added {
                     self.load[i + k] -= d;
                     self.load_now[i + k] -= d;
@@ -434,6 +444,7 @@ impl Placer {
                     self.load[i + k] += d;
                 }
             }
+            self.undo_demand.truncate(at);
             if open {
                 self.count_free(n, true);
                 self.group(n);
@@ -445,6 +456,7 @@ impl Placer {
     /// Forgets the undo log (after a decision is final).
     pub fn commit(&mut self) {
         self.undo.clear();
+        self.undo_demand.clear();
     }
 
     /// Whether the open nodes together have room for `demands` (whether or not any set of them
