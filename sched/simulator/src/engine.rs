@@ -862,7 +862,6 @@ impl Sim<'_> {
 /// Progress reports: called with (events done, events in all) now and then.
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
-/// Runs a simulation to its end.
 /// Each job's state before it arrives: its VMs (as many cores each as a node has, or
 /// `vm_vcpus`) and their memory.
 fn job_states(cfg: &SimConfig, jobs: &[SimJob]) -> Vec<JobState> {
@@ -973,6 +972,7 @@ impl<'a> Sim<'a> {
     }
 }
 
+/// Runs a simulation to its end.
 pub fn run(cfg: &SimConfig, jobs: &[SimJob], progress: Progress<'_>) -> Outcome {
     let mut sim = Sim::new(cfg, jobs);
     // Jobs are waiting (counted in the queue) from their arrival only.
