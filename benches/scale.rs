@@ -205,7 +205,7 @@ fn row(trace: &Path, overlay: u32, nodes: u32, cores: u32, limit: usize) {
     let text = String::from_utf8_lossy(&vjob_instances::btrplace::read_maybe_gz(trace).unwrap()).into_owned();
     let parsed = swf::parse(&trace.display().to_string(), &text)
         .unwrap()
-        .overlay(overlay);
+        .overlay(overlay, limit);
     let jobs: Vec<TraceJob> = parsed.jobs.into_iter().take(limit).collect();
     let procs = nodes as u64 * cores as u64;
     let timed = |replay: &mut dyn FnMut() -> f64| -> (f64, f64) {

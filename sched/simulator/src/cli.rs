@@ -429,7 +429,7 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
     let text = String::from_utf8_lossy(&bytes);
     let mut trace = crate::swf::parse(&path.display().to_string(), &text)?;
     if let Some(k) = args.overlay {
-        trace = trace.overlay(k);
+        trace = trace.overlay(k, args.limit.unwrap_or(usize::MAX));
     }
     // `--cores N` alone maps the trace's processors onto nodes of N cores each.
     let mapped = args

@@ -85,31 +85,53 @@ impl Trace {
     /// by `i/k` of the trace's span, wrapping around, and its users are its own. The offered
     /// load per processor stays the recorded one, with `k` times as many jobs, so a trace of a
     /// hundred processors becomes one of thousands (how the large replays of the benchmarks
-    /// are made from the shared traces).
-    pub fn overlay(&self, k: u32) -> Trace {
-        let k = k.max(1);
+    /// are made from the shared traces). Only its first `limit` jobs are made: each copy is
+    /// the trace in order cut where its shift wraps around, so the copies' runs are merged in
+    /// order and the merge stops there (a replay of the first jobs of a large overlay holds
+    /// only those).
+    pub fn overlay(&self, k: u32, limit: usize) -> Trace {
+        use std::cmp::Reverse;
+        let k = k.max(1) as u64;
         let first = self.jobs.iter().map(|j| j.submit_s).min().unwrap_or(0);
         let span = self.jobs.iter().map(|j| j.submit_s - first).max().unwrap_or(0) + 1;
-        let mut jobs = Vec::with_capacity(self.jobs.len() * k as usize);
         let users = self.jobs.iter().map(|j| j.user).max().unwrap_or(0) + 1;
         let ids = self.jobs.iter().map(|j| j.id).max().unwrap_or(0) + 1;
-        for i in 0..k as u64 {
-            let shift = span * i / k as u64;
-            for j in &self.jobs {
-                jobs.push(TraceJob {
-                    id: j.id + ids * i,
-                    submit_s: first + (j.submit_s - first + shift) % span,
-                    user: j.user + users * i as i64,
-                    ..j.clone()
-                });
+        let mut order: Vec<&TraceJob> = self.jobs.iter().collect();
+        order.sort_by_key(|j| (j.submit_s, j.id));
+        let copy = |i: u64, j: &TraceJob| TraceJob {
+            id: j.id + ids * i,
+            submit_s: first + (j.submit_s - first + span * i / k) % span,
+            user: j.user + users * i as i64,
+            ..j.clone()
+        };
+        // Runs of jobs in order, as (copy, from, to) over `order`: per copy, the jobs its
+        // shift wraps around to the start, then the others.
+        let mut runs = Vec::with_capacity(2 * k as usize);
+        for i in 0..k {
+            let shift = span * i / k;
+            let cut = order.partition_point(|j| j.submit_s - first + shift < span);
+            runs.extend([(i, cut, order.len()), (i, 0, cut)].into_iter().filter(|r| r.1 < r.2));
+        }
+        let key = |r: usize, pos: usize| {
+            let j = copy(runs[r].0, order[pos]);
+            Reverse((j.submit_s, j.id, r, pos))
+        };
+        let mut heads: std::collections::BinaryHeap<_> = (0..runs.len()).map(|r| key(r, runs[r].1)).collect();
+        let mut jobs = Vec::with_capacity(limit.min(self.jobs.len() * k as usize));
+        while jobs.len() < limit {
+            let Some(Reverse((_, _, r, pos))) = heads.pop() else {
+                break;
+            };
+            jobs.push(copy(runs[r].0, order[pos]));
+            if pos + 1 < runs[r].2 {
+                heads.push(key(r, pos + 1));
             }
         }
-        jobs.sort_by_key(|j| (j.submit_s, j.id));
         Trace {
             jobs,
             skipped: self.skipped * k as usize,
-            max_nodes: self.max_nodes.map(|n| n * k),
-            max_procs: self.max_procs.map(|p| p * k),
+            max_nodes: self.max_nodes.map(|n| n * k as u32),
+            max_procs: self.max_procs.map(|p| p * k as u32),
         }
     }
 }
@@ -141,7 +163,7 @@ mod tests {
     fn an_overlay_keeps_the_load_per_processor_and_multiplies_the_jobs() {
         let text = "; MaxNodes: 4\n; MaxProcs: 4\n1 0 0 10 2 -1 -1 2 20 -1 1 7 -1 -1 -1 -1 -1 -1\n2 100 0 10 1 -1 -1 1 20 -1 1 8 -1 -1 -1 -1 -1 -1\n";
         let t = parse("t.swf", text).unwrap();
-        let o = t.overlay(2);
+        let o = t.overlay(2, usize::MAX);
         assert_eq!((o.jobs.len(), o.max_nodes, o.max_procs), (4, Some(8), Some(8)));
         let submits: Vec<u64> = o.jobs.iter().map(|j| j.submit_s).collect();
         assert_eq!(
@@ -151,6 +173,41 @@ mod tests {
         );
         let users: std::collections::BTreeSet<i64> = o.jobs.iter().map(|j| j.user).collect();
         assert_eq!(users.len(), 4, "each copy's users are its own");
-        assert_eq!(t.overlay(1), t);
+        assert_eq!(t.overlay(1, usize::MAX), t);
+    }
+
+    #[test]
+    fn a_limited_overlay_is_the_first_jobs_of_the_whole_one_in_submission_order() {
+        // Out of order, with ties of submission times, over a span that the shifts wrap.
+        let lines = [(3, 40), (1, 0), (2, 0), (4, 99), (5, 40), (6, 7), (7, 61)];
+        let text: String = (lines.iter())
+            .map(|(id, t)| format!("{id} {t} 0 10 1 -1 -1 1 20 -1 1 {id} -1 -1 -1 -1 -1 -1\n"))
+            .collect();
+        let t = parse("t.swf", &text).unwrap();
+        for k in [1, 2, 3, 7] {
+            let whole = t.overlay(k, usize::MAX);
+            // Every copy made, then sorted: what the merge must give.
+            let span = 100;
+            let mut sorted: Vec<TraceJob> = (0..k as u64)
+                .flat_map(|i| {
+                    t.jobs.iter().map(move |j| TraceJob {
+                        id: j.id + 8 * i,
+                        submit_s: (j.submit_s + span * i / k as u64) % span,
+                        user: j.user + 8 * i as i64,
+                        ..j.clone()
+                    })
+                })
+                .collect();
+            sorted.sort_by_key(|j| (j.submit_s, j.id));
+            assert_eq!(whole.jobs, sorted, "k = {k}");
+            for limit in 0..=whole.jobs.len() + 1 {
+                let first = t.overlay(k, limit);
+                assert_eq!(
+                    first.jobs[..],
+                    whole.jobs[..limit.min(whole.jobs.len())],
+                    "k = {k}, limit {limit}"
+                );
+            }
+        }
     }
 }
