@@ -532,8 +532,12 @@ impl Board {
         } else {
             self.touched_nodes(&decision)
         };
-        let (instance, vm_refs) = self.planner_instance(ask, &decision, &nodes, whole);
-        let plan = (!whole && self.only_arrivals(&decision))
+        let arrivals = !whole && self.only_arrivals(&decision);
+        let (instance, vm_refs) = match arrivals {
+            true => self.arrivals_instance(ask, &decision, &nodes),
+            false => self.planner_instance(ask, &decision, &nodes, whole),
+        };
+        let plan = arrivals
             .then(|| direct_plan(&instance, &vm_refs, &decision, &nodes))
             .flatten();
         Built {
@@ -708,16 +712,7 @@ impl Board {
                 }
             }
         }
-        for (i, &n) in nodes.iter().enumerate() {
-            let node = &self.nodes[n as usize];
-            if node.offline {
-                build.constraints.push(Constraint::Offline { node: i as NodeIdx });
-            } else if !node.accepts {
-                build.constraints.push(Constraint::NoArrival {
-                    nodes: vec![i as NodeIdx],
-                });
-            }
-        }
+        self.node_constraints(nodes, &mut build.constraints);
         for (id, i, node) in ask.moves {
             // Moves are few (an administrator's): looked up, not indexed.
             if let Some(v) = vm_refs.iter().position(|r| *r == Some((*id, *i))) {
@@ -730,6 +725,67 @@ impl Board {
         self.fence_migrations(decision, &vm_refs, local, &mut build.constraints);
         self.placement_constraints(&vm_refs, local, &mut build.constraints);
         (build.finish(ask.durations), vm_refs)
+    }
+
+    /// The instance of a decision that only starts vjobs into free room on `nodes` (in
+    /// order): their VMs, and on each node what stays there as one immovable VM (the committed
+    /// load, outside load and vjobs' VMs together), so that it costs the nodes and the VMs that
+    /// start, not the VMs already on those nodes. Nothing else moves, so nothing else is needed.
+    fn arrivals_instance(
+        &self,
+        ask: &Ask<'_>,
+        decision: &Decision,
+        nodes: &[NodeIdx],
+    ) -> (Instance, Vec<Option<(u64, usize)>>) {
+        let mut model = Model::cpu_and_memory();
+        let mut constraints = Vec::new();
+        let mut vm_refs = Vec::new();
+        for &n in nodes {
+            let node = &self.nodes[n as usize];
+            model.add_node(node.name.clone(), true, &node.capacity);
+        }
+        for (i, &n) in nodes.iter().enumerate() {
+            let held = self.placer.load(n);
+            if held.iter().any(|&x| x > 0) {
+                let name = format!("{} (what stays)", self.nodes[n as usize].name);
+                let v = model.add_vm(name, VmState::Running, i as NodeIdx, held);
+                constraints.push(Constraint::Root { vm: v });
+                vm_refs.push(None);
+            }
+        }
+        let mut build = DecisionInstance::new(model, constraints, decision, self.rule.as_ref());
+        for e in decision.run.iter().filter_map(|id| self.vjobs.get(id)) {
+            for i in 0..e.input.vms.len() {
+                let state = match e.input.vms.get(i) {
+                    VmAt::Sleeping => VmState::Sleeping,
+                    _ => VmState::Ready,
+                };
+                let id = e.input.id;
+                if build
+                    .add_vm(id, i, state, NO_NODE, e.input.demand.of(i), false, ask.vm_name)
+                    .is_some()
+                {
+                    vm_refs.push(Some((id, i)));
+                }
+            }
+        }
+        self.node_constraints(nodes, &mut build.constraints);
+        (build.finish(ask.durations), vm_refs)
+    }
+
+    /// What the instance's `nodes` allow: an offline node is to be left, one that takes no
+    /// new VMs receives none.
+    fn node_constraints(&self, nodes: &[NodeIdx], out: &mut Vec<Constraint>) {
+        for (i, &n) in nodes.iter().enumerate() {
+            let node = &self.nodes[n as usize];
+            if node.offline {
+                out.push(Constraint::Offline { node: i as NodeIdx });
+            } else if !node.accepts {
+                out.push(Constraint::NoArrival {
+                    nodes: vec![i as NodeIdx],
+                });
+            }
+        }
     }
 
     /// The vjobs' placement rules and the datacenter's constraints, on the instance's VMs and
@@ -1487,7 +1543,7 @@ mod tests {
         assert_eq!(plan.count("resumeVM"), 1);
         // Each VM where the policy placed it.
         for (v, r) in b.vm_refs.iter().enumerate() {
-            let (id, i) = r.unwrap();
+            let Some((id, i)) = *r else { continue };
             let (_, placed) = b.decision.placed.iter().find(|(j, _)| *j == id).unwrap();
             assert_eq!(b.nodes[plan.target.host(v as VmIdx) as usize], placed[i]);
         }
@@ -1499,6 +1555,30 @@ mod tests {
             &[],
         );
         assert!(b.plan.is_none() && !b.decision.suspend.is_empty());
+    }
+
+    #[test]
+    fn an_arrival_beside_running_vms_is_planned_on_what_stays_there_not_on_each_vm() {
+        // Two 4-cpu nodes, each half taken by a VM of vjob 1; vjob 2's two 2-cpu VMs fit only
+        // beside them.
+        let ns = nodes(2);
+        let running = mixed(1, 0, vec![VmAt::Running(0), VmAt::Running(1)], &[2, 2]);
+        let arriving = mixed(2, 0, vec![VmAt::NotStarted, VmAt::NotStarted], &[2, 2]);
+        let b = decide(&ns, &[], &[running, arriving], &[]);
+        let plan = b.plan.clone().expect("an arrival into free room");
+        let inst = b.instance.as_ref().unwrap();
+        assert!(
+            crate::check::check(inst, &plan).is_empty(),
+            "{:?}",
+            crate::check::check(inst, &plan)
+        );
+        assert_eq!(b.vm_refs, vec![None, None, Some((2, 0)), Some((2, 1))]);
+        for v in 0..2 {
+            assert_eq!(inst.model.demand(v)[crate::resources::CPU], 2, "what stays on node {v}");
+            assert!(inst.constraints.contains(&Constraint::Root { vm: v }));
+        }
+        let hosts: Vec<NodeIdx> = (2..4).map(|v| b.nodes[plan.target.host(v) as usize]).collect();
+        assert_eq!(hosts, vec![0, 1]);
     }
 
     #[test]

@@ -537,21 +537,22 @@ impl Sim<'_> {
         let us = t0.elapsed().as_micros() as u64;
         self.out.decision_us.push(us);
         self.out.planned.push((us, inst.model.vms()));
-        let owner: Vec<(u32, usize)> = built
-            .vm_refs
-            .iter()
-            .map(|r| {
-                r.map(|(j, i)| (j as u32, i))
-                    .expect("the simulator has no outside load")
-            })
-            .collect();
+        // `None`: what stays on a node, which no action moves.
+        let owner: Vec<Option<(u32, usize)>> = (built.vm_refs.iter()).map(|r| r.map(|(j, i)| (j as u32, i))).collect();
         self.carry_out(now, &built.decision, &plan, &owner, &built.nodes);
     }
 
     /// Carries a decision's pauses, unpauses and plan out in virtual time: every action ends at
     /// `now + end`.
     /// `node_of` maps the plan's nodes to the cluster's.
-    fn carry_out(&mut self, now: u64, decision: &Decision, plan: &Plan, owner: &[(u32, usize)], node_of: &[NodeIdx]) {
+    fn carry_out(
+        &mut self,
+        now: u64,
+        decision: &Decision,
+        plan: &Plan,
+        owner: &[Option<(u32, usize)>],
+        node_of: &[NodeIdx],
+    ) {
         let cfg = self.cfg;
         // Pauses give the processors back at once (a pause takes milliseconds); unpauses take
         // them back and end after a pause's duration.
@@ -586,8 +587,9 @@ impl Sim<'_> {
         }
         // Carry it out in virtual time: every action ends at `now + end`.
         for a in &plan.actions {
-            let Some(v) = a.kind.vm() else { continue };
-            let (j, i) = owner[v as usize];
+            let Some((j, i)) = a.kind.vm().and_then(|v| owner[v as usize]) else {
+                continue;
+            };
             let ju = j as usize;
             let mem = self.st[ju].mem;
             if matches!(
