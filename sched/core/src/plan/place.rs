@@ -40,7 +40,55 @@ pub struct Placer {
     /// load now). Nodes of a group are alike but for their index, so a search over every node
     /// need only score the first of each group: the same answer, in the time of the distinct
     /// states.
-    groups: Option<HashMap<StateKey, std::collections::BTreeSet<NodeIdx>, StateHash>>,
+    groups: Option<HashMap<StateKey, NodeSet, StateHash>>,
+    /// The bits of groups that emptied, kept for the next group (nodes move between groups at
+    /// every take and release).
+    spare: Vec<NodeSet>,
+}
+
+/// A set of nodes as bits (the clusters that group their nodes have fewer than
+/// [`INDEX_FROM_NODES`]): adding and removing a node cost one word, and the lowest node is
+/// found from the first word that may hold one.
+#[derive(Debug, Clone, Default)]
+struct NodeSet {
+    words: Vec<u64>,
+    len: usize,
+    /// No word before this one holds a node.
+    low: usize,
+}
+
+impl NodeSet {
+    fn insert(&mut self, n: NodeIdx) {
+        let (w, bit) = (n as usize / 64, 1u64 << (n % 64));
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        if self.words[w] & bit == 0 {
+            self.words[w] |= bit;
+            self.len += 1;
+            self.low = if self.len == 1 { w } else { self.low.min(w) };
+        }
+    }
+
+    fn remove(&mut self, n: NodeIdx) {
+        let (w, bit) = (n as usize / 64, 1u64 << (n % 64));
+        if self.words.get(w).is_some_and(|&x| x & bit != 0) {
+            self.words[w] &= !bit;
+            self.len -= 1;
+            while self.len > 0 && self.words[self.low] == 0 {
+                self.low += 1;
+            }
+        }
+    }
+
+    fn first(&self) -> Option<NodeIdx> {
+        let w = *self.words.get(self.low).filter(|_| self.len > 0)?;
+        Some((self.low * 64) as NodeIdx + w.trailing_zeros() as NodeIdx)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Hashes node states: every take and release of a placement moves its node between groups,
@@ -109,6 +157,7 @@ impl Placer {
             free_total: vec![0; nres],
             index: None,
             groups: None,
+            spare: Vec::new(),
         };
         for n in 0..p.nodes() as NodeIdx {
             if !p.closed[n as usize] {
@@ -146,11 +195,12 @@ impl Placer {
             return;
         }
         let k = self.state_key(n);
+        let spare = &mut self.spare;
         self.groups
             .as_mut()
             .expect("checked above")
             .entry(k)
-            .or_default()
+            .or_insert_with(|| spare.pop().unwrap_or_default())
             .insert(n);
     }
 
@@ -162,9 +212,10 @@ impl Placer {
         let k = self.state_key(n);
         let groups = self.groups.as_mut().expect("checked above");
         if let Some(set) = groups.get_mut(&k) {
-            set.remove(&n);
+            set.remove(n);
             if set.is_empty() {
-                groups.remove(&k);
+                let emptied = groups.remove(&k).expect("just found");
+                self.spare.push(emptied);
             }
         }
     }
@@ -294,7 +345,7 @@ impl Placer {
         };
         let mut best: Option<(bool, u64, NodeIdx)> = None;
         for set in groups.values() {
-            let n = *set.first().expect("groups are never empty");
+            let n = set.first().expect("groups are never empty");
             if !self.fits(n, demand) {
                 continue;
             }
@@ -1214,6 +1265,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no online node has room"), "{e}");
+    }
+
+    #[test]
+    fn a_node_set_gives_its_lowest_node_as_nodes_come_and_go() {
+        let mut set = NodeSet::default();
+        assert_eq!(set.first(), None);
+        for n in [700, 5, 130, 64] {
+            set.insert(n);
+        }
+        set.insert(5);
+        assert_eq!((set.first(), set.len), (Some(5), 4));
+        set.remove(5);
+        set.remove(5);
+        assert_eq!((set.first(), set.len), (Some(64), 3));
+        set.remove(64);
+        set.remove(130);
+        assert_eq!(set.first(), Some(700));
+        set.insert(3);
+        assert_eq!(set.first(), Some(3));
+        set.remove(3);
+        set.remove(700);
+        assert!(set.is_empty() && set.first().is_none());
+        set.insert(129);
+        assert_eq!(set.first(), Some(129), "an emptied set is used again");
     }
 
     #[test]
