@@ -679,11 +679,7 @@ impl Board {
         whole: bool,
     ) -> (Instance, Vec<Option<(u64, usize)>>) {
         let local = Local(nodes);
-        let mut model = Model::cpu_and_memory();
-        for &n in nodes {
-            let node = &self.nodes[n as usize];
-            model.add_node(node.name.clone(), true, &node.capacity);
-        }
+        let mut model = self.nodes_model(nodes);
         let mut constraints = Vec::new();
         let mut vm_refs = Vec::new();
         for &n in nodes {
@@ -737,13 +733,9 @@ impl Board {
         decision: &Decision,
         nodes: &[NodeIdx],
     ) -> (Instance, Vec<Option<(u64, usize)>>) {
-        let mut model = Model::cpu_and_memory();
+        let mut model = self.nodes_model(nodes);
         let mut constraints = Vec::new();
         let mut vm_refs = Vec::new();
-        for &n in nodes {
-            let node = &self.nodes[n as usize];
-            model.add_node(node.name.clone(), true, &node.capacity);
-        }
         for (i, &n) in nodes.iter().enumerate() {
             let held = self.placer.load(n);
             if held.iter().any(|&x| x > 0) {
@@ -771,6 +763,16 @@ impl Board {
         }
         self.node_constraints(nodes, &mut build.constraints);
         (build.finish(ask.durations), vm_refs)
+    }
+
+    /// A model of `nodes` (in order), with no VM yet.
+    fn nodes_model(&self, nodes: &[NodeIdx]) -> Model {
+        let mut model = Model::cpu_and_memory();
+        for &n in nodes {
+            let node = &self.nodes[n as usize];
+            model.add_node(node.name.clone(), true, &node.capacity);
+        }
+        model
     }
 
     /// What the instance's `nodes` allow: an offline node is to be left, one that takes no
