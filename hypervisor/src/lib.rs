@@ -170,6 +170,14 @@ pub trait Hypervisor: Send + Sync {
     /// The VMs defined on this node.
     fn list(&self) -> Result<Vec<DomainInfo>, HvError>;
 
+    /// What tells this boot of the machine from the next: it changes each time the node boots,
+    /// and with it every VM the node held is gone. A VM missing from a node that answers has
+    /// vanished; missing from a node whose boot id changed, it was lost with the machine, and
+    /// its vjob starts over. `None` when the backend cannot tell.
+    fn boot_id(&self) -> Result<Option<String>, HvError> {
+        Ok(None)
+    }
+
     /// The node's capacity and use.
     fn stats(&self) -> Result<NodeStats, HvError>;
 

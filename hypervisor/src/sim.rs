@@ -107,6 +107,9 @@ struct SimNodeState {
     up: bool,
     #[serde(default)]
     power: SimPower,
+    /// Times the machine was switched on: its boot id.
+    #[serde(default)]
+    boots: u64,
 }
 
 /// A simulated machine's power: it answers only when on.
@@ -456,11 +459,11 @@ impl SimCluster {
         };
         let mut st = cluster.try_lock()?;
         for n in nodes {
-            let (up, power) = st
-                .nodes
-                .get(&n.name)
-                .map(|s| (s.up, s.power))
-                .unwrap_or((true, SimPower::On));
+            let (up, power, boots) =
+                st.nodes
+                    .get(&n.name)
+                    .map(|s| (s.up, s.power, s.boots))
+                    .unwrap_or((true, SimPower::On, 0));
             st.nodes.insert(
                 n.name.clone(),
                 SimNodeState {
@@ -468,6 +471,7 @@ impl SimCluster {
                     memory: n.memory,
                     up,
                     power,
+                    boots,
                 },
             );
         }
@@ -543,7 +547,9 @@ impl SimCluster {
             return Ok(());
         }
         n.power = next;
-        if !on {
+        if on {
+            n.boots += 1;
+        } else {
             st.vms.retain(|_, v| v.node != name);
         }
         st.persist();
@@ -1019,6 +1025,11 @@ impl Hypervisor for SimNode {
             .collect())
     }
 
+    fn boot_id(&self) -> Result<Option<String>, HvError> {
+        let st = self.locked()?;
+        Ok(Some(st.nodes[&self.name].boots.to_string()))
+    }
+
     fn stats(&self) -> Result<NodeStats, HvError> {
         let st = self.locked()?;
         let n = &st.nodes[&self.name];
@@ -1261,6 +1272,7 @@ mod tests {
         c.set_power_times(150, 50);
         let a = c.node("a").unwrap();
         a.start(&spec("v", 1, None), false).unwrap();
+        let first_boot = a.boot_id().unwrap();
         c.switch("a", false).unwrap();
         assert!(matches!(c.power("a").unwrap(), SimPower::ShuttingDown { .. }));
         assert!(matches!(a.list(), Err(HvError::Unreachable { .. })), "off at once");
@@ -1271,7 +1283,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(160));
         assert_eq!(c.power("a").unwrap(), SimPower::On);
         assert_eq!(a.list().unwrap(), vec![], "its VM was lost with the power");
+        let second_boot = a.boot_id().unwrap();
+        assert!(
+            first_boot.is_some() && second_boot != first_boot,
+            "{first_boot:?} then {second_boot:?}"
+        );
         c.switch("a", true).unwrap();
+        assert_eq!(a.boot_id().unwrap(), second_boot, "no new boot");
         assert_eq!(
             c.power("a").unwrap(),
             SimPower::On,

@@ -39,8 +39,8 @@ pub struct Inputs {
 #[derive(Default)]
 pub struct BoardCache {
     board: Option<Board>,
-    /// Each node's (takes new VMs, must be left), as the board was built: a change rebuilds it.
-    nodes: Vec<(bool, bool)>,
+    /// Each node's [`NodeState`], as the board was built: a change rebuilds it.
+    nodes: Vec<NodeState>,
     /// Jobs changed since (their records, or what their input depends on).
     pub(crate) jobs: BTreeSet<u64>,
     /// Nodes whose listing changed since.
@@ -51,16 +51,24 @@ pub struct BoardCache {
     protections: BTreeSet<(u64, u64)>,
 }
 
+/// What of a node the kept board's inputs depend on besides the vjobs: whether it takes new
+/// VMs, must be left, and answers (a vjob whose stale copy sits on a node that answers waits for
+/// its destroy, whatever the node's other states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NodeState {
+    accepts: bool,
+    offline: bool,
+    up: bool,
+}
+
 impl Core {
-    /// Each node's (takes new VMs, must be left).
-    fn node_states(&self) -> Vec<(bool, bool)> {
+    fn node_states(&self) -> Vec<NodeState> {
         self.nodes
             .iter()
-            .map(|n| {
-                (
-                    n.up && n.admin == NodeAdminState::Online && n.power.state == PowerState::On,
-                    n.admin == NodeAdminState::Offline,
-                )
+            .map(|n| NodeState {
+                accepts: n.up && n.admin == NodeAdminState::Online && n.power.state == PowerState::On,
+                offline: n.admin == NodeAdminState::Offline,
+                up: n.up,
             })
             .collect()
     }

@@ -88,8 +88,9 @@ pub struct NodeReport {
 
 /// What a node answered.
 pub enum NodeAnswer {
-    /// The VMs defined there.
-    Listed(Vec<DomainInfo>),
+    /// The VMs defined there, and the node's boot id when its backend tells one
+    /// ([`vjob_hypervisor::Hypervisor::boot_id`]).
+    Listed(Vec<DomainInfo>, Option<String>),
     /// The listing failed (the node refused the connection, the hypervisor answered an error).
     Failed(String),
     /// The listing began a while ago and is not over: the node may be hung.

@@ -20,7 +20,9 @@ use vjob_hypervisor::DomainInfo;
 use super::{NodeAnswer, NodeReport, Observation};
 use crate::exec::Backends;
 
-type Listing = Result<Vec<DomainInfo>, String>;
+/// A node's VMs and its boot id (read after the listing: a reboot in between shows as a new
+/// boot, so a VM missing from the listing is never taken to have vanished from the same boot).
+type Listing = Result<(Vec<DomainInfo>, Option<String>), String>;
 
 /// The workers and what they are doing.
 pub struct Poller {
@@ -50,7 +52,10 @@ impl Poller {
                         let began = Instant::now();
                         lock(&listing).insert(node.clone(), began);
                         let r = match backends.get(&node) {
-                            Some(b) => b.list().map_err(|e| e.to_string()),
+                            Some(b) => b
+                                .list()
+                                .and_then(|domains| Ok((domains, b.boot_id()?)))
+                                .map_err(|e| e.to_string()),
                             None => Err(format!("no connection to node {node}")),
                         };
                         lock(&listing).remove(&node);
@@ -90,7 +95,7 @@ impl Poller {
             };
             self.asked.remove(&node);
             let answer = match listing {
-                Ok(domains) => NodeAnswer::Listed(domains),
+                Ok((domains, boot_id)) => NodeAnswer::Listed(domains, boot_id),
                 Err(e) => NodeAnswer::Failed(e),
             };
             nodes.push(NodeReport { node, began, answer });
@@ -219,13 +224,13 @@ mod tests {
         let t = Instant::now();
         let obs = p.round(&names);
         assert!(t.elapsed() < Duration::from_secs(2), "the round ends at its deadline");
-        assert!(matches!(answer(&obs, "a"), Some(NodeAnswer::Listed(v)) if v.is_empty()));
-        assert!(matches!(answer(&obs, "b"), Some(NodeAnswer::Listed(_))));
+        assert!(matches!(answer(&obs, "a"), Some(NodeAnswer::Listed(v, _)) if v.is_empty()));
+        assert!(matches!(answer(&obs, "b"), Some(NodeAnswer::Listed(..))));
         assert!(matches!(answer(&obs, "hung"), Some(NodeAnswer::Silent)));
         // Not asked twice while its listing hangs; still reported.
         let obs = p.round(&names);
         assert!(matches!(answer(&obs, "hung"), Some(NodeAnswer::Silent)));
-        assert!(matches!(answer(&obs, "a"), Some(NodeAnswer::Listed(_))));
+        assert!(matches!(answer(&obs, "a"), Some(NodeAnswer::Listed(..))));
     }
 
     #[test]
@@ -260,7 +265,7 @@ mod tests {
             if let Some(r) = obs
                 .nodes
                 .iter()
-                .find(|r| r.node == "slow" && matches!(r.answer, NodeAnswer::Listed(_)))
+                .find(|r| r.node == "slow" && matches!(r.answer, NodeAnswer::Listed(..)))
             {
                 late = Some((r.began, obs.started));
                 break;

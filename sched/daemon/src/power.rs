@@ -41,6 +41,11 @@ pub struct PowerRecord {
     /// switch-on by hand notwithstanding) until every vjob with VMs there has started over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<String>,
+    /// The boot id it last answered with (its backend's
+    /// [`vjob_hypervisor::Hypervisor::boot_id`]): a new one means it rebooted, and the VMs the
+    /// records put there were lost with it. Stored, so a reboot while vjobd was down is seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// Times it was switched on and off.
     #[serde(default)]
     pub boots: u64,
@@ -56,6 +61,7 @@ impl Default for PowerRecord {
             reason: None,
             by_hand: false,
             lost: None,
+            boot_id: None,
             energy_j: 0.0,
             boots: 0,
             shutdowns: 0,

@@ -232,13 +232,21 @@ impl Core {
     /// Takes in the nodes' answers: who is up, what each lists. Returns the nodes that listed.
     fn take_reports(&mut self, reports: Vec<NodeReport>) -> HashSet<String> {
         let mut listed = HashSet::new();
+        let mut rebooted = Vec::new();
         for r in reports {
             let Some(i) = self.node_idx(&r.node) else { continue };
             let view = &mut self.nodes[i as usize];
             match r.answer {
-                NodeAnswer::Listed(domains) => {
+                NodeAnswer::Listed(domains, boot_id) => {
                     if !view.up && view.power.state == PowerState::On {
                         tracing::info!(node = %r.node, "node answers again");
+                    }
+                    if boot_id.is_some() && boot_id != view.power.boot_id {
+                        if view.power.boot_id.is_some() {
+                            rebooted.push(i as usize);
+                        }
+                        view.power.boot_id = boot_id;
+                        self.dirty.nodes.insert(r.node.clone());
                     }
                     view.up = true;
                     view.down_since = None;
@@ -270,7 +278,24 @@ impl Core {
                 }
             }
         }
+        if !rebooted.is_empty() {
+            self.lose_rebooted_nodes(&rebooted);
+        }
         listed
+    }
+
+    /// Nodes that answered with a new boot id rebooted: the VMs the records put there were lost
+    /// with the machine, so they count as lost (their vjobs start over, as a fenced node's do),
+    /// not as VMs that vanished from a node that kept running (their vjobs would fail).
+    fn lose_rebooted_nodes(&mut self, rebooted: &[usize]) {
+        let holding = self.nodes_holding_vms();
+        for &i in rebooted.iter().filter(|i| holding.contains(i)) {
+            tracing::warn!(node = %self.nodes[i].cfg.name, "node rebooted (its boot id changed): the VMs it held are lost");
+            let power = &mut self.nodes[i].power;
+            if power.lost.is_none() {
+                power.lost = Some("rebooted (its boot id changed)".into());
+            }
+        }
     }
 
     /// Requeues the vjobs with VMs on fenced nodes ([`crate::fence`]): those VMs are gone, so
