@@ -51,6 +51,15 @@ pub struct NodeView {
     pub fence: crate::fence::Fence,
 }
 
+impl NodeView {
+    /// Whether VMs may execute there that vjobd cannot see: it answers, or it is on (as vjobd
+    /// knows its power) and silent, so that what it ran may still run. A node switched off,
+    /// fenced, booting or failed to boot holds nothing of before.
+    pub fn may_hold_vms(&self) -> bool {
+        self.up || self.power.state == vjob_core::power::PowerState::On
+    }
+}
+
 /// A call outside plans, with what its success means for the records.
 #[derive(Debug, Clone)]
 pub struct Cleanup {

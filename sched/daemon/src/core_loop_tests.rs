@@ -638,3 +638,70 @@ fn regression_the_kept_board_sees_a_stale_copys_node_answer_again_while_drained(
     assert_eq!(kept, fresh, "the kept board drifted from the records");
     rig.drain();
 }
+
+/// Chaos seed 906: a vjob requeued because one of its nodes was lost started its VMs again
+/// while another of its VMs went on executing on a node that was on but cut off, not yet
+/// fenced: that VM ran twice. A stale copy on a node that may hold it keeps the vjob waiting
+/// until the node answers (and the copy is destroyed) or is fenced.
+#[test]
+fn regression_a_requeued_vjob_waits_for_a_silent_node_that_may_still_run_a_copy_of_its_vm() {
+    let dir = std::env::temp_dir().join(format!("vjob-core-silent-copy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "state_dir = \"{}\"\nadmins = [\"root\"]\n\
+         [hypervisor]\nbackend = \"sim\"\nsim_dir = \"{}\"\nboot_time = \"20ms\"\npause_time = \"1ms\"\ndestroy_time = \"1ms\"\n\
+         [[node]]\nname = \"n1\"\ncpus = 2\nmemory = \"4GiB\"\n[[node]]\nname = \"n2\"\ncpus = 2\nmemory = \"4GiB\"\n\
+         [[node]]\nname = \"n3\"\ncpus = 2\nmemory = \"4GiB\"\n\
+         [scheduler]\nnode_timeout = \"10s\"\n\
+         [power]\nboot_time = \"10ms\"\nidle_time = \"1h\"\nconsolidate = false\n",
+        dir.join("state").display(),
+        dir.join("sim").display(),
+    );
+    let mut rig = Rig::from_config(dir, Config::parse("test.toml", &text).unwrap());
+    let all = ["n1", "n2", "n3"];
+    rig.observe(&all);
+    // Two VMs of a whole node each: on two nodes, the third left free.
+    let id = rig.submit(&ONE_VM.replace("count = 1", "count = 2"));
+    rig.decide();
+    rig.observe(&all);
+    assert_eq!(rig.job(id).state, JobState::Running);
+    let (a, b) = (
+        rig.job(id).vms[0].node.clone().unwrap(),
+        rig.job(id).vms[1].node.clone().unwrap(),
+    );
+    // Node a is lost; node b is cut off (on, silent, within the node timeout): its VM runs on.
+    rig.set_down(&a, true);
+    rig.observe(&all);
+    rig.core.declare_lost(&a).unwrap();
+    rig.set_down(&b, true);
+    rig.observe(&all);
+    assert_eq!(rig.job(id).state, JobState::Queued, "requeued for the loss of {a}");
+    // Node a is repaired: with the free node, there is room for the vjob again.
+    rig.set_down(&a, false);
+    rig.core.power_by_hand(&a, true).unwrap();
+    rig.drain();
+    std::thread::sleep(Duration::from_millis(30));
+    rig.observe(&all);
+    rig.drain();
+    rig.observe(&all);
+    rig.decide();
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Queued, "{:?}", job.events);
+    assert!(
+        job.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains(&format!("node {b} to answer or be fenced")),
+        "{:?}",
+        job.reason
+    );
+    // Node b answers again: its copy is destroyed, then the vjob starts.
+    rig.set_down(&b, false);
+    rig.observe(&all);
+    rig.drain();
+    rig.observe(&all);
+    assert!(rig.job(id).stale.is_empty(), "{:?}", rig.job(id).stale);
+    rig.decide();
+    rig.observe(&all);
+    assert_eq!(rig.job(id).state, JobState::Running, "{:?}", rig.job(id).events);
+}

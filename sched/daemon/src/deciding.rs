@@ -52,13 +52,14 @@ pub struct BoardCache {
 }
 
 /// What of a node the kept board's inputs depend on besides the vjobs: whether it takes new
-/// VMs, must be left, and answers (a vjob whose stale copy sits on a node that answers waits for
-/// its destroy, whatever the node's other states).
+/// VMs, must be left, answers, may hold VMs (a vjob with a stale copy on a node that may hold
+/// it waits, whatever the node's other states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct NodeState {
     accepts: bool,
     offline: bool,
     up: bool,
+    may_hold_vms: bool,
 }
 
 impl Core {
@@ -69,6 +70,7 @@ impl Core {
                 accepts: n.up && n.admin == NodeAdminState::Online && n.power.state == PowerState::On,
                 offline: n.admin == NodeAdminState::Offline,
                 up: n.up,
+                may_hold_vms: n.may_hold_vms(),
             })
             .collect()
     }
@@ -268,16 +270,21 @@ impl Core {
         let any_running = job.vms.iter().any(|v| v.phase == VmPhase::Running);
         let any_paused = job.vms.iter().any(|v| v.phase == VmPhase::Paused);
         // A copy of one of its VMs on a node that answers is being destroyed: the VM starts
-        // again once that is confirmed, never beside it (names are per node).
-        let stale_on_up_node = job
-            .stale
-            .iter()
-            .find(|(_, n)| self.node_idx(n).is_some_and(|i| self.nodes[i as usize].up));
-        if let (Some((vm, node)), false) = (stale_on_up_node, any_running || any_paused) {
-            waits.push((
-                job.id,
-                format!("waiting for the stale copy of {vm} on {node} to be destroyed"),
-            ));
+        // again once that is confirmed, never beside it (names are per node). On a node that
+        // is on and silent, the copy may still execute: the VM starts again once the node is
+        // fenced or answers (chaos seed 906: a vjob requeued for another node's loss started
+        // one VM again while its copy went on running on a node cut off, not yet fenced).
+        let stale_copy_held = job.stale.iter().find_map(|(vm, n)| {
+            let node = &self.nodes[self.node_idx(n)? as usize];
+            node.may_hold_vms().then_some((vm, n, node.up))
+        });
+        if let (Some((vm, node, up)), false) = (stale_copy_held, any_running || any_paused) {
+            let why = if up {
+                format!("waiting for the stale copy of {vm} on {node} to be destroyed")
+            } else {
+                format!("waiting for node {node} to answer or be fenced: a stale copy of {vm} may still run there")
+            };
+            waits.push((job.id, why));
         }
         let dependency_met = match job.spec.dependency.as_ref().filter(|_| job.start_ms.is_none()) {
             None => true,
@@ -296,7 +303,7 @@ impl Core {
         let eligible = queue.started
             && job.state != JobState::Held
             && !job.admin_suspended
-            && stale_on_up_node.is_none()
+            && stale_copy_held.is_none()
             && dependency_met;
         if !any_running && !any_paused && !eligible {
             return None;
