@@ -107,73 +107,10 @@ pub fn main() -> ExitCode {
 
 fn run(args: &Args, layout: Option<&crate::format::Layout>, client: &mut Client) -> Result<(), ClientError> {
     if let Some(id) = args.status {
-        let query = JobQuery {
-            ids: vec![id],
-            ..Default::default()
-        };
-        let jobs = match client.call(Op::Jobs(query))? {
-            Reply::Jobs { jobs } => jobs,
-            other => return Err(unexpected(&other)),
-        };
-        if jobs.is_empty() {
-            return Err(ClientError::Io(format!("no job {id}")));
-        }
-        out(&format!("{}\n", workflow_status(&jobs)));
-        return Ok(());
+        return print_workflow_status(id, client);
     }
-    if args.nodes {
-        let Reply::Nodes { nodes } = client.call(Op::Nodes)? else {
-            return Err(ClientError::Io("unexpected answer".into()));
-        };
-        out(&if args.json { json(&nodes) } else { nodes_table(&nodes) });
-        return Ok(());
-    }
-    if args.server {
-        let Reply::Status(status) = client.call(Op::Status)? else {
-            return Err(ClientError::Io("unexpected answer".into()));
-        };
-        out(&if args.json { json(&status) } else { server_text(&status) });
-        return Ok(());
-    }
-    if args.priority {
-        let Reply::Priorities { configured, jobs } = client.call(Op::Priorities)? else {
-            return Err(ClientError::Io("unexpected answer".into()));
-        };
-        if !configured && !args.json {
-            eprintln!("vstat: no [priority] or [fairshare] in the cluster configuration: jobs go by queue priority, job priority and submission");
-        }
-        out(&if args.json { json(&jobs) } else { priority_table(&jobs) });
-        return Ok(());
-    }
-    if args.shares {
-        let Reply::Shares {
-            configured,
-            half_life_s,
-            users,
-        } = client.call(Op::Shares)?
-        else {
-            return Err(ClientError::Io("unexpected answer".into()));
-        };
-        if !configured && !args.json {
-            eprintln!("vstat: no [fairshare] in the cluster configuration: every user's factor is 1");
-        }
-        out(&if args.json {
-            json(&users)
-        } else {
-            shares_table(&users, half_life_s)
-        });
-        return Ok(());
-    }
-    if args.queues {
-        let Reply::Queues { queues } = client.call(Op::Queues)? else {
-            return Err(ClientError::Io("unexpected answer".into()));
-        };
-        out(&if args.json {
-            json(&queues)
-        } else {
-            queues_table(&queues)
-        });
-        return Ok(());
+    if args.nodes || args.server || args.priority || args.shares || args.queues {
+        return print_view(args, client);
     }
     let query = JobQuery {
         ids: args.ids.clone(),
@@ -182,30 +119,108 @@ fn run(args: &Args, layout: Option<&crate::format::Layout>, client: &mut Client)
         full: args.full,
     };
     if args.json {
-        // Pass the daemon's JSON through untouched: no parsing of 100,000 jobs twice.
-        let line = client.call_raw(Op::Jobs(query))?;
-        // The daemon frames every listing the same way: print the array without parsing it.
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        if let Some(array) = body
-            .strip_prefix(JOBS_LINE_PREFIX.as_bytes())
-            .and_then(|b| b.strip_suffix(JOBS_LINE_SUFFIX.as_bytes()))
-        {
-            out_bytes(&[b"[", array, b"]\n"]);
-            return Ok(());
+        return print_jobs_json(query, client);
+    }
+    print_jobs(args, layout, query, client)
+}
+
+/// `--status ID`: one word, as workflow tools poll for it.
+fn print_workflow_status(id: JobRef, client: &mut Client) -> Result<(), ClientError> {
+    let query = JobQuery {
+        ids: vec![id],
+        ..Default::default()
+    };
+    let jobs = match client.call(Op::Jobs(query))? {
+        Reply::Jobs { jobs } => jobs,
+        other => return Err(unexpected(&other)),
+    };
+    if jobs.is_empty() {
+        return Err(ClientError::Io(format!("no job {id}")));
+    }
+    out(&format!("{}\n", workflow_status(&jobs)));
+    Ok(())
+}
+
+/// `-n`, `-B`, `--priority`, `--shares`, `-Q`: one view of the server other than its jobs, as a
+/// table or JSON.
+fn print_view(args: &Args, client: &mut Client) -> Result<(), ClientError> {
+    let op = if args.nodes {
+        Op::Nodes
+    } else if args.server {
+        Op::Status
+    } else if args.priority {
+        Op::Priorities
+    } else if args.shares {
+        Op::Shares
+    } else {
+        Op::Queues
+    };
+    let text = match client.call(op)? {
+        Reply::Nodes { nodes } if args.json => json(&nodes),
+        Reply::Nodes { nodes } => nodes_table(&nodes),
+        Reply::Status(status) if args.json => json(&status),
+        Reply::Status(status) => server_text(&status),
+        Reply::Priorities { jobs, .. } if args.json => json(&jobs),
+        Reply::Priorities { configured, jobs } => {
+            if !configured {
+                eprintln!("vstat: no [priority] or [fairshare] in the cluster configuration: jobs go by queue priority, job priority and submission");
+            }
+            priority_table(&jobs)
         }
-        let raw: RawJobsResponse =
-            serde_json::from_slice(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
-        if let Some(e) = raw.error {
-            return Err(ClientError::Api(e));
+        Reply::Shares { users, .. } if args.json => json(&users),
+        Reply::Shares {
+            configured,
+            half_life_s,
+            users,
+        } => {
+            if !configured {
+                eprintln!("vstat: no [fairshare] in the cluster configuration: every user's factor is 1");
+            }
+            shares_table(&users, half_life_s)
         }
-        let jobs = raw
-            .ok
-            .ok_or_else(|| ClientError::Io("unexpected answer from vjobd".into()))?;
-        let mut text = jobs.jobs.get().to_string();
-        text.push('\n');
-        out(&text);
+        Reply::Queues { queues } if args.json => json(&queues),
+        Reply::Queues { queues } => queues_table(&queues),
+        other => return Err(unexpected(&other)),
+    };
+    out(&text);
+    Ok(())
+}
+
+/// `--json` of jobs: the daemon's JSON passed through untouched (no parsing of 100,000 jobs
+/// twice).
+fn print_jobs_json(query: JobQuery, client: &mut Client) -> Result<(), ClientError> {
+    let line = client.call_raw(Op::Jobs(query))?;
+    // The daemon frames every listing the same way: print the array without parsing it.
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    if let Some(array) = body
+        .strip_prefix(JOBS_LINE_PREFIX.as_bytes())
+        .and_then(|b| b.strip_suffix(JOBS_LINE_SUFFIX.as_bytes()))
+    {
+        out_bytes(&[b"[", array, b"]\n"]);
         return Ok(());
     }
+    let raw: RawJobsResponse =
+        serde_json::from_slice(line).map_err(|e| ClientError::Io(format!("unreadable answer from vjobd: {e}")))?;
+    if let Some(e) = raw.error {
+        return Err(ClientError::Api(e));
+    }
+    let jobs = raw
+        .ok
+        .ok_or_else(|| ClientError::Io("unexpected answer from vjobd".into()))?;
+    let mut text = jobs.jobs.get().to_string();
+    text.push('\n');
+    out(&text);
+    Ok(())
+}
+
+/// Jobs as a table, in a `--format` layout, or every field with `-f`; the ids asked for that
+/// do not exist are said, and fail the command.
+fn print_jobs(
+    args: &Args,
+    layout: Option<&crate::format::Layout>,
+    query: JobQuery,
+    client: &mut Client,
+) -> Result<(), ClientError> {
     let jobs = match client.call(Op::Jobs(query))? {
         Reply::Jobs { jobs } => jobs,
         other => return Err(unexpected(&other)),

@@ -273,6 +273,76 @@ impl LearnedDurations {
     }
 }
 
+/// The stored queues, or on a new state directory the configured ones (to be written: the
+/// second set returned).
+fn load_queues(store: &Store, cfg: &Config) -> Result<(BTreeMap<String, Queue>, BTreeSet<String>), StoreError> {
+    let mut queues = BTreeMap::new();
+    let initialized = store.initialized()?;
+    for q in store.queues()? {
+        queues.insert(q.name.clone(), q);
+    }
+    let mut dirty_queues = BTreeSet::new();
+    if !initialized {
+        for q in &cfg.queues {
+            queues.insert(
+                q.name.clone(),
+                Queue {
+                    name: q.name.clone(),
+                    priority: q.priority,
+                    enabled: q.enabled,
+                    started: q.started,
+                    default: q.default,
+                    max_running: q.max_running,
+                    max_user_running: q.max_user_running,
+                },
+            );
+            dirty_queues.insert(q.name.clone());
+        }
+    }
+    Ok((queues, dirty_queues))
+}
+
+/// The configured nodes, each with its stored administrative state and power.
+fn load_nodes(store: &Store, cfg: &Config) -> Result<Vec<NodeView>, StoreError> {
+    let mut stored: HashMap<String, NodeRecord> = store.nodes()?.into_iter().map(|n| (n.name.clone(), n)).collect();
+    Ok(cfg
+        .nodes
+        .iter()
+        .map(|n| {
+            let rec = stored.remove(&n.name);
+            NodeView {
+                cfg: n.clone(),
+                admin: rec.as_ref().map(|r| r.state).unwrap_or(NodeAdminState::Online),
+                up: true,
+                down_since: None,
+                domains: Vec::new(),
+                power: rec.map(|r| r.power).unwrap_or_default(),
+                fence: Default::default(),
+            }
+        })
+        .collect())
+}
+
+/// The stored jobs, and those still active: not over, with remains left, or with an image of
+/// their VMs left.
+fn load_jobs(store: &Store, cfg: &Config) -> Result<(BTreeMap<u64, Job>, BTreeSet<u64>), StoreError> {
+    let mut jobs = BTreeMap::new();
+    let mut active = BTreeSet::new();
+    // An image whose VM's record says otherwise (a restore that completed while vjobd was
+    // down, the VM then adopted) keeps its job active until reconciling removes it.
+    let images: HashSet<String> = std::fs::read_dir(cfg.state_dir.join("images"))
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    for j in store.jobs()? {
+        let imaged = || j.vms.iter().any(|v| images.contains(&format!("{}.img", v.name)));
+        if !j.state.is_final() || j.has_remains() || imaged() {
+            active.insert(j.id);
+        }
+        jobs.insert(j.id, j);
+    }
+    Ok((jobs, active))
+}
+
 impl Core {
     /// The placement rules of the jobs not ended, from their scripts (evaluated again: the
     /// datacenter's scripts may have changed since they were submitted).
@@ -294,65 +364,14 @@ impl Core {
     /// Loads the state and takes a first look at the nodes.
     pub fn open(cfg: Config, exec: Executor, first: Observation) -> Result<Core, StoreError> {
         let store = Store::open(&cfg.state_dir)?;
-        let mut queues = BTreeMap::new();
-        let initialized = store.initialized()?;
-        for q in store.queues()? {
-            queues.insert(q.name.clone(), q);
-        }
-        let mut dirty_queues = BTreeSet::new();
-        if !initialized {
-            for q in &cfg.queues {
-                queues.insert(
-                    q.name.clone(),
-                    Queue {
-                        name: q.name.clone(),
-                        priority: q.priority,
-                        enabled: q.enabled,
-                        started: q.started,
-                        default: q.default,
-                        max_running: q.max_running,
-                        max_user_running: q.max_user_running,
-                    },
-                );
-                dirty_queues.insert(q.name.clone());
-            }
-        }
-        let mut stored: HashMap<String, NodeRecord> = store.nodes()?.into_iter().map(|n| (n.name.clone(), n)).collect();
-        let nodes: Vec<NodeView> = cfg
-            .nodes
-            .iter()
-            .map(|n| {
-                let rec = stored.remove(&n.name);
-                NodeView {
-                    cfg: n.clone(),
-                    admin: rec.as_ref().map(|r| r.state).unwrap_or(NodeAdminState::Online),
-                    up: true,
-                    down_since: None,
-                    domains: Vec::new(),
-                    power: rec.map(|r| r.power).unwrap_or_default(),
-                    fence: Default::default(),
-                }
-            })
-            .collect();
+        let (queues, dirty_queues) = load_queues(&store, &cfg)?;
+        let nodes = load_nodes(&store, &cfg)?;
         let node_index = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.cfg.name.clone(), i as NodeIdx))
             .collect();
-        let mut jobs = BTreeMap::new();
-        let mut active = BTreeSet::new();
-        // An image whose VM's record says otherwise (a restore that completed while vjobd was
-        // down, the VM then adopted) keeps its job active until reconciling removes it.
-        let images: HashSet<String> = std::fs::read_dir(cfg.state_dir.join("images"))
-            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-            .unwrap_or_default();
-        for j in store.jobs()? {
-            let imaged = || j.vms.iter().any(|v| images.contains(&format!("{}.img", v.name)));
-            if !j.state.is_final() || j.has_remains() || imaged() {
-                active.insert(j.id);
-            }
-            jobs.insert(j.id, j);
-        }
+        let (jobs, active) = load_jobs(&store, &cfg)?;
         let stored_next: u64 = store.meta(NEXT_ID_KEY)?.and_then(|v| v.parse().ok()).unwrap_or(1);
         let next_id = jobs.keys().next_back().map(|id| id + 1).unwrap_or(1).max(stored_next);
         let arrays = Core::index_arrays(&jobs);
