@@ -639,13 +639,11 @@ fn regression_the_kept_board_sees_a_stale_copys_node_answer_again_while_drained(
     rig.drain();
 }
 
-/// Chaos seed 906: a vjob requeued because one of its nodes was lost started its VMs again
-/// while another of its VMs went on executing on a node that was on but cut off, not yet
-/// fenced: that VM ran twice. A stale copy on a node that may hold it keeps the vjob waiting
-/// until the node answers (and the copy is destroyed) or is fenced.
-#[test]
-fn regression_a_requeued_vjob_waits_for_a_silent_node_that_may_still_run_a_copy_of_its_vm() {
-    let dir = std::env::temp_dir().join(format!("vjob-core-silent-copy-{}", std::process::id()));
+/// A 2-VM vjob on two of three nodes (n1 to n3, 10 s node timeout): one of its nodes is lost
+/// and repaired, the other cut off (on, silent, within the timeout; its VM runs on), and the
+/// vjob requeued. Returns (rig, job, the cut-off node).
+fn requeued_with_a_copy_on_a_silent_node(tag: &str) -> (Rig, u64, String) {
+    let dir = std::env::temp_dir().join(format!("vjob-core-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let text = format!(
         "state_dir = \"{}\"\nadmins = [\"root\"]\n\
@@ -658,32 +656,30 @@ fn regression_a_requeued_vjob_waits_for_a_silent_node_that_may_still_run_a_copy_
         dir.join("sim").display(),
     );
     let mut rig = Rig::from_config(dir, Config::parse("test.toml", &text).unwrap());
-    let all = ["n1", "n2", "n3"];
-    rig.observe(&all);
+    rig.observe(&ALL3);
     // Two VMs of a whole node each: on two nodes, the third left free.
     let id = rig.submit(&ONE_VM.replace("count = 1", "count = 2"));
     rig.decide();
-    rig.observe(&all);
+    rig.observe(&ALL3);
     assert_eq!(rig.job(id).state, JobState::Running);
     let (a, b) = (
         rig.job(id).vms[0].node.clone().unwrap(),
         rig.job(id).vms[1].node.clone().unwrap(),
     );
-    // Node a is lost; node b is cut off (on, silent, within the node timeout): its VM runs on.
     rig.set_down(&a, true);
-    rig.observe(&all);
+    rig.observe(&ALL3);
     rig.core.declare_lost(&a).unwrap();
     rig.set_down(&b, true);
-    rig.observe(&all);
+    rig.observe(&ALL3);
     assert_eq!(rig.job(id).state, JobState::Queued, "requeued for the loss of {a}");
     // Node a is repaired: with the free node, there is room for the vjob again.
     rig.set_down(&a, false);
     rig.core.power_by_hand(&a, true).unwrap();
     rig.drain();
     std::thread::sleep(Duration::from_millis(30));
-    rig.observe(&all);
+    rig.observe(&ALL3);
     rig.drain();
-    rig.observe(&all);
+    rig.observe(&ALL3);
     rig.decide();
     let job = rig.job(id);
     assert_eq!(job.state, JobState::Queued, "{:?}", job.events);
@@ -695,13 +691,44 @@ fn regression_a_requeued_vjob_waits_for_a_silent_node_that_may_still_run_a_copy_
         "{:?}",
         job.reason
     );
+    (rig, id, b)
+}
+
+const ALL3: [&str; 3] = ["n1", "n2", "n3"];
+
+/// Chaos seed 906: a vjob requeued because one of its nodes was lost started its VMs again
+/// while another of its VMs went on executing on a node that was on but cut off, not yet
+/// fenced: that VM ran twice. A stale copy on a node that may hold it keeps the vjob waiting
+/// until the node answers (and the copy is destroyed) or is fenced.
+#[test]
+fn regression_a_requeued_vjob_waits_for_a_silent_node_that_may_still_run_a_copy_of_its_vm() {
+    let (mut rig, id, b) = requeued_with_a_copy_on_a_silent_node("silent-copy");
     // Node b answers again: its copy is destroyed, then the vjob starts.
     rig.set_down(&b, false);
-    rig.observe(&all);
+    rig.observe(&ALL3);
     rig.drain();
-    rig.observe(&all);
+    rig.observe(&ALL3);
     assert!(rig.job(id).stale.is_empty(), "{:?}", rig.job(id).stale);
     rig.decide();
-    rig.observe(&all);
+    rig.observe(&ALL3);
     assert_eq!(rig.job(id).state, JobState::Running, "{:?}", rig.job(id).events);
+}
+
+/// The same, but the silent node, which holds nothing of the records but the stale copy, never
+/// answers: past the node timeout it is fenced, and the vjob starts without it.
+#[test]
+fn a_silent_node_holding_only_a_stale_copy_is_fenced_and_the_vjob_starts_without_it() {
+    let (mut rig, id, b) = requeued_with_a_copy_on_a_silent_node("silent-copy-fenced");
+    rig.core.cfg.scheduler.node_timeout_ms = 50;
+    std::thread::sleep(Duration::from_millis(60));
+    rig.observe(&ALL3);
+    rig.drain();
+    let i = rig.core.node_idx(&b).unwrap() as usize;
+    assert_eq!(rig.core.nodes[i].power.state, vjob_core::power::PowerState::Fenced);
+    rig.observe(&ALL3);
+    rig.decide();
+    rig.observe(&ALL3);
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Running, "{:?}", job.events);
+    assert!(job.vms.iter().all(|v| v.node.as_deref() != Some(b.as_str())));
 }

@@ -38,7 +38,7 @@ pub struct Fence {
 
 impl Core {
     /// Starts fencing each node that has not answered for `node_timeout` while records put VMs
-    /// of vjobs there, unless a switch is under way or the last one failed less than
+    /// of vjobs (or stale copies of them) there, unless a switch is under way or the last one failed less than
     /// `node_timeout` ago.
     pub(crate) fn fence_silent_nodes(&mut self) {
         let timeout = Duration::from_millis(self.cfg.scheduler.node_timeout_ms);
@@ -55,7 +55,14 @@ impl Core {
         if due.is_empty() {
             return;
         }
-        let holding = self.nodes_holding_vms();
+        // A stale copy counts: it may still run there, and a vjob waits for it.
+        let mut holding = self.nodes_holding_vms();
+        holding.extend(
+            self.stale_copies()
+                .iter()
+                .filter_map(|(_, n)| self.node_idx(n))
+                .map(|i| i as usize),
+        );
         for i in due.into_iter().filter(|i| holding.contains(i)) {
             self.start_fence(i, timeout);
         }
