@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{job, nodes, sim_running, sim_state, Cluster, FAST_HYPERVISOR};
+use common::{check_state_history, job, nodes, sim_running, sim_state, Cluster, FAST_HYPERVISOR};
 use serde_json::Value;
 use vjob_hypervisor::sim::SimCluster;
 use vjob_instances::gen::Rng;
@@ -256,6 +256,14 @@ fn run(seed: u64, faults: &[(u64, Fault)]) {
         }
         assert_eq!(j["state"], "completed", "{}: {j}", report());
         assert_eq!(j["exit_code"], 0, "{}: {j}", report());
+    }
+    // Every state change each job went through, across the restarts, is a legal transition.
+    for &id in &ids {
+        let out = c.ok("vstat", &["-f", "--json", &id.to_string()]);
+        let j = &serde_json::from_str::<Value>(&out).unwrap()[0];
+        if let Err(e) = check_state_history(j) {
+            panic!("{e} ({})", report());
+        }
     }
     // What the backend itself holds (a node lost for good included: its VMs died with it), and
     // the images.

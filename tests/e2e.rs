@@ -70,6 +70,17 @@ fn express_job_preempts_lowprio_which_resumes_and_completes() {
     c.wait_state(low, "completed", SECS(40));
     let full = c.ok("vstat", &["-f", &low.to_string()]);
     assert!(full.contains(&format!("preempted by job {express}")), "{full}");
+    assert!(
+        full.contains("states = queued ") && full.contains(" > running ") && full.contains(" > suspended "),
+        "{full}"
+    );
+    let detail = c.ok("vstat", &["-f", "--json", &low.to_string()]);
+    let j = &serde_json::from_str::<serde_json::Value>(&detail).unwrap()[0];
+    let states: Vec<&str> = (j["detail"]["states"].as_array().unwrap().iter())
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["queued", "running", "suspended", "running", "completed"]);
+    common::check_state_history(j).unwrap();
 }
 
 #[test]

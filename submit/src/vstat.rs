@@ -489,6 +489,12 @@ fn full(jobs: &[JobInfo]) -> String {
             for line in d.script.lines() {
                 s.push_str(&format!("        {line}\n"));
             }
+            if !d.states.is_empty() {
+                let states: Vec<String> = (d.states.iter())
+                    .map(|c| format!("{} {}", c.state.as_str(), timestamp(c.time)))
+                    .collect();
+                field(&mut s, "states", states.join(" > "));
+            }
             s.push_str("    events:\n");
             for e in &d.events {
                 s.push_str(&format!("        {}  {}\n", timestamp(e.time), e.message));

@@ -345,3 +345,48 @@ pub fn sim_running(state: &Value) -> std::collections::BTreeMap<String, Vec<Stri
     }
     running
 }
+
+/// Checks a job's recorded states (`detail.states` of `vstat -f --json`) against the legal
+/// transitions, as written here apart from the daemon's own table: it starts queued or held,
+/// each change is one the state machine allows, times never go back, and (unless the record
+/// is full) it ends in the job's current state.
+pub fn check_state_history(job: &Value) -> Result<(), String> {
+    let legal = |from: &str, to: &str| match from {
+        "queued" => matches!(to, "held" | "running" | "cancelled" | "failed"),
+        "held" => matches!(to, "queued" | "suspended" | "cancelled"),
+        "running" => matches!(to, "suspended" | "completed" | "failed" | "cancelled" | "queued"),
+        "suspended" => matches!(to, "running" | "held" | "cancelled" | "failed"),
+        _ => false,
+    };
+    let states: Vec<(f64, &str)> = (job["detail"]["states"].as_array().into_iter().flatten())
+        .map(|c| {
+            (
+                c["time"].as_f64().unwrap_or(f64::NAN),
+                c["state"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    let id = &job["id"];
+    let Some(&(_, first)) = states.first() else {
+        return Err(format!("job {id}: no recorded state"));
+    };
+    if !matches!(first, "queued" | "held") {
+        return Err(format!("job {id}: its first state is {first}"));
+    }
+    for w in states.windows(2) {
+        let ((t0, from), (t1, to)) = (w[0], w[1]);
+        if !legal(from, to) {
+            return Err(format!(
+                "job {id}: {from} -> {to} is not a legal transition: {states:?}"
+            ));
+        }
+        if t1 < t0 {
+            return Err(format!("job {id}: {from} -> {to} goes back in time: {states:?}"));
+        }
+    }
+    let last = states.last().map(|s| s.1);
+    if states.len() < vjob_api::MAX_STATE_CHANGES && last != job["state"].as_str() {
+        return Err(format!("job {id}: its states end in {last:?}, it is {}", job["state"]));
+    }
+    Ok(())
+}

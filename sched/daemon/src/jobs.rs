@@ -6,7 +6,7 @@
 //! its VMs once they agree.
 
 use serde::{Deserialize, Serialize};
-use vjob_api::{JobDetail, JobEvent, JobInfo, JobRef, JobState, NodeAdminState, QueueInfo, VmInfo};
+use vjob_api::{JobDetail, JobEvent, JobInfo, JobRef, JobState, JobStateChange, NodeAdminState, QueueInfo, VmInfo};
 
 use crate::spec::JobSpec;
 
@@ -99,6 +99,10 @@ pub struct Job {
     /// What accounting reports beyond the clocks above.
     #[serde(default)]
     pub acct: Accounting,
+    /// Every state it took, in order, with when (the first [`vjob_api::MAX_STATE_CHANGES`]):
+    /// what shows that its history is made of legal transitions only, across restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<(u64, JobState)>,
 }
 
 /// A job's context switches and what they cost, for accounting (`vacct`).
@@ -230,7 +234,9 @@ impl Job {
             energy_j: 0.0,
             array: None,
             acct: Accounting::default(),
+            states: Vec::new(),
         };
+        job.states.push((now, job.state));
         job.event(now, if hold { "submitted, held" } else { "submitted" });
         job
     }
@@ -360,6 +366,9 @@ impl Job {
             self.end_ms = Some(now);
         }
         self.state = to;
+        if self.states.len() < vjob_api::MAX_STATE_CHANGES {
+            self.states.push((now, to));
+        }
         Ok(())
     }
 
@@ -465,6 +474,9 @@ impl Job {
                 stale_copies: self.stale.iter().map(|(vm, node)| format!("{vm} on {node}")).collect(),
                 energy_j: self.energy_j,
                 array_throttle: self.array.and_then(|a| a.throttle),
+                states: (self.states.iter())
+                    .map(|&(t, state)| JobStateChange { time: secs(t), state })
+                    .collect(),
             }),
         }
     }
@@ -536,6 +548,45 @@ mod tests {
             false,
             1_000,
         )
+    }
+
+    #[test]
+    fn every_state_taken_is_recorded_with_its_time_and_a_refused_one_is_not() {
+        use JobState::*;
+        let mut j = job();
+        j.set_state(Running, 2_000).unwrap();
+        j.set_state(Running, 2_500).unwrap();
+        j.set_state(Suspended, 3_000).unwrap();
+        assert!(j.set_state(Completed, 3_500).is_err());
+        j.set_state(Running, 4_000).unwrap();
+        j.set_state(Completed, 5_000).unwrap();
+        assert_eq!(
+            j.states,
+            [
+                (1_000, Queued),
+                (2_000, Running),
+                (3_000, Suspended),
+                (4_000, Running),
+                (5_000, Completed)
+            ]
+        );
+        let detail = j.info(6_000, true).detail.unwrap();
+        assert_eq!(detail.states.len(), 5);
+        assert_eq!((detail.states[1].time, detail.states[1].state), (2.0, Running));
+    }
+
+    #[test]
+    fn a_thrashing_job_keeps_its_first_state_changes_only() {
+        let mut j = job();
+        for k in 0..1_000u64 {
+            let to = if k % 2 == 0 {
+                JobState::Running
+            } else {
+                JobState::Suspended
+            };
+            j.set_state(to, 2_000 + k).unwrap();
+        }
+        assert_eq!(j.states.len(), vjob_api::MAX_STATE_CHANGES);
     }
 
     #[test]

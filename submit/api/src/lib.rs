@@ -574,6 +574,20 @@ pub struct JobDetail {
     /// A task of an array: the array's throttle (most tasks running at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_throttle: Option<u32>,
+    /// Every state it took, in order, from its submission (the first
+    /// [`MAX_STATE_CHANGES`] only: a job that thrashes stops adding to it).
+    #[serde(default)]
+    pub states: Vec<JobStateChange>,
+}
+
+/// How many state changes of a job are kept.
+pub const MAX_STATE_CHANGES: usize = 256;
+
+/// A job entered `state` at `time`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct JobStateChange {
+    pub time: f64,
+    pub state: JobState,
 }
 
 /// Something that happened to a job.
