@@ -182,6 +182,15 @@ impl Drop for Rig {
 
 const ONE_VM: &str = "name = \"j\"\n[vm]\ncount = 1\nvcpus = 2\nmemory = \"1GiB\"\n[run]\nscript = \"x\"\n";
 
+/// Submits `spec`, lets it start, observes. Returns the job and the node of its first VM.
+fn started(rig: &mut Rig, spec: &str) -> (u64, String) {
+    let id = rig.submit(spec);
+    rig.decide();
+    rig.observe(&["n1", "n2"]);
+    assert_eq!(rig.job(id).state, JobState::Running, "{:?}", rig.job(id).events);
+    (id, rig.job(id).vms[0].node.clone().unwrap())
+}
+
 /// Node `node` stops answering and, past the node timeout, is declared lost by hand although
 /// its VMs go on (as a node whose domains come back when it is switched on again): what a
 /// stale copy is.
@@ -524,10 +533,7 @@ fn regression_an_image_left_by_a_restore_unknown_to_the_records_is_removed_after
 #[test]
 fn regression_a_vanished_image_is_given_up_on_even_with_a_node_lost_for_good() {
     let mut rig = Rig::new("vanished-image");
-    let id = rig.submit(ONE_VM);
-    rig.decide();
-    rig.observe(&["n1", "n2"]);
-    let host = rig.job(id).vms[0].node.clone().unwrap();
+    let (id, host) = started(&mut rig, ONE_VM);
     let other = if host == "n1" { "n2" } else { "n1" }.to_string();
     rig.core.handle(&Rig::root(), ApiOp::Suspend { id: id.into() }).unwrap();
     rig.decide();
@@ -552,10 +558,7 @@ fn regression_a_vanished_image_is_given_up_on_even_with_a_node_lost_for_good() {
 #[test]
 fn regression_a_node_that_rebooted_between_two_listings_starts_its_vjobs_over() {
     let mut rig = Rig::new("rebooted");
-    let id = rig.submit(ONE_VM);
-    rig.decide();
-    rig.observe(&["n1", "n2"]);
-    let host = rig.job(id).vms[0].node.clone().unwrap();
+    let (id, host) = started(&mut rig, ONE_VM);
     // Switched off and on again between two observations, its VM lost with the power.
     rig.sim.set_power_times(0, 0);
     rig.sim.switch(&host, false).unwrap();
@@ -588,10 +591,7 @@ fn regression_a_node_that_rebooted_between_two_listings_starts_its_vjobs_over() 
 #[test]
 fn a_node_that_answers_again_with_the_same_boot_keeps_its_vjobs() {
     let mut rig = Rig::new("same-boot");
-    let id = rig.submit(ONE_VM);
-    rig.decide();
-    rig.observe(&["n1", "n2"]);
-    let host = rig.job(id).vms[0].node.clone().unwrap();
+    let (id, host) = started(&mut rig, ONE_VM);
     rig.set_down(&host, true);
     rig.observe(&["n1", "n2"]);
     rig.set_down(&host, false);
@@ -610,14 +610,8 @@ fn a_node_that_answers_again_with_the_same_boot_keeps_its_vjobs() {
 #[test]
 fn regression_the_kept_board_sees_a_stale_copys_node_answer_again_while_drained() {
     let mut rig = Rig::new("stale-drained");
-    let first_job = rig.submit(&ONE_VM.replace("vcpus = 2", "vcpus = 1"));
-    rig.decide();
-    rig.observe(&["n1", "n2"]);
-    let id = rig.submit(ONE_VM);
-    rig.decide();
-    rig.observe(&["n1", "n2"]);
-    let first = rig.job(id).vms[0].node.clone().unwrap();
-    let other = rig.job(first_job).vms[0].node.clone().unwrap();
+    let (_, other) = started(&mut rig, &ONE_VM.replace("vcpus = 2", "vcpus = 1"));
+    let (id, first) = started(&mut rig, ONE_VM);
     assert_ne!(first, other);
     lose_keeping_vms(&mut rig, &first);
     assert_eq!(rig.job(id).state, JobState::Queued);
