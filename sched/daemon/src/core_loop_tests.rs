@@ -27,12 +27,19 @@ fn config(dir: &std::path::Path, extra_top: &str) -> Config {
 
 /// [`config`] with more tables (`[power]`, say) at its end.
 fn config_with_tables(dir: &std::path::Path, extra_top: &str, tables: &str) -> Config {
+    config_of(dir, extra_top, 2, "50ms", tables)
+}
+
+/// A configuration of `nodes` simulated nodes n1, n2, ... of 2 cpus and 4 GiB each.
+fn config_of(dir: &std::path::Path, extra_top: &str, nodes: usize, node_timeout: &str, tables: &str) -> Config {
+    let nodes: String = (1..=nodes)
+        .map(|i| format!("[[node]]\nname = \"n{i}\"\ncpus = 2\nmemory = \"4GiB\"\n"))
+        .collect();
     let text = format!(
         "{extra_top}state_dir = \"{}\"\nadmins = [\"root\"]\n\
          [hypervisor]\nbackend = \"sim\"\nsim_dir = \"{}\"\nboot_time = \"20ms\"\npause_time = \"1ms\"\ndestroy_time = \"1ms\"\n\
          save_overhead = \"10ms\"\nmigrate_overhead = \"10ms\"\n\
-         [[node]]\nname = \"n1\"\ncpus = 2\nmemory = \"4GiB\"\n[[node]]\nname = \"n2\"\ncpus = 2\nmemory = \"4GiB\"\n\
-         [scheduler]\nnode_timeout = \"50ms\"\n{tables}",
+         {nodes}[scheduler]\nnode_timeout = \"{node_timeout}\"\n{tables}",
         dir.join("state").display(),
         dir.join("sim").display(),
     );
@@ -105,8 +112,7 @@ impl Rig {
     /// A report of `node` as it answers now.
     fn report(&self, node: &str) -> NodeReport {
         let began = Instant::now();
-        let backend = &self.backends[node];
-        let answer = match backend.list().and_then(|d| Ok((d, backend.boot_id()?))) {
+        let answer = match crate::poll::list_with_boot_id(self.backends[node].as_ref()) {
             Ok((d, boot_id)) => NodeAnswer::Listed(d, boot_id),
             Err(e) => NodeAnswer::Failed(e.to_string()),
         };
@@ -639,17 +645,9 @@ fn regression_the_kept_board_sees_a_stale_copys_node_answer_again_while_drained(
 fn requeued_with_a_copy_on_a_silent_node(tag: &str) -> (Rig, u64, String) {
     let dir = std::env::temp_dir().join(format!("vjob-core-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let text = format!(
-        "state_dir = \"{}\"\nadmins = [\"root\"]\n\
-         [hypervisor]\nbackend = \"sim\"\nsim_dir = \"{}\"\nboot_time = \"20ms\"\npause_time = \"1ms\"\ndestroy_time = \"1ms\"\n\
-         [[node]]\nname = \"n1\"\ncpus = 2\nmemory = \"4GiB\"\n[[node]]\nname = \"n2\"\ncpus = 2\nmemory = \"4GiB\"\n\
-         [[node]]\nname = \"n3\"\ncpus = 2\nmemory = \"4GiB\"\n\
-         [scheduler]\nnode_timeout = \"10s\"\n\
-         [power]\nboot_time = \"10ms\"\nidle_time = \"1h\"\nconsolidate = false\n",
-        dir.join("state").display(),
-        dir.join("sim").display(),
-    );
-    let mut rig = Rig::from_config(dir, Config::parse("test.toml", &text).unwrap());
+    let power = "[power]\nboot_time = \"10ms\"\nidle_time = \"1h\"\nconsolidate = false\n";
+    let cfg = config_of(&dir, "", 3, "10s", power);
+    let mut rig = Rig::from_config(dir, cfg);
     rig.observe(&ALL3);
     // Two VMs of a whole node each: on two nodes, the third left free.
     let id = rig.submit(&ONE_VM.replace("count = 1", "count = 2"));

@@ -38,8 +38,8 @@ pub struct Fence {
 
 impl Core {
     /// Starts fencing each node that has not answered for `node_timeout` while records put VMs
-    /// of vjobs (or stale copies of them) there, unless a switch is under way or the last one failed less than
-    /// `node_timeout` ago.
+    /// of vjobs (or stale copies of them) there, unless a switch is under way or the last one
+    /// failed less than `node_timeout` ago.
     pub(crate) fn fence_silent_nodes(&mut self) {
         let timeout = Duration::from_millis(self.cfg.scheduler.node_timeout_ms);
         let due: Vec<usize> = (0..self.nodes.len())

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use vjob_hypervisor::DomainInfo;
+use vjob_hypervisor::{DomainInfo, HvError, Hypervisor};
 
 use super::{NodeAnswer, NodeReport, Observation};
 use crate::exec::Backends;
@@ -23,6 +23,12 @@ use crate::exec::Backends;
 /// A node's VMs and its boot id (read after the listing: a reboot in between shows as a new
 /// boot, so a VM missing from the listing is never taken to have vanished from the same boot).
 type Listing = Result<(Vec<DomainInfo>, Option<String>), String>;
+
+/// Lists node `b`'s VMs, then reads its boot id (see [`Listing`] for the order).
+pub(crate) fn list_with_boot_id(b: &dyn Hypervisor) -> Result<(Vec<DomainInfo>, Option<String>), HvError> {
+    let domains = b.list()?;
+    Ok((domains, b.boot_id()?))
+}
 
 /// The workers and what they are doing.
 pub struct Poller {
@@ -52,10 +58,7 @@ impl Poller {
                         let began = Instant::now();
                         lock(&listing).insert(node.clone(), began);
                         let r = match backends.get(&node) {
-                            Some(b) => b
-                                .list()
-                                .and_then(|domains| Ok((domains, b.boot_id()?)))
-                                .map_err(|e| e.to_string()),
+                            Some(b) => list_with_boot_id(b.as_ref()).map_err(|e| e.to_string()),
                             None => Err(format!("no connection to node {node}")),
                         };
                         lock(&listing).remove(&node);
