@@ -1013,10 +1013,19 @@ struct DecisionInstance<'a> {
     model: Model,
     constraints: Vec<Constraint>,
     place_first: Vec<VmIdx>,
-    run: HashSet<u64>,
-    sleep: HashSet<u64>,
-    pause: HashSet<u64>,
+    /// The vjobs the decision runs, suspends and pauses, each sorted: looked up for every VM
+    /// added, where a search of a few ids costs less than hashing one.
+    run: Vec<u64>,
+    sleep: Vec<u64>,
+    pause: Vec<u64>,
     rule: Option<&'a PauseRule>,
+}
+
+/// `ids` sorted, for binary searches.
+fn sorted_ids(ids: impl Iterator<Item = u64>) -> Vec<u64> {
+    let mut v: Vec<u64> = ids.collect();
+    v.sort_unstable();
+    v
 }
 
 impl<'a> DecisionInstance<'a> {
@@ -1026,9 +1035,9 @@ impl<'a> DecisionInstance<'a> {
             model,
             constraints,
             place_first: Vec::new(),
-            run: decision.run.iter().copied().collect(),
-            sleep: decision.suspend.iter().map(|(id, _)| *id).collect(),
-            pause: decision.pause.iter().map(|(id, _)| *id).collect(),
+            run: sorted_ids(decision.run.iter().copied()),
+            sleep: sorted_ids(decision.suspend.iter().map(|(id, _)| *id)),
+            pause: sorted_ids(decision.pause.iter().map(|(id, _)| *id)),
             rule,
         }
     }
@@ -1047,17 +1056,17 @@ impl<'a> DecisionInstance<'a> {
         paused: bool,
         name: &dyn Fn(u64, usize) -> String,
     ) -> Option<VmIdx> {
-        let to_run = self.run.contains(&id);
+        let to_run = self.run.binary_search(&id).is_ok();
         if state != VmState::Running && !to_run {
             return None;
         }
-        let to_sleep = self.sleep.contains(&id);
+        let to_sleep = self.sleep.binary_search(&id).is_ok();
         // Paused in memory (or about to be): it stays where it is, holding what its rule keeps,
         // unless it is unpaused now.
-        let in_memory = paused || self.pause.contains(&id);
+        let in_memory = paused || self.pause.binary_search(&id).is_ok();
         let held = match (in_memory && !to_run, self.rule) {
-            (true, Some(r)) => r.held(demand),
-            _ => demand.to_vec(),
+            (true, Some(r)) => std::borrow::Cow::Owned(r.held(demand)),
+            _ => std::borrow::Cow::Borrowed(demand),
         };
         let v = self.model.add_vm(name(id, index), state, host, &held);
         if to_run {

@@ -40,10 +40,75 @@ pub struct Placer {
     /// load now). Nodes of a group are alike but for their index, so a search over every node
     /// need only score the first of each group: the same answer, in the time of the distinct
     /// states.
-    groups: Option<HashMap<StateKey, NodeSet, StateHash>>,
-    /// The bits of groups that emptied, kept for the next group (nodes move between groups at
-    /// every take and release).
-    spare: Vec<NodeSet>,
+    groups: Option<Groups>,
+}
+
+/// Open nodes grouped by state. Each group has a slot that keeps its state, and each node
+/// knows its slot: taking a node out of its group needs no hashing, and putting it in another
+/// hashes its new state once (nodes move between groups at every take and release).
+#[derive(Default)]
+struct Groups {
+    /// Each group's state and nodes; a slot whose set emptied is free, listed in `free`, its
+    /// bits kept for the next group.
+    slots: Vec<(StateKey, NodeSet)>,
+    by_state: HashMap<StateKey, u32, StateHash>,
+    /// Per node, its slot, or [`Groups::NONE`] when it is in no group (closed).
+    of_node: Vec<u32>,
+    free: Vec<u32>,
+}
+
+impl Groups {
+    const NONE: u32 = u32::MAX;
+
+    fn new(nodes: usize) -> Groups {
+        Groups {
+            of_node: vec![Groups::NONE; nodes],
+            ..Default::default()
+        }
+    }
+
+    /// Files node `n` under state `k`.
+    fn insert(&mut self, n: NodeIdx, k: StateKey) {
+        debug_assert_eq!(self.of_node[n as usize], Groups::NONE, "a node is in one group");
+        let slot = match self.by_state.get(&k) {
+            Some(&slot) => slot,
+            None => {
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.slots[slot as usize].0 = k;
+                        slot
+                    }
+                    None => {
+                        self.slots.push((k, NodeSet::default()));
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.by_state.insert(k, slot);
+                slot
+            }
+        };
+        self.slots[slot as usize].1.insert(n);
+        self.of_node[n as usize] = slot;
+    }
+
+    /// Takes node `n` out of its group, if it is in one.
+    fn remove(&mut self, n: NodeIdx) {
+        let slot = std::mem::replace(&mut self.of_node[n as usize], Groups::NONE);
+        if slot == Groups::NONE {
+            return;
+        }
+        let (k, set) = &mut self.slots[slot as usize];
+        set.remove(n);
+        if set.is_empty() {
+            self.by_state.remove(k);
+            self.free.push(slot);
+        }
+    }
+
+    /// The first node of each group.
+    fn firsts(&self) -> impl Iterator<Item = NodeIdx> + '_ {
+        self.slots.iter().filter_map(|(_, set)| set.first())
+    }
 }
 
 /// A set of nodes as bits (the clusters that group their nodes have fewer than
@@ -157,7 +222,6 @@ impl Placer {
             free_total: vec![0; nres],
             index: None,
             groups: None,
-            spare: Vec::new(),
         };
         for n in 0..p.nodes() as NodeIdx {
             if !p.closed[n as usize] {
@@ -171,7 +235,7 @@ impl Placer {
                 .collect();
             p.index = Some(idx);
         } else if nres <= 2 {
-            p.groups = Some(HashMap::default());
+            p.groups = Some(Groups::new(p.nodes()));
             for n in 0..p.nodes() as NodeIdx {
                 p.group(n);
             }
@@ -181,12 +245,14 @@ impl Placer {
 
     fn state_key(&self, n: NodeIdx) -> StateKey {
         let i = n as usize * self.nres;
-        let mut k = [0u64; 6];
-        let r = self.nres;
-        k[..r].copy_from_slice(&self.capacity[i..i + r]);
-        k[2..2 + r].copy_from_slice(&self.load[i..i + r]);
-        k[4..4 + r].copy_from_slice(&self.load_now[i..i + r]);
-        k
+        let (c, l, now) = (&self.capacity, &self.load, &self.load_now);
+        // Spelled out per count of resources (groups have at most two): slices of a length
+        // known only at run time are copied by `memcpy`, three calls at every take and release.
+        match self.nres {
+            0 => [0; 6],
+            1 => [c[i], 0, l[i], 0, now[i], 0],
+            _ => [c[i], c[i + 1], l[i], l[i + 1], now[i], now[i + 1]],
+        }
     }
 
     /// Files an open node under its state.
@@ -195,28 +261,13 @@ impl Placer {
             return;
         }
         let k = self.state_key(n);
-        let spare = &mut self.spare;
-        self.groups
-            .as_mut()
-            .expect("checked above")
-            .entry(k)
-            .or_insert_with(|| spare.pop().unwrap_or_default())
-            .insert(n);
+        self.groups.as_mut().expect("checked above").insert(n, k);
     }
 
     /// Takes a node out of its group (before its state changes).
     fn ungroup(&mut self, n: NodeIdx) {
-        if self.groups.is_none() || self.closed[n as usize] {
-            return;
-        }
-        let k = self.state_key(n);
-        let groups = self.groups.as_mut().expect("checked above");
-        if let Some(set) = groups.get_mut(&k) {
-            set.remove(n);
-            if set.is_empty() {
-                let emptied = groups.remove(&k).expect("just found");
-                self.spare.push(emptied);
-            }
+        if let Some(groups) = self.groups.as_mut() {
+            groups.remove(n);
         }
     }
 
@@ -344,8 +395,7 @@ impl Placer {
             return self.best(demand, |_| true);
         };
         let mut best: Option<(bool, u64, NodeIdx)> = None;
-        for set in groups.values() {
-            let n = set.first().expect("groups are never empty");
+        for n in groups.firsts() {
             if !self.fits(n, demand) {
                 continue;
             }
