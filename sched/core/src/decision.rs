@@ -238,7 +238,9 @@ pub struct Board {
     placer: Placer,
     /// Per node: what occupies it outside the vjobs.
     load: Vec<Vec<LoadInput>>,
-    vjobs: BTreeMap<u64, Entry>,
+    /// Boxed: vjobs come and go in any order, and a B-tree shifts its entries at every
+    /// insertion and removal (a pointer each, instead of a whole entry).
+    vjobs: BTreeMap<u64, Box<Entry>>,
     /// The vjobs not running (waiting, suspended, paused): all that FCFS and EASY consider.
     not_running: BTreeSet<u64>,
     /// What runs, as (expected end, cpus, vjob), in order: EASY's reservations read it.
@@ -416,7 +418,7 @@ impl Board {
             self.constrained += 1;
         }
         self.index(&entry, true);
-        self.vjobs.insert(entry.input.id, entry);
+        self.vjobs.insert(entry.input.id, Box::new(entry));
     }
 
     /// Takes a vjob off the board.
@@ -493,6 +495,15 @@ impl Board {
         self.unsettled > 0
     }
 
+    fn entry(&self, id: u64) -> Option<&Entry> {
+        self.vjobs.get(&id).map(|e| &**e)
+    }
+
+    /// Every vjob's entry, by id.
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.vjobs.values().map(|e| &**e)
+    }
+
     pub fn vjob(&self, id: u64) -> Option<&VjobInput> {
         self.vjobs.get(&id).map(|e| &e.input)
     }
@@ -559,8 +570,8 @@ impl Board {
             }
         }
         let entries: Box<dyn Iterator<Item = &Entry>> = match policy {
-            PolicyChoice::ContextSwitch(_) => Box::new(self.vjobs.values()),
-            _ => Box::new(self.not_running.iter().map(|id| &self.vjobs[id])),
+            PolicyChoice::ContextSwitch(_) => Box::new(self.vjobs.values().map(|e| &**e)),
+            _ => Box::new(self.not_running.iter().map(|id| &*self.vjobs[id])),
         };
         let cands: Vec<Candidate<'_>> = entries
             .filter(|e| !e.input.admin_suspend)
@@ -596,7 +607,7 @@ impl Board {
             return None;
         }
         let cands: Vec<Candidate<'_>> = (self.not_running.iter())
-            .map(|id| &self.vjobs[id])
+            .map(|id| &*self.vjobs[id])
             .filter(|e| !e.input.admin_suspend)
             .map(candidate)
             .collect();
@@ -874,9 +885,9 @@ impl Board {
     /// with VMs on the `nodes` or suspended or paused by the decision.
     fn in_decision_order(&self, decision: &Decision, nodes: &[NodeIdx], whole: bool) -> Vec<&Entry> {
         let to_run: HashSet<u64> = decision.run.iter().copied().collect();
-        let mut order: Vec<&Entry> = decision.run.iter().filter_map(|id| self.vjobs.get(id)).collect();
+        let mut order: Vec<&Entry> = decision.run.iter().filter_map(|&id| self.entry(id)).collect();
         if whole {
-            order.extend(self.vjobs.values().filter(|e| !to_run.contains(&e.input.id)));
+            order.extend(self.entries().filter(|e| !to_run.contains(&e.input.id)));
             return order;
         }
         let mut others: Vec<u64> = nodes
@@ -888,7 +899,7 @@ impl Board {
             .collect();
         others.sort_unstable();
         others.dedup();
-        order.extend(others.iter().filter_map(|id| self.vjobs.get(id)));
+        order.extend(others.iter().filter_map(|&id| self.entry(id)));
         order
     }
 }
@@ -1461,7 +1472,7 @@ mod tests {
                 let mut board = random_board(nodes_n, &specs, offline);
                 let every = {
                     let cands: Vec<Candidate<'_>> =
-                        board.vjobs.values().filter(|e| !e.input.admin_suspend).map(candidate).collect();
+                        board.vjobs.values().map(|e| &**e).filter(|e| !e.input.admin_suspend).map(candidate).collect();
                     let mut ends: Vec<(u64, u64)> = (cands.iter())
                         .filter(|c| c.standing == Standing::Running)
                         .map(|c| (c.expected_end_ms.unwrap_or(u64::MAX), c.demand.total(crate::resources::CPU, c.vms)))
