@@ -744,9 +744,15 @@ impl Board {
         decision: &Decision,
         nodes: &[NodeIdx],
     ) -> (Instance, Vec<Option<(u64, usize)>>) {
+        let starting: usize = (decision.run.iter())
+            .filter_map(|&id| self.entry(id))
+            .map(|e| e.input.vms.len())
+            .sum();
         let mut model = self.nodes_model(nodes);
-        let mut constraints = Vec::new();
-        let mut vm_refs = Vec::new();
+        // At most one VM for what stays on each node, then the VMs that start.
+        model.reserve(0, nodes.len() + starting);
+        let mut constraints = Vec::with_capacity(nodes.len() + starting);
+        let mut vm_refs = Vec::with_capacity(nodes.len() + starting);
         for (i, &n) in nodes.iter().enumerate() {
             let held = self.placer.load(n);
             if held.iter().any(|&x| x > 0) {
@@ -779,6 +785,7 @@ impl Board {
     /// A model of `nodes` (in order), with no VM yet.
     fn nodes_model(&self, nodes: &[NodeIdx]) -> Model {
         let mut model = Model::cpu_and_memory();
+        model.reserve(nodes.len(), 0);
         for &n in nodes {
             let node = &self.nodes[n as usize];
             model.add_node(node.name.clone(), true, &node.capacity);

@@ -74,6 +74,19 @@ impl Model {
         self.resources.iter().position(|r| r == name)
     }
 
+    /// Makes room for `nodes` more nodes and `vms` more VMs, for a caller that knows how many
+    /// it adds (a model is otherwise grown one node or VM at a time).
+    pub fn reserve(&mut self, nodes: usize, vms: usize) {
+        let r = self.nres();
+        self.node_names.reserve(nodes);
+        self.node_online.reserve(nodes);
+        self.capacity.reserve(nodes * r);
+        self.vm_names.reserve(vms);
+        self.vm_state.reserve(vms);
+        self.vm_host.reserve(vms);
+        self.demand.reserve(vms * r);
+    }
+
     /// Adds a node; `capacity` has one value per resource.
     pub fn add_node(&mut self, name: impl Into<String>, online: bool, capacity: &[u64]) -> NodeIdx {
         assert_eq!(capacity.len(), self.nres(), "one capacity per resource");

@@ -196,7 +196,18 @@ impl std::hash::Hasher for StateHasher {
 }
 
 /// A node's capacity, load and load now, side by side (unused slots zero).
-type StateKey = [u64; 6];
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StateKey([u64; 6]);
+
+impl std::hash::Hash for StateKey {
+    /// Word by word: an array hashes as a length and a byte slice, which [`StateHasher`]
+    /// would cut back into words.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        for &x in &self.0 {
+            h.write_u64(x);
+        }
+    }
+}
 
 /// Clusters of at least this many nodes use the free-capacity index.
 const INDEX_FROM_NODES: usize = 8192;
@@ -248,11 +259,11 @@ impl Placer {
         let (c, l, now) = (&self.capacity, &self.load, &self.load_now);
         // Spelled out per count of resources (groups have at most two): slices of a length
         // known only at run time are copied by `memcpy`, three calls at every take and release.
-        match self.nres {
+        StateKey(match self.nres {
             0 => [0; 6],
             1 => [c[i], 0, l[i], 0, now[i], 0],
             _ => [c[i], c[i + 1], l[i], l[i + 1], now[i], now[i + 1]],
-        }
+        })
     }
 
     /// Files an open node under its state.
@@ -1339,6 +1350,53 @@ mod tests {
         assert!(set.is_empty() && set.first().is_none());
         set.insert(129);
         assert_eq!(set.first(), Some(129), "an emptied set is used again");
+    }
+
+    proptest::proptest! {
+        /// The grouped search (the first node of each state) finds the node that scoring every
+        /// node finds, whatever takes, releases, rollbacks, closes and opens came before: the
+        /// groups follow every change of a node's state.
+        #[test]
+        fn the_grouped_search_finds_what_scoring_every_node_finds(
+            nres in 1usize..=2,
+            steps in proptest::collection::vec((0u8..6, 0u32..12, 1u64..5, 1u64..5), 1..80),
+        ) {
+            let nodes = 12;
+            let capacity: Vec<u64> = (0..nodes * nres).map(|i| 4 + (i as u64 % 3) * 2).collect();
+            let mut p = Placer::new(nres, capacity, vec![false; nodes], vec![0; nodes * nres], vec![0; nodes * nres]);
+            let mut marks = Vec::new();
+            let mut taken: Vec<(NodeIdx, Vec<u64>)> = Vec::new();
+            for (op, n, a, b) in steps {
+                let demand: Vec<u64> = [a, b][..nres].to_vec();
+                match op {
+                    0 | 1 => {
+                        if p.fits(n, &demand) {
+                            p.take(n, &demand);
+                            taken.push((n, demand.clone()));
+                        }
+                    }
+                    2 => {
+                        if let Some((n, d)) = taken.pop() {
+                            p.release(n, &d);
+                        }
+                    }
+                    3 => marks.push(p.mark()),
+                    4 => {
+                        if let Some(mark) = marks.pop() {
+                            p.rollback(mark);
+                            taken.clear();
+                            marks.clear();
+                            p.commit();
+                        }
+                    }
+                    _ => match p.accepts(n) {
+                        true => p.close(n),
+                        false => p.open(n),
+                    },
+                }
+                proptest::prop_assert_eq!(p.best_any(&demand), p.best(&demand, |_| true));
+            }
+        }
     }
 
     #[test]
