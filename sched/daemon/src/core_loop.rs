@@ -58,6 +58,11 @@ impl NodeView {
     pub fn may_hold_vms(&self) -> bool {
         self.up || self.power.state == vjob_core::power::PowerState::On
     }
+
+    /// Whether decisions may place new VMs there: it answers, is online and is on.
+    pub fn takes_new_vms(&self) -> bool {
+        self.up && self.admin == NodeAdminState::Online && self.power.state == vjob_core::power::PowerState::On
+    }
 }
 
 /// A call outside plans, with what its success means for the records.

@@ -13,7 +13,7 @@ use vjob_core::decision::{
 use vjob_core::model::NodeIdx;
 use vjob_core::plan;
 use vjob_core::policy::{self, Decision, Defragment, Limits, PauseRule};
-use vjob_core::power::{self, PowerState};
+use vjob_core::power;
 use vjob_core::resources::cpu_memory;
 use vjob_hypervisor::{DomainState, GuestSpec, VmSpec};
 
@@ -67,7 +67,7 @@ impl Core {
         self.nodes
             .iter()
             .map(|n| NodeState {
-                accepts: n.up && n.admin == NodeAdminState::Online && n.power.state == PowerState::On,
+                accepts: n.takes_new_vms(),
                 offline: n.admin == NodeAdminState::Offline,
                 up: n.up,
                 may_hold_vms: n.may_hold_vms(),
@@ -235,7 +235,7 @@ impl Core {
             .map(|n| NodeInput {
                 name: n.cfg.name.clone(),
                 capacity: cpu_memory(n.cfg.cpus as u64, n.cfg.memory),
-                accepts: n.up && n.admin == NodeAdminState::Online && n.power.state == PowerState::On,
+                accepts: n.takes_new_vms(),
                 offline: n.admin == NodeAdminState::Offline,
             })
             .collect()
