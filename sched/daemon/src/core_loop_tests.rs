@@ -215,6 +215,13 @@ fn bring_back(rig: &mut Rig, node: &str) {
     rig.drain();
 }
 
+/// Job `id` is queued again, and its reason says `why`.
+fn assert_queued_because(rig: &Rig, id: u64, why: &str) {
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Queued, "{:?}", job.events);
+    assert!(job.reason.as_deref().unwrap_or("").contains(why), "{:?}", job.reason);
+}
+
 /// Runs a 1-VM job, loses its node, lets it start again on the other one. Returns (job, lost
 /// node, other node).
 fn requeued_elsewhere(rig: &mut Rig) -> (u64, String, String) {
@@ -399,16 +406,7 @@ fn a_silent_node_is_switched_off_before_its_vjob_starts_over_even_across_a_resta
     rig.core.flush().unwrap();
     let mut rig = rig.restart();
     rig.observe(&["n1", "n2"]);
-    let job = rig.job(id);
-    assert_eq!(job.state, JobState::Queued);
-    assert!(
-        job.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("was switched off (fenced): its VMs there are lost"),
-        "{:?}",
-        job.reason
-    );
+    assert_queued_because(&rig, id, "was switched off (fenced): its VMs there are lost");
     rig.decide();
     rig.observe(&["n1", "n2"]);
     let other = if first == "n1" { "n2" } else { "n1" };
@@ -432,21 +430,10 @@ fn regression_a_fenced_node_switched_on_before_the_requeue_still_requeues_its_vj
     rig.drain();
     // Fenced; an administrator switches it on at once, and it answers (empty) before vjobd
     // observes again.
-    rig.set_down(&first, false);
-    rig.core.power_by_hand(&first, true).unwrap();
-    rig.drain();
+    bring_back(&mut rig, &first);
     std::thread::sleep(Duration::from_millis(30));
     rig.observe(&["n1", "n2"]);
-    let job = rig.job(id);
-    assert_eq!(job.state, JobState::Queued, "{:?}", job.events);
-    assert!(
-        job.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("(fenced): its VMs there are lost"),
-        "{:?}",
-        job.reason
-    );
+    assert_queued_because(&rig, id, "(fenced): its VMs there are lost");
     let i = rig.core.node_idx(&first).unwrap() as usize;
     assert_eq!(
         rig.core.nodes[i].power.lost, None,
@@ -572,15 +559,8 @@ fn regression_a_node_that_rebooted_between_two_listings_starts_its_vjobs_over() 
     std::thread::sleep(Duration::from_millis(5));
     assert!(rig.names_on(&host).is_empty(), "the VM went with the power");
     rig.observe(&["n1", "n2"]);
-    let job = rig.job(id);
-    assert_eq!(job.state, JobState::Queued, "{:?}", job.events);
-    assert!(
-        job.reason.as_deref().unwrap_or("").contains(&format!(
-            "node {host} rebooted (its boot id changed): its VMs there are lost"
-        )),
-        "{:?}",
-        job.reason
-    );
+    let why = format!("node {host} rebooted (its boot id changed): its VMs there are lost");
+    assert_queued_because(&rig, id, &why);
     let i = rig.core.node_idx(&host).unwrap() as usize;
     assert_eq!(rig.core.nodes[i].power.lost, None, "the node takes VMs again");
     // The stale record of its VM is forgotten once the node confirms it holds no copy.
@@ -665,24 +645,13 @@ fn requeued_with_a_copy_on_a_silent_node(tag: &str) -> (Rig, u64, String) {
     rig.observe(&ALL3);
     assert_eq!(rig.job(id).state, JobState::Queued, "requeued for the loss of {a}");
     // Node a is repaired: with the free node, there is room for the vjob again.
-    rig.set_down(&a, false);
-    rig.core.power_by_hand(&a, true).unwrap();
-    rig.drain();
+    bring_back(&mut rig, &a);
     std::thread::sleep(Duration::from_millis(30));
     rig.observe(&ALL3);
     rig.drain();
     rig.observe(&ALL3);
     rig.decide();
-    let job = rig.job(id);
-    assert_eq!(job.state, JobState::Queued, "{:?}", job.events);
-    assert!(
-        job.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains(&format!("node {b} to answer or be fenced")),
-        "{:?}",
-        job.reason
-    );
+    assert_queued_because(&rig, id, &format!("node {b} to answer or be fenced"));
     (rig, id, b)
 }
 
