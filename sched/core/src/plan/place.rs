@@ -43,18 +43,50 @@ pub struct Placer {
     groups: Option<Groups>,
 }
 
+/// How a load change moves a node's loads (the target load, and the load of now).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shift {
+    /// A VM arrives (a take, or one settled in place): both loads grow.
+    Arrive,
+    /// A VM is to leave (a release): the target load shrinks; it is there now.
+    Depart,
+    /// A VM is gone (settled, or a take undone): both loads shrink.
+    Leave,
+    /// A release undone: the target load grows back.
+    Return,
+}
+
 /// Open nodes grouped by state. Each group has a slot that keeps its state, and each node
-/// knows its slot: taking a node out of its group needs no hashing, and putting it in another
-/// hashes its new state once (nodes move between groups at every take and release).
+/// knows its slot: taking a node out of its group needs no hashing. Each slot also remembers
+/// where its last few load changes led (nodes of a state change alike, VM after VM of the same
+/// shape), so that most moves between groups hash nothing either.
 #[derive(Default)]
 struct Groups {
-    /// Each group's state and nodes; a slot whose set emptied is free, listed in `free`, its
-    /// bits kept for the next group.
-    slots: Vec<(StateKey, NodeSet)>,
+    /// Each group; a slot whose set emptied is free, listed in `free`, its bits kept for the
+    /// next group.
+    slots: Vec<Slot>,
     by_state: HashMap<StateKey, u32, StateHash>,
     /// Per node, its slot, or [`Groups::NONE`] when it is in no group (closed).
     of_node: Vec<u32>,
     free: Vec<u32>,
+}
+
+struct Slot {
+    state: StateKey,
+    nodes: NodeSet,
+    /// Bumped when the slot is freed: a remembered move to an older generation is stale.
+    generation: u32,
+    /// Recent moves out of this state: (demand, how) led to (slot, its generation then).
+    moves: [Option<Move>; 4],
+    next_move: u8,
+}
+
+#[derive(Clone, Copy)]
+struct Move {
+    demand: [u64; 2],
+    how: Shift,
+    to: u32,
+    generation: u32,
 }
 
 impl Groups {
@@ -67,27 +99,42 @@ impl Groups {
         }
     }
 
+    /// The slot of state `k`, made if no node has that state.
+    fn slot_of(&mut self, k: StateKey) -> u32 {
+        if let Some(&slot) = self.by_state.get(&k) {
+            return slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let s = &mut self.slots[slot as usize];
+                s.state = k;
+                s.moves = [None; 4];
+                slot
+            }
+            None => {
+                self.slots.push(Slot {
+                    state: k,
+                    nodes: NodeSet::default(),
+                    generation: 0,
+                    moves: [None; 4],
+                    next_move: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_state.insert(k, slot);
+        slot
+    }
+
     /// Files node `n` under state `k`.
     fn insert(&mut self, n: NodeIdx, k: StateKey) {
         debug_assert_eq!(self.of_node[n as usize], Groups::NONE, "a node is in one group");
-        let slot = match self.by_state.get(&k) {
-            Some(&slot) => slot,
-            None => {
-                let slot = match self.free.pop() {
-                    Some(slot) => {
-                        self.slots[slot as usize].0 = k;
-                        slot
-                    }
-                    None => {
-                        self.slots.push((k, NodeSet::default()));
-                        (self.slots.len() - 1) as u32
-                    }
-                };
-                self.by_state.insert(k, slot);
-                slot
-            }
-        };
-        self.slots[slot as usize].1.insert(n);
+        let slot = self.slot_of(k);
+        self.put(n, slot);
+    }
+
+    fn put(&mut self, n: NodeIdx, slot: u32) {
+        self.slots[slot as usize].nodes.insert(n);
         self.of_node[n as usize] = slot;
     }
 
@@ -97,17 +144,40 @@ impl Groups {
         if slot == Groups::NONE {
             return;
         }
-        let (k, set) = &mut self.slots[slot as usize];
-        set.remove(n);
-        if set.is_empty() {
-            self.by_state.remove(k);
+        let s = &mut self.slots[slot as usize];
+        s.nodes.remove(n);
+        if s.nodes.is_empty() {
+            s.generation = s.generation.wrapping_add(1);
+            self.by_state.remove(&s.state);
             self.free.push(slot);
         }
     }
 
+    /// Where a load change (`demand`, `how`) remembered from `from` leads, if still valid.
+    fn recall(&self, from: u32, demand: [u64; 2], how: Shift) -> Option<u32> {
+        let s = &self.slots[from as usize];
+        s.moves.iter().flatten().find_map(|m| {
+            let valid = m.demand == demand && m.how == how && self.slots[m.to as usize].generation == m.generation;
+            valid.then_some(m.to)
+        })
+    }
+
+    /// Remembers that a load change (`demand`, `how`) leads from `from` to `to`.
+    fn learn(&mut self, from: u32, demand: [u64; 2], how: Shift, to: u32) {
+        let generation = self.slots[to as usize].generation;
+        let s = &mut self.slots[from as usize];
+        s.moves[s.next_move as usize] = Some(Move {
+            demand,
+            how,
+            to,
+            generation,
+        });
+        s.next_move = (s.next_move + 1) % 4;
+    }
+
     /// The first node of each group.
     fn firsts(&self) -> impl Iterator<Item = NodeIdx> + '_ {
-        self.slots.iter().filter_map(|(_, set)| set.first())
+        self.slots.iter().filter_map(|s| s.nodes.first())
     }
 }
 
@@ -275,7 +345,35 @@ impl Placer {
         self.groups.as_mut().expect("checked above").insert(n, k);
     }
 
-    /// Takes a node out of its group (before its state changes).
+    /// Moves open node `n` to the group of its new state after its loads changed by `demand`
+    /// as `how` says: where the same change from the same state led before, when remembered;
+    /// else found by hashing the new state.
+    fn regroup(&mut self, n: NodeIdx, demand: &[u64], how: Shift) {
+        let Some(groups) = self.groups.as_ref() else { return };
+        let from = groups.of_node[n as usize];
+        let shape = [
+            demand.first().copied().unwrap_or(0),
+            demand.get(1).copied().unwrap_or(0),
+        ];
+        let known = (from != Groups::NONE)
+            .then(|| groups.recall(from, shape, how))
+            .flatten();
+        let key = known.is_none().then(|| self.state_key(n));
+        let groups = self.groups.as_mut().expect("checked above");
+        let to = known.unwrap_or_else(|| {
+            let to = groups.slot_of(key.expect("computed when not known"));
+            if from != Groups::NONE {
+                groups.learn(from, shape, how, to);
+            }
+            to
+        });
+        if to != from {
+            groups.remove(n);
+            groups.put(n, to);
+        }
+    }
+
+    /// Takes a node out of its group (before it closes).
     fn ungroup(&mut self, n: NodeIdx) {
         if let Some(groups) = self.groups.as_mut() {
             groups.remove(n);
@@ -445,27 +543,12 @@ impl Placer {
     /// Settles that `demand` now occupies `n`, before and after any departure: a change of
     /// the state placements start from, not a step of one (no undo).
     pub fn occupy(&mut self, n: NodeIdx, demand: &[u64]) {
-        self.apply(n, demand, true);
+        self.shift(n, demand, Shift::Arrive);
     }
 
     /// Settles that `demand` left `n` (the converse of [`Placer::occupy`]).
     pub fn vacate(&mut self, n: NodeIdx, demand: &[u64]) {
-        let i = n as usize * self.nres;
-        let before = self.free0(n);
-        let open = !self.closed[n as usize];
-        if open {
-            self.count_free(n, false);
-            self.ungroup(n);
-        }
-        for (k, d) in demand.iter().enumerate() {
-            self.load[i + k] -= d;
-            self.load_now[i + k] -= d;
-        }
-        if open {
-            self.count_free(n, true);
-            self.group(n);
-        }
-        self.reindex(n, before);
+        self.shift(n, demand, Shift::Leave);
     }
 
     /// Adds `demand` to `n`.
@@ -473,7 +556,7 @@ impl Placer {
         debug_assert_eq!(demand.len(), self.nres, "one amount per resource");
         self.undo.push((n, true));
         self.undo_demand.extend_from_slice(demand);
-        self.apply(n, demand, true);
+        self.shift(n, demand, Shift::Arrive);
     }
 
     /// Removes `demand` from `n` (a VM leaves).
@@ -481,7 +564,7 @@ impl Placer {
         debug_assert_eq!(demand.len(), self.nres, "one amount per resource");
         self.undo.push((n, false));
         self.undo_demand.extend_from_slice(demand);
-        self.apply(n, demand, false);
+        self.shift(n, demand, Shift::Depart);
     }
 
     /// Adds (or takes away) node `n`'s room to the totals.
@@ -497,25 +580,33 @@ impl Placer {
         }
     }
 
-    fn apply(&mut self, n: NodeIdx, demand: &[u64], add: bool) {
+    /// Changes `n`'s loads by `demand` as `how` says, keeping the free totals, the node's
+    /// group and the index in step, in one pass over the resources.
+    fn shift(&mut self, n: NodeIdx, demand: &[u64], how: Shift) {
         let i = n as usize * self.nres;
         let before = self.free0(n);
         let open = !self.closed[n as usize];
-        if open {
-            self.count_free(n, false);
-            self.ungroup(n);
-        }
-        for (k, d) in demand.iter().enumerate() {
-            if add {
-                self.load[i + k] += d;
-                self.load_now[i + k] += d;
-            } else {
-                self.load[i + k] -= d;
+        let (add, now_too) = match how {
+            Shift::Arrive => (true, true),
+            Shift::Depart => (false, false),
+            Shift::Leave => (false, true),
+            Shift::Return => (true, false),
+        };
+        for (k, &d) in demand.iter().enumerate() {
+            let (cap, load) = (self.capacity[i + k], &mut self.load[i + k]);
+            let free_before = cap.saturating_sub(*load);
+            *load = if add { *load + d } else { *load - d };
+            let free_after = cap.saturating_sub(*load);
+            if now_too {
+                let now = &mut self.load_now[i + k];
+                *now = if add { *now + d } else { *now - d };
+            }
+            if open {
+                self.free_total[k] = self.free_total[k] - free_before + free_after;
             }
         }
         if open {
-            self.count_free(n, true);
-            self.group(n);
+            self.regroup(n, demand, how);
         }
         self.reindex(n, before);
     }
@@ -537,32 +628,16 @@ impl Placer {
 
     /// Undoes every take and release since `mark`.
     pub fn rollback(&mut self, mark: Mark) {
+        let demands = std::mem::take(&mut self.undo_demand);
+        let mut at = demands.len();
         while self.undo.len() > mark.0 {
             let (n, added) = self.undo.pop().expect("len > mark");
-            let at = self.undo_demand.len() - self.nres;
-            let i = n as usize * self.nres;
-            let before = self.free0(n);
-            let open = !self.closed[n as usize];
-            if open {
-                self.count_free(n, false);
-                self.ungroup(n);
-            }
-            for k in 0..self.nres {
-                let d = self.undo_demand[at + k];
-                if added {
-                    self.load[i + k] -= d;
-                    self.load_now[i + k] -= d;
-                } else {
-                    self.load[i + k] += d;
-                }
-            }
-            self.undo_demand.truncate(at);
-            if open {
-                self.count_free(n, true);
-                self.group(n);
-            }
-            self.reindex(n, before);
+            at -= self.nres;
+            let how = if added { Shift::Leave } else { Shift::Return };
+            self.shift(n, &demands[at..at + self.nres], how);
         }
+        self.undo_demand = demands;
+        self.undo_demand.truncate(at);
     }
 
     /// Forgets the undo log (after a decision is final).
