@@ -166,7 +166,7 @@ pub struct Ask<'a> {
     /// VMs an administrator asked to move: (vjob, VM index, node).
     pub moves: &'a [(u64, usize, NodeIdx)],
     /// The name of VM `index` of vjob `id`, asked only when a planner instance is built.
-    pub vm_name: &'a dyn Fn(u64, usize) -> String,
+    pub vm_name: &'a dyn Fn(u64, usize) -> std::sync::Arc<str>,
     /// Action durations, for the planner's costs.
     pub durations: &'a DurationModel,
     /// Build the planner instance even when nothing is to change (a snapshot).
@@ -234,6 +234,8 @@ pub fn build(input: DecisionInput<'_>) -> Built {
 /// costs what changed; a decision costs the candidates it considers and the nodes it touches.
 pub struct Board {
     nodes: Vec<NodeInput>,
+    /// The nodes' names as the planner's models share them (every decision names its nodes).
+    node_names: Vec<std::sync::Arc<str>>,
     /// What occupies the nodes: outside load, and the vjobs' VMs where they stay.
     placer: Placer,
     /// Per node: what occupies it outside the vjobs.
@@ -320,6 +322,7 @@ impl Board {
             unsettled: 0,
             constrained: 0,
             placer: Placer::new(r, capacity, closed, zero.clone(), zero),
+            node_names: nodes.iter().map(|n| n.name.as_str().into()).collect(),
             nodes,
             load: vec![Vec::new(); n],
             vjobs: BTreeMap::new(),
@@ -788,7 +791,7 @@ impl Board {
         model.reserve(nodes.len(), 0);
         for &n in nodes {
             let node = &self.nodes[n as usize];
-            model.add_node(node.name.clone(), true, &node.capacity);
+            model.add_node(self.node_names[n as usize].clone(), true, &node.capacity);
         }
         model
     }
@@ -1072,7 +1075,7 @@ impl<'a> DecisionInstance<'a> {
         host: NodeIdx,
         demand: &[u64],
         paused: bool,
-        name: &dyn Fn(u64, usize) -> String,
+        name: &dyn Fn(u64, usize) -> std::sync::Arc<str>,
     ) -> Option<VmIdx> {
         let to_run = self.run.binary_search(&id).is_ok();
         if state != VmState::Running && !to_run {
@@ -1171,7 +1174,7 @@ mod tests {
             policy: &PolicyChoice::ContextSwitch(Box::default()),
             ask: Ask {
                 moves,
-                vm_name: &|id, i| format!("v{id}-{i}"),
+                vm_name: &|id, i| format!("v{id}-{i}").into(),
                 durations: &DurationModel::default(),
                 always_plan: false,
                 scope,
@@ -1284,7 +1287,7 @@ mod tests {
             &PolicyChoice::ContextSwitch(Box::default()),
             &Ask {
                 moves: &[],
-                vm_name: &|id, i| format!("v{id}-{i}"),
+                vm_name: &|id, i| format!("v{id}-{i}").into(),
                 durations: &DurationModel::default(),
                 always_plan: false,
                 scope: Scope::Touched,
@@ -1634,7 +1637,7 @@ mod tests {
             policy: &policy,
             ask: Ask {
                 moves: &[],
-                vm_name: &|id, i| format!("v{id}-{i}"),
+                vm_name: &|id, i| format!("v{id}-{i}").into(),
                 durations: &DurationModel::default(),
                 always_plan: false,
                 scope: Scope::Touched,
@@ -1676,8 +1679,8 @@ mod tests {
         assert!(boot.start >= migrate.end, "the vjob boots once the room is made");
     }
 
-    fn vm_name(id: u64, i: usize) -> String {
-        format!("v{id}-{i}")
+    fn vm_name(id: u64, i: usize) -> std::sync::Arc<str> {
+        format!("v{id}-{i}").into()
     }
 
     /// What a decision of the touched nodes asks, with nothing moved by hand.

@@ -112,12 +112,16 @@ impl ActionCosts {
     /// (the daemon and the simulator: one model for both).
     pub fn from_durations(model: &Model, d: &vjob_hypervisor::DurationModel, mem_rc: usize) -> ActionCosts {
         let mut c = ActionCosts::uniform(model, d.destroy_ms);
+        // VMs side by side are mostly alike (a vjob's): the last memory's costs are kept.
+        let mut last: Option<(u64, [u64; 4])> = None;
         for v in 0..model.vms() {
             let mem = model.demand(v as VmIdx)[mem_rc];
-            c.boot[v] = d.boot(mem);
-            c.migrate[v] = d.migrate(mem);
-            c.suspend[v] = d.save(mem);
-            c.resume[v] = d.restore(mem);
+            let costs = match last {
+                Some((m, costs)) if m == mem => costs,
+                _ => [d.boot(mem), d.migrate(mem), d.save(mem), d.restore(mem)],
+            };
+            last = Some((mem, costs));
+            [c.boot[v], c.migrate[v], c.suspend[v], c.resume[v]] = costs;
         }
         c.allocate = 0;
         c

@@ -5,6 +5,8 @@
 //! The model is plain data: no jobs, no queues, no time. The daemon builds one from its jobs and
 //! nodes, `vplan` from a BtrPlace instance, `vsim` from its simulated cluster.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Index of a node in a [`Model`].
@@ -42,12 +44,15 @@ impl VmState {
 /// A configuration: nodes, VMs, where each VM is and what it consumes.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Model {
-    resources: Vec<String>,
-    node_names: Vec<String>,
+    /// Shared: models of the same resources are made and copied at every decision.
+    resources: Arc<[String]>,
+    /// Shared strings: a model is copied for a plan's target, and the decision builder
+    /// names the same nodes decision after decision.
+    node_names: Vec<Arc<str>>,
     node_online: Vec<bool>,
     /// `capacity[n * R + r]`.
     capacity: Vec<u64>,
-    vm_names: Vec<String>,
+    vm_names: Vec<Arc<str>>,
     vm_state: Vec<VmState>,
     vm_host: Vec<NodeIdx>,
     /// `demand[v * R + r]`.
@@ -56,9 +61,9 @@ pub struct Model {
 
 impl Model {
     /// An empty model over these resources (e.g. `["cpu", "memory"]`).
-    pub fn new(resources: Vec<String>) -> Model {
+    pub fn new(resources: impl Into<Arc<[String]>>) -> Model {
         Model {
-            resources,
+            resources: resources.into(),
             ..Default::default()
         }
     }
@@ -88,7 +93,7 @@ impl Model {
     }
 
     /// Adds a node; `capacity` has one value per resource.
-    pub fn add_node(&mut self, name: impl Into<String>, online: bool, capacity: &[u64]) -> NodeIdx {
+    pub fn add_node(&mut self, name: impl Into<Arc<str>>, online: bool, capacity: &[u64]) -> NodeIdx {
         assert_eq!(capacity.len(), self.nres(), "one capacity per resource");
         self.node_names.push(name.into());
         self.node_online.push(online);
@@ -97,7 +102,7 @@ impl Model {
     }
 
     /// Adds a VM; `demand` has one value per resource. A running VM needs a host.
-    pub fn add_vm(&mut self, name: impl Into<String>, state: VmState, host: NodeIdx, demand: &[u64]) -> VmIdx {
+    pub fn add_vm(&mut self, name: impl Into<Arc<str>>, state: VmState, host: NodeIdx, demand: &[u64]) -> VmIdx {
         assert_eq!(demand.len(), self.nres(), "one demand per resource");
         assert!(
             state != VmState::Running || (host as usize) < self.node_names.len(),
@@ -182,10 +187,10 @@ impl Model {
     }
 
     pub fn node_index(&self, name: &str) -> Option<NodeIdx> {
-        self.node_names.iter().position(|n| n == name).map(|i| i as NodeIdx)
+        self.node_names.iter().position(|n| **n == *name).map(|i| i as NodeIdx)
     }
     pub fn vm_index(&self, name: &str) -> Option<VmIdx> {
-        self.vm_names.iter().position(|n| n == name).map(|i| i as VmIdx)
+        self.vm_names.iter().position(|n| **n == *name).map(|i| i as VmIdx)
     }
 }
 

@@ -14,7 +14,13 @@ pub const NAMES: [&str; 2] = ["cpu", "memory"];
 impl Model {
     /// An empty model over processors and memory ([`CPU`], [`MEMORY`]).
     pub fn cpu_and_memory() -> Model {
-        Model::new(NAMES.iter().map(|n| n.to_string()).collect())
+        // Made once: the decision builder makes a model at every decision.
+        static NAMED: std::sync::OnceLock<std::sync::Arc<[String]>> = std::sync::OnceLock::new();
+        Model::new(
+            NAMED
+                .get_or_init(|| NAMES.iter().map(|n| n.to_string()).collect())
+                .clone(),
+        )
     }
 }
 

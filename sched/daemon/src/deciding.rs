@@ -388,7 +388,7 @@ impl Core {
     /// Changes nothing.
     pub(crate) fn build_decision(&self, always_plan: bool, scope: Scope) -> (Built, Vec<(u64, String)>) {
         let inputs = self.decision_input();
-        let name = |id: u64, i: usize| self.rec.jobs[&id].vms[i].name.clone();
+        let name = |id: u64, i: usize| self.rec.jobs[&id].vms[i].name.as_str().into();
         let built = decision::build(DecisionInput {
             nodes: inputs.nodes,
             load: inputs.load,
@@ -413,7 +413,7 @@ impl Core {
         let policy = self.policy_choice();
         let moves = self.manual_move_inputs();
         let jobs = &self.rec.jobs;
-        let name = |id: u64, i: usize| jobs[&id].vms[i].name.clone();
+        let name = |id: u64, i: usize| jobs[&id].vms[i].name.as_str().into();
         let ask = Ask {
             moves: &moves,
             vm_name: &name,
