@@ -403,12 +403,15 @@ impl Sim<'_> {
         let mut changed = std::mem::take(&mut self.changed);
         changed.sort_unstable();
         changed.dedup();
-        for j in changed {
+        for &j in &changed {
             match self.vjob_input(j as usize, now) {
                 Some(v) => self.board.upsert(v),
                 None => self.board.remove(j as u64),
             }
         }
+        // Kept for the next decision's changes, with its room.
+        changed.clear();
+        self.changed = changed;
         if matches!(self.cfg.policy, PolicyKind::Vjob | PolicyKind::Ss) && self.board.unsettled() {
             // A running vjob's expansion factor stays what it was when it started (it waits no
             // longer): only its protection lapses with time.
