@@ -236,6 +236,9 @@ pub struct Board {
     nodes: Vec<NodeInput>,
     /// The nodes' names as the planner's models share them (every decision names its nodes).
     node_names: Vec<std::sync::Arc<str>>,
+    /// Per node, the name of the immovable VM that stands for what stays there in a decision
+    /// that only starts vjobs: made the first time it is needed, then shared.
+    what_stays: Vec<std::cell::OnceCell<std::sync::Arc<str>>>,
     /// What occupies the nodes: outside load, and the vjobs' VMs where they stay.
     placer: Placer,
     /// Per node: what occupies it outside the vjobs.
@@ -323,6 +326,7 @@ impl Board {
             constrained: 0,
             placer: Placer::new(r, capacity, closed, zero.clone(), zero),
             node_names: nodes.iter().map(|n| n.name.as_str().into()).collect(),
+            what_stays: vec![std::cell::OnceCell::new(); nodes.len()],
             nodes,
             load: vec![Vec::new(); n],
             vjobs: BTreeMap::new(),
@@ -759,8 +763,9 @@ impl Board {
         for (i, &n) in nodes.iter().enumerate() {
             let held = self.placer.load(n);
             if held.iter().any(|&x| x > 0) {
-                let name = format!("{} (what stays)", self.nodes[n as usize].name);
-                let v = model.add_vm(name, VmState::Running, i as NodeIdx, held);
+                let name = self.what_stays[n as usize]
+                    .get_or_init(|| format!("{} (what stays)", self.nodes[n as usize].name).into());
+                let v = model.add_vm(name.clone(), VmState::Running, i as NodeIdx, held);
                 constraints.push(Constraint::Root { vm: v });
                 vm_refs.push(None);
             }
@@ -923,15 +928,22 @@ fn direct_plan(
     decision: &Decision,
     nodes: &[NodeIdx],
 ) -> Option<Plan> {
-    let placed: std::collections::HashMap<u64, &Vec<NodeIdx>> =
-        decision.placed.iter().map(|(id, ns)| (*id, ns)).collect();
+    // Looked up for every VM: a binary search of a few ids costs less than hashing one.
+    let mut placed: Vec<(u64, &[NodeIdx])> = decision.placed.iter().map(|(id, ns)| (*id, ns.as_slice())).collect();
+    placed.sort_unstable_by_key(|&(id, _)| id);
+    let nodes_of = |id: u64| {
+        placed
+            .binary_search_by_key(&id, |&(id, _)| id)
+            .ok()
+            .map(|i| placed[i].1)
+    };
     let local = |n: NodeIdx| Some(Local(nodes).of(n)).filter(|&l| l != NO_NODE);
     let m = &inst.model;
     let mut target = m.clone();
     let mut actions = Vec::new();
     for (v, r) in vm_refs.iter().enumerate() {
         let v = v as VmIdx;
-        let Some(ns) = r.and_then(|(id, i)| placed.get(&id).map(|ns| ns[i])) else {
+        let Some(ns) = r.and_then(|(id, i)| nodes_of(id).map(|ns| ns[i])) else {
             continue;
         };
         let on = local(ns)?;
