@@ -14,7 +14,7 @@ use vjob_hypervisor::DurationModel;
 
 use crate::instance::{Action, ActionCosts, ActionKind, Constraint, Instance, Options, Plan};
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
-use crate::plan::place::Placer;
+use crate::plan::place::{Mark, Placer};
 pub use crate::policy::Demands;
 use crate::policy::{self, Candidate, Decision, Limits, PauseRule, Standing};
 use crate::resources::MEMORY;
@@ -273,6 +273,9 @@ pub struct Board {
     unsettled: usize,
     /// Vjobs with placement rules: while there is one, plans span the whole cluster.
     constrained: usize,
+    /// Vjobs that the last decision starts with a direct plan, whose placements it left taken
+    /// (see [`Entry::starting`]).
+    starting: Vec<u64>,
 }
 
 impl Entry {
@@ -297,6 +300,12 @@ struct Entry {
     standing: Standing,
     /// Its VMs that stay where they are (running, or paused), as (VM index, node).
     placed: Vec<(usize, NodeIdx)>,
+    /// Per VM, the node a decision that starts it with a direct plan placed it on, held in
+    /// the placer from that decision on: when the vjob is next seen running there, its VMs
+    /// already occupy their nodes (a take, an undo and a settle would be three changes of one
+    /// node's load for nothing). Released when it is seen otherwise, leaves the board, or at
+    /// the next decision, which so decides on what is seen alone. Empty otherwise.
+    starting: Vec<NodeIdx>,
 }
 
 impl Entry {
@@ -324,6 +333,7 @@ impl Board {
             any_offline: nodes.iter().any(|n| n.offline),
             unsettled: 0,
             constrained: 0,
+            starting: Vec::new(),
             placer: Placer::new(r, capacity, closed, zero.clone(), zero),
             node_names: nodes.iter().map(|n| n.name.as_str().into()).collect(),
             what_stays: vec![std::cell::OnceCell::new(); nodes.len()],
@@ -403,7 +413,20 @@ impl Board {
 
     /// Adds a vjob, or brings it up to date.
     pub fn upsert(&mut self, v: VjobInput) {
-        self.remove(v.id);
+        let mut old = self.vjobs.remove(&v.id);
+        let mut seen_where_started = false;
+        if let Some(e) = old.as_mut() {
+            seen_where_started = !e.starting.is_empty()
+                && !v.admin_suspend
+                && e.input.demand == v.demand
+                && running_on(&v.vms, &e.starting, &self.nodes);
+            if seen_where_started {
+                // Its placements become where its VMs stay, as they are.
+                e.starting.clear();
+                self.starting.retain(|&id| id != v.id);
+            }
+            self.forget(e);
+        }
         let (standing, placed) = standing_and_placed(&v.vms, &self.nodes);
         for (i, at) in v.vms.on_nodes().iter().enumerate() {
             if let VmAt::Running(h) | VmAt::Paused(h) = *at {
@@ -414,9 +437,12 @@ impl Board {
             input: v,
             standing,
             placed,
+            starting: Vec::new(),
         };
-        for &(vm, h) in &entry.placed {
-            self.placer.occupy(h, &entry.held(vm, self.rule.as_ref()));
+        if !seen_where_started {
+            for &(vm, h) in &entry.placed {
+                self.placer.occupy(h, &entry.held(vm, self.rule.as_ref()));
+            }
         }
         if entry.unsettled() {
             self.unsettled += 1;
@@ -425,21 +451,40 @@ impl Board {
             self.constrained += 1;
         }
         self.index(&entry, true);
-        self.vjobs.insert(entry.input.id, Box::new(entry));
+        let id = entry.input.id;
+        let boxed = match old {
+            Some(mut b) => {
+                *b = entry;
+                b
+            }
+            None => Box::new(entry),
+        };
+        self.vjobs.insert(id, boxed);
     }
 
     /// Takes a vjob off the board.
     pub fn remove(&mut self, id: u64) {
-        let Some(e) = self.vjobs.remove(&id) else { return };
+        if let Some(e) = self.vjobs.remove(&id) {
+            self.forget(&e);
+        }
+    }
+
+    /// Undoes what an entry taken off the board added to the counts, the indexes and the
+    /// placer.
+    fn forget(&mut self, e: &Entry) {
+        let id = e.input.id;
         if e.unsettled() {
             self.unsettled -= 1;
         }
         if e.input.rules.is_some() {
             self.constrained -= 1;
         }
-        self.index(&e, false);
+        self.index(e, false);
         for &(vm, h) in &e.placed {
             self.placer.vacate(h, &e.held(vm, self.rule.as_ref()));
+        }
+        for (vm, &h) in e.starting.iter().enumerate() {
+            self.placer.vacate(h, e.input.demand.of(vm));
         }
         for at in e.input.vms.on_nodes() {
             if let VmAt::Running(h) | VmAt::Paused(h) = *at {
@@ -516,8 +561,11 @@ impl Board {
     }
 
     /// Decides: the policy's choice on what the board holds, and the planner instance that
-    /// carries it out. The board itself is left as it was: it changes as the plan is carried out.
+    /// carries it out. The board changes as the plan is carried out, with one exception kept
+    /// out of sight: the placements of a decision that a direct plan carries out stay taken
+    /// until the vjobs are next seen (see [`Entry::starting`]).
     pub fn decide(&mut self, policy: &PolicyChoice, ask: &Ask<'_>) -> Built {
+        self.release_starting();
         if self.unsettled == 0 && ask.moves.is_empty() && !ask.always_plan && !self.misplaced() {
             return Built {
                 decision: Decision::default(),
@@ -527,13 +575,15 @@ impl Board {
                 plan: None,
             };
         }
-        let mut decision = self.policy_decision(policy);
+        let mark = self.placer.mark();
+        let mut decision = self.policy_takes(policy);
         decision
             .suspend
             .extend(self.admin_suspended.iter().map(|&id| (id, None)));
         let nothing = decision.run.is_empty() && decision.suspend.is_empty() && decision.pause.is_empty();
         let misplaced = self.misplaced();
         if nothing && ask.moves.is_empty() && !misplaced && !ask.always_plan {
+            self.placer.rollback(mark);
             return Built {
                 decision,
                 instance: None,
@@ -551,13 +601,22 @@ impl Board {
             self.touched_nodes(&decision)
         };
         let arrivals = !whole && self.only_arrivals(&decision);
+        let keep = arrivals && self.took_what_it_placed(&decision, mark);
+        if !keep {
+            self.placer.rollback(mark);
+        }
         let (instance, vm_refs) = match arrivals {
-            true => self.arrivals_instance(ask, &decision, &nodes),
+            true => self.arrivals_instance(ask, &decision, &nodes, keep.then_some(mark)),
             false => self.planner_instance(ask, &decision, &nodes, whole),
         };
         let plan = arrivals
             .then(|| direct_plan(&instance, &vm_refs, &decision, &nodes))
             .flatten();
+        match (keep, plan.is_some()) {
+            (true, true) => self.hold_starting(&decision, mark),
+            (true, false) => self.placer.rollback(mark),
+            _ => {}
+        }
         Built {
             decision,
             instance: Some(instance),
@@ -567,10 +626,11 @@ impl Board {
         }
     }
 
-    /// The policy, on the candidates and the committed loads; what it takes is rolled back.
+    /// The policy, on the candidates and the committed loads; what it takes stays taken in
+    /// the placer, for the caller to roll back or keep.
     /// FCFS and EASY never touch what runs: their candidates are the vjobs that do not. The
     /// context switch looks at what runs only when it must (see [`Board::admits_all`]).
-    fn policy_decision(&mut self, policy: &PolicyChoice) -> Decision {
+    fn policy_takes(&mut self, policy: &PolicyChoice) -> Decision {
         if let PolicyChoice::ContextSwitch(limits) = policy {
             if let Some(decision) = self.admits_all(limits) {
                 return decision;
@@ -585,17 +645,62 @@ impl Board {
             .map(|e| candidate(e))
             .collect();
         let placer = &mut self.placer;
-        let mark = placer.mark();
-        let decision = match policy {
+        match policy {
             PolicyChoice::Fcfs => policy::fcfs(&cands, placer),
             PolicyChoice::Easy { now } => {
                 let running = self.running_ends.iter().map(|&(end, cpus, _)| (end, cpus));
                 policy::easy(&cands, running, placer, *now, crate::resources::CPU)
             }
             PolicyChoice::ContextSwitch(limits) => policy::context_switch(&cands, placer, limits),
-        };
-        placer.rollback(mark);
-        decision
+        }
+    }
+
+    /// Whether what the placer took since `mark` is, in order, each VM of each vjob the
+    /// decision placed, on its node: then keeping it taken is keeping the decision's
+    /// placements and nothing else (their demands are checked as they are kept).
+    fn took_what_it_placed(&self, decision: &Decision, mark: Mark) -> bool {
+        let mut steps = self.placer.steps_since(mark);
+        let placed = (decision.placed.iter().flat_map(|(_, ns)| ns))
+            .all(|&n| steps.next().is_some_and(|(at, took, _)| took && at == n));
+        placed && steps.next().is_none()
+    }
+
+    /// Keeps the placements of the vjobs a decision starts taken since `mark`, as their
+    /// entries say, when each took what its VM needs; else rolls them back.
+    fn hold_starting(&mut self, decision: &Decision, mark: Mark) {
+        let mut held = 0;
+        let mut steps = self.placer.steps_since(mark);
+        for (id, ns) in &decision.placed {
+            let Some(e) = self.vjobs.get_mut(id) else { break };
+            let needs = |(vm, _): (usize, &NodeIdx)| e.input.demand.of(vm);
+            if !(ns.iter().enumerate()).all(|v| steps.next().is_some_and(|(_, _, d)| d == needs(v))) {
+                break;
+            }
+            e.starting = ns.clone();
+            held += 1;
+        }
+        drop(steps);
+        if held == decision.placed.len() {
+            self.starting.extend(decision.placed.iter().map(|(id, _)| *id));
+            self.placer.commit();
+            return;
+        }
+        for (id, _) in &decision.placed[..held] {
+            if let Some(e) = self.vjobs.get_mut(id) {
+                e.starting.clear();
+            }
+        }
+        self.placer.rollback(mark);
+    }
+
+    /// Releases the placements still held for vjobs not seen where they were started.
+    fn release_starting(&mut self) {
+        for id in std::mem::take(&mut self.starting) {
+            let Some(e) = self.vjobs.get_mut(&id) else { continue };
+            for (vm, h) in std::mem::take(&mut e.starting).into_iter().enumerate() {
+                self.placer.vacate(h, e.input.demand.of(vm));
+            }
+        }
     }
 
     /// The context switch's decision when it starts every vjob that does not run into room
@@ -620,7 +725,6 @@ impl Board {
             .collect();
         let mark = self.placer.mark();
         let decision = policy::context_switch(&cands, &mut self.placer, limits);
-        self.placer.rollback(mark);
         let eligible = cands.iter().filter(|c| c.eligible).count();
         let all_started = decision.run.len() == eligible && decision.placed.len() == eligible;
         let nothing_else = decision.waiting.is_empty()
@@ -629,7 +733,11 @@ impl Board {
             && decision.migrate.is_empty()
             && decision.boot.is_empty()
             && decision.short_of_room.is_empty();
-        (all_started && nothing_else).then_some(decision)
+        if !(all_started && nothing_else) {
+            self.placer.rollback(mark);
+            return None;
+        }
+        Some(decision)
     }
 
     /// Whether a decision only starts or resumes vjobs whose VMs are all away from nodes (so
@@ -745,11 +853,14 @@ impl Board {
     /// order): their VMs, and on each node what stays there as one immovable VM (the committed
     /// load, outside load and vjobs' VMs together), so that it costs the nodes and the VMs that
     /// start, not the VMs already on those nodes. Nothing else moves, so nothing else is needed.
+    /// `taken`: the placer still holds the decision's placements, its steps since that mark,
+    /// which are not what stays.
     fn arrivals_instance(
         &self,
         ask: &Ask<'_>,
         decision: &Decision,
         nodes: &[NodeIdx],
+        taken: Option<Mark>,
     ) -> (Instance, Vec<Option<(u64, usize)>>) {
         let starting: usize = (decision.run.iter())
             .filter_map(|&id| self.entry(id))
@@ -760,8 +871,22 @@ impl Board {
         model.reserve(0, nodes.len() + starting);
         let mut constraints = Vec::with_capacity(nodes.len() + starting);
         let mut vm_refs = Vec::with_capacity(nodes.len() + starting);
-        for (i, &n) in nodes.iter().enumerate() {
-            let held = self.placer.load(n);
+        let r = crate::resources::NAMES.len();
+        let mut staying: Vec<u64> = nodes
+            .iter()
+            .flat_map(|&n| self.placer.load(n).iter().copied())
+            .collect();
+        if let Some(mark) = taken {
+            let local = Local(nodes);
+            for (n, _, demand) in self.placer.steps_since(mark) {
+                let at = local.of(n) as usize * r;
+                for (k, d) in demand.iter().enumerate() {
+                    staying[at + k] -= d;
+                }
+            }
+        }
+        for (i, held) in staying.chunks(r).enumerate() {
+            let n = nodes[i];
             if held.iter().any(|&x| x > 0) {
                 let name = self.what_stays[n as usize]
                     .get_or_init(|| format!("{} (what stays)", self.nodes[n as usize].name).into());
@@ -1013,6 +1138,14 @@ fn standing_and_placed(vms: &VmsAt, nodes: &[NodeInput]) -> (Standing, Vec<(usiz
         _ => Standing::Waiting,
     };
     (standing, placed)
+}
+
+/// Whether `vms` are each running on the node `hosts` names for it, none of them offline (then
+/// each stays where it runs and holds what it needs there).
+fn running_on(vms: &VmsAt, hosts: &[NodeIdx], nodes: &[NodeInput]) -> bool {
+    let on = vms.on_nodes();
+    on.len() == hosts.len()
+        && (on.iter().zip(hosts)).all(|(at, &h)| *at == VmAt::Running(h) && !nodes[h as usize].offline)
 }
 
 /// A vjob as the policy sees it, borrowed from its entry.
@@ -1510,7 +1643,9 @@ mod tests {
                     placer.rollback(mark);
                     every
                 };
-                let kept = board.policy_decision(policy);
+                let mark = board.placer.mark();
+                let kept = board.policy_takes(policy);
+                board.placer.rollback(mark);
                 proptest::prop_assert_eq!(kept, every, "{:?}", policy);
             }
         }
@@ -1696,6 +1831,41 @@ mod tests {
     }
 
     /// What a decision of the touched nodes asks, with nothing moved by hand.
+    #[test]
+    fn placements_a_direct_plan_starts_are_held_until_seen_then_kept_or_released() {
+        use crate::resources::CPU;
+        let durations = DurationModel::default();
+        let easy = PolicyChoice::Easy { now: 0 };
+        let mut board = Board::new(nodes(2), None);
+        // Each vjob's one VM fills a node.
+        board.upsert(vjob(1, 0, vec![VmAt::NotStarted]));
+        let first = board.decide(&easy, &touched(&durations));
+        assert!(first.plan.is_some(), "a direct plan");
+        let n = first.decision.placed[0].1[0];
+        assert_eq!(board.placer.load(n)[CPU], 4, "held from the decision on");
+        // Seen running where it was placed: its VM occupies the node once.
+        board.upsert(vjob(1, 0, vec![VmAt::Running(n)]));
+        assert_eq!((board.placer.load(n)[CPU], board.placer.free(CPU)), (4, 4));
+        assert!(board.starting.is_empty());
+        // Started, then seen on another node: released where placed, occupied where seen.
+        board.upsert(vjob(2, 0, vec![VmAt::NotStarted]));
+        let second = board.decide(&easy, &touched(&durations));
+        let m = second.decision.placed[0].1[0];
+        assert_ne!(m, n);
+        board.upsert(vjob(2, 0, vec![VmAt::Running(n)]));
+        assert_eq!((board.placer.load(n)[CPU], board.placer.load(m)[CPU]), (8, 0));
+        // Started and not seen by the next decision: that one decides on what is seen, the
+        // same again, as a fresh board would.
+        board.remove(2);
+        board.upsert(vjob(3, 0, vec![VmAt::NotStarted]));
+        let third = board.decide(&easy, &touched(&durations));
+        let again = board.decide(&easy, &touched(&durations));
+        assert_eq!(third, again);
+        assert_eq!(board.placer.load(m)[CPU], 4, "held once, not twice");
+        board.remove(3);
+        assert_eq!(board.placer.free(CPU), 4, "leaving the board releases what was held");
+    }
+
     fn touched(durations: &DurationModel) -> Ask<'_> {
         Ask {
             moves: &[],

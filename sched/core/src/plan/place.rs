@@ -640,6 +640,13 @@ impl Placer {
         self.undo_demand.truncate(at);
     }
 
+    /// The takes (true) and releases since `mark`, in order: (node, taken, demand).
+    pub fn steps_since(&self, mark: Mark) -> impl Iterator<Item = (NodeIdx, bool, &[u64])> + '_ {
+        let r = self.nres;
+        (self.undo[mark.0..].iter().enumerate())
+            .map(move |(i, &(n, took))| (n, took, &self.undo_demand[(mark.0 + i) * r..(mark.0 + i + 1) * r]))
+    }
+
     /// Forgets the undo log (after a decision is final).
     pub fn commit(&mut self) {
         self.undo.clear();
