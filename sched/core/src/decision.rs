@@ -103,7 +103,8 @@ pub struct VjobInput {
     pub queue_priority: i32,
     pub priority: i32,
     pub submit_ms: u64,
-    pub user: String,
+    /// Shared: a vjob is given to the board again at each change of its state.
+    pub user: std::sync::Arc<str>,
     /// May be started or resumed.
     pub eligible: bool,
     /// May not be suspended now.
@@ -636,14 +637,16 @@ impl Board {
                 return decision;
             }
         }
-        let entries: Box<dyn Iterator<Item = &Entry>> = match policy {
-            PolicyChoice::ContextSwitch(_) => Box::new(self.vjobs.values().map(|e| &**e)),
-            _ => Box::new(self.not_running.iter().map(|id| &*self.vjobs[id])),
+        let (entries, count): (Box<dyn Iterator<Item = &Entry>>, usize) = match policy {
+            PolicyChoice::ContextSwitch(_) => (Box::new(self.vjobs.values().map(|e| &**e)), self.vjobs.len()),
+            _ => (
+                Box::new(self.not_running.iter().map(|id| &*self.vjobs[id])),
+                self.not_running.len(),
+            ),
         };
-        let cands: Vec<Candidate<'_>> = entries
-            .filter(|e| !e.input.admin_suspend)
-            .map(|e| candidate(e))
-            .collect();
+        // Sized up front: a filtered iterator would grow the vector a candidate at a time.
+        let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(count);
+        cands.extend(entries.filter(|e| !e.input.admin_suspend).map(|e| candidate(e)));
         let placer = &mut self.placer;
         match policy {
             PolicyChoice::Fcfs => policy::fcfs(&cands, placer),
@@ -718,11 +721,13 @@ impl Board {
         if !self.placer.room_for(&[&self.queued_demand]) {
             return None;
         }
-        let cands: Vec<Candidate<'_>> = (self.not_running.iter())
-            .map(|id| &*self.vjobs[id])
-            .filter(|e| !e.input.admin_suspend)
-            .map(candidate)
-            .collect();
+        let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(self.not_running.len());
+        cands.extend(
+            (self.not_running.iter())
+                .map(|id| &*self.vjobs[id])
+                .filter(|e| !e.input.admin_suspend)
+                .map(candidate),
+        );
         let mark = self.placer.mark();
         let decision = policy::context_switch(&cands, &mut self.placer, limits);
         let eligible = cands.iter().filter(|c| c.eligible).count();
@@ -774,7 +779,9 @@ impl Board {
     /// The nodes a decision touches, in order: where the policy placed VMs, and where the VMs
     /// of the vjobs it starts, suspends, pauses or unpauses are.
     fn touched_nodes(&self, decision: &Decision) -> Vec<NodeIdx> {
-        let mut nodes: Vec<NodeIdx> = decision.placed.iter().flat_map(|(_, ns)| ns.iter().copied()).collect();
+        let placed: usize = decision.placed.iter().map(|(_, ns)| ns.len()).sum();
+        let mut nodes: Vec<NodeIdx> = Vec::with_capacity(placed);
+        nodes.extend(decision.placed.iter().flat_map(|(_, ns)| ns.iter().copied()));
         nodes.extend(decision.migrate.iter().flat_map(|m| [m.from, m.to]));
         let moved = decision
             .run
@@ -872,10 +879,10 @@ impl Board {
         let mut constraints = Vec::with_capacity(nodes.len() + starting);
         let mut vm_refs = Vec::with_capacity(nodes.len() + starting);
         let r = crate::resources::NAMES.len();
-        let mut staying: Vec<u64> = nodes
-            .iter()
-            .flat_map(|&n| self.placer.load(n).iter().copied())
-            .collect();
+        let mut staying: Vec<u64> = Vec::with_capacity(nodes.len() * r);
+        for &n in nodes {
+            staying.extend_from_slice(self.placer.load(n));
+        }
         if let Some(mark) = taken {
             let local = Local(nodes);
             for (n, _, demand) in self.placer.steps_since(mark) {
@@ -1114,7 +1121,7 @@ impl Local<'_> {
 /// be placed again).
 fn standing_and_placed(vms: &VmsAt, nodes: &[NodeInput]) -> (Standing, Vec<(usize, NodeIdx)>) {
     let (mut running, mut paused, mut sleeping) = (false, false, matches!(vms, VmsAt::Away { sleeping: true, .. }));
-    let mut placed = Vec::new();
+    let mut placed = Vec::with_capacity(vms.on_nodes().len());
     for (i, at) in vms.on_nodes().iter().enumerate() {
         match *at {
             VmAt::Running(h) => {

@@ -326,7 +326,7 @@ impl Core {
             queue_priority: queue.priority,
             priority: job.priority,
             submit_ms: job.submit_ms,
-            user: job.user.clone(),
+            user: job.user.as_str().into(),
             eligible,
             protected: now < job.protected_until || job.admin_suspended,
             admin_suspend: job.admin_suspended && any_running,

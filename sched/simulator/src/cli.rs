@@ -457,6 +457,8 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
     let total = nodes as u64 * cores as u64;
     let mut skipped = trace.skipped;
     let mut jobs = Vec::new();
+    // One string per user, shared by the user's jobs.
+    let mut users: std::collections::HashMap<i64, std::sync::Arc<str>> = Default::default();
     for j in trace.jobs.iter().take(args.limit.unwrap_or(usize::MAX)) {
         let mem_per_core = j.mem_kib_per_proc.map(|k| k * 1024).unwrap_or(vm_memory);
         let vcpus = j.procs.min(cores) as u64;
@@ -470,7 +472,7 @@ fn trace_run(args: &Args, st: &Settings) -> Result<(SimConfig, Vec<SimJob>, usiz
             requested_ms: j.requested_s.map(|r| r * 1000),
             procs: j.procs,
             mem_per_core,
-            user: j.user.to_string(),
+            user: users.entry(j.user).or_insert_with(|| j.user.to_string().into()).clone(),
         });
     }
     let cfg = SimConfig {
@@ -565,7 +567,7 @@ fn synthetic(total_cores: u64, vm_memory: u64) -> Vec<SimJob> {
             requested_ms: Some(run_ms * (1 + rnd(3))),
             procs,
             mem_per_core: vm_memory,
-            user: format!("u{}", rnd(200)),
+            user: format!("u{}", rnd(200)).into(),
         });
     }
     for i in 0..jobs.len() {
@@ -581,7 +583,7 @@ fn synthetic(total_cores: u64, vm_memory: u64) -> Vec<SimJob> {
             requested_ms: Some(run_ms * (1 + rnd(3))),
             procs,
             mem_per_core: vm_memory,
-            user: format!("u{}", i % 200),
+            user: format!("u{}", i % 200).into(),
         });
     }
     jobs

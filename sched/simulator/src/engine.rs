@@ -116,7 +116,8 @@ pub struct SimJob {
     pub procs: u32,
     /// Memory per VM core, bytes.
     pub mem_per_core: u64,
-    pub user: String,
+    /// Shared by the jobs of one user.
+    pub user: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -437,7 +438,7 @@ impl Sim<'_> {
             let (jobs, st) = (self.jobs, &self.st);
             let running = (self.active.iter())
                 .filter(|&&j| st[j as usize].phase == Phase::Running)
-                .map(|&j| (jobs[j as usize].user.as_str(), jobs[j as usize].procs as u64));
+                .map(|&j| (&*jobs[j as usize].user, jobs[j as usize].procs as u64));
             self.ranks.usage.advance(now, *half_life, running);
         }
         if self.ranks.computed_at.is_some_and(|t| now < t + ranking.recalc_ms) {
@@ -447,7 +448,7 @@ impl Sim<'_> {
         let factors: std::collections::HashMap<String, f64> = match &ranking.fairshare {
             None => Default::default(),
             Some((_, shares)) => {
-                let users = self.active.iter().map(|&j| self.jobs[j as usize].user.as_str());
+                let users = self.active.iter().map(|&j| &*self.jobs[j as usize].user);
                 (shares.standing(&self.ranks.usage, users).into_iter())
                     .map(|s| (s.user, s.factor))
                     .collect()
@@ -462,7 +463,7 @@ impl Sim<'_> {
             if s.phase != Phase::Waiting {
                 continue;
             }
-            let fs = factors.get(&job.user).copied().unwrap_or(1.0);
+            let fs = factors.get(&*job.user).copied().unwrap_or(1.0);
             let waited = now.saturating_sub(job.submit_ms);
             let f = Factors::of(&ranking.weights, 0, 0, waited, fs, job.procs as u64, cluster);
             let rank = f.priority(&ranking.weights);
@@ -984,7 +985,7 @@ impl<'a> Sim<'a> {
                 out.response_ms.push(end - jobs[j].submit_ms);
                 out.run_ms.push(jobs[j].run_ms);
                 out.procs.push(jobs[j].procs);
-                out.users.push(jobs[j].user.clone());
+                out.users.push(jobs[j].user.to_string());
                 out.last_end_ms = out.last_end_ms.max(end);
             }
         }
