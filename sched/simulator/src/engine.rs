@@ -255,10 +255,14 @@ struct Sim<'a> {
     busy_cores: u64,
     out: Outcome,
     seg_start: Vec<u64>,
-    /// Jobs submitted and not done, in submission order.
-    active: std::collections::BTreeSet<u32>,
-    /// Jobs waiting, suspended or paused: those whose expansion factor grows with time.
-    queue: std::collections::BTreeSet<u32>,
+    /// Jobs submitted and not done, in submission order: kept only for ranking and power
+    /// management, which read them (a B-tree set costs its logarithm at every job otherwise).
+    active: Option<std::collections::BTreeSet<u32>>,
+    /// How many jobs are submitted and not done.
+    active_count: usize,
+    /// Jobs waiting, suspended or paused: those whose expansion factor grows with time. Kept
+    /// only for the preemptive policies, which refresh their priorities.
+    queue: Option<std::collections::BTreeSet<u32>>,
     /// Protections against preemption not lapsed yet as the board last saw them: (until, job).
     protections: std::collections::BTreeSet<(u64, u32)>,
     tick_pending: bool,
@@ -311,11 +315,15 @@ impl Sim<'_> {
         let cores = self.jobs[j].procs as u64;
         if matches!(old, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued -= 1;
-            self.queue.remove(&(j as u32));
+            if let Some(queue) = self.queue.as_mut() {
+                queue.remove(&(j as u32));
+            }
         }
         if matches!(phase, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued += 1;
-            self.queue.insert(j as u32);
+            if let Some(queue) = self.queue.as_mut() {
+                queue.insert(j as u32);
+            }
         }
         if old == Phase::Running {
             self.busy_cores -= cores;
@@ -418,7 +426,8 @@ impl Sim<'_> {
             // longer): only its protection lapses with time.
             let still = self.protections.split_off(&(now + 1, 0));
             let lapsed = std::mem::replace(&mut self.protections, still);
-            let due = self.queue.iter().copied().chain(lapsed.into_iter().map(|(_, j)| j));
+            let queue = self.queue.as_ref().expect("kept for the preemptive policies");
+            let due = queue.iter().copied().chain(lapsed.into_iter().map(|(_, j)| j));
             for j in due.collect::<Vec<u32>>() {
                 let (p, protected) = (
                     self.priority(j as usize, now),
@@ -434,9 +443,10 @@ impl Sim<'_> {
     fn rank(&mut self, now: u64) {
         use vjob_core::fairshare::Factors;
         let Some(ranking) = &self.cfg.ranking else { return };
+        let active = self.active.as_ref().expect("kept with ranking");
         if let Some((half_life, _)) = &ranking.fairshare {
             let (jobs, st) = (self.jobs, &self.st);
-            let running = (self.active.iter())
+            let running = (active.iter())
                 .filter(|&&j| st[j as usize].phase == Phase::Running)
                 .map(|&j| (&*jobs[j as usize].user, jobs[j as usize].procs as u64));
             self.ranks.usage.advance(now, *half_life, running);
@@ -448,7 +458,7 @@ impl Sim<'_> {
         let factors: std::collections::HashMap<String, f64> = match &ranking.fairshare {
             None => Default::default(),
             Some((_, shares)) => {
-                let users = self.active.iter().map(|&j| &*self.jobs[j as usize].user);
+                let users = active.iter().map(|&j| &*self.jobs[j as usize].user);
                 (shares.standing(&self.ranks.usage, users).into_iter())
                     .map(|s| (s.user, s.factor))
                     .collect()
@@ -458,7 +468,7 @@ impl Sim<'_> {
             self.ranks.of = vec![0; self.jobs.len()];
         }
         let cluster = self.cfg.nodes as u64 * self.cfg.cores as u64;
-        for &j in &self.active {
+        for &j in active {
             let (job, s) = (&self.jobs[j as usize], &self.st[j as usize]);
             if s.phase != Phase::Waiting {
                 continue;
@@ -655,7 +665,7 @@ impl Sim<'_> {
 
     /// Adds the energy drawn since the last event, at the power of the state kept meanwhile.
     fn integrate(&mut self, now: u64) {
-        if self.arrivals_left == 0 && self.active.is_empty() {
+        if self.arrivals_left == 0 && self.active_count == 0 {
             return;
         }
         let dt = now.saturating_sub(self.energy_t) as f64 / 1000.0;
@@ -684,7 +694,7 @@ impl Sim<'_> {
         let mut held = vec![0u64; n];
         let mut held_memory = vec![0u64; n];
         let mut present = vec![false; n];
-        for &j in &self.active {
+        for &j in self.active.as_ref().expect("kept with power management") {
             let s = &self.st[j as usize];
             match s.phase {
                 Phase::Starting | Phase::Running | Phase::Suspending | Phase::Paused => {
@@ -752,7 +762,7 @@ impl Sim<'_> {
             .iter()
             .filter(|p| matches!(p, PowerState::On | PowerState::Booting))
             .count();
-        let work_left = self.arrivals_left > 0 || !self.active.is_empty();
+        let work_left = self.arrivals_left > 0 || self.active_count > 0;
         // Spare nodes stay on however long they idle: only more empty nodes than that can go.
         let ready = self.empty_since.iter().flatten().count()
             + self.power.iter().filter(|&&p| p == PowerState::Booting).count();
@@ -769,7 +779,7 @@ impl Sim<'_> {
     fn consolidate(&mut self, now: u64, view: &[power::NodePower]) {
         let mut residents: Vec<Vec<power::Resident>> = vec![Vec::new(); view.len()];
         let mut keys: Vec<(u64, usize)> = Vec::new();
-        for &j in &self.active {
+        for &j in self.active.as_ref().expect("kept with power management") {
             let (s, job) = (&self.st[j as usize], &self.jobs[j as usize]);
             if !matches!(s.phase, Phase::Running | Phase::Starting) {
                 continue;
@@ -822,7 +832,10 @@ impl Sim<'_> {
                     self.push(self.jobs[k as usize].submit_ms, Event::Arrive { job: k });
                 }
                 self.seg_start[j] = now;
-                self.active.insert(job);
+                self.active_count += 1;
+                if let Some(active) = self.active.as_mut() {
+                    active.insert(job);
+                }
                 self.set_phase(j, Phase::Waiting, now);
                 self.dirty = true;
             }
@@ -833,7 +846,10 @@ impl Sim<'_> {
                 }
                 self.st[j].remaining_ms = 0;
                 self.st[j].end_ms = Some(now);
-                self.active.remove(&job);
+                self.active_count -= 1;
+                if let Some(active) = self.active.as_mut() {
+                    active.remove(&job);
+                }
                 self.set_phase(j, Phase::Done, now);
                 self.dirty = true;
             }
@@ -945,8 +961,9 @@ impl<'a> Sim<'a> {
                 ..Default::default()
             },
             seg_start: vec![0; jobs.len()],
-            active: Default::default(),
-            queue: Default::default(),
+            active: (cfg.ranking.is_some() || cfg.power_rule.is_some()).then(Default::default),
+            active_count: 0,
+            queue: matches!(cfg.policy, PolicyKind::Vjob | PolicyKind::Ss).then(Default::default),
             protections: Default::default(),
             tick_pending: false,
             power: vec![PowerState::On; cfg.nodes as usize],
