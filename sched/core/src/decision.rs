@@ -614,7 +614,7 @@ impl Board {
             .then(|| direct_plan(&instance, &vm_refs, &decision, &nodes))
             .flatten();
         match (keep, plan.is_some()) {
-            (true, true) => self.hold_starting(&decision, mark),
+            (true, true) => self.hold_starting(&decision),
             (true, false) => self.placer.rollback(mark),
             _ => {}
         }
@@ -659,41 +659,31 @@ impl Board {
     }
 
     /// Whether what the placer took since `mark` is, in order, each VM of each vjob the
-    /// decision placed, on its node: then keeping it taken is keeping the decision's
-    /// placements and nothing else (their demands are checked as they are kept).
+    /// decision placed, on its node with its demand: then keeping it taken is keeping the
+    /// decision's placements and nothing else.
     fn took_what_it_placed(&self, decision: &Decision, mark: Mark) -> bool {
         let mut steps = self.placer.steps_since(mark);
-        let placed = (decision.placed.iter().flat_map(|(_, ns)| ns))
-            .all(|&n| steps.next().is_some_and(|(at, took, _)| took && at == n));
+        let placed = decision.placed.iter().all(|(id, ns)| {
+            self.entry(*id).is_some_and(|e| {
+                (ns.iter().enumerate()).all(|(vm, &n)| {
+                    steps
+                        .next()
+                        .is_some_and(|(at, took, d)| took && at == n && d == e.input.demand.of(vm))
+                })
+            })
+        });
         placed && steps.next().is_none()
     }
 
-    /// Keeps the placements of the vjobs a decision starts taken since `mark`, as their
-    /// entries say, when each took what its VM needs; else rolls them back.
-    fn hold_starting(&mut self, decision: &Decision, mark: Mark) {
-        let mut held = 0;
-        let mut steps = self.placer.steps_since(mark);
+    /// Keeps the placements of the vjobs a decision starts taken, as their entries say.
+    fn hold_starting(&mut self, decision: &Decision) {
+        self.placer.commit();
         for (id, ns) in &decision.placed {
-            let Some(e) = self.vjobs.get_mut(id) else { break };
-            let needs = |(vm, _): (usize, &NodeIdx)| e.input.demand.of(vm);
-            if !(ns.iter().enumerate()).all(|v| steps.next().is_some_and(|(_, _, d)| d == needs(v))) {
-                break;
-            }
-            e.starting = ns.clone();
-            held += 1;
-        }
-        drop(steps);
-        if held == decision.placed.len() {
-            self.starting.extend(decision.placed.iter().map(|(id, _)| *id));
-            self.placer.commit();
-            return;
-        }
-        for (id, _) in &decision.placed[..held] {
             if let Some(e) = self.vjobs.get_mut(id) {
-                e.starting.clear();
+                e.starting = ns.clone();
+                self.starting.push(*id);
             }
         }
-        self.placer.rollback(mark);
     }
 
     /// Releases the placements still held for vjobs not seen where they were started.
@@ -1837,7 +1827,6 @@ mod tests {
         format!("v{id}-{i}").into()
     }
 
-    /// What a decision of the touched nodes asks, with nothing moved by hand.
     #[test]
     fn placements_a_direct_plan_starts_are_held_until_seen_then_kept_or_released() {
         use crate::resources::CPU;
@@ -1873,6 +1862,7 @@ mod tests {
         assert_eq!(board.placer.free(CPU), 4, "leaving the board releases what was held");
     }
 
+    /// What a decision of the touched nodes asks, with nothing moved by hand.
     fn touched(durations: &DurationModel) -> Ask<'_> {
         Ask {
             moves: &[],

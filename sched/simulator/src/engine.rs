@@ -315,15 +315,11 @@ impl Sim<'_> {
         let cores = self.jobs[j].procs as u64;
         if matches!(old, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued -= 1;
-            if let Some(queue) = self.queue.as_mut() {
-                queue.remove(&(j as u32));
-            }
+            keep_member(&mut self.queue, j as u32, false);
         }
         if matches!(phase, Phase::Waiting | Phase::Suspended | Phase::Paused) {
             self.queued += 1;
-            if let Some(queue) = self.queue.as_mut() {
-                queue.insert(j as u32);
-            }
+            keep_member(&mut self.queue, j as u32, true);
         }
         if old == Phase::Running {
             self.busy_cores -= cores;
@@ -833,9 +829,7 @@ impl Sim<'_> {
                 }
                 self.seg_start[j] = now;
                 self.active_count += 1;
-                if let Some(active) = self.active.as_mut() {
-                    active.insert(job);
-                }
+                keep_member(&mut self.active, job, true);
                 self.set_phase(j, Phase::Waiting, now);
                 self.dirty = true;
             }
@@ -847,9 +841,7 @@ impl Sim<'_> {
                 self.st[j].remaining_ms = 0;
                 self.st[j].end_ms = Some(now);
                 self.active_count -= 1;
-                if let Some(active) = self.active.as_mut() {
-                    active.remove(&job);
-                }
+                keep_member(&mut self.active, job, false);
                 self.set_phase(j, Phase::Done, now);
                 self.dirty = true;
             }
@@ -894,6 +886,15 @@ fn vm_name(id: u64, i: usize) -> std::sync::Arc<str> {
     buf[id.len()] = b'-';
     buf[id.len() + 1..len].copy_from_slice(i.as_bytes());
     std::str::from_utf8(&buf[..len]).expect("digits and a dash").into()
+}
+
+/// Adds job `j` to a set of jobs kept only when something reads it, or takes it away.
+fn keep_member(set: &mut Option<std::collections::BTreeSet<u32>>, j: u32, member: bool) {
+    match (set, member) {
+        (Some(set), true) => set.insert(j),
+        (Some(set), false) => set.remove(&j),
+        (None, _) => false,
+    };
 }
 
 /// Progress reports: called with (events done, events in all) now and then.

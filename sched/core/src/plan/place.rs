@@ -77,9 +77,13 @@ struct Slot {
     /// Bumped when the slot is freed: a remembered move to an older generation is stale.
     generation: u32,
     /// Recent moves out of this state: (demand, how) led to (slot, its generation then).
-    moves: [Option<Move>; 4],
+    moves: [Option<Move>; MOVES_REMEMBERED],
     next_move: u8,
 }
+
+/// How many moves out of its state a group remembers: a node's state changes by a few shapes
+/// of VM at a time (takes, and their undoing), most often one.
+const MOVES_REMEMBERED: usize = 4;
 
 #[derive(Clone, Copy)]
 struct Move {
@@ -108,7 +112,7 @@ impl Groups {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
                 s.state = k;
-                s.moves = [None; 4];
+                s.moves = [None; MOVES_REMEMBERED];
                 slot
             }
             None => {
@@ -116,7 +120,7 @@ impl Groups {
                     state: k,
                     nodes: NodeSet::default(),
                     generation: 0,
-                    moves: [None; 4],
+                    moves: [None; MOVES_REMEMBERED],
                     next_move: 0,
                 });
                 (self.slots.len() - 1) as u32
@@ -172,7 +176,7 @@ impl Groups {
             to,
             generation,
         });
-        s.next_move = (s.next_move + 1) % 4;
+        s.next_move = (s.next_move + 1) % MOVES_REMEMBERED as u8;
     }
 
     /// The first node of each group.
@@ -358,16 +362,20 @@ impl Placer {
         let known = (from != Groups::NONE)
             .then(|| groups.recall(from, shape, how))
             .flatten();
-        let key = known.is_none().then(|| self.state_key(n));
-        let groups = self.groups.as_mut().expect("checked above");
-        let to = known.unwrap_or_else(|| {
-            let to = groups.slot_of(key.expect("computed when not known"));
-            if from != Groups::NONE {
-                groups.learn(from, shape, how, to);
+        let to = match known {
+            Some(to) => to,
+            None => {
+                let key = self.state_key(n);
+                let groups = self.groups.as_mut().expect("checked above");
+                let to = groups.slot_of(key);
+                if from != Groups::NONE {
+                    groups.learn(from, shape, how, to);
+                }
+                to
             }
-            to
-        });
+        };
         if to != from {
+            let groups = self.groups.as_mut().expect("checked above");
             groups.remove(n);
             groups.put(n, to);
         }
