@@ -9,6 +9,7 @@
 pub mod check;
 pub mod decision;
 pub mod fairshare;
+pub mod hash;
 pub mod instance;
 pub mod model;
 pub mod placement;

@@ -441,19 +441,19 @@ impl Core {
                 debug_assert_eq!(built, fresh, "the kept decision board drifted from the records");
             }
             let Some(inst) = built.instance.clone() else {
-                self.note_waiting(built.decision.waiting.iter().chain(&waits));
+                self.note_waiting(&built.decision, &waits);
                 self.rec.manual_moves.clear();
                 return;
             };
             match built.plan.clone().map_or_else(|| plan::solve(&inst), Ok) {
                 Ok(p) => {
-                    self.note_waiting(built.decision.waiting.iter().chain(&waits));
+                    self.note_waiting(&built.decision, &waits);
                     break (built, inst, p);
                 }
                 // The touched nodes were not enough (a cycle wants a pivot elsewhere): all of them.
                 Err(_) if scope == Scope::Touched => scope = Scope::Whole,
                 Err(e) => {
-                    self.note_waiting(built.decision.waiting.iter().chain(&waits));
+                    self.note_waiting(&built.decision, &waits);
                     self.rec.manual_moves.clear();
                     tracing::error!(error = %e, "the planner found no plan; the policy's choice is dropped this round");
                     return;
@@ -508,12 +508,14 @@ impl Core {
         ids.iter().filter_map(|id| self.rec.jobs.get(id)).map(vms).collect()
     }
 
-    /// The reasons the vjobs wait, on their records.
-    fn note_waiting<'a>(&mut self, waiting: impl Iterator<Item = &'a (u64, String)>) {
-        for (id, why) in waiting {
+    /// The reasons the vjobs wait, the policy's and `waits` (those outside its view), on their
+    /// records.
+    fn note_waiting(&mut self, decision: &Decision, waits: &[(u64, String)]) {
+        let policys = decision.waiting.iter().map(|(id, why)| (id, &**why));
+        for (id, why) in policys.chain(waits.iter().map(|(id, why)| (id, why.as_str()))) {
             if let Some(job) = self.rec.jobs.get_mut(id) {
                 if job.reason.as_deref() != Some(why) {
-                    job.reason = Some(why.clone());
+                    job.reason = Some(why.to_string());
                     self.dirty.jobs.insert(*id);
                 }
             }

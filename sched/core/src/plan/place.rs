@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use super::room::{make_room, Relocation};
 pub use super::rules::Rules;
 use super::{describe, wanted_online, wanted_states, Constraint, Instance, PlanError};
+use crate::hash::WordHash;
 use crate::model::{fits, Model, NodeIdx, VmIdx, VmState, NO_NODE};
 
 /// Filter-and-score placement over per-node loads, with an undo log.
@@ -65,7 +66,7 @@ struct Groups {
     /// Each group; a slot whose set emptied is free, listed in `free`, its bits kept for the
     /// next group.
     slots: Vec<Slot>,
-    by_state: HashMap<StateKey, u32, StateHash>,
+    by_state: HashMap<StateKey, u32, WordHash>,
     /// Per node, its slot, or [`Groups::NONE`] when it is in no group (closed).
     of_node: Vec<u32>,
     free: Vec<u32>,
@@ -230,51 +231,12 @@ impl NodeSet {
     }
 }
 
-/// Hashes node states: every take and release of a placement moves its node between groups,
-/// so the hash is on the hot path; the keys are the placer's own numbers (no untrusted input
-/// to defend against), so a multiply-and-rotate mix (as rustc's FxHash) with a final avalanche
-/// serves instead of SipHash.
-#[derive(Default, Clone, Copy)]
-struct StateHash;
-
-impl std::hash::BuildHasher for StateHash {
-    type Hasher = StateHasher;
-    fn build_hasher(&self) -> StateHasher {
-        StateHasher(0)
-    }
-}
-
-struct StateHasher(u64);
-
-impl std::hash::Hasher for StateHasher {
-    /// Mixed down (splitmix64's finalizer): the states' numbers are often multiples of large
-    /// powers of two (memory in bytes), which would leave the low bits that pick a bucket alike.
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
 /// A node's capacity, load and load now, side by side (unused slots zero).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct StateKey([u64; 6]);
 
 impl std::hash::Hash for StateKey {
-    /// Word by word: an array hashes as a length and a byte slice, which [`StateHasher`]
+    /// Word by word: an array hashes as a length and a byte slice, which [`crate::hash::WordHasher`]
     /// would cut back into words.
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         for &x in &self.0 {
@@ -436,6 +398,11 @@ impl Placer {
     /// The room of resource `k` left on the open nodes together.
     pub fn free(&self, k: usize) -> u64 {
         self.free_total[k]
+    }
+
+    /// How many resources each node and VM has.
+    pub fn nres(&self) -> usize {
+        self.nres
     }
 
     /// Whether `n` takes new VMs.

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::{order, Candidate, Decision, Defragment, Limits, Move, Standing};
+use crate::hash::WordHash;
 use crate::model::NodeIdx;
 use crate::plan::place::Placer;
 use crate::plan::room::{make_room, Relocation};
@@ -18,6 +19,13 @@ use crate::resources::{CPU, MEMORY};
 struct Round<'a> {
     cands: &'a [Candidate<'a>],
     order: Vec<usize>,
+    /// The positions in `order` of the candidates that may be preempted (running or paused,
+    /// not protected), in order: under load most candidates wait, and a search for victims
+    /// passes over them.
+    preemptible: Vec<usize>,
+    /// For each entry of `preemptible`, the index of the first of its run of equal queue
+    /// priority and rank: within a run, priorities fall in order.
+    run_start: Vec<usize>,
     placer: &'a mut Placer,
     limits: &'a Limits,
     decision: Decision,
@@ -30,17 +38,17 @@ struct Round<'a> {
     suspended: Vec<bool>,
     /// Shapes (VMs to place, what each needs) that did not fit without preemption this round:
     /// a later candidate of the same shape and no higher priority cannot fit either.
-    failed_shapes: HashSet<Shape<'a>>,
+    failed_shapes: HashSet<Shape<'a>, WordHash>,
     /// Shapes that could not fit even by preemption: a later candidate has fewer possible
     /// victims, so it cannot either (until room is freed).
-    hopeless: HashSet<Shape<'a>>,
+    hopeless: HashSet<Shape<'a>, WordHash>,
     /// Some queue has a limit on running vjobs: they are counted.
     limited: bool,
     /// Per node, the VMs of running candidates there, (candidate, index in its `placed`):
     /// built the first time running VMs may be moved this round.
     running_on: Option<Vec<Vec<(usize, usize)>>>,
     /// Where the VMs moved this round are now.
-    moved_to: HashMap<(usize, usize), NodeIdx>,
+    moved_to: HashMap<(usize, usize), NodeIdx, WordHash>,
     /// Candidates some VM of which moves this round: they are not also suspended in it.
     moved: Vec<bool>,
     /// The placement rules of the candidate being admitted, when it has some.
@@ -57,9 +65,28 @@ type Shape<'a> = (usize, &'a [u64]);
 /// The context-switch policy. `placer` holds the load of the VMs of running candidates that
 /// have a host, and of everything else that occupies nodes.
 pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Limits) -> Decision {
+    let order = order(cands);
+    let preemptible: Vec<usize> = (order.iter().enumerate())
+        .filter(|&(_, &i)| {
+            let c = &cands[i];
+            matches!(c.standing, Standing::Running | Standing::Paused) && !c.protected
+        })
+        .map(|(pos, _)| pos)
+        .collect();
+    let run_of = |k: usize| {
+        let c = &cands[order[preemptible[k]]];
+        (c.queue_priority, c.rank)
+    };
+    let mut run_start = Vec::with_capacity(preemptible.len());
+    for k in 0..preemptible.len() {
+        let same = k > 0 && run_of(k - 1) == run_of(k);
+        run_start.push(if same { run_start[k - 1] } else { k });
+    }
     let mut round = Round {
         cands,
-        order: order(cands),
+        order,
+        preemptible,
+        run_start,
         placer,
         limits,
         decision: Decision::default(),
@@ -67,12 +94,12 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
         running_qu: HashMap::new(),
         running_g: HashMap::new(),
         suspended: vec![false; cands.len()],
-        failed_shapes: HashSet::new(),
-        hopeless: HashSet::new(),
+        failed_shapes: HashSet::default(),
+        hopeless: HashSet::default(),
         limited: limits.queues.values().any(|(q, u)| q.is_some() || u.is_some())
             || cands.iter().any(|c| c.group_limit.is_some()),
         running_on: None,
-        moved_to: HashMap::new(),
+        moved_to: HashMap::default(),
         moved: vec![false; cands.len()],
         rules: None,
     };
@@ -106,7 +133,7 @@ impl<'a> Round<'a> {
                 return;
             }
             if let Some(why) = self.over_limit(c).filter(|_| self.limited) {
-                self.decision.waiting.push((c.id, why));
+                self.decision.waiting.push((c.id, why.into()));
                 return;
             }
         }
@@ -199,8 +226,8 @@ impl<'a> Round<'a> {
                 self.suspend(i, None);
             } else {
                 let why = match c.rules {
-                    Some(r) => r.why_not(self.placer, c.demand),
-                    None => "waiting for resources".to_string(),
+                    Some(r) => r.why_not(self.placer, c.demand).into(),
+                    None => "waiting for resources".into(),
                 };
                 self.decision.waiting.push((c.id, why));
                 self.decision.short_of_room.push(c.id);
@@ -447,19 +474,24 @@ impl<'a> Round<'a> {
     /// `demands` fit; returns them, or `None` if even all of them are not enough.
     fn lowest_first(&mut self, pos: usize, c: &Candidate<'_>, demands: &[&[u64]], pausing: bool) -> Option<Vec<usize>> {
         let mut victims = Vec::new();
-        for &j in self.order[pos + 1..].iter().rev() {
+        let behind = self.preemptible.partition_point(|&p| p <= pos);
+        let mut k = self.preemptible.len();
+        while k > behind {
+            k -= 1;
+            let j = self.order[self.preemptible[k]];
             let v = &self.cands[j];
             let may_go = v.standing == Standing::Running || (!pausing && v.standing == Standing::Paused);
-            if !may_go || v.protected || self.suspended[j] || self.moved[j] {
+            if !may_go || self.suspended[j] || self.moved[j] {
                 continue;
             }
-            let outranked = c.queue_priority > v.queue_priority
-                || (super::seniority(c) < super::seniority(v)
-                    && self
-                        .limits
-                        .preempt_ratio
-                        .is_none_or(|r| c.priority as f64 >= r * v.priority as f64));
-            if !outranked {
+            let by_queue = c.queue_priority > v.queue_priority;
+            let by_ratio = (self.limits.preempt_ratio).is_none_or(|r| c.priority as f64 >= r * v.priority as f64);
+            if !by_queue && !by_ratio {
+                // The rest of its run, ahead of it, have priorities higher still.
+                k = self.run_start[k].max(behind);
+                continue;
+            }
+            if !by_queue && super::seniority(c) >= super::seniority(v) {
                 continue;
             }
             for &(vm, h) in v.placed {
@@ -556,7 +588,7 @@ enum Slot {
 struct RunningVms<'r> {
     cands: &'r [Candidate<'r>],
     on: &'r [Vec<(usize, usize)>],
-    moved_to: &'r mut HashMap<(usize, usize), NodeIdx>,
+    moved_to: &'r mut HashMap<(usize, usize), NodeIdx, WordHash>,
     gone: &'r [bool],
     arriving: &'r [u64],
 }

@@ -21,6 +21,7 @@
 
 mod context_switch;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub use context_switch::context_switch;
@@ -86,6 +87,22 @@ pub struct Candidate<'a> {
 }
 
 impl Candidate<'_> {
+    /// What the VMs to place (those not in `placed`) need of resource `k` together.
+    pub fn to_place_total(&self, k: usize) -> u64 {
+        match self.demand {
+            Demands::Alike(d) => d[k] * (self.vms - self.placed.len()) as u64,
+            Demands::Each(_) => {
+                self.demand.total(k, self.vms) - self.placed.iter().map(|&(vm, _)| self.demand.of(vm)[k]).sum::<u64>()
+            }
+        }
+    }
+
+    /// Whether what is free in all could hold the VMs to place: a counter comparison, checked
+    /// before anything is placed (no placement can hold more than is free).
+    pub fn may_fit(&self, placer: &Placer) -> bool {
+        (0..placer.nres()).all(|k| self.to_place_total(k) <= placer.free(k))
+    }
+
     /// What each VM to place needs (those not in `placed`), in VM order.
     pub fn to_place(&self) -> Vec<&[u64]> {
         match self.demand {
@@ -267,8 +284,9 @@ pub struct Decision {
     pub suspend: Vec<(u64, Option<u64>)>,
     /// Running vjobs to pause in memory, with the vjob they make room for.
     pub pause: Vec<(u64, u64)>,
-    /// Why each waiting candidate waits.
-    pub waiting: Vec<(u64, String)>,
+    /// Why each waiting candidate waits. Most reasons are fixed phrases, borrowed: a decision
+    /// names every waiting vjob, and a long queue would otherwise cost a string each.
+    pub waiting: Vec<(u64, Cow<'static, str>)>,
     /// Where the policy placed the VMs it placed, for each vjob of `run` that had some to
     /// place (the planner is free to choose otherwise; a plan of the nodes touched keeps to
     /// these, and so does every plan of a vjob that running VMs move for).
@@ -294,16 +312,18 @@ pub struct Move {
 
 /// The order in which candidates are considered: queue priority, job priority, submission, id.
 pub fn order(cands: &[Candidate<'_>]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..cands.len()).collect();
-    idx.sort_by_key(|&i| {
-        let c = &cands[i];
-        (
-            std::cmp::Reverse(c.queue_priority),
-            std::cmp::Reverse(c.rank),
-            seniority(c),
-        )
-    });
-    idx
+    use std::cmp::Reverse;
+    // Each key made once and sorted beside its index: a long queue is sorted at every
+    // decision, and a key made at each comparison cost more than the comparisons. The id makes
+    // keys unique, so an unstable sort orders as a stable one.
+    let mut keyed: Vec<_> = (cands.iter().enumerate())
+        .map(|(i, c)| {
+            let (_, priority, submit_ms, id) = seniority(c);
+            ((Reverse(c.queue_priority), Reverse(c.rank), priority, submit_ms, id), i)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Who outranks whom without ranks: higher queue priority, then higher job priority, then
@@ -327,8 +347,8 @@ pub fn fcfs(cands: &[Candidate<'_>], placer: &mut Placer) -> Decision {
         if c.standing == Standing::Running || !c.eligible {
             continue;
         }
-        let demands = c.to_place();
-        if let Some(nodes) = place(placer, c, &demands) {
+        let placed = c.may_fit(placer).then(|| place(placer, c, &c.to_place())).flatten();
+        if let Some(nodes) = placed {
             decision.run.push(c.id);
             decision.placed.push((c.id, nodes));
         } else {
@@ -359,7 +379,12 @@ pub fn easy(
     now: u64,
     rc: usize,
 ) -> Decision {
-    let mut decision = Decision::default();
+    // Under load most candidates wait: their reasons are recorded without regrowing.
+    let mut decision = Decision {
+        waiting: Vec::with_capacity(cands.len()),
+        short_of_room: Vec::with_capacity(cands.len()),
+        ..Decision::default()
+    };
     let size = |c: &Candidate<'_>| -> u64 { c.demand.total(rc, c.vms) };
     // Expected ends of what this decision starts, as (time, amount freed).
     let mut started: Vec<(u64, u64)> = Vec::new();
@@ -370,13 +395,12 @@ pub fn easy(
         if c.standing == Standing::Running || !c.eligible {
             continue;
         }
-        let demands = c.to_place();
         // Without an estimate, a waiting vjob is taken to run longer than any running one
         // without an estimate: it never backfills in time ahead of one.
         let estimate_end = now.saturating_add(c.requested_ms.unwrap_or(2 * UNKNOWN_RUNTIME_MS));
         match reservation {
             None => {
-                if let Some(nodes) = place(placer, c, &demands) {
+                if let Some(nodes) = c.may_fit(placer).then(|| place(placer, c, &c.to_place())).flatten() {
                     decision.run.push(c.id);
                     decision.placed.push((c.id, nodes));
                     started.push((estimate_end, size(c)));
@@ -394,8 +418,8 @@ pub fn easy(
             Some((shadow, extra)) => {
                 let fits_in_time = estimate_end <= shadow;
                 let fits_in_extra = size(c) <= extra;
-                let placed = (fits_in_time || fits_in_extra)
-                    .then(|| place(placer, c, &demands))
+                let placed = ((fits_in_time || fits_in_extra) && c.may_fit(placer))
+                    .then(|| place(placer, c, &c.to_place()))
                     .flatten();
                 if let Some(nodes) = placed {
                     decision.run.push(c.id);
@@ -623,7 +647,7 @@ mod tests {
         assert!(d.run.is_empty() && d.suspend.is_empty() && d.pause.is_empty());
         assert_eq!(
             d.waiting,
-            vec![(1, "paused in memory: waiting for processors on its nodes".to_string())]
+            vec![(1, "paused in memory: waiting for processors on its nodes".into())]
         );
         assert_eq!(with_held(&[]).run, vec![1]);
         // A job that needs its memory saves it to disk.
@@ -659,7 +683,7 @@ mod tests {
         let mut p = placer(&mut m, &cands);
         let d = context_switch(&cands, &mut p, &Limits::default());
         assert!(d.run.is_empty() && d.suspend.is_empty());
-        assert_eq!(d.waiting, vec![(2, "waiting for resources".to_string())]);
+        assert_eq!(d.waiting, vec![(2, "waiting for resources".into())]);
     }
 
     #[test]
