@@ -281,5 +281,7 @@ fn main() {
     println!("| trace | jobs | nodes x cores | plain EASY replay s | plain EASY replay on nodes s | vsim easy s | vsim vjob s |");
     println!("|---|---|---|---|---|---|---|");
     row(&kth, 10, 1024, 1, 122_000);
+    row(&kth, 14, 1024, 1, 122_000);
+    row(&kth, 15, 1024, 1, 122_000);
     row(&kth, 82, 1024, 8, 447_000);
 }

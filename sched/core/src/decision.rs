@@ -16,7 +16,7 @@ use crate::instance::{Action, ActionCosts, ActionKind, Constraint, Instance, Opt
 use crate::model::{Model, NodeIdx, VmIdx, VmState, NO_NODE};
 use crate::plan::place::{Mark, Placer};
 pub use crate::policy::Demands;
-use crate::policy::{self, Candidate, Decision, Limits, PauseRule, Standing};
+use crate::policy::{self, Candidate, Decision, Limits, OrderKey, PauseRule, Standing};
 use crate::resources::MEMORY;
 
 /// A node as a decision sees it.
@@ -174,6 +174,10 @@ pub struct Ask<'a> {
     pub always_plan: bool,
     /// Which nodes the instance holds.
     pub scope: Scope,
+    /// List every waiting vjob in the decision, with why it waits (vjobd shows the reasons,
+    /// power management reads who is short of room). Otherwise EASY may stop reading a long
+    /// queue where nothing more can start, and say so ([`Decision::unreached_from`]).
+    pub list_waiting: bool,
 }
 
 /// A decision and what carries it out.
@@ -249,6 +253,11 @@ pub struct Board {
     vjobs: BTreeMap<u64, Box<Entry>>,
     /// The vjobs not running (waiting, suspended, paused): all that FCFS and EASY consider.
     not_running: BTreeSet<u64>,
+    /// The same in the policies' order, made when FCFS or EASY first decide and kept from
+    /// then on: they read the queue from its head and stop where nothing more can start, so a
+    /// decision costs the vjobs it reaches, not the length of the queue. (The context switch
+    /// reads every vjob, and changes every waiting one's priority with time: it sorts them.)
+    queue_order: Option<BTreeSet<OrderKey>>,
     /// What runs, as (expected end, cpus, vjob), in order: EASY's reservations read it.
     running_ends: BTreeSet<(u64, u64, u64)>,
     /// The vjobs an administrator suspended.
@@ -342,6 +351,7 @@ impl Board {
             load: vec![Vec::new(); n],
             vjobs: BTreeMap::new(),
             not_running: BTreeSet::new(),
+            queue_order: None,
             running_ends: BTreeSet::new(),
             admin_suspended: BTreeSet::new(),
             running_misplaced: BTreeSet::new(),
@@ -510,6 +520,12 @@ impl Board {
                 set.remove(&id);
             }
         }
+        if let Some(queue) = self.queue_order.as_mut().filter(|_| e.standing != Standing::Running) {
+            match add {
+                true => queue.insert(order_key_of(e)),
+                false => queue.remove(&order_key_of(e)),
+            };
+        }
         let v = &e.input;
         if matches!(e.standing, Standing::Waiting | Standing::Suspended) && v.eligible && !v.admin_suspend {
             for (k, total) in self.queued_demand.iter_mut().enumerate() {
@@ -536,10 +552,17 @@ impl Board {
     /// The vjob's priority and protection, which change with time alone (an expansion factor,
     /// a quantum): updated in place.
     pub fn refresh(&mut self, id: u64, priority: i32, protected: bool) {
-        if let Some(e) = self.vjobs.get_mut(&id) {
-            e.input.priority = priority;
-            e.input.protected = protected;
+        let Some(e) = self.vjobs.get_mut(&id) else { return };
+        let queued = self.queue_order.as_mut().filter(|_| e.standing != Standing::Running);
+        match queued {
+            Some(queue) if e.input.priority != priority => {
+                queue.remove(&order_key_of(e));
+                e.input.priority = priority;
+                queue.insert(order_key_of(e));
+            }
+            _ => e.input.priority = priority,
         }
+        e.input.protected = protected;
     }
 
     /// Whether some vjob is not wholly running where it is: otherwise a decision has nothing
@@ -578,6 +601,9 @@ impl Board {
         }
         let mark = self.placer.mark();
         let mut decision = self.policy_takes(policy);
+        if ask.list_waiting {
+            self.list_unreached(&mut decision);
+        }
         decision
             .suspend
             .extend(self.admin_suspended.iter().map(|&id| (id, None)));
@@ -637,24 +663,45 @@ impl Board {
                 return decision;
             }
         }
-        let (entries, count): (Box<dyn Iterator<Item = &Entry>>, usize) = match policy {
-            PolicyChoice::ContextSwitch(_) => (Box::new(self.vjobs.values().map(|e| &**e)), self.vjobs.len()),
-            _ => (
-                not_running_entries(&self.vjobs, &self.not_running),
-                self.not_running.len(),
-            ),
-        };
-        // Sized up front: a filtered iterator would grow the vector a candidate at a time.
-        let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(count);
-        cands.extend(entries.filter(|e| !e.input.admin_suspend).map(|e| candidate(e)));
-        let placer = &mut self.placer;
+        if let PolicyChoice::ContextSwitch(limits) = policy {
+            // Sized up front: a filtered iterator would grow the vector a candidate at a time.
+            let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(self.vjobs.len());
+            cands.extend(
+                (self.vjobs.values().map(|e| &**e))
+                    .filter(|e| !e.input.admin_suspend)
+                    .map(candidate),
+            );
+            return policy::context_switch(&cands, &mut self.placer, limits);
+        }
+        let (vjobs, not_running) = (&self.vjobs, &self.not_running);
+        let queue =
+            (self.queue_order).get_or_insert_with(|| not_running.iter().map(|id| order_key_of(&vjobs[id])).collect());
+        let cands = (queue.iter())
+            .map(|key| &*vjobs[&key.4])
+            .filter(|e| !e.input.admin_suspend)
+            .map(candidate);
         match policy {
-            PolicyChoice::Fcfs => policy::fcfs(&cands, placer),
             PolicyChoice::Easy { now } => {
                 let running = self.running_ends.iter().map(|&(end, cpus, _)| (end, cpus));
-                policy::easy(&cands, running, placer, *now, crate::resources::CPU)
+                policy::easy(cands, running, &mut self.placer, *now, crate::resources::CPU)
             }
-            PolicyChoice::ContextSwitch(limits) => policy::context_switch(&cands, placer, limits),
+            _ => policy::fcfs(cands, &mut self.placer),
+        }
+    }
+
+    /// Lists the candidates EASY did not reach ([`Decision::unreached_from`]) as it lists those
+    /// it reached and could not start: each eligible one waits behind the reservation.
+    fn list_unreached(&self, decision: &mut Decision) {
+        let Some(from) = decision.unreached_from.take() else {
+            return;
+        };
+        let queue = self.queue_order.as_ref().expect("EASY reads the queue in order");
+        for key in queue.range(order_key_of(&self.vjobs[&from])..) {
+            let e = &self.vjobs[&key.4];
+            if e.input.eligible && !e.input.admin_suspend {
+                decision.waiting.push((key.4, policy::EASY_BACKFILL.into()));
+                decision.short_of_room.push(key.4);
+            }
         }
     }
 
@@ -1158,6 +1205,11 @@ fn not_running_entries<'b>(
     }
 }
 
+/// Where a vjob's entry stands in the policies' order.
+fn order_key_of(e: &Entry) -> OrderKey {
+    policy::order_key(&candidate(e))
+}
+
 /// A vjob as the policy sees it, borrowed from its entry.
 fn candidate(e: &Entry) -> Candidate<'_> {
     let v = &e.input;
@@ -1333,6 +1385,7 @@ mod tests {
                 durations: &DurationModel::default(),
                 always_plan: false,
                 scope,
+                list_waiting: true,
             },
             datacenter: &[],
         })
@@ -1446,6 +1499,7 @@ mod tests {
                 durations: &DurationModel::default(),
                 always_plan: false,
                 scope: Scope::Touched,
+                list_waiting: true,
             },
         );
         assert!(b
@@ -1646,8 +1700,8 @@ mod tests {
                     let placer = &mut board.placer;
                     let mark = placer.mark();
                     let every = match policy {
-                        PolicyChoice::Fcfs => policy::fcfs(&cands, placer),
-                        PolicyChoice::Easy { now } => policy::easy(&cands, ends, placer, *now, crate::resources::CPU),
+                        PolicyChoice::Fcfs => policy::fcfs(policy::in_order(&cands), placer),
+                        PolicyChoice::Easy { now } => policy::easy(policy::in_order(&cands), ends, placer, *now, crate::resources::CPU),
                         PolicyChoice::ContextSwitch(limits) => policy::context_switch(&cands, placer, limits),
                     };
                     placer.rollback(mark);
@@ -1798,6 +1852,7 @@ mod tests {
                 durations: &DurationModel::default(),
                 always_plan: false,
                 scope: Scope::Touched,
+                list_waiting: true,
             },
             datacenter: &[],
         });
@@ -1875,6 +1930,50 @@ mod tests {
         assert_eq!(board.placer.free(CPU), 4, "leaving the board releases what was held");
     }
 
+    #[test]
+    fn easy_stops_reading_a_queue_where_nothing_is_free_and_the_board_lists_the_rest_when_asked() {
+        // Two 4-cpu nodes, both taken by vjob 1 until t=100. The head (vjob 2) reserves t=100;
+        // nothing is free, so vjobs 3 to 5 cannot backfill and are not read. Vjob 4 is held.
+        let ns = nodes(2);
+        let mut vjobs = vec![
+            mixed(1, 0, vec![VmAt::Running(0), VmAt::Running(1)], &[4, 4]),
+            vjob(2, 0, vec![VmAt::NotStarted]),
+            vjob(3, 0, vec![VmAt::NotStarted]),
+            vjob(4, 0, vec![VmAt::NotStarted]),
+            vjob(5, 0, vec![VmAt::NotStarted]),
+        ];
+        vjobs[0].expected_end_ms = Some(100);
+        vjobs[3].eligible = false;
+        let durations = DurationModel::default();
+        let easy = PolicyChoice::Easy { now: 0 };
+        let decide = |list_waiting: bool| {
+            let mut board = Board::new(ns.clone(), None);
+            vjobs.iter().for_each(|v| board.upsert(v.clone()));
+            board
+                .decide(
+                    &easy,
+                    &Ask {
+                        list_waiting,
+                        ..touched(&durations)
+                    },
+                )
+                .decision
+        };
+        let head = (2, "waiting for resources (holds the reservation)".into());
+        let behind = |id: u64| (id, policy::EASY_BACKFILL.into());
+
+        let unlisted = decide(false);
+        assert_eq!(unlisted.waiting, vec![head.clone()]);
+        assert_eq!(unlisted.short_of_room, vec![2]);
+        assert_eq!(unlisted.unreached_from, Some(3));
+
+        let listed = decide(true);
+        assert_eq!(listed.waiting, vec![head, behind(3), behind(5)]);
+        assert_eq!(listed.short_of_room, vec![2, 3, 5]);
+        assert_eq!(listed.unreached_from, None);
+        assert!(listed.run.is_empty() && unlisted.run.is_empty());
+    }
+
     /// What a decision of the touched nodes asks, with nothing moved by hand.
     fn touched(durations: &DurationModel) -> Ask<'_> {
         Ask {
@@ -1883,6 +1982,7 @@ mod tests {
             durations,
             always_plan: false,
             scope: Scope::Touched,
+            list_waiting: true,
         }
     }
 

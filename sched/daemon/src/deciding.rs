@@ -400,6 +400,7 @@ impl Core {
                 durations: &self.durations.learned,
                 always_plan,
                 scope,
+                list_waiting: true,
             },
             datacenter: &self.cfg.datacenter.constraints,
         });
@@ -420,6 +421,7 @@ impl Core {
             durations: &self.durations.learned,
             always_plan: false,
             scope,
+            list_waiting: true,
         };
         let built = self.board.board.as_mut().expect("synced").decide(&policy, &ask);
         (built, waits)

@@ -517,6 +517,8 @@ impl Sim<'_> {
                 durations: &self.cfg.durations,
                 always_plan: false,
                 scope,
+                // Power management reads who is short of room; nothing else reads the reasons.
+                list_waiting: self.cfg.power_rule.is_some(),
             };
             let mut built = self.board.decide(&policy, &ask);
             if self.cfg.power_rule.is_some() {

@@ -22,6 +22,7 @@
 mod context_switch;
 
 use std::borrow::Cow;
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 pub use context_switch::context_switch;
@@ -298,6 +299,12 @@ pub struct Decision {
     pub short_of_room: Vec<u64>,
     /// Off nodes to switch on for vjobs that wait for them rather than preempt ([`Boots`]).
     pub boot: Vec<NodeIdx>,
+    /// EASY stopped at this candidate, nothing being free to start any more: it and every
+    /// eligible candidate after it in [`order`] wait for resources behind the reservation,
+    /// short of room. They are in neither `waiting` nor `short_of_room`, as a long queue would
+    /// cost two entries a vjob at every decision; a board lists them when asked
+    /// ([`crate::decision::Ask::list_waiting`]).
+    pub unreached_from: Option<u64>,
 }
 
 /// One VM of a running vjob to move live: some VM of `vjob` on node `from` goes to `to`, to make
@@ -310,40 +317,45 @@ pub struct Move {
     pub for_vjob: u64,
 }
 
-/// The order in which candidates are considered: queue priority, job priority, submission, id.
+/// Where a candidate stands in [`order`]: the smaller, the sooner.
+pub type OrderKey = (Reverse<i32>, Reverse<i64>, Reverse<i32>, u64, u64);
+
+/// A candidate's place in [`order`]: queue priority, rank, job priority, submission, id.
+pub fn order_key(c: &Candidate<'_>) -> OrderKey {
+    let (_, priority, submit_ms, id) = seniority(c);
+    (Reverse(c.queue_priority), Reverse(c.rank), priority, submit_ms, id)
+}
+
+/// The order in which candidates are considered: queue priority, rank, job priority,
+/// submission, id.
 pub fn order(cands: &[Candidate<'_>]) -> Vec<usize> {
-    use std::cmp::Reverse;
     // Each key made once and sorted beside its index: a long queue is sorted at every
     // decision, and a key made at each comparison cost more than the comparisons. The id makes
     // keys unique, so an unstable sort orders as a stable one.
-    let mut keyed: Vec<_> = (cands.iter().enumerate())
-        .map(|(i, c)| {
-            let (_, priority, submit_ms, id) = seniority(c);
-            ((Reverse(c.queue_priority), Reverse(c.rank), priority, submit_ms, id), i)
-        })
-        .collect();
+    let mut keyed: Vec<(OrderKey, usize)> = (cands.iter().enumerate()).map(|(i, c)| (order_key(c), i)).collect();
     keyed.sort_unstable();
     keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// `cands` in [`order`], for the policies that take their candidates one by one.
+pub fn in_order<'s, 'c>(cands: &'s [Candidate<'c>]) -> impl Iterator<Item = Candidate<'c>> + 's {
+    order(cands).into_iter().map(|i| cands[i].clone())
 }
 
 /// Who outranks whom without ranks: higher queue priority, then higher job priority, then
 /// earlier submission. A vjob preempts only vjobs it precedes both in [`order`] and by this,
 /// so that a rank (fair share, age) orders who starts first but never preempts by itself.
-pub fn seniority(c: &Candidate<'_>) -> (std::cmp::Reverse<i32>, std::cmp::Reverse<i32>, u64, u64) {
-    (
-        std::cmp::Reverse(c.queue_priority),
-        std::cmp::Reverse(c.priority),
-        c.submit_ms,
-        c.id,
-    )
+pub fn seniority(c: &Candidate<'_>) -> (Reverse<i32>, Reverse<i32>, u64, u64) {
+    (Reverse(c.queue_priority), Reverse(c.priority), c.submit_ms, c.id)
 }
 
 /// First come, first served: waiting vjobs start in order while they fit; the first that does
 /// not fit blocks all the others. No preemption. The baseline every scheduler is compared with.
-pub fn fcfs(cands: &[Candidate<'_>], placer: &mut Placer) -> Decision {
+/// `cands` come in [`order`] ([`in_order`]); those after the first that waits are not read.
+pub fn fcfs<'c>(cands: impl Iterator<Item = Candidate<'c>>, placer: &mut Placer) -> Decision {
     let mut decision = Decision::default();
-    for i in order(cands) {
-        let c = &cands[i];
+    for c in cands {
+        let c = &c;
         if c.standing == Standing::Running || !c.eligible {
             continue;
         }
@@ -372,17 +384,22 @@ pub fn fcfs(cands: &[Candidate<'_>], placer: &mut Placer) -> Decision {
 /// `running` is what runs, as (expected end, amount of `rc` it frees), in order of end: the
 /// caller keeps it across decisions (the board does), so that a decision costs the vjobs that
 /// wait, not those that run. Running vjobs among `cands` are passed over.
-pub fn easy(
-    cands: &[Candidate<'_>],
+///
+/// `cands` come in [`order`] ([`in_order`]). Once a reservation is held and nothing of `rc` is
+/// free, no later candidate can start (every VM needs some): they are not read, and the
+/// decision says where it stopped ([`Decision::unreached_from`]) instead of listing each.
+pub fn easy<'c>(
+    cands: impl Iterator<Item = Candidate<'c>>,
     running: impl IntoIterator<Item = (u64, u64)>,
     placer: &mut Placer,
     now: u64,
     rc: usize,
 ) -> Decision {
-    // Under load most candidates wait: their reasons are recorded without regrowing.
+    // Under load most candidates read wait: their reasons are recorded without regrowing.
+    let most = cands.size_hint().1.unwrap_or(0);
     let mut decision = Decision {
-        waiting: Vec::with_capacity(cands.len()),
-        short_of_room: Vec::with_capacity(cands.len()),
+        waiting: Vec::with_capacity(most),
+        short_of_room: Vec::with_capacity(most),
         ..Decision::default()
     };
     let size = |c: &Candidate<'_>| -> u64 { c.demand.total(rc, c.vms) };
@@ -390,10 +407,15 @@ pub fn easy(
     let mut started: Vec<(u64, u64)> = Vec::new();
     let mut running = Some(running);
     let mut reservation: Option<(u64, u64)> = None;
-    for i in order(cands) {
-        let c = &cands[i];
+    for c in cands {
+        let c = &c;
         if c.standing == Standing::Running || !c.eligible {
             continue;
+        }
+        if reservation.is_some() && placer.free(rc) == 0 {
+            debug_assert!(c.to_place_total(rc) > 0, "vjob {} has VMs that need no {rc}", c.id);
+            decision.unreached_from = Some(c.id);
+            break;
         }
         // Without an estimate, a waiting vjob is taken to run longer than any running one
         // without an estimate: it never backfills in time ahead of one.
@@ -410,9 +432,7 @@ pub fn easy(
                 started.sort_unstable();
                 let ends = merge_sorted(running.take().into_iter().flatten(), started.iter().copied());
                 reservation = Some(shadow(ends, placer.free(rc), size(c)));
-                decision
-                    .waiting
-                    .push((c.id, "waiting for resources (holds the reservation)".into()));
+                decision.waiting.push((c.id, EASY_HEAD.into()));
                 decision.short_of_room.push(c.id);
             }
             Some((shadow, extra)) => {
@@ -428,9 +448,7 @@ pub fn easy(
                         reservation = Some((shadow, extra - size(c)));
                     }
                 } else {
-                    decision
-                        .waiting
-                        .push((c.id, "waiting for resources (backfilling)".into()));
+                    decision.waiting.push((c.id, EASY_BACKFILL.into()));
                     decision.short_of_room.push(c.id);
                 }
             }
@@ -438,6 +456,11 @@ pub fn easy(
     }
     decision
 }
+
+/// Why EASY's head waits.
+const EASY_HEAD: &str = "waiting for resources (holds the reservation)";
+/// Why a vjob behind EASY's head waits.
+pub const EASY_BACKFILL: &str = "waiting for resources (backfilling)";
 
 /// EASY's reservation for a head that needs `need` with `free` free now: the earliest end
 /// (of `ends`, in order) by which enough is expected to be free, and what is left over then.
@@ -815,11 +838,11 @@ mod tests {
         long.requested_ms = Some(500);
         let cands = vec![running, head, short, long];
         let mut p = placer(&mut m, &cands);
-        let d = fcfs(&cands, &mut p);
+        let d = fcfs(in_order(&cands), &mut p);
         assert!(d.run.is_empty(), "the head does not fit: nothing starts");
         let mut m = cluster(2);
         let mut p = placer(&mut m, &cands);
-        let d = easy(&cands, running_ends(&cands, 0), &mut p, 0, 0);
+        let d = easy(in_order(&cands), running_ends(&cands, 0), &mut p, 0, 0);
         // The head is reserved for t=100; the short job ends before, the long one would delay it.
         assert_eq!(d.run, vec![3]);
     }
