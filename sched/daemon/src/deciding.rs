@@ -513,8 +513,8 @@ impl Core {
     /// The reasons the vjobs wait, the policy's and `waits` (those outside its view), on their
     /// records.
     fn note_waiting(&mut self, decision: &Decision, waits: &[(u64, String)]) {
-        let policys = decision.waiting.iter().map(|(id, why)| (id, &**why));
-        for (id, why) in policys.chain(waits.iter().map(|(id, why)| (id, why.as_str()))) {
+        let the_policys = decision.waiting.iter().map(|(id, why)| (id, &**why));
+        for (id, why) in the_policys.chain(waits.iter().map(|(id, why)| (id, why.as_str()))) {
             if let Some(job) = self.rec.jobs.get_mut(id) {
                 if job.reason.as_deref() != Some(why) {
                     job.reason = Some(why.to_string());

@@ -66,22 +66,7 @@ type Shape<'a> = (usize, &'a [u64]);
 /// have a host, and of everything else that occupies nodes.
 pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Limits) -> Decision {
     let order = order(cands);
-    let preemptible: Vec<usize> = (order.iter().enumerate())
-        .filter(|&(_, &i)| {
-            let c = &cands[i];
-            matches!(c.standing, Standing::Running | Standing::Paused) && !c.protected
-        })
-        .map(|(pos, _)| pos)
-        .collect();
-    let run_of = |k: usize| {
-        let c = &cands[order[preemptible[k]]];
-        (c.queue_priority, c.rank)
-    };
-    let mut run_start = Vec::with_capacity(preemptible.len());
-    for k in 0..preemptible.len() {
-        let same = k > 0 && run_of(k - 1) == run_of(k);
-        run_start.push(if same { run_start[k - 1] } else { k });
-    }
+    let (preemptible, run_start) = preemptible_runs(cands, &order);
     let mut round = Round {
         cands,
         order,
@@ -112,6 +97,26 @@ pub fn context_switch(cands: &[Candidate<'_>], placer: &mut Placer, limits: &Lim
         round.consider(pos);
     }
     round.decision
+}
+
+/// The positions in `order` of the candidates that may be preempted (running or paused, not
+/// protected), and for each the index (in that list) of the first of its run of equal queue
+/// priority and rank. See [`Round::preemptible`].
+fn preemptible_runs(cands: &[Candidate<'_>], order: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let preemptible: Vec<usize> = (order.iter().enumerate())
+        .filter(|&(_, &i)| matches!(cands[i].standing, Standing::Running | Standing::Paused) && !cands[i].protected)
+        .map(|(pos, _)| pos)
+        .collect();
+    let run_of = |k: usize| {
+        let c = &cands[order[preemptible[k]]];
+        (c.queue_priority, c.rank)
+    };
+    let mut run_start = Vec::with_capacity(preemptible.len());
+    for k in 0..preemptible.len() {
+        let same = k > 0 && run_of(k - 1) == run_of(k);
+        run_start.push(if same { run_start[k - 1] } else { k });
+    }
+    (preemptible, run_start)
 }
 
 impl<'a> Round<'a> {

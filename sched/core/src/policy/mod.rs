@@ -395,13 +395,7 @@ pub fn easy<'c>(
     now: u64,
     rc: usize,
 ) -> Decision {
-    // Under load most candidates read wait: their reasons are recorded without regrowing.
-    let most = cands.size_hint().1.unwrap_or(0);
-    let mut decision = Decision {
-        waiting: Vec::with_capacity(most),
-        short_of_room: Vec::with_capacity(most),
-        ..Decision::default()
-    };
+    let mut decision = Decision::default();
     let size = |c: &Candidate<'_>| -> u64 { c.demand.total(rc, c.vms) };
     // Expected ends of what this decision starts, as (time, amount freed).
     let mut started: Vec<(u64, u64)> = Vec::new();
